@@ -1,0 +1,35 @@
+import CBLAS
+
+/// Row-major single-precision GEMM: C = alpha · op(A) · op(B) + beta · C, with op(A): [M, K],
+/// op(B): [K, N], C: [M, N]. The one entry point to OpenBLAS's sgemm.
+public enum Gemm {
+    /// Calls OpenBLAS `cblas_sgemm` (row-major).
+    @inline(__always)
+    public static func sgemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                             alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                             b: UnsafePointer<Float>, ldb: Int,
+                             beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        if m == 0 || n == 0 { return }
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+
+    /// Reference triple loop with double accumulation, for tests.
+    public static func sgemmNaive(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
+                                  alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+                                  b: UnsafePointer<Float>, ldb: Int,
+                                  beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int) {
+        for i in 0..<m {
+            for j in 0..<n {
+                var acc = 0.0
+                for p in 0..<k {
+                    let av = transA ? a[p * lda + i] : a[i * lda + p]
+                    let bv = transB ? b[j * ldb + p] : b[p * ldb + j]
+                    acc += Double(av) * Double(bv)
+                }
+                let prev = beta == 0 ? 0 : beta * c[i * ldc + j]
+                c[i * ldc + j] = alpha * Float(acc) + prev
+            }
+        }
+    }
+}

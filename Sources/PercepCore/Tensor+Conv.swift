@@ -1,0 +1,42 @@
+import Foundation
+
+extension Tensor {
+    /// 2-D convolution, PyTorch's `F.conv2d`.
+    ///
+    /// input: [N, C_in, H, W], weight: [C_out, C_in/groups, KH, KW], bias: [C_out] →
+    /// [N, C_out, OH, OW], OH = (H + 2·padH − dilH·(KH−1) − 1)/strideH + 1.
+    /// The backward computes the weight gradient only when the weight needs one and the input
+    /// gradient only when the input needs one (a frozen loss network costs one pass, not two).
+    public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                       dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+        precondition(rank == 4 && weight.rank == 4, "conv2d: input \(shape) and weight \(weight.shape) must be 4-D")
+        let g = ConvGeometry(n: shape[0], cIn: shape[1], h: shape[2], w: shape[3], cOut: weight.shape[0],
+                             kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding,
+                             dilation: dilation, groups: groups)
+        precondition(weight.shape[1] * groups == shape[1], "conv2d: weight \(weight.shape) expects \(weight.shape[1] * groups) input channels, input has \(shape[1])")
+        if let p = g.problem { preconditionFailure("conv2d \(g): \(p)") }
+        if let bias { precondition(bias.shape == [g.cOut], "conv2d: bias \(bias.shape) must be [\(g.cOut)]") }
+        let out = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
+        ConvDispatch.forward(out.data, data, weight.data, bias?.data, g)
+        let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
+        Tape.record(out, inputs: inputs) { dy in
+            var dx: Tensor?, dw: Tensor?, db: Tensor?
+            if self.requiresGrad {
+                dx = Tensor(uninitialized: self.shape)
+                ConvDispatch.backwardData(dx!.data, dy.data, weight.data, g)
+            }
+            let wantBias = bias?.requiresGrad ?? false
+            if weight.requiresGrad || wantBias {
+                dw = weight.requiresGrad ? Tensor(uninitialized: weight.shape) : nil
+                db = wantBias ? Tensor(uninitialized: [g.cOut]) : nil
+                if let dw {
+                    ConvDispatch.backwardWeight(dw.data, db?.data, self.data, dy.data, g)
+                } else if let db {
+                    ConvIm2col.biasGrad(db.data, dy.data, g)
+                }
+            }
+            return bias == nil ? [dx, dw] : [dx, dw, db]
+        }
+        return out
+    }
+}

@@ -1,0 +1,161 @@
+import Foundation
+
+// Pooling over NCHW tensors; each (n, c) plane is independent, so planes split across threads.
+
+/// Output length of a pooling window along one axis (PyTorch's formula, including ceil mode's
+/// rule that the last window must start inside the input or left padding).
+func poolOutputSize(_ size: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1, ceilMode: Bool) -> Int {
+    let span = size + 2 * pad - dilation * (kernel - 1) - 1
+    var out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1
+    if ceilMode && (out - 1) * stride >= size + pad { out -= 1 }
+    return out
+}
+
+extension Tensor {
+    /// 2-D max pooling (PyTorch's `F.max_pool2d`; padding counts as −∞).
+    /// input: [N, C, H, W] → [N, C, OH, OW]. The gradient goes to each window's first maximum.
+    public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                          dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) -> Tensor {
+        precondition(rank == 4, "max_pool2d: input \(shape) must be [N, C, H, W]")
+        let s = stride ?? kernel
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "max_pool2d: padding must be at most half the kernel")
+        let oh = poolOutputSize(h, kernel: kernel.0, stride: s.0, pad: padding.0, dilation: dilation.0, ceilMode: ceilMode)
+        let ow = poolOutputSize(w, kernel: kernel.1, stride: s.1, pad: padding.1, dilation: dilation.1, ceilMode: ceilMode)
+        precondition(oh > 0 && ow > 0, "max_pool2d: kernel \(kernel) does not fit input \(h)×\(w)")
+        let out = Tensor(uninitialized: [n, c, oh, ow])
+        let needIndex = requiresGrad && Tape.current.isRecording
+        let index = Storage(count: needIndex ? out.count : 0)
+        let px = data, po = out.data, pi = index.base
+        parallelChunks(n * c, grain: Swift.max(1, 16_384 / Swift.max(oh * ow * kernel.0 * kernel.1, 1))) { planes in
+            for plane in planes {
+                let xin = px + plane * h * w, yo = po + plane * oh * ow
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var best = -Float.infinity, bi = -1
+                        for ky in 0..<kernel.0 {
+                            let iy = oy * s.0 - padding.0 + ky * dilation.0
+                            if iy < 0 || iy >= h { continue }
+                            for kx in 0..<kernel.1 {
+                                let ix = ox * s.1 - padding.1 + kx * dilation.1
+                                if ix < 0 || ix >= w { continue }
+                                let v = xin[iy * w + ix]
+                                if v > best || v.isNaN || bi < 0 { best = v; bi = iy * w + ix; if v.isNaN { break } }
+                            }
+                        }
+                        yo[oy * ow + ox] = best
+                        if needIndex { pi[plane * oh * ow + oy * ow + ox] = Float(bi) }
+                    }
+                }
+            }
+        }
+        let inShape = shape
+        Tape.record(out, inputs: [self]) { g in
+            let pi = index.base   // the closure keeps the index storage alive
+            let dx = Tensor.zeros(inShape)
+            let pg = g.data, pd = dx.data
+            parallelChunks(n * c, grain: 4) { planes in
+                for plane in planes {
+                    for k in 0..<(oh * ow) {
+                        let src = Int(pi[plane * oh * ow + k])
+                        pd[plane * h * w + src] += pg[plane * oh * ow + k]
+                    }
+                }
+            }
+            return [dx]
+        }
+        return out
+    }
+
+    /// 2-D average pooling (PyTorch's `F.avg_pool2d`). input: [N, C, H, W] → [N, C, OH, OW].
+    /// With `countIncludePad` the divisor counts padded positions inside the padded input.
+    public func avgPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
+                          ceilMode: Bool = false, countIncludePad: Bool = true) -> Tensor {
+        precondition(rank == 4, "avg_pool2d: input \(shape) must be [N, C, H, W]")
+        let s = stride ?? kernel
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let oh = poolOutputSize(h, kernel: kernel.0, stride: s.0, pad: padding.0, ceilMode: ceilMode)
+        let ow = poolOutputSize(w, kernel: kernel.1, stride: s.1, pad: padding.1, ceilMode: ceilMode)
+        precondition(oh > 0 && ow > 0, "avg_pool2d: kernel \(kernel) does not fit input \(h)×\(w)")
+        // Window bounds and divisor per output position, shared by forward and backward.
+        func window(_ o: Int, _ k: Int, _ st: Int, _ pad: Int, _ size: Int) -> (Int, Int, Int) {
+            let start = o * st - pad, end = min(start + k, size + pad)
+            return (Swift.max(start, 0), min(end, size), end - start)
+        }
+        let rows = (0..<oh).map { window($0, kernel.0, s.0, padding.0, h) }
+        let cols = (0..<ow).map { window($0, kernel.1, s.1, padding.1, w) }
+        func divisor(_ r: (Int, Int, Int), _ q: (Int, Int, Int)) -> Float {
+            Float(countIncludePad ? r.2 * q.2 : (r.1 - r.0) * (q.1 - q.0))
+        }
+        let out = Tensor(uninitialized: [n, c, oh, ow])
+        let px = data, po = out.data
+        parallelChunks(n * c, grain: 4) { planes in
+            for plane in planes {
+                for (oy, r) in rows.enumerated() {
+                    for (ox, q) in cols.enumerated() {
+                        var acc: Float = 0
+                        for iy in r.0..<Swift.max(r.0, r.1) { for ix in q.0..<Swift.max(q.0, q.1) { acc += px[plane * h * w + iy * w + ix] } }
+                        po[plane * oh * ow + oy * ow + ox] = acc / divisor(r, q)
+                    }
+                }
+            }
+        }
+        let inShape = shape
+        Tape.record(out, inputs: [self]) { g in
+            let dx = Tensor.zeros(inShape)
+            let pg = g.data, pd = dx.data
+            parallelChunks(n * c, grain: 4) { planes in
+                for plane in planes {
+                    for (oy, r) in rows.enumerated() {
+                        for (ox, q) in cols.enumerated() {
+                            let v = pg[plane * oh * ow + oy * ow + ox] / divisor(r, q)
+                            for iy in r.0..<Swift.max(r.0, r.1) { for ix in q.0..<Swift.max(q.0, q.1) { pd[plane * h * w + iy * w + ix] += v } }
+                        }
+                    }
+                }
+            }
+            return [dx]
+        }
+        return out
+    }
+
+    /// Adaptive average pooling to `size` (PyTorch's `F.adaptive_avg_pool2d`): output cell i
+    /// averages input rows floor(i·H/OH) ..< ceil((i+1)·H/OH). input: [N, C, H, W] → [N, C, OH, OW].
+    public func adaptiveAvgPool2d(_ size: (Int, Int)) -> Tensor {
+        precondition(rank == 4, "adaptive_avg_pool2d: input \(shape) must be [N, C, H, W]")
+        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+        let (oh, ow) = size
+        let rows = (0..<oh).map { ($0 * h / oh, (($0 + 1) * h + oh - 1) / oh) }
+        let cols = (0..<ow).map { ($0 * w / ow, (($0 + 1) * w + ow - 1) / ow) }
+        let out = Tensor(uninitialized: [n, c, oh, ow])
+        let px = data, po = out.data
+        parallelChunks(n * c, grain: 4) { planes in
+            for plane in planes {
+                for (oy, r) in rows.enumerated() {
+                    for (ox, q) in cols.enumerated() {
+                        var acc: Float = 0
+                        for iy in r.0..<r.1 { for ix in q.0..<q.1 { acc += px[plane * h * w + iy * w + ix] } }
+                        po[plane * oh * ow + oy * ow + ox] = acc / Float((r.1 - r.0) * (q.1 - q.0))
+                    }
+                }
+            }
+        }
+        let inShape = shape
+        Tape.record(out, inputs: [self]) { g in
+            let dx = Tensor.zeros(inShape)
+            let pg = g.data, pd = dx.data
+            parallelChunks(n * c, grain: 4) { planes in
+                for plane in planes {
+                    for (oy, r) in rows.enumerated() {
+                        for (ox, q) in cols.enumerated() {
+                            let v = pg[plane * oh * ow + oy * ow + ox] / Float((r.1 - r.0) * (q.1 - q.0))
+                            for iy in r.0..<r.1 { for ix in q.0..<q.1 { pd[plane * h * w + iy * w + ix] += v } }
+                        }
+                    }
+                }
+            }
+            return [dx]
+        }
+        return out
+    }
+}

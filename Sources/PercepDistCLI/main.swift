@@ -1,0 +1,14 @@
+import ArgumentParser
+import Foundation
+import PercepCore
+import PercepNN
+
+/// The percep-dist command line.
+struct PercepDist: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "percep-dist",
+        abstract: "Data-parallel training with the generic perceptual loss.",
+        subcommands: [Bench.self, Demo.self])
+}
+
+PercepDist.main()

@@ -1,0 +1,70 @@
+import XCTest
+@testable import PercepCore
+
+/// Each fast convolution path against the naive reference kernels.
+final class ConvKernelTests: XCTestCase {
+    static let geometries: [ConvGeometry] = [
+        ConvGeometry(n: 2, cIn: 3, h: 9, w: 7, cOut: 5, kh: 3, kw: 3, padding: (1, 1)),
+        ConvGeometry(n: 1, cIn: 4, h: 11, w: 10, cOut: 6, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1)),
+        ConvGeometry(n: 1, cIn: 4, h: 12, w: 12, cOut: 4, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2)),
+        ConvGeometry(n: 2, cIn: 4, h: 6, w: 6, cOut: 6, kh: 3, kw: 3, padding: (1, 1), groups: 2),
+        ConvGeometry(n: 1, cIn: 6, h: 8, w: 8, cOut: 6, kh: 3, kw: 3, padding: (1, 1), groups: 6),
+        ConvGeometry(n: 2, cIn: 5, h: 7, w: 6, cOut: 3, kh: 1, kw: 1),
+        ConvGeometry(n: 1, cIn: 8, h: 9, w: 9, cOut: 4, kh: 1, kw: 1, stride: (2, 2)),
+        ConvGeometry(n: 1, cIn: 3, h: 20, w: 18, cOut: 4, kh: 7, kw: 7, stride: (2, 2), padding: (3, 3)),
+        ConvGeometry(n: 1, cIn: 2, h: 9, w: 9, cOut: 3, kh: 5, kw: 3, padding: (2, 1)),
+        ConvGeometry(n: 2, cIn: 19, h: 40, w: 36, cOut: 16, kh: 3, kw: 3, padding: (1, 1)),
+    ]
+
+    func assertClose(_ a: Tensor, _ b: Tensor, _ what: String, rtol: Float = 1e-4, atol: Float = 1e-5) {
+        var worst: Float = 0, at = 0
+        for i in 0..<a.count {
+            let excess = abs(a.data[i] - b.data[i]) - (atol + rtol * abs(b.data[i]))
+            if excess > worst { worst = excess; at = i }
+        }
+        XCTAssertEqual(worst, 0, "\(what): element \(at) is \(a.data[at]), reference \(b.data[at])")
+    }
+
+    func check(_ algorithm: ConvAlgorithm) {
+        ConvDispatch.force(algorithm)
+        defer { ConvDispatch.force(nil) }
+        for (i, g) in Self.geometries.enumerated() {
+            XCTAssertNil(g.problem)
+            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: UInt64(i), requiresGrad: false)
+            let w = randomTensor([g.cOut, g.cInPerGroup, g.kh, g.kw], seed: UInt64(100 + i), requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: UInt64(200 + i), requiresGrad: false)
+            let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: UInt64(300 + i), requiresGrad: false)
+            let yRef = Tensor(uninitialized: dy.shape), y = Tensor(uninitialized: dy.shape)
+            ConvIm2col.forwardNaive(yRef.data, x.data, w.data, b.data, g)
+            ConvDispatch.forward(y.data, x.data, w.data, b.data, g)
+            assertClose(y, yRef, "\(algorithm) forward \(g)")
+            let dxRef = Tensor(uninitialized: x.shape), dwRef = Tensor(uninitialized: w.shape), dbRef = Tensor(uninitialized: b.shape)
+            ConvIm2col.backwardNaive(dxRef.data, dwRef.data, dbRef.data, x.data, w.data, dy.data, g)
+            let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape), db = Tensor(uninitialized: b.shape)
+            ConvDispatch.backwardData(dx.data, dy.data, w.data, g)
+            ConvDispatch.backwardWeight(dw.data, db.data, x.data, dy.data, g)
+            assertClose(dx, dxRef, "\(algorithm) backward data \(g)")
+            assertClose(dw, dwRef, "\(algorithm) backward weight \(g)")
+            assertClose(db, dbRef, "\(algorithm) backward bias \(g)")
+        }
+    }
+
+    func testIm2colMatchesReference() { check(.im2col) }
+    func testDNNLMatchesReference() { check(.dnnl) }
+
+    func testSgemmMatchesReference() {
+        for (m, n, k, ta, tb) in [(5, 7, 3, false, false), (4, 6, 9, true, false), (8, 3, 5, false, true), (6, 6, 6, true, true)] {
+            let a = randomTensor([m * k], seed: 1, requiresGrad: false), b = randomTensor([k * n], seed: 2, requiresGrad: false)
+            let c = randomTensor([m * n], seed: 3, requiresGrad: false), cRef = c.copy()
+            let lda = ta ? m : k, ldb = tb ? k : n
+            Gemm.sgemm(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: a.data, lda: lda, b: b.data, ldb: ldb, beta: 0.3, c: c.data, ldc: n)
+            Gemm.sgemmNaive(transA: ta, transB: tb, m: m, n: n, k: k, alpha: 0.7, a: a.data, lda: lda, b: b.data, ldb: ldb, beta: 0.3, c: cRef.data, ldc: n)
+            assertClose(c, cRef, "sgemm \(m)x\(n)x\(k) \(ta) \(tb)", rtol: 1e-5)
+        }
+    }
+
+    func testInvalidGeometryIsReported() {
+        XCTAssertNotNil(ConvGeometry(n: 1, cIn: 3, h: 2, w: 2, cOut: 4, kh: 5, kw: 5).problem)
+        XCTAssertNotNil(ConvGeometry(n: 1, cIn: 3, h: 8, w: 8, cOut: 4, kh: 3, kw: 3, groups: 2).problem)
+    }
+}

@@ -1,0 +1,69 @@
+import XCTest
+@testable import PercepCore
+
+/// Deterministic test inputs: values in [lo, hi) from a seeded generator.
+func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float = 1, requiresGrad: Bool = true) -> Tensor {
+    var rng = SeededRNG(seed: seed, stream: "test")
+    let t = Tensor(uninitialized: shape)
+    rng.fillUniform(t, lo: lo, hi: hi)
+    t.requiresGrad = requiresGrad
+    return t
+}
+
+/// Values that are at least `gap` apart in magnitude from each other and from 0, shuffled, so
+/// that max, ReLU, abs and pooling have no ties and no kinks within a finite-difference step.
+func separatedTensor(_ shape: [Int], seed: UInt64, gap: Float = 0.05) -> Tensor {
+    let n = shape.reduce(1, *)
+    var rng = SeededRNG(seed: seed, stream: "separated")
+    let order = rng.permutation(n)
+    let values = order.map { i -> Float in
+        let v = gap * Float(i / 2 + 1)
+        return i % 2 == 0 ? v : -v
+    }
+    return Tensor(shape: shape, values: values, requiresGrad: true)
+}
+
+/// Checks every input's analytic gradient of sum(f(inputs) · R) against central differences.
+///
+/// R is a fixed random tensor so that each output element gets a distinct weight. Up to
+/// `maxChecks` elements per input are perturbed (evenly spread).
+func checkGradients(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rtol: Double = 2e-2, atol: Double = 2e-3,
+                    maxChecks: Int = 40, file: StaticString = #filePath, line: UInt = #line,
+                    _ f: ([Tensor]) -> Tensor) {
+    Tape.current.reset()
+    for x in inputs { x.grad = nil }
+    let out = f(inputs)
+    let r = randomTensor(out.shape, seed: 99, lo: -1, hi: 1, requiresGrad: false)
+    let loss = (out * r).sum()
+    loss.backward()
+    func objective() -> Double {
+        Tape.withoutGrad {
+            let o = f(inputs)
+            var acc = 0.0
+            for i in 0..<o.count { acc += Double(o.data[i]) * Double(r.data[i]) }
+            return acc
+        }
+    }
+    for (k, x) in inputs.enumerated() where x.requiresGrad {
+        guard let g = x.grad else { XCTFail("\(name): input \(k) got no gradient", file: file, line: line); continue }
+        XCTAssertEqual(g.shape, x.shape, "\(name): gradient shape", file: file, line: line)
+        let step = max(1, x.count / maxChecks)
+        var failures = 0
+        for i in stride(from: 0, to: x.count, by: step) {
+            let orig = x.data[i]
+            x.data[i] = orig + eps
+            let up = objective()
+            x.data[i] = orig - eps
+            let down = objective()
+            x.data[i] = orig
+            let numeric = (up - down) / (2 * Double(eps))
+            let analytic = Double(g.data[i])
+            if abs(numeric - analytic) > atol + rtol * abs(numeric) {
+                failures += 1
+                if failures <= 3 {
+                    XCTFail("\(name): input \(k) element \(i): analytic \(analytic) vs numeric \(numeric)", file: file, line: line)
+                }
+            }
+        }
+    }
+}
