@@ -28,8 +28,10 @@ let package = Package(
             dependencies: ["PercepCore", "PercepNN",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
-        .testTarget(name: "PercepCoreTests", dependencies: ["PercepCore"]),
-        .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore"],
+        // Finite-difference checks and seeded test tensors shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "PercepCoreTests", dependencies: ["PercepCore", "TestSupport"]),
+        .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PercepCore
 
 /// Each fast convolution path against the naive reference kernels.

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PercepCore
 
 /// Finite-difference checks of every op's backward rule.

@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PercepCore
 
 /// The seeded generator must give the same bits everywhere and the right distributions.

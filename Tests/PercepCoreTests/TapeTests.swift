@@ -1,4 +1,5 @@
 import XCTest
+import TestSupport
 @testable import PercepCore
 
 /// Semantics of the tape: what is recorded, what is computed, what is released.

@@ -1,8 +1,8 @@
 import XCTest
-@testable import PercepCore
+import PercepCore
 
 /// Deterministic test inputs: values in [lo, hi) from a seeded generator.
-func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float = 1, requiresGrad: Bool = true) -> Tensor {
+public func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float = 1, requiresGrad: Bool = true) -> Tensor {
     var rng = SeededRNG(seed: seed, stream: "test")
     let t = Tensor(uninitialized: shape)
     rng.fillUniform(t, lo: lo, hi: hi)
@@ -12,7 +12,7 @@ func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float = 1, r
 
 /// Values that are at least `gap` apart in magnitude from each other and from 0, shuffled, so
 /// that max, ReLU, abs and pooling have no ties and no kinks within a finite-difference step.
-func separatedTensor(_ shape: [Int], seed: UInt64, gap: Float = 0.05) -> Tensor {
+public func separatedTensor(_ shape: [Int], seed: UInt64, gap: Float = 0.05) -> Tensor {
     let n = shape.reduce(1, *)
     var rng = SeededRNG(seed: seed, stream: "separated")
     let order = rng.permutation(n)
@@ -27,7 +27,7 @@ func separatedTensor(_ shape: [Int], seed: UInt64, gap: Float = 0.05) -> Tensor 
 ///
 /// R is a fixed random tensor so that each output element gets a distinct weight. Up to
 /// `maxChecks` elements per input are perturbed (evenly spread).
-func checkGradients(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rtol: Double = 2e-2, atol: Double = 2e-3,
+public func checkGradients(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2, rtol: Double = 2e-2, atol: Double = 2e-3,
                     maxChecks: Int = 40, file: StaticString = #filePath, line: UInt = #line,
                     _ f: ([Tensor]) -> Tensor) {
     Tape.current.reset()
