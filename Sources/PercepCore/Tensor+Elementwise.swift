@@ -143,13 +143,15 @@ extension Tensor {
     /// x^p for a scalar exponent.
     public func pow(_ p: Float) -> Tensor {
         if p == 2 { return unaryOp({ $0 * $0 }, { x, _ in 2 * x }) }
+        // x⁰ is constant: its gradient is 0 even at x = 0, where p·x^(p−1) would be 0·∞.
+        if p == 0 { return unaryOp({ _ in 1 }, { _, _ in 0 }) }
         return unaryOp({ Foundation.pow($0, p) }, { x, _ in p * Foundation.pow(x, p - 1) })
     }
     /// |x|; the derivative at 0 is 0, as in PyTorch.
     public func abs() -> Tensor { unaryOp({ Swift.abs($0) }, { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) }) }
-    /// Clamps to [lo, hi]; the gradient passes where lo ≤ x ≤ hi.
+    /// Clamps to [lo, hi]; the gradient passes where lo < x < hi (PyTorch gives 0 at the bounds).
     public func clamp(min lo: Float = -.infinity, max hi: Float = .infinity) -> Tensor {
-        unaryOp({ Swift.min(Swift.max($0, lo), hi) }, { x, _ in (x >= lo && x <= hi) ? 1 : 0 })
+        unaryOp({ Swift.min(Swift.max($0, lo), hi) }, { x, _ in (x > lo && x < hi) ? 1 : 0 })
     }
     /// Swift.max(x, 0).
     public func relu() -> Tensor { unaryOp({ $0 > 0 ? $0 : 0 }, { x, _ in x > 0 ? 1 : 0 }) }

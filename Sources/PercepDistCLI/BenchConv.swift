@@ -111,7 +111,7 @@ struct BenchConv: ParsableCommand {
         ThreadBudget.set(threads ?? ThreadBudget.threads)
         let peak = measureSgemmPeak()
         struct Row: Codable {
-            var name: String; var shape: String; var algorithm: String
+            var name: String; var shape: String; var algorithm: [String]
             var fwd_gflops: Double; var bwd_data_gflops: Double; var bwd_weight_gflops: Double
             var efficiency: Double
             var by_algorithm: [String: ConvTiming]?
@@ -128,12 +128,12 @@ struct BenchConv: ParsableCommand {
             totalFlops += 3 * c.geometry.flops
             totalSeconds += 3 * c.geometry.flops / (t.combined_gflops * 1e9)
             rows.append(Row(name: c.name, shape: c.geometry.description,
-                            algorithm: ConvDispatch.algorithm(for: c.geometry).rawValue,
+                            algorithm: ConvPass.allCases.map { ConvDispatch.algorithm(for: c.geometry, pass: $0).rawValue },
                             fwd_gflops: t.fwd_gflops, bwd_data_gflops: t.bwd_data_gflops,
                             bwd_weight_gflops: t.bwd_weight_gflops, efficiency: t.combined_gflops / peak, by_algorithm: by))
             if !json {
                 var line = String(format: "%-34@ %-8@ fwd %6.1f  bwd-data %6.1f  bwd-weight %6.1f GFLOP/s  eff %.2f",
-                                  c.name as NSString, rows.last!.algorithm as NSString,
+                                  c.name as NSString, rows.last!.algorithm.map { String($0.prefix(1)) }.joined() as NSString,
                                   t.fwd_gflops, t.bwd_data_gflops, t.bwd_weight_gflops, t.combined_gflops / peak)
                 if let by {
                     line += "  |" + ConvAlgorithm.allCases.map { String(format: " %@ %.1f", $0.rawValue, by[$0.rawValue]!.combined_gflops) }.joined()

@@ -87,11 +87,20 @@ public enum Loss {
         let pi = input.data, pt = target.data, pp = pointwise.data
         for k in 0..<input.count { let t = pt[k]; pp[k] = t > 0 ? t * (Foundation.log(t) - pi[k]) : 0 }
         let values = Tensor(shape: input.shape, storage: pointwise.storage)
-        Tape.record(values, inputs: [input]) { g in
-            let dx = Tensor(uninitialized: input.shape)
-            let pt = target.data   // the closure keeps the target alive
-            for k in 0..<input.count { dx.data[k] = -pt[k] * g.data[k] }
-            return [dx]
+        Tape.record(values, inputs: [input, target]) { g in
+            let pt = target.data, pi = input.data, pg = g.data
+            var dx: Tensor?, dt: Tensor?
+            if input.requiresGrad {
+                let d = Tensor(uninitialized: input.shape)
+                for k in 0..<input.count { d.data[k] = -pt[k] * pg[k] }
+                dx = d
+            }
+            if target.requiresGrad {   // d/dt [t·(log t − x)] = log t + 1 − x
+                let d = Tensor(uninitialized: target.shape)
+                for k in 0..<target.count { d.data[k] = (Foundation.log(pt[k]) + 1 - pi[k]) * pg[k] }
+                dt = d
+            }
+            return [dx, dt]
         }
         if batchMean { return values.sum() * (1 / Float(input.shape[0])) }
         return reduce(values, reduction)

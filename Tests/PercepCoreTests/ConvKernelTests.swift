@@ -15,6 +15,8 @@ final class ConvKernelTests: XCTestCase {
         ConvGeometry(n: 1, cIn: 3, h: 20, w: 18, cOut: 4, kh: 7, kw: 7, stride: (2, 2), padding: (3, 3)),
         ConvGeometry(n: 1, cIn: 2, h: 9, w: 9, cOut: 3, kh: 5, kw: 3, padding: (2, 1)),
         ConvGeometry(n: 2, cIn: 19, h: 40, w: 36, cOut: 16, kh: 3, kw: 3, padding: (1, 1)),
+        ConvGeometry(n: 1, cIn: 6, h: 5, w: 7, cOut: 4, kh: 1, kw: 1),
+        ConvGeometry(n: 3, cIn: 6, h: 5, w: 7, cOut: 4, kh: 1, kw: 1, groups: 2),
     ]
 
     func assertClose(_ a: Tensor, _ b: Tensor, _ what: String, rtol: Float = 1e-4, atol: Float = 1e-5) {
@@ -27,14 +29,18 @@ final class ConvKernelTests: XCTestCase {
     }
 
     func check(_ algorithm: ConvAlgorithm) {
+        for (i, g) in Self.geometries.enumerated() { checkOne(algorithm, g, seed: UInt64(i)) }
+    }
+
+    func checkOne(_ algorithm: ConvAlgorithm, _ g: ConvGeometry, seed i: UInt64) {
         ConvDispatch.force(algorithm)
         defer { ConvDispatch.force(nil) }
-        for (i, g) in Self.geometries.enumerated() {
-            XCTAssertNil(g.problem)
-            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: UInt64(i), requiresGrad: false)
-            let w = randomTensor([g.cOut, g.cInPerGroup, g.kh, g.kw], seed: UInt64(100 + i), requiresGrad: false)
-            let b = randomTensor([g.cOut], seed: UInt64(200 + i), requiresGrad: false)
-            let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: UInt64(300 + i), requiresGrad: false)
+        XCTAssertNil(g.problem)
+        do {
+            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: i, requiresGrad: false)
+            let w = randomTensor([g.cOut, g.cInPerGroup, g.kh, g.kw], seed: 100 + i, requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: 200 + i, requiresGrad: false)
+            let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 300 + i, requiresGrad: false)
             let yRef = Tensor(uninitialized: dy.shape), y = Tensor(uninitialized: dy.shape)
             ConvIm2col.forwardNaive(yRef.data, x.data, w.data, b.data, g)
             ConvDispatch.forward(y.data, x.data, w.data, b.data, g)
@@ -51,6 +57,18 @@ final class ConvKernelTests: XCTestCase {
     }
 
     func testIm2colMatchesReference() { check(.im2col) }
+
+    func testIm2colInSampleChunksMatchesReference() {
+        // A budget of two samples' columns splits batches of 3 into chunks of 2 and 1.
+        let saved = ConvIm2col.columnBudget
+        defer { ConvIm2col.columnBudget = saved }
+        for g in Self.geometries {
+            ConvIm2col.columnBudget = 2 * g.colRows * g.outH * g.outW
+            var h = g
+            h.n = 3
+            checkOne(.im2col, h, seed: 7)
+        }
+    }
     func testDNNLMatchesReference() { check(.dnnl) }
 
     func testSgemmMatchesReference() {

@@ -88,6 +88,11 @@ def encode_tensor(t):
     a = t.detach().to(torch.float32).contiguous().numpy().reshape(-1)
     if not np.all(np.isfinite(a)):
         raise ValueError("non-finite value in fixture tensor")
+    # The Swift side parses each number as Double and rounds to Float; make sure that recovers
+    # exactly these float32 values.
+    back = np.array([float(str(v)) for v in a], dtype=np.float64).astype(np.float32)
+    if not np.array_equal(back.view(np.uint32), a.view(np.uint32)):
+        raise ValueError("float32 values do not round-trip through their decimal form")
     # str(np.float32) is the shortest decimal that parses back to the same float32; going through
     # float() lets json write it as a plain number (repr of that double has the same digits).
     return {"shape": list(t.shape), "data": [float(str(v)) for v in a]}
@@ -235,10 +240,12 @@ def elementwise_cases():
     case("sigmoid", "sigmoid", {}, [("a", x, True)], torch.sigmoid)
     case("tanh", "tanh", {}, [("a", randn(3, 5, scale=2.0), True)], torch.tanh)
 
-    # clamp: the gradient passes on the closed interval, so values exactly at a bound pass.
-    x = randn(4, 5)
-    x[0, 0], x[0, 1] = -0.5, 0.75
-    case("clamp_both", "clamp", {"min": -0.5, "max": 0.75}, [("a", x, True)],
+    case("clamp_both", "clamp", {"min": -0.5, "max": 0.75}, [("a", randn(4, 5), True)],
+         lambda a: torch.clamp(a, -0.5, 0.75))
+    # Values exactly at a bound: this PyTorch gives them gradient 0 (only the open interval passes).
+    x = randn(3, 4)
+    x[0, 0], x[0, 1], x[2, 3] = -0.5, 0.75, 0.75
+    case("clamp_at_bounds", "clamp", {"min": -0.5, "max": 0.75}, [("a", x, True)],
          lambda a: torch.clamp(a, -0.5, 0.75))
     case("clamp_min", "clamp", {"min": 0.1, "max": None}, [("a", randn(4, 5), True)],
          lambda a: torch.clamp(a, min=0.1))
@@ -348,14 +355,14 @@ def matmul_cases():
 
 
 def conv_case(name, n, cin, h, w, cout, k, stride=(1, 1), padding=(0, 0), dilation=(1, 1), groups=1,
-              bias=True, x_grad=True, w_grad=True, big=False):
+              bias=True, x_grad=True, w_grad=True, b_grad=True, big=False):
     """One F.conv2d case; `big` uses quantized data so large planes stay small on disk."""
     kh, kw = (k, k) if isinstance(k, int) else k
     draw = quantized if big else randn
     inputs = [("x", draw(n, cin, h, w), x_grad),
               ("weight", draw(cout, cin // groups, kh, kw, scale=0.5), w_grad)]
     if bias:
-        inputs.append(("bias", draw(cout), True))
+        inputs.append(("bias", draw(cout), b_grad))
     params = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation), "groups": groups}
     fn = lambda x, wt, b=None: F.conv2d(x, wt, b, stride=stride, padding=padding, dilation=dilation, groups=groups)
     upstream = None
@@ -367,7 +374,9 @@ def conv_case(name, n, cin, h, w, cout, k, stride=(1, 1), padding=(0, 0), dilati
 
 
 def conv_cases():
-    # Small outputs (< 32x32): im2col + GEMM under the default dispatch rule.
+    # The engine dispatches each pass to im2col + GEMM or oneDNN by shape (channels per group,
+    # depthwise, output size); the cases span those inputs, and the Swift test also runs every
+    # case with each algorithm forced.
     conv_case("conv_3x3_p1", 2, 3, 6, 5, 4, 3, padding=(1, 1))
     conv_case("conv_3x3_s2_p1", 1, 3, 7, 8, 4, 3, stride=(2, 2), padding=(1, 1))
     conv_case("conv_3x3_nobias", 2, 2, 5, 5, 3, 3, bias=False)
@@ -379,13 +388,18 @@ def conv_cases():
     conv_case("conv_rect_kernel", 1, 2, 6, 7, 3, (1, 3), stride=(1, 2), padding=(0, 1))
     conv_case("conv_weight_frozen", 1, 3, 5, 5, 2, 3, padding=(1, 1), w_grad=False)
     conv_case("conv_input_frozen", 2, 3, 5, 5, 2, 3, padding=(1, 1), x_grad=False)
-    # Depthwise (groups == C_in): oneDNN under the default rule, whatever the size.
+    conv_case("conv_bias_frozen", 2, 3, 5, 5, 2, 3, padding=(1, 1), b_grad=False)
+    conv_case("conv_only_bias_grad", 2, 3, 5, 5, 2, 3, padding=(1, 1), x_grad=False, w_grad=False)
+    # Channels per group a multiple of 8 (oneDNN's block size).
+    conv_case("conv_c8_3x3_p1", 2, 8, 5, 5, 4, 3, padding=(1, 1))
+    conv_case("conv_c16_groups2_1x1", 1, 16, 4, 4, 6, 1, groups=2)
+    # Depthwise (groups == C_in).
     conv_case("conv_depthwise_3x3", 2, 4, 6, 6, 4, 3, padding=(1, 1), groups=4)
     conv_case("conv_depthwise_mult2_s2", 1, 3, 7, 7, 6, 3, stride=(2, 2), padding=(1, 1), groups=3)
     # Even input, stride 2, no padding: the last input row/column is never read (oneDNN's right
     # padding comes out negative).
     conv_case("conv_depthwise_s2_croprow", 1, 2, 8, 8, 2, 3, stride=(2, 2), groups=2)
-    # Large outputs (>= 32x32): oneDNN under the default rule.
+    # Large outputs (>= 32x32).
     conv_case("conv_big_3x3_p1", 1, 4, 34, 34, 8, 3, padding=(1, 1), big=True)
     conv_case("conv_big_s2_croprow", 1, 1, 66, 66, 2, 3, stride=(2, 2), big=True)
     conv_case("conv_big_dil2_groups2_nobias", 1, 2, 36, 36, 2, 3, padding=(2, 2), dilation=(2, 2), groups=2,
@@ -401,7 +415,9 @@ def pool_cases():
         ("maxpool_2x2", (2, 2, 6, 6), (2, 2), (2, 2), (0, 0), (1, 1), False),
         ("maxpool_3x3_s2_p1", (1, 2, 7, 8), (3, 3), (2, 2), (1, 1), (1, 1), False),
         ("maxpool_ceil_odd", (1, 2, 7, 7), (2, 2), (2, 2), (0, 0), (1, 1), True),
-        ("maxpool_ceil_pad_lastwindow", (1, 1, 6, 6), (3, 3), (2, 2), (1, 1), (1, 1), True),
+        ("maxpool_ceil_pad", (1, 1, 6, 6), (3, 3), (2, 2), (1, 1), (1, 1), True),
+        # Ceil mode would add a window starting in the right padding; PyTorch drops it (5x5 -> 3x3).
+        ("maxpool_ceil_drop_lastwindow", (1, 2, 5, 5), (2, 2), (2, 2), (1, 1), (1, 1), True),
         ("maxpool_dil2", (1, 2, 8, 8), (3, 3), (1, 1), (1, 1), (2, 2), False),
         ("maxpool_rect", (1, 2, 5, 9), (2, 3), (1, 2), (0, 1), (1, 1), False),
     ]:
@@ -416,6 +432,7 @@ def pool_cases():
         ("avgpool_ceil_incl", (1, 2, 6, 6), (3, 3), (2, 2), (1, 1), True, True),
         ("avgpool_ceil_excl", (1, 2, 6, 6), (3, 3), (2, 2), (1, 1), True, False),
         ("avgpool_ceil_nopad", (1, 1, 7, 5), (2, 2), (2, 2), (0, 0), True, True),
+        ("avgpool_ceil_drop_lastwindow", (1, 2, 5, 5), (2, 2), (2, 2), (1, 1), True, True),
         ("avgpool_rect", (1, 2, 5, 9), (2, 3), (1, 2), (1, 1), False, False),
     ]:
         case(name, "avg_pool2d", {"kernel": list(k), "stride": list(s) if s else None, "padding": list(p),
@@ -466,17 +483,21 @@ def resize_cases():
 
 
 def norm_cases():
-    def bn_case(name, shape, training, affine=True, stats=True, momentum=0.1, eps=1e-5, tol=TIGHT):
+    def bn_case(name, shape, training, weight=True, bias=True, stats=True, momentum=0.1, eps=1e-5,
+                offset=0.5, tol=TIGHT):
         c = shape[1]
-        inputs = [("x", randn(*shape, scale=2.0) + 0.5, True)]
-        if affine:
-            inputs += [("weight", uniform(0.5, 1.5, c), True), ("bias", randn(c), True)]
+        inputs = [("x", randn(*shape, scale=2.0) + offset, True)]
+        if weight:
+            inputs.append(("weight", uniform(0.5, 1.5, c), True))
+        if bias:
+            inputs.append(("bias", randn(c), True))
         if stats:
             inputs += [("running_mean", randn(c, scale=0.3), False), ("running_var", uniform(0.5, 2.0, c), False)]
 
         def fn(x, *rest):
             rest = list(rest)
-            w, b = (rest.pop(0), rest.pop(0)) if affine else (None, None)
+            w = rest.pop(0) if weight else None
+            b = rest.pop(0) if bias else None
             # Copies, so the caller's leaves stay the initial buffers; the updated ones are extras.
             rm, rv = (rest.pop(0).clone(), rest.pop(0).clone()) if stats else (None, None)
             y = F.batch_norm(x, rm, rv, w, b, training=training, momentum=momentum, eps=eps)
@@ -486,23 +507,34 @@ def norm_cases():
 
     bn_case("batchnorm_train_nchw", (3, 4, 3, 3), True)
     bn_case("batchnorm_train_nc", (6, 5), True, momentum=0.3, eps=1e-3)
-    bn_case("batchnorm_train_noaffine", (2, 3, 4, 4), True, affine=False)
+    bn_case("batchnorm_train_noaffine", (2, 3, 4, 4), True, weight=False, bias=False)
+    bn_case("batchnorm_train_bias_only", (2, 3, 3, 3), True, weight=False)
+    # Mean away from zero relative to the spread (as far as float32 PyTorch itself stays exact).
+    bn_case("batchnorm_train_offset", (4, 2, 3, 3), True, offset=8.0)
     bn_case("batchnorm_train_nostats", (2, 3, 3, 3), True, stats=False)
     bn_case("batchnorm_eval_nchw", (2, 4, 3, 3), False)
     bn_case("batchnorm_eval_nc", (4, 3), False, eps=1e-3)
 
-    def gn_case(name, shape, groups, affine=True, eps=1e-5):
+    def gn_case(name, shape, groups, weight=True, bias=True, eps=1e-5):
         c = shape[1]
         inputs = [("x", randn(*shape, scale=1.5) - 0.3, True)]
-        if affine:
-            inputs += [("weight", uniform(0.5, 1.5, c), True), ("bias", randn(c), True)]
-        case(name, "group_norm", {"groups": groups, "eps": eps}, inputs,
-             lambda x, w=None, b=None: F.group_norm(x, groups, w, b, eps))
+        if weight:
+            inputs.append(("weight", uniform(0.5, 1.5, c), True))
+        if bias:
+            inputs.append(("bias", randn(c), True))
+
+        def fn(x, *rest):
+            rest = list(rest)
+            w = rest.pop(0) if weight else None
+            b = rest.pop(0) if bias else None
+            return F.group_norm(x, groups, w, b, eps)
+        case(name, "group_norm", {"groups": groups, "eps": eps}, inputs, fn)
 
     gn_case("groupnorm_g3", (2, 6, 3, 3), 3)
     gn_case("groupnorm_g1", (2, 4, 3, 2), 1)
     gn_case("groupnorm_instance", (2, 4, 3, 3), 4)
-    gn_case("groupnorm_noaffine", (2, 6, 2, 3), 2, affine=False, eps=1e-3)
+    gn_case("groupnorm_noaffine", (2, 6, 2, 3), 2, weight=False, bias=False, eps=1e-3)
+    gn_case("groupnorm_weight_only", (2, 4, 3, 3), 2, bias=False)
     gn_case("groupnorm_2d_input", (3, 8), 2)
 
     for op, f in [("softmax", F.softmax), ("log_softmax", F.log_softmax)]:
@@ -561,6 +593,12 @@ def loss_cases():
     for red in ("mean", "sum", "batchmean", "none"):
         case(f"kl_div_{red}", "kl_div", {"reduction": red}, kl_inputs(),
              lambda x, t, red=red: F.kl_div(x, t, reduction=red))
+    # The target is differentiable in PyTorch too (d/dt = log t + 1 - input); no zeros here, where
+    # that derivative is infinite.
+    case("kl_div_target_grad", "kl_div", {"reduction": "batchmean"},
+         [("log_probs", F.log_softmax(randn(3, 4, scale=1.5), dim=1), True),
+          ("target", F.softmax(randn(3, 4, scale=1.5), dim=1), True)],
+         lambda x, t: F.kl_div(x, t, reduction="batchmean"))
 
     for red in ("mean", "sum", "none"):
         case(f"mse_{red}", "mse", {"reduction": red}, [("pred", randn(3, 4), True), ("target", randn(3, 4), True)],
@@ -587,18 +625,19 @@ def loss_cases():
             loss = alpha_t * loss
         return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[red]
 
-    def focal_inputs(binary=True):
+    def focal_inputs(binary=True, target_grad=False):
         x = randn(3, 4, scale=2.0)
         t = (torch.rand(3, 4) < 0.4).float() if binary else torch.rand(3, 4)
-        return [("logits", x, True), ("target", t, False)]
-    for name, alpha, gamma, red, binary in [
-        ("focal_a025_g2_none", 0.25, 2.0, "none", True),
-        ("focal_a025_g2_mean", 0.25, 2.0, "mean", True),
-        ("focal_a025_g2_sum", 0.25, 2.0, "sum", True),
-        ("focal_noalpha_g1_5_soft", -1.0, 1.5, "mean", False),
-        ("focal_a05_g3_sum", 0.5, 3.0, "sum", True),
+        return [("logits", x, True), ("target", t, target_grad)]
+    for name, alpha, gamma, red, binary, tg in [
+        ("focal_a025_g2_none", 0.25, 2.0, "none", True, False),
+        ("focal_a025_g2_mean", 0.25, 2.0, "mean", True, False),
+        ("focal_a025_g2_sum", 0.25, 2.0, "sum", True, False),
+        ("focal_noalpha_g1_5_soft", -1.0, 1.5, "mean", False, False),
+        ("focal_a05_g3_sum", 0.5, 3.0, "sum", True, False),
+        ("focal_soft_target_grad", 0.25, 2.0, "mean", False, True),
     ]:
-        case(name, "sigmoid_focal", {"alpha": alpha, "gamma": gamma, "reduction": red}, focal_inputs(binary),
+        case(name, "sigmoid_focal", {"alpha": alpha, "gamma": gamma, "reduction": red}, focal_inputs(binary, tg),
              lambda x, t, a=alpha, g=gamma, r=red: focal(x, t, a, g, r))
     # gamma = 0 with a logit that saturates sigmoid to exactly 1 in float32 (1 - p_t == 0):
     # PyTorch's pow backward treats exponent 0 as a zero gradient, so the result stays finite.
@@ -624,6 +663,8 @@ def composite_cases():
     # x used by several ops: gradients from every use must add up.
     case("chain_reuse", "chain_reuse", {}, [("x", randn(3, 4), True)], lambda x: x * x + x.exp() - x)
     case("chain_self_add", "chain_self_add", {}, [("x", randn(2, 3), True)], lambda x: x + x)
+    case("chain_concat_same", "chain_concat_same", {}, [("x", randn(2, 3), True)],
+         lambda x: torch.cat([x, x * 2.0, x], dim=0))
     # Diamond with broadcasting: y = exp(x); z = y * w + sigmoid(y) * x.
     case("chain_diamond", "chain_diamond", {}, [("x", randn(2, 3), True), ("w", randn(3), True)],
          lambda x, w: x.exp() * w + torch.sigmoid(x.exp()) * x)

@@ -9,20 +9,33 @@ public enum ConvAlgorithm: String, CaseIterable, Sendable {
     case dnnl
 }
 
-/// One `conv2d` entry point that picks an algorithm per shape.
+/// The three passes of a convolution, each dispatched on its own.
+public enum ConvPass: Int, CaseIterable, Sendable {
+    /// y = conv(x, w).
+    case forward
+    /// dx from dy and w.
+    case backwardData
+    /// dw (and db) from x and dy.
+    case backwardWeight
+}
+
+/// One `conv2d` entry point that picks an algorithm per shape and per pass.
 ///
-/// No single kernel wins every shape on this CPU: oneDNN's blocked direct convolution is far
-/// ahead on wide images with few channels, im2col + GEMM on small images with many channels.
-/// The default is a rule measured on the benchmark shapes; `PERCEP_CONV=im2col|dnnl` forces one
-/// algorithm and `PERCEP_CONV=tune` times both once per shape and keeps the faster.
+/// No single kernel wins every shape on this CPU (see docs/benchmarks.md): oneDNN's blocked
+/// direct convolution leads on most 3×3 layers, im2col + GEMM on inputs with few channels that
+/// oneDNN pads to its 8-channel blocks. The default is a rule measured on the benchmark shapes;
+/// `PERCEP_CONV=im2col|dnnl` forces one algorithm and `PERCEP_CONV=tune` times both once per
+/// new shape and pass and keeps the faster.
 public enum ConvDispatch {
     private static let lock = NSLock()
     private static var handles: [HandleKey: OpaquePointer] = [:]
-    private static var tuned: [ConvGeometry: ConvAlgorithm] = [:]
-    private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: ProcessInfo.processInfo.environment["PERCEP_CONV"] ?? "")
-    private static var tuning = ProcessInfo.processInfo.environment["PERCEP_CONV"] == "tune"
+    private static var tuned: [TuneKey: ConvAlgorithm] = [:]
+    private static let environment = ProcessInfo.processInfo.environment["PERCEP_CONV"] ?? ""
+    private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: environment)
+    private static let tuning = environment == "tune"
 
     struct HandleKey: Hashable { let geometry: ConvGeometry; let bias: Bool }
+    struct TuneKey: Hashable { let geometry: ConvGeometry; let pass: ConvPass }
 
     /// Forces one algorithm for every shape (nil restores the per-shape choice).
     public static func force(_ algorithm: ConvAlgorithm?) {
@@ -39,22 +52,24 @@ public enum ConvDispatch {
         handles.removeAll()
     }
 
-    /// The algorithm used for `g`.
-    public static func algorithm(for g: ConvGeometry) -> ConvAlgorithm {
-        lock.lock(); defer { lock.unlock() }
-        if let forced { return forced }
-        if let t = tuned[g] { return t }
-        return rule(g)
+    /// The algorithm used for `pass` of `g`.
+    public static func algorithm(for g: ConvGeometry, pass: ConvPass) -> ConvAlgorithm {
+        lock.lock()
+        if let forced { lock.unlock(); return forced }
+        if let t = tuned[TuneKey(geometry: g, pass: pass)] { lock.unlock(); return t }
+        lock.unlock()
+        if tuning { return tune(g, pass) }
+        return rule(g, pass)
     }
 
-    /// The measured rule: oneDNN when the output plane is large enough for its blocked kernels
-    /// to amortise the layout reorders, im2col + GEMM otherwise.
-    static func rule(_ g: ConvGeometry) -> ConvAlgorithm {
+    /// The measured rule (docs/benchmarks.md).
+    static func rule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
         if g.groups > 1 && g.groups == g.cIn { return .dnnl }           // depthwise: GEMM degenerates
-        return g.outH * g.outW >= 32 * 32 ? .dnnl : .im2col
+        if g.cInPerGroup % 8 != 0 && g.cInPerGroup < 32 { return .im2col } // oneDNN pads C to blocks of 8
+        return .dnnl
     }
 
-    /// The cached oneDNN handle for `g`, created on first use.
+    /// The cached oneDNN handle for `g`, created on first use (nil if oneDNN rejects the shape).
     static func dnnlHandle(_ g: ConvGeometry, bias: Bool) -> OpaquePointer? {
         let key = HandleKey(geometry: g, bias: bias)
         lock.lock(); defer { lock.unlock() }
@@ -71,68 +86,88 @@ public enum ConvDispatch {
         return h
     }
 
+    /// An existing handle for `g` with or without bias (backward data works with either).
+    static func anyHandle(_ g: ConvGeometry) -> OpaquePointer? {
+        lock.lock()
+        let existing = handles[HandleKey(geometry: g, bias: true)] ?? handles[HandleKey(geometry: g, bias: false)]
+        lock.unlock()
+        return existing ?? dnnlHandle(g, bias: false)
+    }
+
     static func dnnlFailure(_ h: OpaquePointer, _ what: String) -> Never {
         fatalError("oneDNN \(what) failed: \(String(cString: pd_conv_last_error(h)))")
     }
 
-    /// y = conv(x, w) + b with the chosen algorithm. Shapes as `ConvIm2col.forward`.
+    /// y = conv(x, w) + b (overwritten). Shapes as `ConvIm2col.forward`.
     public static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>?, _ g: ConvGeometry) {
-        maybeTune(g)
-        if algorithm(for: g) == .dnnl, let h = dnnlHandle(g, bias: b != nil) {
-            if pd_conv_forward(h, x, w, b, y) != 0 { dnnlFailure(h, "forward") }
-            return
-        }
-        ConvIm2col.forward(y, x, w, b, g)
+        run(.forward, g, with: algorithm(for: g, pass: .forward), y: y, x: x, w: w, b: b)
     }
 
     /// dx = convᵀ(dy, w) (overwritten).
     public static func backwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                     _ g: ConvGeometry) {
-        if algorithm(for: g) == .dnnl, let h = dnnlHandle(g, bias: false) {
-            if pd_conv_backward_data(h, dy, w, dx) != 0 { dnnlFailure(h, "backward data") }
-            return
-        }
-        ConvIm2col.backwardData(dx, dy, w, g)
+        run(.backwardData, g, with: algorithm(for: g, pass: .backwardData), w: w, dx: dx, dy: dy)
     }
 
     /// dw, db (overwritten; either may be nil).
     public static func backwardWeight(_ dw: UnsafeMutablePointer<Float>?, _ db: UnsafeMutablePointer<Float>?,
                                       _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry) {
-        if let dw, algorithm(for: g) == .dnnl, let h = dnnlHandle(g, bias: db != nil) {
-            if pd_conv_backward_weights(h, x, dy, dw, db) != 0 { dnnlFailure(h, "backward weights") }
-            return
-        }
-        ConvIm2col.backwardWeight(dw, db, x, dy, g)
+        guard let dw else { if let db { ConvIm2col.biasGrad(db, dy, g) }; return }
+        run(.backwardWeight, g, with: algorithm(for: g, pass: .backwardWeight), x: x, dy: dy, dw: dw, db: db)
     }
 
-    /// With `PERCEP_CONV=tune`, times both algorithms' forward pass once for a new shape.
-    private static func maybeTune(_ g: ConvGeometry) {
-        lock.lock()
-        let need = tuning && forced == nil && tuned[g] == nil
-        lock.unlock()
-        guard need else { return }
-        let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5)
-        let w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
-        let y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
-        var best = (ConvAlgorithm.im2col, Double.infinity)
-        for alg in ConvAlgorithm.allCases {
-            let run = {
-                if alg == .dnnl, let h = dnnlHandle(g, bias: false) { _ = pd_conv_forward(h, x.data, w.data, nil, y.data) }
-                else { ConvIm2col.forward(y.data, x.data, w.data, nil, g) }
+    /// Runs one pass with one algorithm; falls back to im2col when oneDNN rejects the shape.
+    private static func run(_ pass: ConvPass, _ g: ConvGeometry, with algorithm: ConvAlgorithm,
+                            y: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>? = nil,
+                            w: UnsafePointer<Float>? = nil, b: UnsafePointer<Float>? = nil,
+                            dx: UnsafeMutablePointer<Float>? = nil, dy: UnsafePointer<Float>? = nil,
+                            dw: UnsafeMutablePointer<Float>? = nil, db: UnsafeMutablePointer<Float>? = nil) {
+        switch pass {
+        case .forward:
+            if algorithm == .dnnl, let h = dnnlHandle(g, bias: b != nil) {
+                if pd_conv_forward(h, x!, w!, b, y!) != 0 { dnnlFailure(h, "forward") }
+            } else {
+                ConvIm2col.forward(y!, x!, w!, b, g)
             }
-            run()
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            run()
-            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0)
-            if dt < best.1 { best = (alg, dt) }
+        case .backwardData:
+            if algorithm == .dnnl, let h = anyHandle(g) {
+                if pd_conv_backward_data(h, dy!, w!, dx!) != 0 { dnnlFailure(h, "backward data") }
+            } else {
+                ConvIm2col.backwardData(dx!, dy!, w!, g)
+            }
+        case .backwardWeight:
+            if algorithm == .dnnl, let h = dnnlHandle(g, bias: db != nil) {
+                if pd_conv_backward_weights(h, x!, dy!, dw!, db) != 0 { dnnlFailure(h, "backward weights") }
+            } else {
+                ConvIm2col.backwardWeight(dw, db, x!, dy!, g)
+            }
         }
-        lock.lock(); tuned[g] = best.0; lock.unlock()
     }
 
-    /// The implementation oneDNN picked for `g` (e.g. "jit:avx2"), for benchmark reports.
-    public static func dnnlImplementation(_ g: ConvGeometry, pass: Int) -> String? {
-        guard let h = dnnlHandle(g, bias: false), let s = pd_conv_impl_name(h, Int32(pass)) else { return nil }
+    /// Times `pass` of `g` with each algorithm (best of two calls after a warm-up) on scratch
+    /// tensors and records the faster.
+    private static func tune(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
+        let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
+        let y = Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1)
+        let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
+        var best = (ConvAlgorithm.im2col, UInt64.max)
+        for alg in ConvAlgorithm.allCases {
+            var fastest = UInt64.max
+            for _ in 0..<3 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                run(pass, g, with: alg, y: y.data, x: x.data, w: w.data, dx: dx.data, dy: y.data, dw: dw.data)
+                fastest = Swift.min(fastest, DispatchTime.now().uptimeNanoseconds - t0)
+            }
+            if fastest < best.1 { best = (alg, fastest) }
+        }
+        lock.lock(); tuned[TuneKey(geometry: g, pass: pass)] = best.0; lock.unlock()
+        return best.0
+    }
+
+    /// The implementation oneDNN picked for `pass` of `g` (e.g. "jit:avx2"), for reports.
+    public static func dnnlImplementation(_ g: ConvGeometry, pass: ConvPass) -> String? {
+        guard let h = dnnlHandle(g, bias: false), let s = pd_conv_impl_name(h, Int32(pass.rawValue)) else { return nil }
         return String(cString: s)
     }
 }
