@@ -1,9 +1,21 @@
 // swift-tools-version:5.10
 import PackageDescription
 
-// Module graph (one way): CBLAS, CDNNLConv → PercepCore → PercepNN → percep-dist.
+import Foundation
+
+// Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+
+// OpenBLAS must be Debian's OpenMP build, not the default pthread build: oneDNN runs on libgomp,
+// and two thread pools spinning on the same cores halve the speed of whichever runs second
+// (docs/benchmarks.md). The OpenMP build lives in its own directory, found here and linked with
+// an rpath so the loader does not pick the system-wide default.
+let openblasOpenMP: [LinkerSetting] = {
+    let candidates = ["x86_64", "aarch64", "powerpc64le", "s390x"].map { "/usr/lib/\($0)-linux-gnu/openblas-openmp" }
+    guard let dir = candidates.first(where: { FileManager.default.fileExists(atPath: $0 + "/libopenblas.so") }) else { return [] }
+    return [.unsafeFlags(["-L" + dir, "-Xlinker", "-rpath", "-Xlinker", dir])]
+}()
 
 let package = Package(
     name: "percep-dist",
@@ -20,8 +32,11 @@ let package = Package(
         // OpenBLAS (cblas), Debian package libopenblas-dev.
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // oneDNN 2.x convolutions behind plain C functions, Debian package libdnnl-dev.
-        .target(name: "CDNNLConv", linkerSettings: [.linkedLibrary("dnnl"), .linkedLibrary("gomp")]),
-        .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv"], swiftSettings: release),
+        .target(name: "CDNNLConv", linkerSettings: [.linkedLibrary("dnnl")]),
+        // libgomp, the one thread pool shared by OpenBLAS, oneDNN and the engine's loops.
+        .target(name: "COpenMP", linkerSettings: [.linkedLibrary("gomp")]),
+        .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP"], swiftSettings: release,
+                linkerSettings: openblasOpenMP),
         .target(name: "PercepNN", dependencies: ["PercepCore"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",

@@ -2,10 +2,11 @@
 # Installs the Debian packages percep-dist builds against. Idempotent: packages already
 # installed are skipped, and `apt-get update` runs at most once, only when something is missing.
 #
-#   OpenBLAS (cblas)  libopenblas-dev     oneDNN 2.x   libdnnl-dev     pkg-config for SwiftPM
+#   OpenBLAS (cblas, OpenMP build: shares oneDNN's thread pool)  libopenblas-dev libopenblas-openmp-dev
+#   oneDNN 2.x  libdnnl-dev    pkg-config for SwiftPM
 set -euo pipefail
 
-packages=(libopenblas-dev libdnnl-dev pkg-config)
+packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

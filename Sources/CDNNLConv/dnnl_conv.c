@@ -34,11 +34,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// Declared here rather than through <omp.h>: the Swift toolchain's clang does
-// not ship omp.h, and this is the only OpenMP symbol we need. oneDNN (Debian
-// build) runs on libgomp, so the symbol comes from libgomp at link time.
-extern void omp_set_num_threads(int n);
-
 // ---------------------------------------------------------------------------
 // Process-wide engine and stream.
 
@@ -362,10 +357,6 @@ static int run_pass(pd_conv *c, int which, void *const *ptrs) {
 
 // ---------------------------------------------------------------------------
 // Public API.
-
-void pd_set_num_threads(int n) {
-  if (n > 0) omp_set_num_threads(n);
-}
 
 static int geometry_error(const pd_conv_geometry *g, char *msg, size_t len) {
   if (g->n <= 0 || g->c_in <= 0 || g->h <= 0 || g->w <= 0 || g->c_out <= 0 || g->kh <= 0 ||

@@ -1,19 +1,26 @@
 import Foundation
 import CBLAS
+import COpenMP
 
 /// The per-process thread budget shared by BLAS, oneDNN and the engine's own loops.
 ///
 /// A rank is given a number of cores; every pool must stay within it so that ranks on one machine
-/// never oversubscribe the cores.
+/// never oversubscribe the cores. There is one pool: libgomp's, which OpenBLAS (OpenMP build),
+/// oneDNN and `parallelChunks` all run on.
 public enum ThreadBudget {
-    /// Worker count for the engine's own parallel loops.
-    public private(set) static var threads: Int = defaultThreads()
+    /// Worker count for the engine, OpenBLAS and oneDNN.
+    public private(set) static var threads: Int = {
+        let n = defaultThreads()
+        pd_omp_set_num_threads(Int32(n))
+        return n
+    }()
 
-    /// Sets the thread count for the engine, OpenBLAS and oneDNN.
+    /// Sets the thread count for the engine, OpenBLAS and oneDNN (call it from the thread that
+    /// runs the model: OpenMP's default team size is per thread).
     public static func set(_ n: Int) {
         threads = max(1, n)
+        pd_omp_set_num_threads(Int32(threads))
         openblas_set_num_threads(Int32(threads))
-        setenv("OMP_NUM_THREADS", String(threads), 1)
         ConvDispatch.threadsChanged()
     }
 
@@ -24,30 +31,37 @@ public enum ThreadBudget {
     }
 }
 
-/// Splits `0..<count` into contiguous chunks run on up to `ThreadBudget.threads` workers.
+/// A range split over an OpenMP team; passed to the C trampoline by pointer.
+private struct ChunkJob {
+    let count: Int
+    let body: (Range<Int>) -> Void
+}
+
+/// Splits `0..<count` into contiguous chunks run on up to `ThreadBudget.threads` threads of the
+/// shared OpenMP pool (the caller takes the first chunk).
 ///
-/// Loops smaller than `grain` elements run on the calling thread, where a dispatch would cost
-/// more than it saves.
+/// Loops smaller than `grain` elements run on the calling thread, where starting a parallel
+/// region would cost more than it saves.
 @inline(__always)
 public func parallelChunks(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
     let workers = min(ThreadBudget.threads, max(1, count / max(grain, 1)))
     if workers <= 1 { body(0..<count); return }
-    let chunk = (count + workers - 1) / workers
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-        let lo = w * chunk, hi = min(count, lo + chunk)
-        if lo < hi { body(lo..<hi) }
+    withoutActuallyEscaping(body) { escapable in
+        var job = ChunkJob(count: count, body: escapable)
+        withUnsafeMutablePointer(to: &job) { ptr in
+            pd_omp_parallel({ context, thread, threads in
+                let job = context!.assumingMemoryBound(to: ChunkJob.self).pointee
+                let n = Int(threads), t = Int(thread)
+                let chunk = (job.count + n - 1) / n
+                let lo = t * chunk, hi = min(job.count, lo + chunk)
+                if lo < hi { job.body(lo..<hi) }
+            }, ptr, Int32(workers))
+        }
     }
 }
 
-/// Runs `body(i)` for each `i` in `0..<count` across the thread budget (one item per task).
+/// Runs `body(i)` for each `i` in `0..<count` across the thread budget.
 @inline(__always)
 public func parallelFor(_ count: Int, _ body: (Int) -> Void) {
-    if count <= 1 || ThreadBudget.threads <= 1 { for i in 0..<count { body(i) }; return }
-    let workers = min(ThreadBudget.threads, count)
-    let chunk = (count + workers - 1) / workers
-    DispatchQueue.concurrentPerform(iterations: workers) { w in
-        let lo = w * chunk, hi = min(count, lo + chunk)
-        var i = lo
-        while i < hi { body(i); i += 1 }
-    }
+    parallelChunks(count, grain: 1) { range in for i in range { body(i) } }
 }

@@ -111,7 +111,7 @@ struct BenchConv: ParsableCommand {
         ThreadBudget.set(threads ?? ThreadBudget.threads)
         let peak = measureSgemmPeak()
         struct Row: Codable {
-            var name: String; var shape: String; var algorithm: [String]
+            var name: String; var shape: String; var algorithm: [String]; var gflop: Double
             var fwd_gflops: Double; var bwd_data_gflops: Double; var bwd_weight_gflops: Double
             var efficiency: Double
             var by_algorithm: [String: ConvTiming]?
@@ -129,6 +129,7 @@ struct BenchConv: ParsableCommand {
             totalSeconds += 3 * c.geometry.flops / (t.combined_gflops * 1e9)
             rows.append(Row(name: c.name, shape: c.geometry.description,
                             algorithm: ConvPass.allCases.map { ConvDispatch.algorithm(for: c.geometry, pass: $0).rawValue },
+                            gflop: c.geometry.flops / 1e9,
                             fwd_gflops: t.fwd_gflops, bwd_data_gflops: t.bwd_data_gflops,
                             bwd_weight_gflops: t.bwd_weight_gflops, efficiency: t.combined_gflops / peak, by_algorithm: by))
             if !json {

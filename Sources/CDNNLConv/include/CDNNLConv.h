@@ -16,7 +16,7 @@
 // Threading: meant for single-threaded callers. A pd_conv must never be used
 // from two threads at once, and all pd_conv objects share one process-wide
 // oneDNN engine and stream. oneDNN itself parallelises each call with OpenMP
-// (see pd_set_num_threads).
+// (see pd_omp_set_num_threads in COpenMP).
 //
 // Error convention: functions returning int give 0 on success and non-zero on
 // failure; the message (naming the failing oneDNN call and its dnnl_status_t)
@@ -54,7 +54,7 @@ typedef struct pd_conv pd_conv;
 /// the backward-weights pass able to produce diff_bias.
 ///
 /// oneDNN fixes a primitive's thread count when the primitive is created, so
-/// call pd_set_num_threads() before creating convolutions.
+/// set the thread count (COpenMP's pd_omp_set_num_threads) before creating convolutions.
 ///
 /// Returns NULL on failure and writes a NUL-terminated message into `err`
 /// (truncated to `err_len` bytes; `err` may be NULL if `err_len` is 0).
@@ -99,11 +99,6 @@ const char *pd_conv_last_error(pd_conv *c);
 
 /// Releases every oneDNN object and buffer held by `c`. NULL is allowed.
 void pd_conv_destroy(pd_conv *c);
-
-/// Sets the number of OpenMP threads oneDNN uses (omp_set_num_threads), for
-/// the calling thread. Call before pd_conv_create(): oneDNN sizes its work
-/// split when a primitive is created. n <= 0 is ignored.
-void pd_set_num_threads(int n);
 
 #ifdef __cplusplus
 }

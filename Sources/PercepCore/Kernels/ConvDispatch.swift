@@ -21,9 +21,9 @@ public enum ConvPass: Int, CaseIterable, Sendable {
 
 /// One `conv2d` entry point that picks an algorithm per shape and per pass.
 ///
-/// No single kernel wins every shape on this CPU (see docs/benchmarks.md): oneDNN's blocked
-/// direct convolution leads on most 3×3 layers, im2col + GEMM on inputs with few channels that
-/// oneDNN pads to its 8-channel blocks. The default is a rule measured on the benchmark shapes;
+/// No single kernel wins every shape and pass on this CPU (see docs/benchmarks.md): oneDNN's
+/// blocked direct convolution leads on most, im2col + GEMM on a few where oneDNN pads channels
+/// or falls back to its generic path. The default is a rule measured on the benchmark shapes;
 /// `PERCEP_CONV=im2col|dnnl` forces one algorithm and `PERCEP_CONV=tune` times both once per
 /// new shape and pass and keeps the faster.
 public enum ConvDispatch {
@@ -47,7 +47,6 @@ public enum ConvDispatch {
     /// primitive is created, so cached primitives are dropped and rebuilt on next use.
     static func threadsChanged() {
         lock.lock(); defer { lock.unlock() }
-        pd_set_num_threads(Int32(ThreadBudget.threads))
         for h in handles.values { pd_conv_destroy(h) }
         handles.removeAll()
     }
@@ -62,11 +61,21 @@ public enum ConvDispatch {
         return rule(g, pass)
     }
 
-    /// The measured rule (docs/benchmarks.md).
+    /// The measured rule (`percep-dist bench conv --compare`, docs/benchmarks.md): oneDNN wins
+    /// almost everywhere; im2col + GEMM wins two passes where oneDNN falls back to slower paths.
     static func rule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
-        if g.groups > 1 && g.groups == g.cIn { return .dnnl }           // depthwise: GEMM degenerates
-        if g.cInPerGroup % 8 != 0 && g.cInPerGroup < 32 { return .im2col } // oneDNN pads C to blocks of 8
-        return .dnnl
+        if g.groups > 1 && g.groups == g.cIn { return .dnnl }   // depthwise: GEMM degenerates
+        switch pass {
+        case .forward:
+            return .dnnl
+        case .backwardData:
+            // Strided large kernels (the 7×7/2 stem): oneDNN uses its generic GEMM path.
+            return (g.strideH > 1 || g.strideW > 1) && g.kh * g.kw > 9 ? .im2col : .dnnl
+        case .backwardWeight:
+            // Few input channels that are not a multiple of oneDNN's 8-channel block (a loss
+            // network's first layer on 19 classes): the padded blocks cost more than im2col.
+            return g.cInPerGroup < 32 && g.cInPerGroup % 8 != 0 && g.kh * g.kw <= 9 ? .im2col : .dnnl
+        }
     }
 
     /// The cached oneDNN handle for `g`, created on first use (nil if oneDNN rejects the shape).
