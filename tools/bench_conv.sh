@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# Reproduces the conv table of docs/benchmarks.md: runs `percep-dist bench conv` and the PyTorch
+# twin alternately (twice each, same threads and repeats) and merges them with conv_table.py.
+# Needs PyTorch (pip install torch). Usage: tools/bench_conv.sh [threads] [repeats]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-2}; repeats=${2:-8}
+out=$(mktemp -d)
+swift build -c release --product percep-dist >/dev/null
+for run in 1 2; do
+  .build/release/percep-dist bench conv --json --threads "$threads" --repeats "$repeats" > "$out/ours$run.json"
+  python3 tools/pytorch/bench_conv.py --json --threads "$threads" --repeats "$repeats" > "$out/torch$run.json"
+done
+echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, PyTorch $(python3 -c 'import torch; print(torch.__version__)')"
+python3 tools/conv_table.py --ours "$out"/ours*.json --torch "$out"/torch*.json
