@@ -3,7 +3,8 @@ import PackageDescription
 
 import Foundation
 
-// Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist.
+// Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
+// CHDF5 + PercepCore → PercepHDF5.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
@@ -24,6 +25,8 @@ let package = Package(
         .executable(name: "percep-dist", targets: ["PercepDistCLI"]),
         .library(name: "PercepCore", targets: ["PercepCore"]),
         .library(name: "PercepNN", targets: ["PercepNN"]),
+        .library(name: "PercepHDF5", targets: ["PercepHDF5"]),
+        .library(name: "Perceptual", targets: ["Perceptual"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -38,15 +41,22 @@ let package = Package(
         .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP"], swiftSettings: release,
                 linkerSettings: openblasOpenMP),
         .target(name: "PercepNN", dependencies: ["PercepCore"], swiftSettings: release),
+        // HDF5 (serial build), Debian package libhdf5-dev: loss-network weights and checkpoints.
+        .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
+        .target(name: "PercepHDF5", dependencies: ["CHDF5", "PercepCore"], swiftSettings: release),
+        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
+        .testTarget(name: "PerceptualTests", dependencies: ["Perceptual", "PercepNN", "PercepCore", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "PercepCoreTests", dependencies: ["PercepCore", "TestSupport"]),
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
+        .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
     ]
 )

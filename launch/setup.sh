@@ -3,10 +3,11 @@
 # installed are skipped, and `apt-get update` runs at most once, only when something is missing.
 #
 #   OpenBLAS (cblas, OpenMP build: shares oneDNN's thread pool)  libopenblas-dev libopenblas-openmp-dev
-#   oneDNN 2.x  libdnnl-dev    pkg-config for SwiftPM
+#   oneDNN 2.x  libdnnl-dev    HDF5 (loss-network weights, checkpoints)  libhdf5-dev
+#   pkg-config for SwiftPM
 set -euo pipefail
 
-packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev pkg-config)
+packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev libhdf5-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

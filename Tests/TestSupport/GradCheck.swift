@@ -67,3 +67,37 @@ public func checkGradients(_ name: String, _ inputs: [Tensor], eps: Float = 1e-2
         }
     }
 }
+
+/// Checks the analytic gradient of a scalar `f(x)` along random directions v: g·v against
+/// (f(x + εv) − f(x − εv)) / 2ε.
+///
+/// Deep networks with many ReLUs and max-pools put some finite differences across a kink, where
+/// no derivative is defined; a directional derivative averages over all elements, and a few
+/// directions may still cross a kink. So `minAgreeing` of `directions` must agree within `rtol`:
+/// a wiring error (a missing branch, a wrong scale) breaks every direction, a kink only one.
+public func checkDirectionalDerivative(_ name: String, _ x: Tensor, eps: Float = 1e-4, rtol: Double = 5e-2,
+                                       directions: Int = 8, minAgreeing: Int = 5,
+                                       file: StaticString = #filePath, line: UInt = #line,
+                                       _ f: (Tensor) -> Tensor) {
+    Tape.current.reset()
+    x.grad = nil
+    f(x).backward()
+    guard let g = x.grad else { XCTFail("\(name): no gradient", file: file, line: line); return }
+    let saved = x.copy()
+    defer { x.assign(saved) }
+    func value(_ v: Tensor, _ step: Float) -> Double {
+        for i in 0..<x.count { x.data[i] = saved.data[i] + step * v.data[i] }
+        return Double(Tape.withoutGrad { f(x) }.item)
+    }
+    var agreeing = 0, report: [String] = []
+    for d in 0..<directions {
+        let v = randomTensor(x.shape, seed: 500 + UInt64(d), requiresGrad: false)
+        var analytic = 0.0
+        for i in 0..<x.count { analytic += Double(g.data[i]) * Double(v.data[i]) }
+        let numeric = (value(v, eps) - value(v, -eps)) / (2 * Double(eps))
+        if abs(analytic - numeric) <= rtol * abs(numeric) + 1e-9 { agreeing += 1 }
+        report.append(String(format: "%.6g/%.6g", analytic, numeric))
+    }
+    XCTAssertGreaterThanOrEqual(agreeing, minAgreeing,
+                                "\(name): analytic/numeric per direction: \(report.joined(separator: ", "))", file: file, line: line)
+}

@@ -126,12 +126,21 @@ public enum ConvDispatch {
         run(.backwardWeight, g, with: algorithm(for: g, pass: .backwardWeight), x: x, dy: dy, dw: dw, db: db)
     }
 
+    /// How many times each pass has run in this process (tests use it to prove that frozen
+    /// weights never get a weight-gradient pass).
+    public static func passCount(_ pass: ConvPass) -> Int {
+        lock.lock(); defer { lock.unlock() }
+        return passCounts[pass.rawValue]
+    }
+    private static var passCounts = [0, 0, 0]
+
     /// Runs one pass with one algorithm; falls back to im2col when oneDNN rejects the shape.
     private static func run(_ pass: ConvPass, _ g: ConvGeometry, with algorithm: ConvAlgorithm,
                             y: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>? = nil,
                             w: UnsafePointer<Float>? = nil, b: UnsafePointer<Float>? = nil,
                             dx: UnsafeMutablePointer<Float>? = nil, dy: UnsafePointer<Float>? = nil,
                             dw: UnsafeMutablePointer<Float>? = nil, db: UnsafeMutablePointer<Float>? = nil) {
+        lock.lock(); passCounts[pass.rawValue] += 1; lock.unlock()
         switch pass {
         case .forward:
             if algorithm == .dnnl, let h = dnnlHandle(g, bias: b != nil) {

@@ -1,0 +1,70 @@
+import ArgumentParser
+import Foundation
+import PercepCore
+import Perceptual
+
+/// Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB).
+func peakRSSMegabytes() -> Double {
+    var usage = rusage()
+    getrusage(RUSAGE_SELF.rawValue, &usage)
+    return Double(usage.ru_maxrss) / 1024
+}
+
+/// `percep-dist bench lossnet`: one perceptual-loss step (embed the prediction with tape, embed
+/// the target without, backward to the prediction) timed over `--iters` iterations.
+struct BenchLossNet: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "lossnet",
+        abstract: "Time one perceptual-loss step: forward on prediction and target, backward to the prediction.")
+
+    @OptionGroup var network: LossNetOptions
+    @Option(help: "Input height and width.") var size = 128
+    @Option(help: "Batch size.") var batch = 2
+    @Option(help: "Timed iterations (after one warm-up).") var iters = 5
+    @Option(help: "Threads (default: all cores).") var threads: Int?
+    @Flag(help: "Print JSON.") var json = false
+
+    func validate() throws {
+        guard size > 0, batch > 0, iters > 0 else { throw ValidationError("--size, --batch and --iters must be positive") }
+    }
+
+    func run() throws {
+        if let threads { ThreadBudget.set(threads) }
+        let config = try network.config()
+        let loss = try PerceptualLoss(config)
+        var rng = SeededRNG(seed: 7, stream: "bench")
+        let shape = [batch, config.inChannels, size, size]
+        let logits = Tensor(uninitialized: shape), targetLogits = Tensor(uninitialized: shape)
+        rng.fillNormal(logits, std: 2)
+        rng.fillNormal(targetLogits, std: 2)
+        let target = targetLogits.softmax(axis: 1)
+        let pred = logits.softmax(axis: 1)
+        pred.requiresGrad = true
+        try loss.check(prediction: pred, target: target)
+        func step() -> Double {
+            pred.grad = nil
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            let value = loss(pred, target)
+            value.backward()
+            let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+            precondition(pred.grad != nil && value.item.isFinite)
+            return dt
+        }
+        _ = step()
+        let times = (0..<iters).map { _ in step() }
+        let mean = times.reduce(0, +) / Double(times.count)
+        let report: [String: Any] = [
+            "seconds_per_iter": mean, "min_seconds": times.min()!, "peak_rss_mb": peakRSSMegabytes(),
+            "threads": ThreadBudget.threads, "structure": config.structure, "kernel_size": config.kernelSize,
+            "in_channels": config.inChannels, "size": size, "batch": batch, "iters": iters, "family": config.family.rawValue,
+        ]
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(String(format: "%@ %@ k%d C%d %d×%d batch %d: %.4f s/iter (min %.4f), peak RSS %.0f MiB, %d threads",
+                         config.family.rawValue, config.structure.map(String.init).joined(separator: ",") as NSString,
+                         config.kernelSize, config.inChannels, size, size, batch, mean, times.min()!, peakRSSMegabytes(), ThreadBudget.threads))
+        }
+    }
+}

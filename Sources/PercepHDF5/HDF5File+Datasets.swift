@@ -1,0 +1,115 @@
+internal import CHDF5
+import PercepCore
+
+extension HDF5File {
+    /// Writes `tensor` as a float32 dataset of the same shape at `path` (a 0-D tensor becomes a
+    /// scalar dataset), creating missing intermediate groups.
+    ///
+    /// An existing dataset at `path` is replaced: its link is removed and a new dataset created,
+    /// so the shape may change (HDF5 does not reclaim the old dataset's space in the file; write
+    /// checkpoints to a fresh file). An existing group at `path` is an error, not replaced.
+    public func write(_ tensor: Tensor, at path: String) throws {
+        let op = try begin("writing dataset", path)
+        guard isWritable else { throw op.error("the file is open read-only") }
+        if try exists(path) {
+            let old = try openObject(path, ofType: H5I_DATASET, op)
+            H5Oclose(old)
+            try op.ok(H5Ldelete(fileID, path, chdf5_p_default()), "H5Ldelete")
+        }
+        let space = try makeDataspace(tensor.shape.map { UInt64($0) }, op)
+        defer { H5Sclose(space) }
+        let lcpl = try op.id(H5Pcreate(chdf5_p_link_create()), "H5Pcreate")
+        defer { H5Pclose(lcpl) }
+        try op.ok(H5Pset_create_intermediate_group(lcpl, 1), "H5Pset_create_intermediate_group")
+        try op.ok(H5Pset_char_encoding(lcpl, H5T_CSET_UTF8), "H5Pset_char_encoding")
+        let dataset = try op.id(H5Dcreate2(fileID, path, chdf5_native_float(), space, lcpl,
+                                           chdf5_p_default(), chdf5_p_default()), "H5Dcreate2")
+        defer { H5Dclose(dataset) }
+        // HDF5 rejects a null buffer even for zero elements; an empty dataset needs no write.
+        if tensor.count > 0 {
+            try op.ok(H5Dwrite(dataset, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(),
+                               tensor.data), "H5Dwrite")
+        }
+    }
+
+    /// Reads the dataset at `path` into a new float32 tensor of the dataset's shape (a scalar
+    /// dataset gives a 0-D tensor).
+    ///
+    /// Any floating-point dataset is accepted and converted to float32 by HDF5 (float64 weights
+    /// written by NumPy defaults, float16 halves). Integer, string and other datasets throw
+    /// rather than being converted, because silently turning e.g. an int64 counter or a label
+    /// map into floats hides a mistake in the file layout; so does a null (element-less) dataspace.
+    public func readTensor(at path: String) throws -> Tensor {
+        let op = try begin("reading dataset", path)
+        let dataset = try openObject(path, ofType: H5I_DATASET, op)
+        defer { H5Oclose(dataset) }
+        let type = try op.id(H5Dget_type(dataset), "H5Dget_type")
+        defer { H5Tclose(type) }
+        guard H5Tget_class(type) == H5T_FLOAT else {
+            throw op.error("element type is \(HDF5.describe(type)), expected floating point (float32 or float64)")
+        }
+        let shape = try datasetShape(dataset, op)
+        let tensor = Tensor(uninitialized: shape)
+        if tensor.count > 0 {
+            try op.ok(H5Dread(dataset, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(),
+                              tensor.data), "H5Dread")
+        }
+        return tensor
+    }
+
+    /// The shape of the dataset at `path` (`[]` for a scalar dataset), without reading its data.
+    public func shape(at path: String) throws -> [Int] {
+        let op = try begin("reading dataset shape", path)
+        let dataset = try openObject(path, ofType: H5I_DATASET, op)
+        defer { H5Oclose(dataset) }
+        return try datasetShape(dataset, op)
+    }
+
+    private func datasetShape(_ dataset: hid_t, _ op: HDF5Call) throws -> [Int] {
+        let space = try op.id(H5Dget_space(dataset), "H5Dget_space")
+        defer { H5Sclose(space) }
+        guard let dims = try HDF5.dimensions(of: space, op) else {
+            throw op.error("dataset has a null dataspace (no elements and no shape)")
+        }
+        return dims.map { Int($0) }
+    }
+
+    /// A scalar dataspace for `[]`, a simple one otherwise.
+    func makeDataspace(_ dims: [UInt64], _ op: HDF5Call) throws -> hid_t {
+        if dims.isEmpty { return try op.id(H5Screate(H5S_SCALAR), "H5Screate") }
+        return try op.id(H5Screate_simple(Int32(dims.count), dims, nil), "H5Screate_simple")
+    }
+}
+
+extension HDF5 {
+    /// The dimensions of a dataspace: `[]` for scalar, nil for a null dataspace.
+    static func dimensions(of space: hid_t, _ op: HDF5Call) throws -> [UInt64]? {
+        let kind = H5Sget_simple_extent_type(space)
+        if kind == H5S_SCALAR { return [] }
+        if kind == H5S_NULL { return nil }
+        guard kind == H5S_SIMPLE else { throw op.fail("H5Sget_simple_extent_type") }
+        let rank = H5Sget_simple_extent_ndims(space)
+        guard rank >= 0 else { throw op.fail("H5Sget_simple_extent_ndims") }
+        var dims = [UInt64](repeating: 0, count: Int(rank))
+        guard H5Sget_simple_extent_dims(space, &dims, nil) >= 0 else { throw op.fail("H5Sget_simple_extent_dims") }
+        return dims
+    }
+
+    /// A datatype in words for error messages, e.g. "64-bit signed integer" or "string".
+    static func describe(_ type: hid_t) -> String {
+        let bits = H5Tget_size(type) * 8
+        switch H5Tget_class(type) {
+        case H5T_INTEGER: return "\(bits)-bit \(H5Tget_sign(type) == H5T_SGN_NONE ? "unsigned" : "signed") integer"
+        case H5T_FLOAT: return "\(bits)-bit float"
+        case H5T_STRING: return "string"
+        case H5T_BITFIELD: return "bitfield"
+        case H5T_OPAQUE: return "opaque"
+        case H5T_COMPOUND: return "compound"
+        case H5T_REFERENCE: return "reference"
+        case H5T_ENUM: return "enum (h5py stores booleans this way)"
+        case H5T_VLEN: return "variable-length sequence"
+        case H5T_ARRAY: return "array"
+        default: return "unknown type"
+        }
+    }
+}

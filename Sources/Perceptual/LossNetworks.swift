@@ -1,0 +1,237 @@
+import Foundation
+import PercepCore
+import PercepNN
+
+/// A frozen network that embeds a dense map into a list of level outputs.
+///
+/// input: [N, C, H, W] with C = the config's `inChannels`; level j's output is
+/// [N, C_j, H_j, W_j]. Parameter names follow torchvision's model of the same family.
+public protocol LossNetwork: Module {
+    /// Outputs of levels 0…`last` (later levels are not computed).
+    func levels(_ x: Tensor, upTo last: Int) -> [Tensor]
+    /// The smallest input side the network accepts (each downsampling must keep ≥ 1 pixel).
+    var minimumInputSize: Int { get }
+}
+
+/// Builds the network a config describes, with weights drawn from the config's seed.
+public func makeLossNetwork(_ config: LossNetworkConfig) throws -> any LossNetwork {
+    try config.validate()
+    var rng = SeededRNG(seed: config.seed, stream: "lossnet")
+    let net: any LossNetwork
+    switch config.family {
+    case .vgg: net = VGGLossNetwork(config, rng: &rng)
+    case .resnet18: net = ResNet18LossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
+    case .alexnet: net = AlexNetLossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
+    case .mobilenetv2: net = MobileNetV2LossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
+    }
+    net.freeze()
+    net.eval()
+    return net
+}
+
+/// A convolution with the loss network's initialiser and zero bias (or no bias).
+func lossConv(_ cin: Int, _ cout: Int, _ k: Int, stride: Int = 1, padding: Int? = nil, groups: Int = 1, bias: Bool,
+              _ initializer: Initializer, _ rng: inout SeededRNG) -> Conv2d {
+    let p = padding ?? k / 2
+    return Conv2d(cin, cout, kernel: (k, k), stride: (stride, stride), padding: (p, p), groups: groups, bias: bias,
+                  initializer: initializer, rng: &rng)
+}
+
+// MARK: - VGG
+
+/// The paper's loss network: k blocks of N_b (conv s×s, bias, ReLU) and a 2×2/2 max-pool.
+/// Level j is block j's output after its pool. Names as torchvision's VGG: `features.<i>.weight`
+/// where i counts conv, ReLU and pool modules in order.
+public final class VGGLossNetwork: Module, LossNetwork {
+    /// conv, ReLU, …, pool modules in torchvision's order.
+    public let features: Sequential
+    /// Index into `features.layers` of each block's pool.
+    let poolIndices: [Int]
+
+    init(_ config: LossNetworkConfig, rng: inout SeededRNG) {
+        var layers: [any Layer] = [], pools: [Int] = []
+        var cin = config.inChannels
+        for (convs, width) in zip(config.structure, config.widths) {
+            for _ in 0..<convs {
+                layers.append(lossConv(cin, width, config.kernelSize, bias: true, config.initScheme.initializer, &rng))
+                layers.append(ReLU())
+                cin = width
+            }
+            pools.append(layers.count)
+            layers.append(MaxPool2d(kernel: (2, 2)))
+        }
+        features = Sequential(layers)
+        poolIndices = pools
+        super.init()
+        registerModule("features", features)
+    }
+
+    public var minimumInputSize: Int { 1 << poolIndices.count }
+
+    public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
+        var out: [Tensor] = [], h = x
+        for (i, layer) in features.layers.enumerated() {
+            h = layer(h)
+            if poolIndices.contains(i) {
+                out.append(h)
+                if out.count > last { break }
+            }
+        }
+        return out
+    }
+}
+
+// MARK: - ResNet-18
+
+/// torchvision's BasicBlock: conv3×3(stride)–BN–ReLU–conv3×3–BN, plus identity or a 1×1
+/// downsample, then ReLU.
+final class BasicBlock: Module, Layer {
+    let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
+    let downsample: Sequential?
+
+    init(_ cin: Int, _ cout: Int, stride: Int, _ initializer: Initializer, _ rng: inout SeededRNG) {
+        conv1 = lossConv(cin, cout, 3, stride: stride, bias: false, initializer, &rng)
+        bn1 = BatchNorm2d(cout)
+        conv2 = lossConv(cout, cout, 3, bias: false, initializer, &rng)
+        bn2 = BatchNorm2d(cout)
+        downsample = (stride != 1 || cin != cout)
+            ? Sequential([lossConv(cin, cout, 1, stride: stride, bias: false, initializer, &rng), BatchNorm2d(cout)]) : nil
+        super.init()
+        registerModule("conv1", conv1); registerModule("bn1", bn1)
+        registerModule("conv2", conv2); registerModule("bn2", bn2)
+        if let downsample { registerModule("downsample", downsample) }
+    }
+
+    func callAsFunction(_ x: Tensor) -> Tensor {
+        let y = bn2(conv2(bn1(conv1(x)).relu()))
+        return (y + (downsample?(x) ?? x)).relu()
+    }
+}
+
+/// torchvision's ResNet-18 without avgpool and fc; levels are layer1 … layer4.
+public final class ResNet18LossNetwork: Module, LossNetwork {
+    let conv1: Conv2d, bn1: BatchNorm2d, stages: [Sequential]
+
+    init(inChannels: Int, initializer: Initializer, rng: inout SeededRNG) {
+        conv1 = lossConv(inChannels, 64, 7, stride: 2, padding: 3, bias: false, initializer, &rng)
+        bn1 = BatchNorm2d(64)
+        var stages: [Sequential] = [], cin = 64
+        for (i, width) in [64, 128, 256, 512].enumerated() {
+            let stride = i == 0 ? 1 : 2
+            stages.append(Sequential([BasicBlock(cin, width, stride: stride, initializer, &rng),
+                                      BasicBlock(width, width, stride: 1, initializer, &rng)]))
+            cin = width
+        }
+        self.stages = stages
+        super.init()
+        registerModule("conv1", conv1); registerModule("bn1", bn1)
+        for (i, s) in stages.enumerated() { registerModule("layer\(i + 1)", s) }
+    }
+
+    public var minimumInputSize: Int { 32 }
+
+    public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
+        var h = bn1(conv1(x)).relu().maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        var out: [Tensor] = []
+        for stage in stages.prefix(last + 1) { h = stage(h); out.append(h) }
+        return out
+    }
+}
+
+// MARK: - AlexNet
+
+/// torchvision's AlexNet `features`; levels are the outputs of its three max-pools.
+public final class AlexNetLossNetwork: Module, LossNetwork {
+    public let features: Sequential
+    let poolIndices = [2, 5, 12]
+
+    init(inChannels: Int, initializer: Initializer, rng: inout SeededRNG) {
+        func pool() -> MaxPool2d { MaxPool2d(kernel: (3, 3), stride: (2, 2)) }
+        features = Sequential([
+            lossConv(inChannels, 64, 11, stride: 4, padding: 2, bias: true, initializer, &rng), ReLU(), pool(),
+            lossConv(64, 192, 5, padding: 2, bias: true, initializer, &rng), ReLU(), pool(),
+            lossConv(192, 384, 3, bias: true, initializer, &rng), ReLU(),
+            lossConv(384, 256, 3, bias: true, initializer, &rng), ReLU(),
+            lossConv(256, 256, 3, bias: true, initializer, &rng), ReLU(), pool(),
+        ])
+        super.init()
+        registerModule("features", features)
+    }
+
+    public var minimumInputSize: Int { 63 }
+
+    public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
+        var out: [Tensor] = [], h = x
+        for (i, layer) in features.layers.enumerated() {
+            h = layer(h)
+            if poolIndices.contains(i) { out.append(h); if out.count > last { break } }
+        }
+        return out
+    }
+}
+
+// MARK: - MobileNetV2
+
+/// conv–BN–ReLU6 as torchvision's `Conv2dNormActivation` (children "0" conv, "1" BN).
+final class ConvBNReLU6: Module, Layer {
+    let conv: Conv2d, bn: BatchNorm2d
+    init(_ cin: Int, _ cout: Int, _ k: Int, stride: Int = 1, groups: Int = 1, _ initializer: Initializer, _ rng: inout SeededRNG) {
+        conv = lossConv(cin, cout, k, stride: stride, groups: groups, bias: false, initializer, &rng)
+        bn = BatchNorm2d(cout)
+        super.init()
+        registerModule("0", conv); registerModule("1", bn)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { bn(conv(x)).clamp(min: 0, max: 6) }
+}
+
+/// torchvision's InvertedResidual: optional 1×1 expansion, 3×3 depthwise, 1×1 linear projection
+/// with BN; a residual connection when stride is 1 and channels are kept. Children under `conv`.
+final class InvertedResidual: Module, Layer {
+    let conv: Sequential, residual: Bool
+    init(_ cin: Int, _ cout: Int, stride: Int, expand: Int, _ initializer: Initializer, _ rng: inout SeededRNG) {
+        let hidden = cin * expand
+        var layers: [any Layer] = []
+        if expand != 1 { layers.append(ConvBNReLU6(cin, hidden, 1, initializer, &rng)) }
+        layers.append(ConvBNReLU6(hidden, hidden, 3, stride: stride, groups: hidden, initializer, &rng))
+        layers.append(lossConv(hidden, cout, 1, bias: false, initializer, &rng))
+        layers.append(BatchNorm2d(cout))
+        conv = Sequential(layers)
+        residual = stride == 1 && cin == cout
+        super.init()
+        registerModule("conv", conv)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { residual ? x + conv(x) : conv(x) }
+}
+
+/// torchvision's MobileNetV2 `features` (width 1.0); levels end at strides 2, 4, 8, 16 and 32
+/// (after features.1, .3, .6, .13 and .18).
+public final class MobileNetV2LossNetwork: Module, LossNetwork {
+    public let features: Sequential
+    let levelEnds = [1, 3, 6, 13, 18]
+
+    init(inChannels: Int, initializer: Initializer, rng: inout SeededRNG) {
+        var layers: [any Layer] = [ConvBNReLU6(inChannels, 32, 3, stride: 2, initializer, &rng)]
+        var cin = 32
+        for (t, c, n, s) in [(1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2), (6, 320, 1, 1)] {
+            for i in 0..<n {
+                layers.append(InvertedResidual(cin, c, stride: i == 0 ? s : 1, expand: t, initializer, &rng))
+                cin = c
+            }
+        }
+        layers.append(ConvBNReLU6(cin, 1280, 1, initializer, &rng))
+        features = Sequential(layers)
+        super.init()
+        registerModule("features", features)
+    }
+
+    public var minimumInputSize: Int { 32 }
+
+    public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
+        var out: [Tensor] = [], h = x
+        for (i, layer) in features.layers.enumerated() {
+            h = layer(h)
+            if levelEnds.contains(i) { out.append(h); if out.count > last { break } }
+        }
+        return out
+    }
+}

@@ -1,0 +1,140 @@
+import XCTest
+import PercepCore
+import PercepNN
+import TestSupport
+@testable import Perceptual
+
+/// The loss networks: weights, determinism, names, gradients and bad input.
+final class LossNetworkTests: XCTestCase {
+    func smallVGG(seed: UInt64 = 0, _ edit: (inout LossNetworkConfig) -> Void = { _ in }) -> LossNetworkConfig {
+        var c = LossNetworkConfig(inChannels: 3)
+        c.structure = [1, 2, 1]
+        c.widths = [4, 6, 8]
+        c.seed = seed
+        edit(&c)
+        return c
+    }
+
+    func testLayerWeightStdMatchesEachInitScheme() throws {
+        var c = LossNetworkConfig(inChannels: 19)   // full VGG16 widths: enough samples per layer
+        for scheme in [LossNetworkInit.he, .xavierNormal, .normal(0.01), .uniform(0.1)] {
+            c.initScheme = scheme
+            let net = try makeLossNetwork(c)
+            for (name, w) in net.namedParameters() where name.hasSuffix(".weight") {
+                let v = w.values.map(Double.init)
+                let mean = v.reduce(0, +) / Double(v.count)
+                let std = (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count)).squareRoot()
+                let sigma = Double(scheme.initializer.std(for: w.shape))
+                XCTAssertEqual(std, sigma, accuracy: 0.03 * sigma, "\(scheme) \(name)")
+                if case .he = scheme {   // the paper's σ = √(2/(s²·c_in))
+                    XCTAssertEqual(sigma, (2.0 / Double(w.shape[1] * w.shape[2] * w.shape[3])).squareRoot(), accuracy: 1e-7)
+                }
+            }
+            for (name, b) in net.namedParameters() where name.hasSuffix(".bias") { XCTAssertTrue(b.values.allSatisfy { $0 == 0 }, name) }
+        }
+    }
+
+    func testSameSeedSameBytesOtherSeedOtherNetwork() throws {
+        let a = try PerceptualLoss(smallVGG(seed: 4)), b = try PerceptualLoss(smallVGG(seed: 4)), c = try PerceptualLoss(smallVGG(seed: 5))
+        XCTAssertEqual(a.fingerprint, b.fingerprint)
+        XCTAssertNotEqual(a.fingerprint, c.fingerprint)
+        for ((n1, t1), (n2, t2)) in zip(a.network.stateDict(), b.network.stateDict()) {
+            XCTAssertEqual(n1, n2)
+            XCTAssertEqual(t1.values.map(\.bitPattern), t2.values.map(\.bitPattern), n1)
+        }
+        let d = try PerceptualLoss(smallVGG(seed: 4) { $0.kernelSize = 5 })
+        XCTAssertNotEqual(a.fingerprint, d.fingerprint)
+    }
+
+    func testNamesMatchTorchvision() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "torchvision_names", withExtension: "json", subdirectory: "Fixtures"))
+        let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
+        let families = try XCTUnwrap(json["families"] as? [String: [[Any]]])
+        let cin = try XCTUnwrap(json["in_channels"] as? Int)
+        for (key, family) in [("vgg16", LossNetworkFamily.vgg), ("resnet18", .resnet18), ("alexnet", .alexnet), ("mobilenetv2", .mobilenetv2)] {
+            var c = LossNetworkConfig(inChannels: cin)
+            c.family = family
+            let ours = try makeLossNetwork(c).stateDict().map { "\($0.0) \($0.1.shape)" }
+            let theirs = try XCTUnwrap(families[key]).map { "\($0[0] as! String) \(($0[1] as! [Int]))" }
+            XCTAssertEqual(ours, theirs, key)
+        }
+    }
+
+    func testNoWeightGradientIsEverComputed() throws {
+        let loss = try PerceptualLoss(smallVGG())
+        let pred = randomTensor([2, 3, 16, 16], seed: 1, lo: 0, hi: 1)
+        let target = randomTensor([2, 3, 16, 16], seed: 2, lo: 0, hi: 1, requiresGrad: false)
+        let before = ConvDispatch.passCount(.backwardWeight), dataBefore = ConvDispatch.passCount(.backwardData)
+        loss(pred, target).backward()
+        XCTAssertEqual(ConvDispatch.passCount(.backwardWeight), before, "a backward-weight pass ran for the frozen network")
+        XCTAssertEqual(ConvDispatch.passCount(.backwardData) - dataBefore, 4, "one backward-data pass per convolution")
+        XCTAssertNotNil(pred.grad)
+        XCTAssertTrue(loss.network.namedParameters().allSatisfy { $0.1.grad == nil && !$0.1.requiresGrad })
+        XCTAssertNil(target.grad)
+    }
+
+    func testGradientMatchesFiniteDifferencesForEveryFamily() throws {
+        var configs: [(String, LossNetworkConfig, Int)] = [
+            ("vgg geometric", smallVGG { $0.levelWeights = LossNetworkConfig.geometricLevelWeights(3) }, 16),
+            ("vgg k7 equal", smallVGG { $0.kernelSize = 7; $0.levelWeights = [1, 1, 1] }, 16),
+        ]
+        for family in [LossNetworkFamily.resnet18, .alexnet, .mobilenetv2] {
+            var c = LossNetworkConfig(inChannels: 2)
+            c.family = family
+            // MobileNetV2's He-initialised activations reach ReLU6's cap of 6 in so many units
+            // that float32 finite differences are dominated by kinks; smaller weights keep it
+            // in the region where the derivative is defined.
+            if family == .mobilenetv2 { c.initScheme = .normal(0.05) }
+            configs.append((family.rawValue, c, family == .alexnet ? 67 : 32))
+        }
+        for (name, config, size) in configs {
+            let loss = try PerceptualLoss(config)
+            let pred = randomTensor([1, config.inChannels, size, size], seed: 3, lo: 0, hi: 1)
+            let target = randomTensor([1, config.inChannels, size, size], seed: 4, lo: 0, hi: 1, requiresGrad: false)
+            checkDirectionalDerivative(name, pred) { loss($0, target) }
+        }
+    }
+
+    func testPresetsAndDefaults() {
+        XCTAssertEqual(LossNetworkConfig.geometricLevelWeights(5), [1.0 / 16, 1.0 / 8, 0.25, 0.5, 1])
+        XCTAssertEqual(LossNetworkConfig.equalLevelWeights(3), [1, 1, 1])
+        XCTAssertEqual(LossNetworkConfig().resolvedLevelWeights, [0, 0, 0, 0, 1])
+        XCTAssertEqual(LossNetworkConfig().lambda, 0.1)
+    }
+
+    func testBadConfigurationsAreNamed() {
+        func message(_ edit: (inout LossNetworkConfig) -> Void) -> String {
+            var c = LossNetworkConfig()
+            edit(&c)
+            do { try c.validate(); return "" } catch { return String(describing: error) }
+        }
+        XCTAssertTrue(message { $0.kernelSize = 4 }.contains("--kernel-size"))
+        XCTAssertTrue(message { $0.widths = [64, 128] }.contains("--widths"))
+        XCTAssertTrue(message { $0.structure = [2, 0, 3, 3, 3] }.contains("--structure"))
+        XCTAssertTrue(message { $0.levelWeights = [1, 1] }.contains("--level-weights"))
+        XCTAssertTrue(message { $0.levelWeights = [0, 0, 0, 0, 0] }.contains("not all zero"))
+        XCTAssertTrue(message { $0.inChannels = 0 }.contains("--in-channels"))
+        XCTAssertThrowsError(try LossNetworkInit(parsing: "kaiming"))
+        XCTAssertThrowsError(try LossNetworkInit(parsing: "normal:-1"))
+        XCTAssertEqual(try LossNetworkInit(parsing: "normal:0.01"), .normal(0.01))
+        XCTAssertEqual(try LossNetworkInit(parsing: "uniform:0.1").description, "uniform:0.1")
+    }
+
+    func testBadInputsAreNamed() throws {
+        let loss = try PerceptualLoss(smallVGG())
+        let good = Tensor.zeros([1, 3, 16, 16])
+        XCTAssertThrowsError(try loss.check(prediction: good, target: Tensor.zeros([1, 3, 16, 8]))) {
+            XCTAssertTrue("\($0)".contains("differ in shape"), "\($0)")
+        }
+        XCTAssertThrowsError(try loss.check(prediction: Tensor.zeros([1, 4, 16, 16]), target: Tensor.zeros([1, 4, 16, 16]))) {
+            XCTAssertTrue("\($0)".contains("4 channels"), "\($0)")
+        }
+        XCTAssertThrowsError(try loss.check(prediction: Tensor.zeros([1, 3, 4, 4]), target: Tensor.zeros([1, 3, 4, 4]))) {
+            XCTAssertTrue("\($0)".contains("too small"), "\($0)")
+        }
+        let nan = Tensor.zeros([1, 3, 16, 16])
+        nan.data[5] = .nan
+        XCTAssertThrowsError(try loss.check(prediction: good, target: nan)) { XCTAssertTrue("\($0)".contains("non-finite"), "\($0)") }
+        XCTAssertNoThrow(try loss.check(prediction: good, target: good))
+    }
+}
