@@ -44,19 +44,21 @@ let package = Package(
         // HDF5 (serial build), Debian package libhdf5-dev: loss-network weights and checkpoints.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .target(name: "PercepHDF5", dependencies: ["CHDF5", "PercepCore"], swiftSettings: release),
-        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
+        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
-        .testTarget(name: "PerceptualTests", dependencies: ["Perceptual", "PercepNN", "PercepCore", "TestSupport"],
+        .testTarget(name: "PerceptualTests", dependencies: ["Perceptual", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PercepCoreTests", dependencies: ["PercepCore", "TestSupport"]),
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
+        // Runs the built percep-dist binary (SwiftPM builds it with the tests).
+        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
     ]
 )
