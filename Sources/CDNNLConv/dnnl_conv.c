@@ -94,6 +94,8 @@ struct pd_conv {
   // Same shapes with format_tag_any, so each primitive picks its own layout.
   dnnl_memory_desc_t src_any, wei_any, bias_any, dst_any;
   dnnl_primitive_attr_t attr;  // scratchpad_mode = user
+  int fuse_relu;               // forward applies ReLU as a post-op
+  dnnl_primitive_attr_t fwd_attr;  // attr plus the ReLU post-op (forward only), or NULL
   void *scratch_buf;           // shared by all passes (they never run concurrently)
   size_t scratch_size;
   float *bias_sink;            // receives diff_bias when the caller passes NULL
@@ -243,7 +245,7 @@ static int build_forward(pd_conv *c) {
                 c->pad_l, c->pad_r),
             "dnnl_dilated_convolution_forward_desc_init"))
     return 1;
-  if (check(c, ctx, dnnl_primitive_desc_create(&p->pd, &d, c->attr, g_engine, NULL),
+  if (check(c, ctx, dnnl_primitive_desc_create(&p->pd, &d, c->fwd_attr ? c->fwd_attr : c->attr, g_engine, NULL),
             "dnnl_primitive_desc_create(convolution forward)"))
     return 1;
   if (add_arg(c, ctx, p, DNNL_ARG_SRC, &c->src_md, 0)) return 1;
@@ -386,7 +388,20 @@ static int geometry_error(const pd_conv_geometry *g, char *msg, size_t len) {
   return 0;
 }
 
-pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, char *err, size_t err_len) {
+// A copy of `c->attr` with ReLU appended as a post-op: the forward pass writes max(conv, 0)
+// directly, saving a separate pass over the output. Backward passes keep the plain attr.
+static int make_relu_attr(pd_conv *c, const char *ctx) {
+  dnnl_post_ops_t ops = NULL;
+  int failed = check(c, ctx, dnnl_post_ops_create(&ops), "dnnl_post_ops_create") ||
+               check(c, ctx, dnnl_post_ops_append_eltwise(ops, 1.0f, dnnl_eltwise_relu, 0.0f, 0.0f),
+                     "dnnl_post_ops_append_eltwise(relu)") ||
+               check(c, ctx, dnnl_primitive_attr_clone(&c->fwd_attr, c->attr), "dnnl_primitive_attr_clone") ||
+               check(c, ctx, dnnl_primitive_attr_set_post_ops(c->fwd_attr, ops), "dnnl_primitive_attr_set_post_ops");
+  if (ops) dnnl_post_ops_destroy(ops);
+  return failed;
+}
+
+pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, int fuse_relu, char *err, size_t err_len) {
   char local[256];
   if (err == NULL || err_len == 0) { err = local; err_len = sizeof local; }
   err[0] = '\0';
@@ -410,6 +425,7 @@ pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, char *err, siz
   }
   c->g = *g;
   c->with_bias = with_bias != 0;
+  c->fuse_relu = fuse_relu != 0;
   const char *ctx = "pd_conv_create";
 
   // oneDNN counts dilation as the number of skipped elements (0 = dense).
@@ -447,6 +463,7 @@ pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, char *err, siz
       // (or sharing a global one) on each execution.
       check(c, ctx, dnnl_primitive_attr_create(&c->attr), "dnnl_primitive_attr_create") ||
       check(c, ctx, dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user), "dnnl_primitive_attr_set_scratchpad_mode") ||
+      (c->fuse_relu && make_relu_attr(c, ctx)) ||
       ensure_pass(c, PASS_FWD)) {
     snprintf(err, err_len, "%s", c->err);
     pd_conv_destroy(c);
@@ -537,6 +554,7 @@ void pd_conv_destroy(pd_conv *c) {
   if (c == NULL) return;
   for (int i = 0; i < PASS_COUNT; i++) destroy_pass(&c->pass[i]);
   if (c->attr) dnnl_primitive_attr_destroy(c->attr);
+  if (c->fwd_attr) dnnl_primitive_attr_destroy(c->fwd_attr);
   free(c->scratch_buf);
   free(c->bias_sink);
   free(c);

@@ -7,8 +7,9 @@ extension Tensor {
     /// [N, C_out, OH, OW], OH = (H + 2·padH − dilH·(KH−1) − 1)/strideH + 1.
     /// The backward computes the weight gradient only when the weight needs one and the input
     /// gradient only when the input needs one (a frozen loss network costs one pass, not two).
+    /// `fusedReLU` returns max(conv, 0) in the same pass, as `conv2d(…).relu()` would.
     public func conv2d(weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
-                       dilation: (Int, Int) = (1, 1), groups: Int = 1) -> Tensor {
+                       dilation: (Int, Int) = (1, 1), groups: Int = 1, fusedReLU: Bool = false) -> Tensor {
         precondition(rank == 4 && weight.rank == 4, "conv2d: input \(shape) and weight \(weight.shape) must be 4-D")
         let g = ConvGeometry(n: shape[0], cIn: shape[1], h: shape[2], w: shape[3], cOut: weight.shape[0],
                              kh: weight.shape[2], kw: weight.shape[3], stride: stride, padding: padding,
@@ -17,9 +18,15 @@ extension Tensor {
         if let p = g.problem { preconditionFailure("conv2d \(g): \(p)") }
         if let bias { precondition(bias.shape == [g.cOut], "conv2d: bias \(bias.shape) must be [\(g.cOut)]") }
         let out = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
-        ConvDispatch.forward(out.data, data, weight.data, bias?.data, g)
+        ConvDispatch.forward(out.data, data, weight.data, bias?.data, g, relu: fusedReLU)
         let inputs = bias.map { [self, weight, $0] } ?? [self, weight]
-        Tape.record(out, inputs: inputs) { dy in
+        Tape.record(out, inputs: inputs) { upstream in
+            // Through the fused ReLU first: the gradient passes where the output is positive.
+            var dy = upstream
+            if fusedReLU {
+                dy = Tensor(uninitialized: upstream.shape)
+                Kernels.zip(dy.data, upstream.data, out.data, count: out.count) { gv, y in y > 0 ? gv : 0 }
+            }
             var dx: Tensor?, dw: Tensor?, db: Tensor?
             if self.requiresGrad {
                 dx = Tensor(uninitialized: self.shape)

@@ -40,8 +40,12 @@ public final class Conv2d: Module, Layer {
     }
 
     /// Applies the convolution.
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups)
+    public func callAsFunction(_ x: Tensor) -> Tensor { self(x, fusedReLU: false) }
+
+    /// Applies the convolution, followed by ReLU in the same pass when `fusedReLU`.
+    public func callAsFunction(_ x: Tensor, fusedReLU: Bool) -> Tensor {
+        x.conv2d(weight: weight, bias: bias, stride: stride, padding: padding, dilation: dilation, groups: groups,
+                 fusedReLU: fusedReLU)
     }
 }
 

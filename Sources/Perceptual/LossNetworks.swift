@@ -70,12 +70,21 @@ public final class VGGLossNetwork: Module, LossNetwork {
 
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
         var out: [Tensor] = [], h = x
-        for (i, layer) in features.layers.enumerated() {
-            h = layer(h)
+        var i = 0
+        let layers = features.layers
+        while i < layers.count {
+            // Each conv is followed by its ReLU: run them as one fused pass.
+            if let conv = layers[i] as? Conv2d, i + 1 < layers.count, layers[i + 1] is ReLU {
+                h = conv(h, fusedReLU: true)
+                i += 2
+                continue
+            }
+            h = layers[i](h)
             if poolIndices.contains(i) {
                 out.append(h)
                 if out.count > last { break }
             }
+            i += 1
         }
         return out
     }

@@ -93,6 +93,20 @@ final class OpGradientTests: XCTestCase {
         }
     }
 
+    func testFusedConvReLU() {
+        for algorithm in ConvAlgorithm.allCases {
+            ConvDispatch.force(algorithm)
+            defer { ConvDispatch.force(nil) }
+            let x = randomTensor([2, 3, 9, 8], seed: 70), w = randomTensor([4, 3, 3, 3], seed: 71), b = randomTensor([4], seed: 72)
+            let fused = Tape.withoutGrad { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: true) }
+            let plain = Tape.withoutGrad { x.conv2d(weight: w, bias: b, padding: (1, 1)).relu() }
+            XCTAssertEqual(fused.values, plain.values, "\(algorithm)")
+            checkGradients("conv+relu \(algorithm)", [x, w, b], eps: 1e-3) {
+                $0[0].conv2d(weight: $0[1], bias: $0[2], padding: (1, 1), fusedReLU: true)
+            }
+        }
+    }
+
     func testPooling() {
         let x = separatedTensor([2, 2, 7, 6], seed: 14, gap: 0.03)
         checkGradients("max_pool 2", [x]) { $0[0].maxPool2d(kernel: (2, 2)) }

@@ -58,7 +58,10 @@ typedef struct pd_conv pd_conv;
 ///
 /// Returns NULL on failure and writes a NUL-terminated message into `err`
 /// (truncated to `err_len` bytes; `err` may be NULL if `err_len` is 0).
-pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, char *err, size_t err_len);
+///
+/// `fuse_relu` != 0 makes the forward pass write max(conv + bias, 0) (a oneDNN post-op); the
+/// backward passes are unchanged (the caller masks diff_dst by the forward output).
+pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, int fuse_relu, char *err, size_t err_len);
 
 /// Forward pass: dst = conv(src, weight) (+ bias).
 ///   src    [N, C_in, H, W]

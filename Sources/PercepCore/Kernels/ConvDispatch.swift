@@ -34,7 +34,7 @@ public enum ConvDispatch {
     private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: environment)
     private static let tuning = environment == "tune"
 
-    struct HandleKey: Hashable { let geometry: ConvGeometry; let bias: Bool }
+    struct HandleKey: Hashable { let geometry: ConvGeometry; let bias: Bool; var relu = false }
     struct TuneKey: Hashable { let geometry: ConvGeometry; let pass: ConvPass }
 
     /// Forces one algorithm for every shape (nil restores the per-shape choice).
@@ -79,8 +79,8 @@ public enum ConvDispatch {
     }
 
     /// The cached oneDNN handle for `g`, created on first use (nil if oneDNN rejects the shape).
-    static func dnnlHandle(_ g: ConvGeometry, bias: Bool) -> OpaquePointer? {
-        let key = HandleKey(geometry: g, bias: bias)
+    static func dnnlHandle(_ g: ConvGeometry, bias: Bool, relu: Bool = false) -> OpaquePointer? {
+        let key = HandleKey(geometry: g, bias: bias, relu: relu)
         lock.lock(); defer { lock.unlock() }
         if let h = handles[key] { return h }
         var geom = pd_conv_geometry(n: Int64(g.n), c_in: Int64(g.cIn), h: Int64(g.h), w: Int64(g.w),
@@ -90,7 +90,7 @@ public enum ConvDispatch {
                                     dil_h: Int64(g.dilH), dil_w: Int64(g.dilW), groups: Int64(g.groups),
                                     out_h: Int64(g.outH), out_w: Int64(g.outW))
         var err = [CChar](repeating: 0, count: 512)
-        guard let h = pd_conv_create(&geom, bias ? 1 : 0, &err, err.count) else { return nil }
+        guard let h = pd_conv_create(&geom, bias ? 1 : 0, relu ? 1 : 0, &err, err.count) else { return nil }
         handles[key] = h
         return h
     }
@@ -98,7 +98,8 @@ public enum ConvDispatch {
     /// An existing handle for `g` with or without bias (backward data works with either).
     static func anyHandle(_ g: ConvGeometry) -> OpaquePointer? {
         lock.lock()
-        let existing = handles[HandleKey(geometry: g, bias: true)] ?? handles[HandleKey(geometry: g, bias: false)]
+        let existing = [(true, false), (false, false), (true, true), (false, true)].lazy
+            .compactMap { handles[HandleKey(geometry: g, bias: $0.0, relu: $0.1)] }.first
         lock.unlock()
         return existing ?? dnnlHandle(g, bias: false)
     }
@@ -107,10 +108,11 @@ public enum ConvDispatch {
         fatalError("oneDNN \(what) failed: \(String(cString: pd_conv_last_error(h)))")
     }
 
-    /// y = conv(x, w) + b (overwritten). Shapes as `ConvIm2col.forward`.
+    /// y = conv(x, w) + b (overwritten), then max(y, 0) when `relu`. Shapes as
+    /// `ConvIm2col.forward`.
     public static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                               _ b: UnsafePointer<Float>?, _ g: ConvGeometry) {
-        run(.forward, g, with: algorithm(for: g, pass: .forward), y: y, x: x, w: w, b: b)
+                               _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
+        run(.forward, g, with: algorithm(for: g, pass: .forward), y: y, x: x, w: w, b: b, relu: relu)
     }
 
     /// dx = convᵀ(dy, w) (overwritten).
@@ -139,14 +141,16 @@ public enum ConvDispatch {
                             y: UnsafeMutablePointer<Float>? = nil, x: UnsafePointer<Float>? = nil,
                             w: UnsafePointer<Float>? = nil, b: UnsafePointer<Float>? = nil,
                             dx: UnsafeMutablePointer<Float>? = nil, dy: UnsafePointer<Float>? = nil,
-                            dw: UnsafeMutablePointer<Float>? = nil, db: UnsafeMutablePointer<Float>? = nil) {
+                            dw: UnsafeMutablePointer<Float>? = nil, db: UnsafeMutablePointer<Float>? = nil,
+                            relu: Bool = false) {
         lock.lock(); passCounts[pass.rawValue] += 1; lock.unlock()
         switch pass {
         case .forward:
-            if algorithm == .dnnl, let h = dnnlHandle(g, bias: b != nil) {
+            if algorithm == .dnnl, let h = dnnlHandle(g, bias: b != nil, relu: relu) {
                 if pd_conv_forward(h, x!, w!, b, y!) != 0 { dnnlFailure(h, "forward") }
             } else {
                 ConvIm2col.forward(y!, x!, w!, b, g)
+                if relu { Kernels.map(y!, y!, count: g.n * g.cOut * g.outH * g.outW) { Swift.max($0, 0) } }
             }
         case .backwardData:
             if algorithm == .dnnl, let h = anyHandle(g) {

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Reproduces the loss-network table of docs/benchmarks.md: every structure of the paper's Table 2
+# and every kernel size of Table 3, ours and PyTorch's twin run alternately on the same settings.
+# Needs PyTorch (pip install torch). Usage: tools/bench_lossnet.sh [threads] [iters]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-2}; iters=${2:-5}
+swift build -c release --product percep-dist >/dev/null
+echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $threads threads, PyTorch $(python3 -c 'import torch; print(torch.__version__)'), 19 input channels, 128×128, batch 2, mean of $iters steps after a warm-up"
+echo
+echo "| network | structure | kernel | ours s/step | PyTorch s/step | ours ÷ PyTorch time | ours peak RSS MiB | PyTorch peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|"
+run() {
+  local name=$1 structure=$2 kernel=$3
+  local args=(--structure "$structure" --kernel-size "$kernel" --in-channels 19 --size 128 --batch 2 --iters "$iters" --threads "$threads" --json)
+  local ours torch
+  ours=$(.build/release/percep-dist bench lossnet "${args[@]}")
+  torch=$(python3 tools/pytorch/bench_lossnet.py "${args[@]}")
+  python3 - "$name" "$structure" "$kernel" "$ours" "$torch" <<'PY'
+import json, sys
+name, structure, kernel, ours, torch = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), json.loads(sys.argv[5])
+print(f"| {name} | {structure} | {kernel} | {ours['seconds_per_iter']:.3f} | {torch['seconds_per_iter']:.3f} | "
+      f"{ours['seconds_per_iter'] / torch['seconds_per_iter']:.2f} | {ours['peak_rss_mb']:.0f} | {torch['peak_rss_mb']:.0f} |")
+PY
+}
+run VGG11 1,1,2,2,2 3
+run VGG13 2,2,2,2,2 3
+run VGG16 2,2,3,3,3 3
+run VGG19 2,2,4,4,4 3
+run "(1,1,1,1,1)" 1,1,1,1,1 3
+run "(3,3,4,4,4)" 3,3,4,4,4 3
+run "(1,1,1,1,1)" 1,1,1,1,1 1
+run "(1,1,1,1,1)" 1,1,1,1,1 5
+run "(1,1,1,1,1)" 1,1,1,1,1 7
