@@ -29,6 +29,23 @@ public func makeLossNetwork(_ config: LossNetworkConfig) throws -> any LossNetwo
     return net
 }
 
+/// Runs `layers` on `x` and returns the outputs of the layers at `ends` (levels 0…`last`),
+/// stopping after the last one needed. A convolution followed by a ReLU runs as one fused pass.
+func collectLevels(_ layers: [any Layer], _ x: Tensor, ends: [Int], upTo last: Int) -> [Tensor] {
+    var out: [Tensor] = [], h = x, i = 0
+    while i < layers.count && out.count <= last {
+        if let conv = layers[i] as? Conv2d, i + 1 < layers.count, layers[i + 1] is ReLU, !ends.contains(i) {
+            h = conv(h, fusedReLU: true)
+            i += 1            // the ReLU ran inside the convolution
+        } else {
+            h = layers[i](h)
+        }
+        if ends.contains(i) { out.append(h) }
+        i += 1
+    }
+    return out
+}
+
 /// A convolution with the loss network's initialiser and zero bias (or no bias).
 func lossConv(_ cin: Int, _ cout: Int, _ k: Int, stride: Int = 1, padding: Int? = nil, groups: Int = 1, bias: Bool,
               _ initializer: Initializer, _ rng: inout SeededRNG) -> Conv2d {
@@ -69,24 +86,7 @@ public final class VGGLossNetwork: Module, LossNetwork {
     public var minimumInputSize: Int { 1 << poolIndices.count }
 
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
-        var out: [Tensor] = [], h = x
-        var i = 0
-        let layers = features.layers
-        while i < layers.count {
-            // Each conv is followed by its ReLU: run them as one fused pass.
-            if let conv = layers[i] as? Conv2d, i + 1 < layers.count, layers[i + 1] is ReLU {
-                h = conv(h, fusedReLU: true)
-                i += 2
-                continue
-            }
-            h = layers[i](h)
-            if poolIndices.contains(i) {
-                out.append(h)
-                if out.count > last { break }
-            }
-            i += 1
-        }
-        return out
+        collectLevels(features.layers, x, ends: poolIndices, upTo: last)
     }
 }
 
@@ -170,12 +170,7 @@ public final class AlexNetLossNetwork: Module, LossNetwork {
     public var minimumInputSize: Int { 63 }
 
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
-        var out: [Tensor] = [], h = x
-        for (i, layer) in features.layers.enumerated() {
-            h = layer(h)
-            if poolIndices.contains(i) { out.append(h); if out.count > last { break } }
-        }
-        return out
+        collectLevels(features.layers, x, ends: poolIndices, upTo: last)
     }
 }
 
@@ -236,11 +231,6 @@ public final class MobileNetV2LossNetwork: Module, LossNetwork {
     public var minimumInputSize: Int { 32 }
 
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
-        var out: [Tensor] = [], h = x
-        for (i, layer) in features.layers.enumerated() {
-            h = layer(h)
-            if levelEnds.contains(i) { out.append(h); if out.count > last { break } }
-        }
-        return out
+        collectLevels(features.layers, x, ends: levelEnds, upTo: last)
     }
 }

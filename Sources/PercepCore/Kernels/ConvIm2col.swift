@@ -102,6 +102,19 @@ public enum ConvIm2col {
         }
     }
 
+    /// The [K, S·P] column matrix of samples s0 ..< s0 + samples for one group, unfolded into
+    /// `col`; without a buffer (1×1 stride-1, one sample) the input itself is that matrix.
+    static func columns(_ col: Storage?, _ x: UnsafePointer<Float>, s0: Int, samples: Int, group: Int,
+                        _ g: ConvGeometry) -> UnsafePointer<Float> {
+        let image = g.h * g.w, first = x + (s0 * g.cIn + group * g.cInPerGroup) * image
+        guard let col else { return first }
+        let p = g.outH * g.outW
+        for s in 0..<samples {
+            im2col(col.base + s * p, ld: samples * p, x + ((s0 + s) * g.cIn + group * g.cInPerGroup) * image, g)
+        }
+        return UnsafePointer(col.base)
+    }
+
     /// Forward: y = conv(x, w) + b. x: [N, C, H, W], w: [C_out, C/G, KH, KW], b: [C_out] or nil,
     /// y: [N, C_out, OH, OW] (overwritten).
     public static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
@@ -113,13 +126,7 @@ public enum ConvIm2col {
         for s0 in stride(from: 0, to: g.n, by: chunk) {
             let ns = min(chunk, g.n - s0), ld = ns * p
             for grp in 0..<g.groups {
-                var colPtr = UnsafePointer(x + (s0 * g.cIn + grp * g.cInPerGroup) * g.h * g.w)
-                if let col {
-                    for s in 0..<ns {
-                        im2col(col.base + s * p, ld: ld, x + ((s0 + s) * g.cIn + grp * g.cInPerGroup) * g.h * g.w, g)
-                    }
-                    colPtr = UnsafePointer(col.base)
-                }
+                let colPtr = columns(col, x, s0: s0, samples: ns, group: grp, g)
                 let dst = tmp?.base ?? (y + (s0 * g.cOut + grp * cog) * p)
                 Gemm.sgemm(m: cog, n: ld, k: k, a: w + grp * cog * k, lda: k, b: colPtr, ldb: ld, c: dst, ldc: ld)
                 if let tmp { shuffle(y, channels: g.cOut, c0: grp * cog, rows: cog, s0: s0, samples: ns, p: p, tmp.base, toMatrix: false) }
@@ -184,13 +191,7 @@ public enum ConvIm2col {
             for s0 in stride(from: 0, to: g.n, by: chunk) {
                 let ns = min(chunk, g.n - s0), ld = ns * p
                 for grp in 0..<g.groups {
-                    var colPtr = UnsafePointer(x + (s0 * g.cIn + grp * g.cInPerGroup) * g.h * g.w)
-                    if let col {
-                        for s in 0..<ns {
-                            im2col(col.base + s * p, ld: ld, x + ((s0 + s) * g.cIn + grp * g.cInPerGroup) * g.h * g.w, g)
-                        }
-                        colPtr = UnsafePointer(col.base)
-                    }
+                    let colPtr = columns(col, x, s0: s0, samples: ns, group: grp, g)
                     var dyPtr = dy + (s0 * g.cOut + grp * cog) * p
                     if let dyMatrix {
                         shuffle(UnsafeMutablePointer(mutating: dy), channels: g.cOut, c0: grp * cog, rows: cog, s0: s0,
