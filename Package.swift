@@ -27,6 +27,8 @@ let package = Package(
         .library(name: "PercepNN", targets: ["PercepNN"]),
         .library(name: "PercepHDF5", targets: ["PercepHDF5"]),
         .library(name: "Perceptual", targets: ["Perceptual"]),
+        .library(name: "COCO", targets: ["COCO"]),
+        .library(name: "Distributed", targets: ["Distributed"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -44,10 +46,16 @@ let package = Package(
         // HDF5 (serial build), Debian package libhdf5-dev: loss-network weights and checkpoints.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
         .target(name: "PercepHDF5", dependencies: ["CHDF5", "PercepCore"], swiftSettings: release),
+        // Open MPI (libopenmpi-dev, openmpi-bin): headers via pkg-config, included only by CMPI.
+        .systemLibrary(name: "COpenMPISystem", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
+        .target(name: "CMPI", dependencies: ["COpenMPISystem"]),
+        .target(name: "Distributed", dependencies: ["CMPI", "PercepCore", "PercepNN"], swiftSettings: release),
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
+        // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
+        .target(name: "COCO", swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "COCO", "Distributed", "CMPI",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -59,6 +67,9 @@ let package = Package(
                     resources: [.copy("Fixtures")]),
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).
         .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI"]),
+        // Launches percep-dist under mpirun (1, 2 and 3 ranks).
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepDistCLI"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
+        .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
     ]
 )

@@ -1,0 +1,135 @@
+import Distributed
+import Foundation
+import XCTest
+
+/// Runs `percep-dist dist check` under mpirun, as CI and users do.
+enum MPIJob {
+    /// The percep-dist binary next to the test binary.
+    static var executable: String {
+        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for candidate in [dir, Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()] {
+            let path = candidate.appendingPathComponent("percep-dist").path
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return dir.appendingPathComponent("percep-dist").path
+    }
+
+    /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
+    /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.
+    static func run(ranks: Int, _ args: [String], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable, "dist", "check"] + args
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMP_NUM_THREADS"] = "1"
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        let start = Date()
+        try p.run()
+        let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        killer.cancel()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
+    }
+}
+
+/// The runtime's contract, checked with real MPI jobs of 1, 2 and 3 ranks.
+final class MPIJobTests: XCTestCase {
+    func testAllreduceIsExactForOddSizesAndSeveralBuckets() throws {
+        for ranks in [2, 3] {
+            for overlap in [[], ["--no-overlap"]] {
+                let r = try MPIJob.run(ranks: ranks, ["--scenario", "allreduce"] + overlap)
+                XCTAssertEqual(r.status, 0, r.output)
+                XCTAssertTrue(r.output.contains("exact for sizes 1, 7, 1000, 65537"), r.output)
+                XCTAssertTrue(r.output.contains("on \(ranks) ranks"), r.output)
+            }
+        }
+    }
+
+    func testOneRankWithBatchFourEqualsTwoRanksWithBatchTwoEach() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dist-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var results: [[Float]] = []
+        for ranks in [1, 2] {
+            let out = dir.appendingPathComponent("params\(ranks).bin").path
+            let r = try MPIJob.run(ranks: ranks, ["--scenario", "train", "--global-batch", "4", "--steps", "5", "--out", out])
+            XCTAssertEqual(r.status, 0, r.output)
+            let data = try Data(contentsOf: URL(fileURLWithPath: out))
+            results.append(data.withUnsafeBytes { Array($0.bindMemory(to: Float.self)) })
+        }
+        XCTAssertEqual(results[0].count, results[1].count)
+        XCTAssertGreaterThan(results[0].count, 1000)
+        var worst = 0.0, norm = 0.0, diff = 0.0
+        for (a, b) in zip(results[0], results[1]) {
+            let d = Double(abs(a - b))
+            worst = max(worst, d - 1e-5 * Double(max(abs(a), abs(b))) - 1e-6)
+            norm += Double(a * a); diff += d * d
+        }
+        XCTAssertLessThanOrEqual(worst, 0, "a parameter differs by more than 1e-5 relative (+1e-6)")
+        XCTAssertLessThan((diff / norm).squareRoot(), 1e-5)
+        XCTAssertNotEqual(results[0], Array(repeating: 0, count: results[0].count))
+    }
+
+    func testARankWithADifferentLossNetworkIsCaughtAtStartUp() throws {
+        let good = try MPIJob.run(ranks: 2, ["--scenario", "replicas"])
+        XCTAssertEqual(good.status, 0, good.output)
+        let bad = try MPIJob.run(ranks: 2, ["--scenario", "replicas", "--mismatch-rank", "1"])
+        XCTAssertNotEqual(bad.status, 0, bad.output)
+        XCTAssertTrue(bad.output.contains("loss-network fingerprint differs"), bad.output)
+        XCTAssertTrue(bad.output.contains("rank 0:") && bad.output.contains("rank 1:"), bad.output)
+    }
+
+    func testARankThatThrowsEndsTheJobQuickly() throws {
+        let r = try MPIJob.run(ranks: 2, ["--scenario", "train", "--steps", "6", "--fail-rank", "1", "--at-step", "3"], limit: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 30, "the job must end within 30 s")
+        XCTAssertTrue(r.output.contains("[rank 1] error: rank 1: injected failure at step 3"), r.output)
+    }
+
+    func testAStoppedRankIsCaughtByTheWatchdog() throws {
+        let r = try MPIJob.run(ranks: 2, ["--scenario", "train", "--steps", "6", "--stop-rank", "1", "--at-step", "2", "--timeout", "3"], limit: 60)
+        XCTAssertNotEqual(r.status, 0, r.output)
+        XCTAssertLessThan(r.seconds, 30, "the watchdog must end the job")
+        XCTAssertTrue(r.output.contains("longer than the 3 s timeout"), r.output)
+    }
+}
+
+/// The sampler's guarantees, in one process.
+final class SamplerTests: XCTestCase {
+    func testGlobalBatchIsTheSameAtAnyWorldSize() throws {
+        for cursor in stride(from: 0, to: 200, by: 8) {
+            let one = try DistributedSampler(datasetSize: 50, globalBatch: 8, seed: 3, worldSize: 1, rank: 0).batch(atCursor: cursor)
+            var union: [Int] = []
+            for rank in 0..<4 {
+                let part = try DistributedSampler(datasetSize: 50, globalBatch: 8, seed: 3, worldSize: 4, rank: rank).batch(atCursor: cursor)
+                XCTAssertEqual(part.epoch, one.epoch)
+                XCTAssertEqual(part.indices.count, 2)
+                union += part.indices
+            }
+            XCTAssertEqual(union.sorted(), one.indices.sorted())
+        }
+    }
+
+    func testEpochsArePermutationsAndDiffer() throws {
+        let s = try DistributedSampler(datasetSize: 40, globalBatch: 8, seed: 3, worldSize: 1, rank: 0)
+        XCTAssertEqual(s.stepsPerEpoch, 5)
+        let epoch0 = (0..<5).flatMap { s.batch(atCursor: $0 * 8).indices }
+        let epoch1 = (5..<10).flatMap { s.batch(atCursor: $0 * 8).indices }
+        XCTAssertEqual(epoch0.sorted(), Array(0..<40))
+        XCTAssertEqual(epoch1.sorted(), Array(0..<40))
+        XCTAssertNotEqual(epoch0, epoch1)
+        XCTAssertEqual(s.batch(atCursor: 40).epoch, 1)
+    }
+
+    func testBadBatchesAreRejected() {
+        XCTAssertThrowsError(try DistributedSampler(datasetSize: 40, globalBatch: 6, seed: 0, worldSize: 4, rank: 0))
+        XCTAssertThrowsError(try DistributedSampler(datasetSize: 4, globalBatch: 8, seed: 0, worldSize: 2, rank: 0))
+    }
+}
