@@ -120,6 +120,13 @@ public final class Communicator {
         }
     }
 
+    /// In-place maximum of doubles across ranks (timings: the slowest rank decides).
+    public func allreduceMax(_ values: inout [Double]) {
+        // max(a, b) = −min(−a, −b) is not available as a sum; gather and reduce instead.
+        let all = allgather(values.map { Int64(bitPattern: $0.bitPattern) }, name: "allreduce(max)")
+        values = values.indices.map { i in all.map { Double(bitPattern: UInt64(bitPattern: $0[i])) }.max()! }
+    }
+
     /// Broadcasts bytes from rank `root`.
     public func broadcast(_ buffer: UnsafeMutableRawPointer, bytes: Int, root: Int = 0, name: String = "broadcast") {
         perform(name) { pd_mpi_broadcast(buffer, Int64(bytes), Int32(root), &$0, $0.count) }

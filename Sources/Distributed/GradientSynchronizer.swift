@@ -9,7 +9,9 @@ import PercepCore
 /// of about `bucketBytes`; when the tape's reverse walk passes a parameter's first use its
 /// gradient is final, and when every parameter of the next bucket is final that bucket is handed
 /// to the communication thread, so all-reduce overlaps the rest of backward. Buckets are handed
-/// over strictly in index order, the same on every rank. The sum is divided by the world size.
+/// over strictly in index order, the same on every rank. Backward is seeded with 1/W instead
+/// of 1, so every gradient arrives pre-divided by the world size and the all-reduce SUM leaves
+/// the average without another pass over the buffer.
 public final class GradientSynchronizer {
     /// The parameters, in registration order.
     public let parameters: [Tensor]
@@ -23,7 +25,6 @@ public final class GradientSynchronizer {
     private let bucketOf: [ObjectIdentifier: Int]
     private var pending: [Int] = []
     private var nextBucket = 0
-    private var tickets: [JobQueue.Ticket] = []
 
     /// Lays out the buffer and points every parameter's gradient into it.
     public init(parameters: [Tensor], communicator: Communicator, bucketBytes: Int = 25 << 20, overlap: Bool = true) {
@@ -33,7 +34,7 @@ public final class GradientSynchronizer {
         let order = parameters.reversed()
         buffer = Storage(zeros: parameters.map(\.count).reduce(0, +))
         var offset = 0, bucketStart = 0
-        var ranges: [Range<Int>] = [], owner: [ObjectIdentifier: Int] = [:], counts: [Int] = []
+        var ranges: [Range<Int>] = [], owner: [ObjectIdentifier: Int] = [:]
         let cap = max(1, bucketBytes / MemoryLayout<Float>.stride)
         for p in order {
             if offset > bucketStart && offset - bucketStart + p.count > cap {
@@ -46,7 +47,6 @@ public final class GradientSynchronizer {
         if offset > bucketStart || ranges.isEmpty { ranges.append(bucketStart..<offset) }
         buckets = ranges
         bucketOf = owner
-        for p in order { counts.append(0); _ = p }
         pending = ranges.indices.map { b in owner.values.filter { $0 == b }.count }
     }
 
@@ -58,8 +58,8 @@ public final class GradientSynchronizer {
     public func backward(_ loss: Tensor) {
         var remaining = pending
         nextBucket = 0
-        tickets.removeAll()
-        Tape.current.backward(from: loss) { leaf in
+        let seed = Tensor.full(loss.shape, 1 / Float(communicator.size))
+        Tape.current.backward(from: loss, seed: seed) { leaf in
             guard self.overlap, let b = self.bucketOf[ObjectIdentifier(leaf)] else { return }
             remaining[b] -= 1
             while self.nextBucket < self.buckets.count && remaining[self.nextBucket] == 0 { self.launch(self.nextBucket) }
@@ -69,17 +69,21 @@ public final class GradientSynchronizer {
         communicator.drain()
     }
 
+    /// Sums every bucket across ranks now and waits (the buffer must hold gradients already
+    /// divided by the world size, as `backward` leaves them): the plain "one all-reduce after
+    /// backward" path, also used to time communication alone.
+    public func reduceAll() {
+        nextBucket = 0
+        while nextBucket < buckets.count { launch(nextBucket) }
+        communicator.drain()
+    }
+
     private func launch(_ b: Int) {
         let range = buckets[b], base = buffer.base + range.lowerBound, n = range.count
-        let scale = 1 / Float(communicator.size), size = communicator.size
-        tickets.append(communicator.submit("gradient bucket \(b) (\(n * 4 / 1024) KiB)") { err in
-            if size > 1 {
-                let rc = pd_mpi_allreduce_sum_f32(base, Int64(n), &err, err.count)
-                if rc != 0 { return rc }
-                for i in 0..<n { base[i] *= scale }
-            }
-            return 0
-        })
+        let size = communicator.size
+        _ = communicator.submit("gradient bucket \(b) (\(n * 4 / 1024) KiB)") { err in
+            size > 1 ? pd_mpi_allreduce_sum_f32(base, Int64(n), &err, err.count) : 0
+        }
         nextBucket += 1
     }
 }
