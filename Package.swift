@@ -4,7 +4,7 @@ import PackageDescription
 import Foundation
 
 // Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
-// CHDF5 + PercepCore → PercepHDF5.
+// CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
@@ -29,6 +29,8 @@ let package = Package(
         .library(name: "Perceptual", targets: ["Perceptual"]),
         .library(name: "COCO", targets: ["COCO"]),
         .library(name: "Distributed", targets: ["Distributed"]),
+        .library(name: "ImageCodecs", targets: ["ImageCodecs"]),
+        .library(name: "COCOSynth", targets: ["COCOSynth"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -53,9 +55,14 @@ let package = Package(
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
+        // libjpeg-turbo's TurboJPEG API behind plain C functions, Debian package libturbojpeg0-dev.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("turbojpeg")]),
+        .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: release),
+        // `synth coco`: synthetic COCO instance-segmentation sets (JPEG images + instances JSON).
+        .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "COCO", "Distributed", "CMPI",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "COCO", "COCOSynth", "Distributed", "CMPI",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -71,5 +78,6 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepDistCLI"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
     ]
 )
