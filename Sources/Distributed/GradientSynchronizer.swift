@@ -50,8 +50,18 @@ public final class GradientSynchronizer {
         pending = ranges.indices.map { b in owner.values.filter { $0 == b }.count }
     }
 
-    /// Zeroes every gradient (one memset over the flat buffer).
-    public func zeroGrads() { buffer.base.update(repeating: 0, count: buffer.count) }
+    /// Zeroes every gradient (one memset over the flat buffer). A parameter whose `grad` was
+    /// replaced or cleared (e.g. by `SGD.zeroGrad()`) is pointed back into the buffer.
+    public func zeroGrads() {
+        buffer.base.update(repeating: 0, count: buffer.count)
+        var offset = 0
+        for p in parameters.reversed() {
+            if p.grad?.storage !== buffer || p.grad?.offset != offset {
+                p.grad = Tensor(shape: p.shape, storage: buffer, offset: offset)
+            }
+            offset += p.count
+        }
+    }
 
     /// Backpropagates `loss` through the current tape and leaves the averaged gradient of every
     /// parameter in the flat buffer (identical on every rank).
