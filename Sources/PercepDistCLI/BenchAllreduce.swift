@@ -24,19 +24,7 @@ struct BenchAllreduce: ParsableCommand {
         ThreadBudget.set(1)
         let world = try Communicator.start()
         var results: [[String: Double]] = []
-        func median(_ body: () -> Void) -> Double {
-            var times: [Double] = []
-            for _ in 0..<repeats {
-                world.barrier()
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                body()
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
-            }
-            // The slowest rank decides: take the maximum over ranks of each rank's median.
-            var m = [times.sorted()[times.count / 2]]
-            world.allreduceMax(&m)
-            return m[0]
-        }
+        func median(_ body: () -> Void) -> Double { slowestRankMedian(world, body) * 1e3 }
         for text in mb.split(separator: ",") {
             guard let megabytes = Double(text.trimmingCharacters(in: .whitespaces)), megabytes > 0 else {
                 throw ValidationError("invalid --mb '\(mb)': expected comma-separated positive numbers")
@@ -62,6 +50,21 @@ struct BenchAllreduce: ParsableCommand {
         world.finish()
     }
 
+    /// Seconds of `body`: each rank's median over `repeats` runs (each after a barrier), then the
+    /// slowest rank's, since a collective step is as slow as its slowest rank.
+    func slowestRankMedian(_ world: Communicator, _ body: () -> Void) -> Double {
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            world.barrier()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        var m = [times.sorted()[times.count / 2]]
+        world.allreduceMax(&m)
+        return m[0]
+    }
+
     /// One training step of a ResNet-18 trunk (11.2 M parameters): backward alone, communication
     /// alone and the overlapped step, giving the share of communication hidden behind backward.
     func stepBenchmark(_ world: Communicator) throws -> [String: Any] {
@@ -76,18 +79,7 @@ struct BenchAllreduce: ParsableCommand {
         let x = Tensor(uninitialized: [batch, 3, size, size])
         rng.fillNormal(x, std: 1)
         func forwardLoss() -> Tensor { net.levels(x, upTo: 3)[3].pow(2).mean() }
-        func timed(_ body: () -> Void) -> Double {
-            var times: [Double] = []
-            for _ in 0..<repeats {
-                world.barrier()
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                body()
-                times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-            }
-            var m = [times.sorted()[times.count / 2]]
-            world.allreduceMax(&m)
-            return m[0]
-        }
+        func timed(_ body: () -> Void) -> Double { slowestRankMedian(world, body) }
         // Backward without communication: plain tape backward into the same flat buffer.
         let forwardOnly = timed { _ = Tape.withoutGrad { forwardLoss() } }
         let compute = timed { sync.zeroGrads(); forwardLoss().backward() }
