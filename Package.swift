@@ -31,9 +31,12 @@ let package = Package(
         .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "ImageCodecs", targets: ["ImageCodecs"]),
         .library(name: "COCOSynth", targets: ["COCOSynth"]),
+        .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "Training", targets: ["Training"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
     ],
     targets: [
         // OpenBLAS (cblas), Debian package libopenblas-dev.
@@ -60,10 +63,15 @@ let package = Package(
         .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: release),
         // `synth coco`: synthetic COCO instance-segmentation sets (JPEG images + instances JSON).
         .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
+        // The trainer's YAML configs (`_BASE_` inheritance, schema, overrides) and LR schedules.
+        .target(name: "Training", dependencies: ["PercepCore", "PercepNN", .product(name: "Yams", package: "Yams")],
+                swiftSettings: release),
+        // Training checkpoints: atomic HDF5 writes with per-dataset checksums, strict and remapped loads.
+        .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "COCO", "COCOSynth", "Distributed", "CMPI",
-                           .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           "Checkpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
@@ -77,7 +85,10 @@ let package = Package(
         // Launches percep-dist under mpirun (1, 2 and 3 ranks).
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepDistCLI"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
+        // Also runs the built percep-dist binary for `checkpoint inspect`.
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI"]),
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
+        .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     ]
 )

@@ -1,0 +1,110 @@
+/// One key of the schema: its full dotted path, type, default and (for enumerations) the values
+/// it may take.
+public struct ConfigKey: Sendable, Equatable {
+    /// Full dotted path, e.g. `SOLVER.BASE_LR`.
+    public let path: String
+    /// The default, which also fixes the key's type.
+    public let defaultValue: ConfigValue
+    /// The allowed values of a string key; nil when any string goes.
+    public let allowed: [String]?
+
+    /// A key with its default and optional allowed values.
+    public init(_ path: String, _ defaultValue: ConfigValue, allowed: [String]? = nil) {
+        self.path = path
+        self.defaultValue = defaultValue
+        self.allowed = allowed
+    }
+
+    /// The key's type.
+    public var type: ConfigType { defaultValue.type }
+}
+
+/// The set of valid keys. Loading checks every key of every file and override against it, so a
+/// typo cannot silently fall back to a default.
+public struct ConfigSchema: Sendable {
+    /// The keys by full path.
+    public let keys: [String: ConfigKey]
+    /// Every prefix of a key path (`SOLVER`, `SOLVER.CLIP_GRADIENTS`): the groups a YAML mapping may open.
+    public let groups: Set<String>
+
+    /// A schema of `keys`; a path may appear once.
+    public init(_ keys: [ConfigKey]) {
+        var byPath: [String: ConfigKey] = [:]
+        var groups: Set<String> = []
+        for k in keys {
+            precondition(byPath[k.path] == nil, "duplicate schema key \(k.path)")
+            byPath[k.path] = k
+            let parts = k.path.split(separator: ".")
+            for n in 1..<max(parts.count, 1) { groups.insert(parts[0..<n].joined(separator: ".")) }
+        }
+        for g in groups { precondition(byPath[g] == nil, "schema key \(g) is also a group") }
+        self.keys = byPath
+        self.groups = groups
+    }
+
+    /// The valid key closest to `path` by edit distance (ties: alphabetical), for "did you mean".
+    /// Groups count too, so `SOLVR.BASE_LR` suggests `SOLVER.BASE_LR` and `SOLVR` suggests `SOLVER`.
+    public func closestKey(to path: String) -> String? {
+        let candidates = (Array(keys.keys) + Array(groups)).sorted()
+        var best: (String, Int)? = nil
+        for c in candidates {
+            let d = editDistance(path, c)
+            if best == nil || d < best!.1 { best = (c, d) }
+        }
+        return best?.0
+    }
+
+    /// The trainer's keys. Names and defaults follow detectron2 where it has the key; the
+    /// `LOSS.PERCEPTUAL` block mirrors `Perceptual.LossNetworkConfig` (an empty LEVEL_WEIGHTS means
+    /// its default, the last level only).
+    public static let trainer = ConfigSchema([
+        ConfigKey("SOLVER.IMS_PER_BATCH", .int(16)),
+        ConfigKey("SOLVER.MAX_ITER", .int(40000)),
+        ConfigKey("SOLVER.BASE_LR", .double(0.001)),
+        ConfigKey("SOLVER.MOMENTUM", .double(0.9)),
+        ConfigKey("SOLVER.WEIGHT_DECAY", .double(0.0001)),
+        ConfigKey("SOLVER.WEIGHT_DECAY_NORM", .double(0.0)),
+        ConfigKey("SOLVER.LR_SCHEDULER_NAME", .string("WarmupMultiStepLR"), allowed: LRSchedulerName.allCases.map(\.rawValue)),
+        ConfigKey("SOLVER.POLY_POWER", .double(0.9)),
+        ConfigKey("SOLVER.STEPS", .intList([30000])),
+        ConfigKey("SOLVER.GAMMA", .double(0.1)),
+        ConfigKey("SOLVER.WARMUP_ITERS", .int(1000)),
+        ConfigKey("SOLVER.WARMUP_FACTOR", .double(0.001)),
+        ConfigKey("SOLVER.WARMUP_METHOD", .string("linear"), allowed: WarmupMethod.allCases.map(\.rawValue)),
+        ConfigKey("SOLVER.CLIP_GRADIENTS.ENABLED", .bool(false)),
+        ConfigKey("SOLVER.CLIP_GRADIENTS.CLIP_VALUE", .double(1.0)),
+        ConfigKey("SOLVER.CHECKPOINT_PERIOD", .int(5000)),
+        ConfigKey("SOLVER.MAX_TO_KEEP", .int(5)),
+        ConfigKey("TEST.EVAL_PERIOD", .int(0)),
+        ConfigKey("OUTPUT_DIR", .string("./output")),
+        ConfigKey("SEED", .int(0)),
+        ConfigKey("DIST.BUCKET_MB", .double(25)),
+        ConfigKey("DIST.OVERLAP", .bool(true)),
+        ConfigKey("DIST.TIMEOUT_SECONDS", .double(600)),
+        ConfigKey("MODEL.SYNC_BN", .bool(false)),
+        ConfigKey("LOSS.PERCEPTUAL.ENABLED", .bool(false)),
+        ConfigKey("LOSS.PERCEPTUAL.FAMILY", .string("vgg"), allowed: ["vgg", "resnet18", "alexnet", "mobilenetv2"]),
+        ConfigKey("LOSS.PERCEPTUAL.STRUCTURE", .intList([2, 2, 3, 3, 3])),
+        ConfigKey("LOSS.PERCEPTUAL.WIDTHS", .intList([64, 128, 256, 512, 512])),
+        ConfigKey("LOSS.PERCEPTUAL.KERNEL_SIZE", .int(3)),
+        ConfigKey("LOSS.PERCEPTUAL.INIT", .string("he")),
+        ConfigKey("LOSS.PERCEPTUAL.SEED", .int(0)),
+        ConfigKey("LOSS.PERCEPTUAL.LEVEL_WEIGHTS", .doubleList([])),
+        ConfigKey("LOSS.PERCEPTUAL.LAMBDA", .double(0.1)),
+    ])
+}
+
+/// Levenshtein distance over Unicode scalars (key paths are ASCII; two rows suffice).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)
+    if a.isEmpty { return b.count }
+    var prev = Array(0...b.count), cur = [Int](repeating: 0, count: b.count + 1)
+    for i in 1...a.count {
+        cur[0] = i
+        for j in stride(from: 1, through: b.count, by: 1) {
+            cur[j] = min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1))
+        }
+        swap(&prev, &cur)
+    }
+    return prev[b.count]
+}
