@@ -29,6 +29,17 @@ public final class SGD {
     /// The momentum buffer of `p`, if a step has created one.
     public func momentumBuffer(_ p: Tensor) -> Tensor? { buffers[ObjectIdentifier(p)] }
 
+    /// Sets the momentum buffer of `p` to a copy of `buffer`, or removes it when `buffer` is nil.
+    ///
+    /// Resuming from a checkpoint needs this: without the saved buffers the first step after a
+    /// resume would start momentum from scratch and the run would diverge from an uninterrupted
+    /// one. The value is copied so later steps never write into the caller's tensor.
+    public func setMomentumBuffer(_ buffer: Tensor?, for p: Tensor) {
+        guard let buffer else { buffers[ObjectIdentifier(p)] = nil; return }
+        precondition(buffer.shape == p.shape, "setMomentumBuffer: buffer \(buffer.shape) for parameter \(p.shape)")
+        buffers[ObjectIdentifier(p)] = buffer.copy()
+    }
+
     /// Applies one update to every parameter that has a gradient.
     public func step() {
         let lr = learningRate, m = momentum
