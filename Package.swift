@@ -70,7 +70,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "COCO", "COCOSynth", "Distributed", "CMPI",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
                            "Checkpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -83,7 +83,7 @@ let package = Package(
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).
         .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI"]),
         // Launches percep-dist under mpirun (1, 2 and 3 ranks).
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepDistCLI"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepHDF5", "PercepDistCLI"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
         // Also runs the built percep-dist binary for `checkpoint inspect`.
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI"]),

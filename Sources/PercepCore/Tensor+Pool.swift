@@ -6,6 +6,7 @@ import Foundation
 /// rule that the last window must start inside the input or left padding).
 func poolOutputSize(_ size: Int, kernel: Int, stride: Int, pad: Int, dilation: Int = 1, ceilMode: Bool) -> Int {
     let span = size + 2 * pad - dilation * (kernel - 1) - 1
+    if span < 0 { return 0 }   // the window does not fit: callers report it
     var out = (ceilMode ? (span + stride - 1) / stride : span / stride) + 1
     if ceilMode && (out - 1) * stride >= size + pad { out -= 1 }
     return out

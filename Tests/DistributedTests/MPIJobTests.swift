@@ -1,5 +1,6 @@
 import Distributed
 import Foundation
+import PercepHDF5
 import XCTest
 
 /// Runs `percep-dist dist check` under mpirun, as CI and users do.
@@ -16,10 +17,10 @@ enum MPIJob {
 
     /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
     /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.
-    static func run(ranks: Int, _ args: [String], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
+    static func run(ranks: Int, _ args: [String], command: [String] = ["dist", "check"], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable, "dist", "check"] + args
+        p.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable] + command + args
         var env = ProcessInfo.processInfo.environment
         env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
         env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
@@ -98,6 +99,49 @@ final class MPIJobTests: XCTestCase {
         XCTAssertNotEqual(r.status, 0, r.output)
         XCTAssertLessThan(r.seconds, 30, "the watchdog must end the job")
         XCTAssertTrue(r.output.contains("longer than the 3 s timeout"), r.output)
+    }
+}
+
+/// Checkpoint and resume through the training loop: 2N steps equal N steps + resume + N steps,
+/// every parameter and momentum buffer bit for bit, on one rank and on two.
+final class ResumeTests: XCTestCase {
+    func testResumedRunIsBitIdentical() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let config = repo.appendingPathComponent("configs/demo/tiny-synthetic.yaml").path
+        for ranks in [1, 2] {
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("resume-\(UUID().uuidString)")
+            defer { try? FileManager.default.removeItem(at: dir) }
+            let common = ["--config", config]
+            func overrides(_ name: String) -> [String] {
+                ["OUTPUT_DIR", dir.appendingPathComponent(name).path, "SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "3",
+                 "SOLVER.IMS_PER_BATCH", "4", "MODEL.SYNC_BN", "true"]
+            }
+            let straight = try MPIJob.run(ranks: ranks, common + overrides("straight"), command: ["train-demo"])
+            XCTAssertEqual(straight.status, 0, straight.output)
+            let first = try MPIJob.run(ranks: ranks, common + ["--stop-at", "3"] + overrides("resumed"), command: ["train-demo"])
+            XCTAssertEqual(first.status, 0, first.output)
+            let second = try MPIJob.run(ranks: ranks, common + ["--resume"] + overrides("resumed"), command: ["train-demo"])
+            XCTAssertEqual(second.status, 0, second.output)
+            XCTAssertTrue(second.output.contains("resumed from"), second.output)
+            let a = try Data(contentsOf: dir.appendingPathComponent("straight/model_0000006.h5"))
+            let b = try Data(contentsOf: dir.appendingPathComponent("resumed/model_0000006.h5"))
+            XCTAssertFalse(a.isEmpty)
+            XCTAssertEqual(try datasets(a), try datasets(b), "\(ranks) rank(s): resumed parameters differ")
+        }
+    }
+
+    /// Every model and momentum dataset's values (the files' bytes also hold run-specific
+    /// attributes, so the datasets are compared, not the files).
+    func datasets(_ data: Data) throws -> [String: [Float]] {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("\(UUID().uuidString).h5")
+        try data.write(to: path)
+        defer { try? FileManager.default.removeItem(at: path) }
+        let file = try HDF5File(reading: path.path)
+        var out: [String: [Float]] = [:]
+        for group in ["model", "optimizer/momentum"] {
+            for name in try file.datasetNames(in: group) { out["\(group)/\(name)"] = try file.readTensor(at: "\(group)/\(name)").values }
+        }
+        return out
     }
 }
 
