@@ -81,12 +81,12 @@ let package = Package(
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).
-        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI"]),
+        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         // Launches percep-dist under mpirun (1, 2 and 3 ranks).
-        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepHDF5", "PercepDistCLI"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
         // Also runs the built percep-dist binary for `checkpoint inspect`.
-        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI"]),
+        .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),

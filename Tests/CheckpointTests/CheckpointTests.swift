@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import TestSupport
 import Checkpoint
 import PercepCore
 import PercepHDF5
@@ -246,27 +247,11 @@ final class CheckpointTests: XCTestCase {
 
     /// Exit status, stdout and stderr of a process.
     func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = executable
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        // Read before waiting so a full pipe cannot block the child.
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try ProcessRunner.run(executable, arguments)
     }
 
     /// The percep-dist binary SwiftPM builds next to the test bundle.
-    var cli: URL {
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let candidates = [testBinary.deletingLastPathComponent(), Bundle.main.bundleURL,
-                          Bundle.main.bundleURL.deletingLastPathComponent()]
-        return candidates.map { $0.appendingPathComponent("percep-dist") }
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) } ?? candidates[0].appendingPathComponent("percep-dist")
-    }
+    var cli: URL { ProcessRunner.percepDist }
 
     func testInspectCommand() throws {
         let paths = try write([7])

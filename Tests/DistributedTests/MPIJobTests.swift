@@ -1,19 +1,13 @@
 import Distributed
 import Foundation
 import PercepHDF5
+import TestSupport
 import XCTest
 
 /// Runs `percep-dist dist check` under mpirun, as CI and users do.
 enum MPIJob {
     /// The percep-dist binary next to the test binary.
-    static var executable: String {
-        let dir = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for candidate in [dir, Bundle.main.bundleURL, Bundle.main.bundleURL.deletingLastPathComponent()] {
-            let path = candidate.appendingPathComponent("percep-dist").path
-            if FileManager.default.isExecutableFile(atPath: path) { return path }
-        }
-        return dir.appendingPathComponent("percep-dist").path
-    }
+    static var executable: String { ProcessRunner.percepDist.path }
 
     /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
     /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.

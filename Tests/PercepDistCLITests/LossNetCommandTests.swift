@@ -1,31 +1,13 @@
 import XCTest
+import TestSupport
 import PercepCore
 import PercepHDF5
 
 /// Runs the built `percep-dist` binary the way a user does.
-struct CLI {
-    /// The executable next to the test bundle (SwiftPM builds both into the same folder).
-    static var executable: URL {
-        let testBinary = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath()
-        let candidates = [testBinary.deletingLastPathComponent(), Bundle.main.bundleURL,
-                          Bundle.main.bundleURL.deletingLastPathComponent()]
-        let found = candidates.map { $0.appendingPathComponent("percep-dist") }
-            .first { FileManager.default.isExecutableFile(atPath: $0.path) }
-        return found ?? candidates[0].appendingPathComponent("percep-dist")
-    }
-
+enum CLI {
     /// Exit status, standard output and standard error of one run.
     static func run(_ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
-        let p = Process()
-        p.executableURL = executable
-        p.arguments = arguments
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        try ProcessRunner.run(ProcessRunner.percepDist, arguments)
     }
 }
 
