@@ -48,24 +48,25 @@ int pd_mpi_size(void) { int s = 1; MPI_Comm_size(MPI_COMM_WORLD, &s); return s; 
 int pd_mpi_local_rank(void) { int r = 0; if (g_local != MPI_COMM_NULL) MPI_Comm_rank(g_local, &r); return r; }
 int pd_mpi_local_size(void) { int s = 1; if (g_local != MPI_COMM_NULL) MPI_Comm_size(g_local, &s); return s; }
 
-int pd_mpi_allreduce_sum_f32(float *buffer, int64_t count, char *err, size_t err_len) {
+// In-place SUM of `count` elements of `type` (element size `size`), in INT_MAX slices.
+static int allreduce_sum(void *buffer, int64_t count, MPI_Datatype type, size_t size, const char *what,
+                         char *err, size_t err_len) {
+  char *bytes = buffer;
   for (int64_t done = 0; done < count;) {
     int n = (int)((count - done) > INT_MAX ? INT_MAX : (count - done));
-    int rc = fail(MPI_Allreduce(MPI_IN_PLACE, buffer + done, n, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce(float)", err, err_len);
+    int rc = fail(MPI_Allreduce(MPI_IN_PLACE, bytes + done * (int64_t)size, n, type, MPI_SUM, MPI_COMM_WORLD), what, err, err_len);
     if (rc) return rc;
     done += n;
   }
   return 0;
 }
 
+int pd_mpi_allreduce_sum_f32(float *buffer, int64_t count, char *err, size_t err_len) {
+  return allreduce_sum(buffer, count, MPI_FLOAT, sizeof(float), "MPI_Allreduce(float)", err, err_len);
+}
+
 int pd_mpi_allreduce_sum_f64(double *buffer, int64_t count, char *err, size_t err_len) {
-  for (int64_t done = 0; done < count;) {
-    int n = (int)((count - done) > INT_MAX ? INT_MAX : (count - done));
-    int rc = fail(MPI_Allreduce(MPI_IN_PLACE, buffer + done, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD), "MPI_Allreduce(double)", err, err_len);
-    if (rc) return rc;
-    done += n;
-  }
-  return 0;
+  return allreduce_sum(buffer, count, MPI_DOUBLE, sizeof(double), "MPI_Allreduce(double)", err, err_len);
 }
 
 int pd_mpi_broadcast(void *buffer, int64_t count, int root, char *err, size_t err_len) {

@@ -158,7 +158,9 @@ struct TrainDemo: ParsableCommand {
 
     func metricsFile(_ out: String) throws -> String {
         let path = (out as NSString).appendingPathComponent("metrics.jsonl")
-        if !FileManager.default.fileExists(atPath: path) { FileManager.default.createFile(atPath: path, contents: nil) }
+        if !FileManager.default.fileExists(atPath: path) && !FileManager.default.createFile(atPath: path, contents: nil) {
+            throw DistributedError(rank: 0, message: "cannot create \(path)")
+        }
         return path
     }
 }
