@@ -210,8 +210,16 @@ extension Tensor {
     /// Broadcasts to `target` (PyTorch's `expand`, materialised).
     public func expanded(to target: [Int]) -> Tensor {
         if shape == target { return self }
-        let out = Tensor.broadcastBinary(self, Tensor.zeros(target), { x, _ in x })
-        precondition(out.shape == target, "expand: \(shape) cannot broadcast to \(target)")
+        let plan = BroadcastPlan(shape, target)
+        precondition(plan.outShape == target, "expand: \(shape) cannot broadcast to \(target)")
+        let out = Tensor(uninitialized: target)
+        let px = data, po = out.data
+        // Only the source's strides matter: no second operand is materialised.
+        plan.forEachRun { o, ao, _, n, sa, _ in
+            if sa == 1 { (po + o).update(from: px + ao, count: n) }
+            else if sa == 0 { (po + o).update(repeating: px[ao], count: n) }
+            else { for j in 0..<n { po[o + j] = px[ao + j * sa] } }
+        }
         let inShape = shape
         Tape.record(out, inputs: [self]) { g in [g.sumToShape(inShape)] }
         return out
