@@ -4,7 +4,8 @@ import PackageDescription
 import Foundation
 
 // Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
-// CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth.
+// CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth;
+// Training (configs) + Checkpoint + Distributed + Perceptual → Trainer (the shared loop) → percep-dist.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
@@ -33,6 +34,7 @@ let package = Package(
         .library(name: "COCOSynth", targets: ["COCOSynth"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Training", targets: ["Training"]),
+        .library(name: "Trainer", targets: ["Trainer"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -68,10 +70,16 @@ let package = Package(
                 swiftSettings: release),
         // Training checkpoints: atomic HDF5 writes with per-dataset checksums, strict and remapped loads.
         .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: release),
+        // The training loop every task shares: replicas, gradient sync, schedule, logs, evaluation,
+        // checkpoints and resume around a `TrainingTask`.
+        .target(name: "Trainer", dependencies: ["Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
+                swiftSettings: release),
+        // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
+        .target(name: "Plot", swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
-                           "Checkpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
@@ -90,5 +98,8 @@ let package = Package(
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
+        // Runs the built percep-dist binary's train-demo: evaluation hooks, non-finite losses, kill -9.
+        .testTarget(name: "TrainerTests", dependencies: ["Checkpoint", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
+        .testTarget(name: "PlotTests", dependencies: ["Plot"]),
     ]
 )

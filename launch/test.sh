@@ -4,5 +4,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
+# h5py, for the test that reads a checkpoint the way PyTorch users will (test-only: the build
+# never needs Python). pip first, as users install it; Debian's package when pip is unavailable.
+if ! python3 -c "import h5py" 2>/dev/null; then
+  sudo_cmd=""
+  if [ "$(id -u)" -ne 0 ]; then sudo_cmd="sudo"; fi
+  python3 -m pip --version >/dev/null 2>&1 || DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-pip >/dev/null || true
+  python3 -m pip install --quiet --break-system-packages h5py 2>/dev/null || python3 -m pip install --quiet h5py 2>/dev/null \
+    || DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq --no-install-recommends python3-h5py >/dev/null \
+    || echo "test: h5py could not be installed; the h5py interop test will be skipped" >&2
+fi
 swift build --build-tests -c release -Xswiftc -enable-testing
 swift test -c release -Xswiftc -enable-testing --skip-build --disable-swift-testing "$@"

@@ -25,11 +25,14 @@ public struct CheckpointState: Equatable, Sendable {
     public var configHash: UInt64
     /// Fingerprint of the loss network the run trains against.
     public var lossNetworkFingerprint: UInt64
+    /// Best value so far of the task's evaluation metric (NaN before the first evaluation), so a
+    /// resumed run keeps `model_best.h5` only when it beats the run's real best.
+    public var bestMetric: Double
 
     /// A state; every field is required so a checkpoint never silently lacks one.
     public init(iteration: Int, epoch: Int, sampleCursor: Int64, rngState: [UInt64], learningRate: Double,
                 scheduleIteration: Int, worldSize: Int, configText: String, configHash: UInt64,
-                lossNetworkFingerprint: UInt64) {
+                lossNetworkFingerprint: UInt64, bestMetric: Double = .nan) {
         self.iteration = iteration
         self.epoch = epoch
         self.sampleCursor = sampleCursor
@@ -40,6 +43,16 @@ public struct CheckpointState: Equatable, Sendable {
         self.configText = configText
         self.configHash = configHash
         self.lossNetworkFingerprint = lossNetworkFingerprint
+        self.bestMetric = bestMetric
+    }
+
+    /// Equal field by field, with NaN best metrics (no evaluation yet) equal to each other.
+    public static func == (a: CheckpointState, b: CheckpointState) -> Bool {
+        a.iteration == b.iteration && a.epoch == b.epoch && a.sampleCursor == b.sampleCursor && a.rngState == b.rngState
+            && a.learningRate == b.learningRate && a.scheduleIteration == b.scheduleIteration && a.worldSize == b.worldSize
+            && a.configText == b.configText && a.configHash == b.configHash
+            && a.lossNetworkFingerprint == b.lossNetworkFingerprint
+            && (a.bestMetric == b.bestMetric || (a.bestMetric.isNaN && b.bestMetric.isNaN))
     }
 }
 
@@ -135,7 +148,9 @@ public struct CheckpointFile {
             rngState: rng.map { UInt64(bitPattern: $0) }, learningRate: lr,
             scheduleIteration: Int(try int("schedule_iteration")), worldSize: Int(try int("world_size")),
             configText: config, configHash: try uint("config_hash"),
-            lossNetworkFingerprint: try uint("loss_network_fingerprint"))
+            lossNetworkFingerprint: try uint("loss_network_fingerprint"),
+            // Optional: files written before evaluation hooks existed have no best metric.
+            bestMetric: try file.attribute("best_metric")?.doubleValue ?? .nan)
     }
 
     /// Writes the root attributes of `state` (the writer's half of `readState`).
@@ -153,6 +168,7 @@ public struct CheckpointFile {
         try file.setAttribute("config", .string(state.configText))
         try file.setAttribute("config_hash", .uint(state.configHash))
         try file.setAttribute("loss_network_fingerprint", .uint(state.lossNetworkFingerprint))
+        try file.setAttribute("best_metric", .double(state.bestMetric))
     }
 }
 

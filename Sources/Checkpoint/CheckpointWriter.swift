@@ -30,12 +30,32 @@ public struct CheckpointWriter {
         return "model_" + String(repeating: "0", count: max(0, 7 - digits.count)) + digits + ".h5"
     }
 
+    /// Name of the best-metric checkpoint, written beside the periodic ones and never pruned.
+    public static let bestName = "model_best.h5"
+
     /// Writes `model`'s state dict, `optimizer`'s momentum buffers (by parameter name) and
     /// `state`, moves the pointer to it and prunes old checkpoints; returns the new file's path.
     @discardableResult
     public func write(model: Module, optimizer: SGD?, state: CheckpointState) throws -> String {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let name = Self.fileName(iteration: state.iteration)
+        let final = try writeAtomically(model: model, optimizer: optimizer, state: state, name: name)
+        try Self.writePointer(name, directory: directory)
+        // Pruning only after the pointer moved: until then the old checkpoint is the one a
+        // resume would load.
+        try prune(keeping: name)
+        return final
+    }
+
+    /// Replaces `model_best.h5` with `model` and `state` (whose `bestMetric` is the new best),
+    /// atomically; the resume pointer and the periodic checkpoints are untouched.
+    @discardableResult
+    public func writeBest(model: Module, state: CheckpointState) throws -> String {
+        try writeAtomically(model: model, optimizer: nil, state: state, name: Self.bestName)
+    }
+
+    /// temp file → close → fsync → rename onto `directory/name`; returns the final path.
+    private func writeAtomically(model: Module, optimizer: SGD?, state: CheckpointState, name: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let final = directory + "/" + name
         // The pid keeps two writers (which should not happen: only rank 0 writes) from sharing a
         // temp file; the `.tmp` suffix keeps the loader from ever taking it for a checkpoint.
@@ -58,15 +78,11 @@ public struct CheckpointWriter {
             // a final name on a file whose data never reached the disk.
             try Self.fsync(path: temp)
             try Self.rename(temp, to: final)
-            try Self.writePointer(name, directory: directory)
         } catch {
             try? FileManager.default.removeItem(atPath: temp)
             if let error = error as? HDF5Error { throw CheckpointError(file: final, .io(error.description)) }
             throw error
         }
-        // Pruning only after the pointer moved: until then the old checkpoint is the one a
-        // resume would load.
-        try prune(keeping: name)
         return final
     }
 

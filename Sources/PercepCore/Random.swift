@@ -24,6 +24,20 @@ public struct SeededRNG: RandomNumberGenerator {
         s = (splitmix(), splitmix(), splitmix(), splitmix())
     }
 
+    /// The generator's complete state (four xoshiro words, then the cached Box–Muller partner as
+    /// a flag word and its bits), for checkpoints: `SeededRNG(state:)` continues the sequence.
+    public var state: [UInt64] {
+        [s.0, s.1, s.2, s.3, spareNormal == nil ? 0 : 1, spareNormal?.bitPattern ?? 0]
+    }
+
+    /// A generator continuing from `state` (as returned by `state`); nil when it is not six words
+    /// or the xoshiro words are all zero (a state xoshiro can never reach).
+    public init?(state: [UInt64]) {
+        guard state.count == 6, state[0] | state[1] | state[2] | state[3] != 0, state[4] <= 1 else { return nil }
+        s = (state[0], state[1], state[2], state[3])
+        spareNormal = state[4] == 1 ? Double(bitPattern: state[5]) : nil
+    }
+
     /// FNV-1a hash of a stream name.
     static func fnv1a(_ text: String) -> UInt64 {
         var h: UInt64 = 0xCBF2_9CE4_8422_2325

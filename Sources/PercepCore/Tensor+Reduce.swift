@@ -65,17 +65,15 @@ extension Tensor {
     /// Mean of every element, as a scalar tensor.
     public func mean() -> Tensor { sum() * (1 / Float(Swift.max(count, 1))) }
 
-    /// Maximum over one axis; the gradient goes to the first maximal element, as PyTorch's
-    /// `Swift.max(dim)`. Returns the values (axis removed unless `keepDims`).
-    public func max(axis: Int, keepDims: Bool = false) -> Tensor {
+    /// Index of the first maximum along `axis` (a NaN counts as the maximum, as in PyTorch), with
+    /// the axis removed, in row-major order: for logits [N, C, H, W] and axis 1, the class map
+    /// [N·H·W]. Not recorded on the tape (indices have no gradient).
+    public func argmax(axis: Int) -> [Int32] {
         let a = Shape.axis(axis, rank: rank)
         let outer = shape[..<a].reduce(1, *), n = shape[a], inner = shape[(a + 1)...].reduce(1, *)
-        var kept = shape
-        kept[a] = 1
-        let out = Tensor(uninitialized: keepDims ? kept : shape.enumerated().filter { $0.offset != a }.map(\.element))
-        var argmax = [Int32](repeating: 0, count: outer * inner)
-        let px = data, po = out.data
-        argmax.withUnsafeMutableBufferPointer { am in
+        var indices = [Int32](repeating: 0, count: outer * inner)
+        let px = data
+        indices.withUnsafeMutableBufferPointer { am in
             for o in 0..<outer {
                 for i in 0..<inner {
                     var best = -Float.infinity, bi = 0
@@ -85,10 +83,25 @@ extension Tensor {
                         if v > best || (v.isNaN && !best.isNaN) || k == 0 { best = v; bi = k }
                         p += inner
                     }
-                    po[o * inner + i] = best
                     am[o * inner + i] = Int32(bi)
                 }
             }
+        }
+        return indices
+    }
+
+    /// Maximum over one axis; the gradient goes to the first maximal element, as PyTorch's
+    /// `Swift.max(dim)`. Returns the values (axis removed unless `keepDims`).
+    public func max(axis: Int, keepDims: Bool = false) -> Tensor {
+        let a = Shape.axis(axis, rank: rank)
+        let outer = shape[..<a].reduce(1, *), n = shape[a], inner = shape[(a + 1)...].reduce(1, *)
+        var kept = shape
+        kept[a] = 1
+        let out = Tensor(uninitialized: keepDims ? kept : shape.enumerated().filter { $0.offset != a }.map(\.element))
+        let argmax = self.argmax(axis: a)
+        let px = data, po = out.data
+        for o in 0..<outer {
+            for i in 0..<inner { po[o * inner + i] = px[(o * n + Int(argmax[o * inner + i])) * inner + i] }
         }
         let inShape = shape
         Tape.record(out, inputs: [self]) { g in

@@ -2,13 +2,7 @@ import ArgumentParser
 import Foundation
 import PercepCore
 import Perceptual
-
-/// Peak resident set size of this process in MiB (Linux reports ru_maxrss in KiB).
-func peakRSSMegabytes() -> Double {
-    var usage = rusage()
-    getrusage(RUSAGE_SELF.rawValue, &usage)
-    return Double(usage.ru_maxrss) / 1024
-}
+import Trainer
 
 /// `percep-dist bench lossnet`: one perceptual-loss step (embed the prediction with tape, embed
 /// the target without, backward to the prediction) timed over `--iters` iterations.

@@ -72,11 +72,17 @@ public struct ConfigSchema: Sendable {
         ConfigKey("SOLVER.WARMUP_FACTOR", .double(0.001)),
         ConfigKey("SOLVER.WARMUP_METHOD", .string("linear"), allowed: WarmupMethod.allCases.map(\.rawValue)),
         ConfigKey("SOLVER.CLIP_GRADIENTS.ENABLED", .bool(false)),
+        ConfigKey("SOLVER.CLIP_GRADIENTS.CLIP_TYPE", .string("value"), allowed: ["value", "norm"]),
         ConfigKey("SOLVER.CLIP_GRADIENTS.CLIP_VALUE", .double(1.0)),
+        // What a non-finite loss does: stop the run (the last good checkpoint stays), or skip
+        // the step on every rank.
+        ConfigKey("SOLVER.NONFINITE_LOSS", .string("stop"), allowed: ["stop", "skip"]),
         ConfigKey("SOLVER.CHECKPOINT_PERIOD", .int(5000)),
         ConfigKey("SOLVER.MAX_TO_KEEP", .int(5)),
         ConfigKey("TEST.EVAL_PERIOD", .int(0)),
         ConfigKey("OUTPUT_DIR", .string("./output")),
+        // Iterations between log lines and metrics.jsonl records (detectron2 writes every 20).
+        ConfigKey("LOG_PERIOD", .int(20)),
         ConfigKey("SEED", .int(0)),
         ConfigKey("DIST.BUCKET_MB", .double(25)),
         ConfigKey("DIST.OVERLAP", .bool(true)),

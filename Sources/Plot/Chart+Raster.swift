@@ -1,0 +1,168 @@
+import Foundation
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel: what `LineChart.raster` draws into and the
+/// PNG encoder takes.
+public struct RGBImage {
+    /// Width in pixels.
+    public let width: Int
+    /// Height in pixels.
+    public let height: Int
+    /// `height × width × 3` bytes.
+    public var pixels: [UInt8]
+
+    /// A `width` × `height` image filled with white.
+    public init(width: Int, height: Int) {
+        self.width = width
+        self.height = height
+        pixels = [UInt8](repeating: 255, count: width * height * 3)
+    }
+
+    /// Blends `colour` into pixel (x, y) with opacity `alpha` (0…1); outside pixels are ignored.
+    mutating func blend(_ x: Int, _ y: Int, _ colour: (UInt8, UInt8, UInt8), _ alpha: Double = 1) {
+        guard x >= 0, y >= 0, x < width, y < height, alpha > 0 else { return }
+        let i = (y * width + x) * 3, a = min(alpha, 1)
+        for (k, c) in [colour.0, colour.1, colour.2].enumerated() {
+            pixels[i + k] = UInt8((Double(pixels[i + k]) * (1 - a) + Double(c) * a).rounded())
+        }
+    }
+
+    /// An antialiased line of `thickness` pixels: every pixel near the segment is blended by its
+    /// distance to it (simple and exact enough for charts a few hundred pixels wide).
+    mutating func line(_ a: (Double, Double), _ b: (Double, Double), _ colour: (UInt8, UInt8, UInt8), thickness: Double = 1) {
+        let r = thickness / 2 + 0.5
+        let (x0, x1) = (Int(floor(min(a.0, b.0) - r)), Int(ceil(max(a.0, b.0) + r)))
+        let (y0, y1) = (Int(floor(min(a.1, b.1) - r)), Int(ceil(max(a.1, b.1) + r)))
+        let dx = b.0 - a.0, dy = b.1 - a.1, len2 = dx * dx + dy * dy
+        for y in max(y0, 0)...min(y1, height - 1) where y0 <= min(y1, height - 1) {
+            for x in max(x0, 0)...min(x1, width - 1) where x0 <= min(x1, width - 1) {
+                let px = Double(x) + 0.5, py = Double(y) + 0.5
+                let t = len2 > 0 ? max(0, min(1, ((px - a.0) * dx + (py - a.1) * dy) / len2)) : 0
+                let ex = px - (a.0 + t * dx), ey = py - (a.1 + t * dy)
+                let d = (ex * ex + ey * ey).squareRoot()
+                blend(x, y, colour, thickness / 2 + 0.5 - d)
+            }
+        }
+    }
+
+    /// `text` in the built-in 5×7 font at `scale`, anchored at its left (or centre, or right)
+    /// edge and vertically centred on `y`.
+    mutating func text(_ text: String, x: Double, y: Double, anchor: TextAnchor = .left, scale: Int = 1,
+                       colour: (UInt8, UInt8, UInt8) = (0, 0, 0)) {
+        let advance = 6 * scale
+        let width = Double(text.count * advance - scale)
+        var left = Int((anchor == .left ? x : anchor == .middle ? x - width / 2 : x - width).rounded())
+        let top = Int((y - Double(7 * scale) / 2).rounded())
+        for ch in text {
+            let rows = BitmapFont.glyph(ch)
+            for (r, bits) in rows.enumerated() {
+                for c in 0..<5 where bits & (0x10 >> c) != 0 {
+                    for sy in 0..<scale { for sx in 0..<scale { blend(left + c * scale + sx, top + r * scale + sy, colour) } }
+                }
+            }
+            left += advance
+        }
+    }
+}
+
+/// Horizontal text anchoring.
+public enum TextAnchor { case left, middle, right }
+
+extension LineChart {
+    /// The chart drawn into a `width` × `height` RGB image (same layout as `svg`).
+    public func raster(width: Int = 800, height: Int = 450) -> RGBImage {
+        let l = layout(width: width, height: height)
+        var image = RGBImage(width: width, height: height)
+        let grid: (UInt8, UInt8, UInt8) = (224, 224, 224), black: (UInt8, UInt8, UInt8) = (0, 0, 0)
+        for t in l.yTicks {
+            image.line((l.plot.x0, l.py(t)), (l.plot.x1, l.py(t)), grid)
+            image.text(tickText(t, logAxis: logY), x: l.plot.x0 - 6, y: l.py(t), anchor: .right)
+        }
+        for t in l.xTicks {
+            image.line((l.px(t), l.plot.y0), (l.px(t), l.plot.y1), grid)
+            image.text(tickText(t, logAxis: false), x: l.px(t), y: l.plot.y1 + 12, anchor: .middle)
+        }
+        let corners = [(l.plot.x0, l.plot.y0), (l.plot.x1, l.plot.y0), (l.plot.x1, l.plot.y1), (l.plot.x0, l.plot.y1)]
+        for k in 0..<4 { image.line(corners[k], corners[(k + 1) % 4], black) }
+        image.text(title, x: (l.plot.x0 + l.plot.x1) / 2, y: 15, anchor: .middle, scale: 2)
+        image.text(xLabel, x: (l.plot.x0 + l.plot.x1) / 2, y: Double(height) - 12, anchor: .middle)
+        for (i, s) in series.enumerated() {
+            let colour = Self.palette[i % Self.palette.count]
+            for run in polylines(s, l) {
+                if run.count == 1 { image.line(run[0], run[0], colour, thickness: 5) }
+                for k in 1..<max(run.count, 1) { image.line(run[k - 1], run[k], colour, thickness: 1.5) }
+            }
+            let ly = l.plot.y0 + 10 + Double(i) * 18
+            image.line((l.plot.x1 + 10, ly), (l.plot.x1 + 30, ly), colour, thickness: 2)
+            image.text(s.name, x: l.plot.x1 + 35, y: ly)
+        }
+        return image
+    }
+}
+
+/// A 5×7 bitmap font (ASCII letters, digits and the punctuation of metric names and numbers):
+/// enough for chart labels without a font library. Lower case is drawn as upper case.
+enum BitmapFont {
+    /// Seven rows of five bits (bit 4 = leftmost column) for `ch`; unknown characters get a box.
+    static func glyph(_ ch: Character) -> [UInt8] {
+        let key = Character(ch.uppercased())
+        return table[key] ?? [0x1F, 0x11, 0x11, 0x11, 0x11, 0x11, 0x1F]
+    }
+
+    private static let table: [Character: [UInt8]] = {
+        let rows: [(Character, [String])] = [
+            (" ", [".....", ".....", ".....", ".....", ".....", ".....", "....."]),
+            ("0", [".###.", "#...#", "#..##", "#.#.#", "##..#", "#...#", ".###."]),
+            ("1", ["..#..", ".##..", "..#..", "..#..", "..#..", "..#..", ".###."]),
+            ("2", [".###.", "#...#", "....#", "...#.", "..#..", ".#...", "#####"]),
+            ("3", ["#####", "...#.", "..#..", "...#.", "....#", "#...#", ".###."]),
+            ("4", ["...#.", "..##.", ".#.#.", "#..#.", "#####", "...#.", "...#."]),
+            ("5", ["#####", "#....", "####.", "....#", "....#", "#...#", ".###."]),
+            ("6", ["..##.", ".#...", "#....", "####.", "#...#", "#...#", ".###."]),
+            ("7", ["#####", "....#", "...#.", "..#..", ".#...", ".#...", ".#..."]),
+            ("8", [".###.", "#...#", "#...#", ".###.", "#...#", "#...#", ".###."]),
+            ("9", [".###.", "#...#", "#...#", ".####", "....#", "...#.", ".##.."]),
+            ("A", [".###.", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"]),
+            ("B", ["####.", "#...#", "#...#", "####.", "#...#", "#...#", "####."]),
+            ("C", [".###.", "#...#", "#....", "#....", "#....", "#...#", ".###."]),
+            ("D", ["###..", "#..#.", "#...#", "#...#", "#...#", "#..#.", "###.."]),
+            ("E", ["#####", "#....", "#....", "####.", "#....", "#....", "#####"]),
+            ("F", ["#####", "#....", "#....", "####.", "#....", "#....", "#...."]),
+            ("G", [".###.", "#...#", "#....", "#.###", "#...#", "#...#", ".####"]),
+            ("H", ["#...#", "#...#", "#...#", "#####", "#...#", "#...#", "#...#"]),
+            ("I", [".###.", "..#..", "..#..", "..#..", "..#..", "..#..", ".###."]),
+            ("J", ["..###", "...#.", "...#.", "...#.", "...#.", "#..#.", ".##.."]),
+            ("K", ["#...#", "#..#.", "#.#..", "##...", "#.#..", "#..#.", "#...#"]),
+            ("L", ["#....", "#....", "#....", "#....", "#....", "#....", "#####"]),
+            ("M", ["#...#", "##.##", "#.#.#", "#.#.#", "#...#", "#...#", "#...#"]),
+            ("N", ["#...#", "#...#", "##..#", "#.#.#", "#..##", "#...#", "#...#"]),
+            ("O", [".###.", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."]),
+            ("P", ["####.", "#...#", "#...#", "####.", "#....", "#....", "#...."]),
+            ("Q", [".###.", "#...#", "#...#", "#...#", "#.#.#", "#..#.", ".##.#"]),
+            ("R", ["####.", "#...#", "#...#", "####.", "#.#..", "#..#.", "#...#"]),
+            ("S", [".####", "#....", "#....", ".###.", "....#", "....#", "####."]),
+            ("T", ["#####", "..#..", "..#..", "..#..", "..#..", "..#..", "..#.."]),
+            ("U", ["#...#", "#...#", "#...#", "#...#", "#...#", "#...#", ".###."]),
+            ("V", ["#...#", "#...#", "#...#", "#...#", "#...#", ".#.#.", "..#.."]),
+            ("W", ["#...#", "#...#", "#...#", "#.#.#", "#.#.#", "#.#.#", ".#.#."]),
+            ("X", ["#...#", "#...#", ".#.#.", "..#..", ".#.#.", "#...#", "#...#"]),
+            ("Y", ["#...#", "#...#", ".#.#.", "..#..", "..#..", "..#..", "..#.."]),
+            ("Z", ["#####", "....#", "...#.", "..#..", ".#...", "#....", "#####"]),
+            (".", [".....", ".....", ".....", ".....", ".....", ".##..", ".##.."]),
+            (",", [".....", ".....", ".....", ".....", ".##..", "..#..", ".#..."]),
+            ("-", [".....", ".....", ".....", "#####", ".....", ".....", "....."]),
+            ("+", [".....", "..#..", "..#..", "#####", "..#..", "..#..", "....."]),
+            ("_", [".....", ".....", ".....", ".....", ".....", ".....", "#####"]),
+            ("/", [".....", "....#", "...#.", "..#..", ".#...", "#....", "....."]),
+            (":", [".....", ".##..", ".##..", ".....", ".##..", ".##..", "....."]),
+            ("(", ["...#.", "..#..", ".#...", ".#...", ".#...", "..#..", "...#."]),
+            (")", [".#...", "..#..", "...#.", "...#.", "...#.", "..#..", ".#..."]),
+            ("=", [".....", ".....", "#####", ".....", "#####", ".....", "....."]),
+            ("%", ["##...", "##..#", "...#.", "..#..", ".#...", "#..##", "...##"]),
+        ]
+        var out: [Character: [UInt8]] = [:]
+        for (ch, pattern) in rows {
+            out[ch] = pattern.map { row in row.reduce(UInt8(0)) { $0 << 1 | ($1 == "#" ? 1 : 0) } }
+        }
+        return out
+    }()
+}

@@ -1,0 +1,233 @@
+import Checkpoint
+import Distributed
+import Foundation
+import PercepCore
+import PercepNN
+import Training
+
+/// The training loop every task shares (`train-seg`, `train-demo`, …).
+///
+/// Config → replicas that agree → sharded batches → the task's loss terms → bucketed gradient
+/// all-reduce → SGD with rank 0's learning rate → rank-0 logs and metrics.jsonl → sharded
+/// evaluation every `TEST.EVAL_PERIOD` iterations and at the end (best checkpoint kept) → atomic
+/// checkpoints every `SOLVER.CHECKPOINT_PERIOD`, with bit-exact resume at the same world size.
+public final class Trainer {
+    /// The resolved config.
+    public let config: TrainingConfig
+    /// The MPI world (one rank without a launcher).
+    public let world: Communicator
+    /// The task being trained.
+    public let task: TrainingTask
+    /// Fingerprint of the task's loss network (0 without one): checked across ranks and stored
+    /// in checkpoints.
+    public let lossNetworkFingerprint: UInt64
+
+    /// Best primary metric so far (NaN before the first evaluation).
+    public private(set) var bestMetric = Double.nan
+    /// Steps skipped for a non-finite loss (`SOLVER.NONFINITE_LOSS: skip`).
+    public private(set) var skippedSteps = 0
+
+    private let outputDirectory: String
+    private let globalBatch: Int
+    private var rng: SeededRNG
+
+    /// A trainer of `task` under `config` on `world`.
+    public init(config: TrainingConfig, world: Communicator, task: TrainingTask, lossNetworkFingerprint: UInt64) {
+        self.config = config
+        self.world = world
+        self.task = task
+        self.lossNetworkFingerprint = lossNetworkFingerprint
+        self.outputDirectory = config.string("OUTPUT_DIR")
+        self.globalBatch = config.int("SOLVER.IMS_PER_BATCH")
+        self.rng = SeededRNG(seed: UInt64(bitPattern: Int64(config.int("SEED"))), stream: "trainer")
+    }
+
+    /// Trains to `SOLVER.MAX_ITER` (or `stopAt`, as if preempted), resuming from the newest
+    /// complete checkpoint in `OUTPUT_DIR` when `resume` is set.
+    public func run(resume: Bool = false, stopAt: Int? = nil) throws {
+        defer { task.finish() }
+        let cfg = config, model = task.model
+        let maxIter = cfg.int("SOLVER.MAX_ITER")
+        if world.rank == 0 {
+            try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
+            Log.info("resolved config (hash \(String(cfg.hash, radix: 16))):\n\(cfg.resolvedYAML)")
+        }
+        let named = model.namedParameters().filter { $0.1.requiresGrad }
+        try world.verifyReplicas([
+            ("parameter count", Int64(named.count)), ("shapes", shapesHash(model)),
+            ("resolved config", Int64(bitPattern: cfg.hash)),
+            ("loss-network fingerprint", Int64(bitPattern: lossNetworkFingerprint)), ("code version", Self.codeVersion),
+        ])
+        world.broadcastState(of: model)
+        if cfg.bool("MODEL.SYNC_BN") { world.synchronizeBatchNorm(in: model) }
+        let isNorm = { (name: String) in self.task.isNormalizationParameter(name) }
+        let sgd = SGD(groups: [(named.filter { !isNorm($0.0) }.map(\.1), Float(cfg.double("SOLVER.WEIGHT_DECAY"))),
+                               (named.filter { isNorm($0.0) }.map(\.1), Float(cfg.double("SOLVER.WEIGHT_DECAY_NORM")))],
+                      learningRate: Float(cfg.double("SOLVER.BASE_LR")), momentum: Float(cfg.double("SOLVER.MOMENTUM")))
+        let params = named.map(\.1)
+        let sync = GradientSynchronizer(parameters: params, communicator: world,
+                                        bucketBytes: Int(cfg.double("DIST.BUCKET_MB") * 1_048_576), overlap: cfg.bool("DIST.OVERLAP"))
+        let schedule = LRSchedule(config: cfg)
+        let sampler = try DistributedSampler(datasetSize: task.trainingSetSize, globalBatch: globalBatch,
+                                             seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), worldSize: world.size, rank: world.rank)
+        let start = resume ? try restore(model: model, optimizer: sgd, parameters: params) : 0
+        let writer = CheckpointWriter(directory: outputDirectory, keepLast: cfg.int("SOLVER.MAX_TO_KEEP"))
+        let metrics = world.rank == 0 ? try MetricsLog(directory: outputDirectory) : nil
+        defer { metrics?.close() }
+        let batch = globalBatch
+        try task.prepare(steps: start..<maxIter) { sampler.batch(atCursor: $0 * batch) }
+
+        let checkpointPeriod = max(1, cfg.int("SOLVER.CHECKPOINT_PERIOD"))
+        let evalPeriod = cfg.int("TEST.EVAL_PERIOD"), logPeriod = max(1, cfg.int("LOG_PERIOD"))
+        let skipNonFinite = cfg.string("SOLVER.NONFINITE_LOSS") == "skip"
+        let began = Date()
+        for it in start..<maxIter {
+            // Rank 0 owns the schedule; every rank uses its value.
+            var lr = [Float(schedule.lr(at: it))]
+            lr.withUnsafeMutableBytes { world.broadcast($0.baseAddress!, bytes: 4, name: "learning rate") }
+            sgd.learningRate = lr[0]
+            let t0 = Date()
+            let epoch = sampler.batch(atCursor: it * batch).epoch
+            let terms = try task.lossTerms(step: it, rng: &rng)
+            let total = terms.dropFirst().reduce(terms[0].value) { $0 + $1.value }
+            if try agreeOnNonFinite(terms, iteration: it, skip: skipNonFinite) {
+                skippedSteps += 1
+            } else {
+                sync.zeroGrads()
+                sync.backward(total)
+                if cfg.bool("SOLVER.CLIP_GRADIENTS.ENABLED") {
+                    let limit = Float(cfg.double("SOLVER.CLIP_GRADIENTS.CLIP_VALUE"))
+                    if cfg.string("SOLVER.CLIP_GRADIENTS.CLIP_TYPE") == "norm" {
+                        _ = GradientClipping.clipNorm(params, limit)
+                    } else {
+                        GradientClipping.clipValue(params, limit)
+                    }
+                }
+                sgd.step()
+            }
+            let dt = Date().timeIntervalSince(t0)
+            if world.rank == 0 && (it % logPeriod == 0 || it == maxIter - 1) {
+                let eta = Date().timeIntervalSince(began) / Double(it - start + 1) * Double(maxIter - it - 1)
+                let termText = terms.map { String(format: "%@: %.4f", $0.name, $0.value.item) }.joined(separator: "  ")
+                Log.info(String(format: "eta: %@  iter: %d  total_loss: %.4f  %@  time: %.4f  data_time: %.4f  lr: %.5g  max_mem: %.0fM",
+                                clockText(eta), it, total.item, termText, dt, task.lastDataTime, lr[0], peakRSSMegabytes()))
+                var record: [String: Any] = ["iteration": it, "total_loss": Double(total.item), "lr": Double(lr[0]), "time": dt,
+                                             "data_time": task.lastDataTime, "epoch": epoch, "eta_seconds": eta]
+                for term in terms { record[term.name] = Double(term.value.item) }
+                try metrics?.append(record)
+            }
+            let done = it + 1
+            var state: CheckpointState {
+                CheckpointState(iteration: done, epoch: sampler.batch(atCursor: done * batch).epoch, sampleCursor: Int64(done * batch),
+                                rngState: rng.state, learningRate: Double(lr[0]), scheduleIteration: done, worldSize: world.size,
+                                configText: cfg.resolvedYAML, configHash: cfg.hash, lossNetworkFingerprint: lossNetworkFingerprint,
+                                bestMetric: bestMetric)
+            }
+            if task.evaluationSetSize > 0 && ((evalPeriod > 0 && done % evalPeriod == 0) || done == maxIter) {
+                let result = try evaluate()
+                if world.rank == 0 {
+                    var record: [String: Any] = ["iteration": it]
+                    for (name, value) in result.metrics { record["eval/" + name] = value }
+                    try metrics?.append(record)
+                    let value = result.primaryValue
+                    if value.isFinite && (bestMetric.isNaN || (result.higherIsBetter ? value > bestMetric : value < bestMetric)) {
+                        bestMetric = value
+                        let path = try writer.writeBest(model: model, state: state)
+                        Log.info(String(format: "new best %@ %.4f at iteration %d: %@", result.primary, value, done, path))
+                    }
+                }
+            }
+            if done % checkpointPeriod == 0 || done == maxIter {
+                if world.rank == 0 {
+                    // A finite loss can still be followed by an update that overflows; such weights
+                    // must not replace the last good checkpoint.
+                    if let (name, _) = model.stateDict().first(where: { !$0.1.values.allSatisfy(\.isFinite) }) {
+                        throw DistributedError(rank: 0, message: "non-finite values in \(name) after iteration \(done); the last good checkpoint is kept")
+                    }
+                    _ = try writer.write(model: model, optimizer: sgd, state: state)
+                }
+                world.barrier()
+            }
+            if let stopAt, done >= stopAt { Log.info("stopping at iteration \(done) (--stop-at)"); break }
+        }
+        if skippedSteps > 0 { Log.warning("skipped \(skippedSteps) step(s) with a non-finite loss") }
+    }
+
+    /// Evaluates the task on every rank's shard (sample i goes to rank i mod W), adds the partial
+    /// sums on all ranks and logs the result on rank 0; the model returns to training mode.
+    public func evaluate() throws -> EvaluationResult {
+        let model = task.model
+        let n = task.evaluationSetSize
+        let shard = Array(stride(from: world.rank, to: n, by: world.size))
+        let bar = ProgressBar(total: n, label: "eval", enabled: world.rank == 0)
+        model.train(false)
+        defer { model.train(true) }
+        let began = Date()
+        let worldSize = world.size
+        var sums = try Tape.withoutGrad {
+            try task.evaluate(indices: shard) { bar.update(min(n, $0 * worldSize)) }
+        }
+        bar.update(n)
+        world.allreduceSum(&sums, name: "evaluation sums")
+        let result = task.summarize(sums)
+        let text = result.metrics.map { String(format: "%@: %.4f", $0.name, $0.value) }.joined(separator: "  ")
+        Log.info(String(format: "evaluation on %d samples (%.1f s): %@", n, Date().timeIntervalSince(began), text))
+        if !result.report.isEmpty { Log.info(result.report) }
+        return result
+    }
+
+    /// Loads the newest complete checkpoint on rank 0 and broadcasts the model, the momentum
+    /// buffers, the iteration, the trainer RNG and the best metric; returns the iteration.
+    private func restore(model: Module, optimizer sgd: SGD, parameters: [Tensor]) throws -> Int {
+        // iteration, six RNG words, best-metric bits
+        var header = [UInt64](repeating: 0, count: 8)
+        if world.rank == 0 {
+            let (checkpoint, source) = try CheckpointLoader.latest(in: outputDirectory)
+            if case .fallback(let reason) = source { Log.warning(reason) }
+            guard checkpoint.state.configHash == config.hash else {
+                throw DistributedError(rank: 0, message: "\(checkpoint.path) was written with another config (hash \(String(checkpoint.state.configHash, radix: 16)), this run's is \(String(config.hash, radix: 16)))")
+            }
+            guard checkpoint.state.lossNetworkFingerprint == lossNetworkFingerprint else {
+                throw DistributedError(rank: 0, message: "\(checkpoint.path) was trained against another loss network (fingerprint \(String(checkpoint.state.lossNetworkFingerprint, radix: 16)))")
+            }
+            if checkpoint.state.worldSize != world.size {
+                Log.warning("\(checkpoint.path) was written by \(checkpoint.state.worldSize) rank(s), this run has \(world.size): training continues at the same global batch but not bit for bit")
+            }
+            try CheckpointLoader.restore(checkpoint, into: model, optimizer: sgd)
+            let words = checkpoint.state.rngState.count == 6 ? checkpoint.state.rngState : rng.state
+            header = [UInt64(checkpoint.state.iteration)] + words + [checkpoint.state.bestMetric.bitPattern]
+            Log.info("resumed from \(checkpoint.path) at iteration \(checkpoint.state.iteration)")
+        }
+        header.withUnsafeMutableBytes { world.broadcast($0.baseAddress!, bytes: $0.count, name: "resume header") }
+        guard let restored = SeededRNG(state: Array(header[1...6])) else {
+            throw DistributedError(rank: world.rank, message: "the checkpoint's RNG state is invalid")
+        }
+        rng = restored
+        bestMetric = Double(bitPattern: header[7])
+        world.broadcastState(of: model)
+        for p in parameters {   // momentum buffers: rank 0's, everywhere
+            let buf = sgd.momentumBuffer(p)?.copy() ?? Tensor.zeros(p.shape)
+            world.broadcast(UnsafeMutableRawPointer(buf.data), bytes: buf.count * 4, name: "broadcast of momentum")
+            sgd.setMomentumBuffer(buf, for: p)
+        }
+        return Int(header[0])
+    }
+
+    /// Checks every term for NaN/Inf on every rank (one small all-reduce when there are several
+    /// ranks, so all agree). Returns true when the step must be skipped; throws naming the
+    /// iteration and the term when the run must stop.
+    private func agreeOnNonFinite(_ terms: [LossTerm], iteration: Int, skip: Bool) throws -> Bool {
+        var flags = terms.map { $0.value.item.isFinite ? 0.0 : 1.0 }
+        if world.size > 1 { world.allreduceMax(&flags) }
+        guard let bad = flags.firstIndex(where: { $0 > 0 }) else { return false }
+        let name = terms[bad].name
+        if skip {
+            Log.warning("non-finite \(name) at iteration \(iteration): step skipped on every rank")
+            return true
+        }
+        throw DistributedError(rank: world.rank, message: "non-finite \(name) (\(terms[bad].value.item) on rank \(world.rank) or another) at iteration \(iteration); the last good checkpoint is kept")
+    }
+
+    /// Bumped when a change makes ranks built from different sources disagree numerically.
+    static let codeVersion: Int64 = 2
+}

@@ -1,0 +1,89 @@
+import PercepCore
+import PercepNN
+
+/// One named term of the training loss (`loss_ce`, `loss_aux`, `loss_perceptual`): a scalar
+/// tensor on the tape. The trainer sums the terms, logs each one and checks each for NaN/Inf.
+public struct LossTerm {
+    /// Name as logged and written to metrics.jsonl.
+    public let name: String
+    /// The (already weighted) scalar value, shape [] or [1].
+    public let value: Tensor
+
+    /// A term `name` with value `value`.
+    public init(_ name: String, _ value: Tensor) {
+        self.name = name
+        self.value = value
+    }
+}
+
+/// A task's evaluation result after the ranks' sums were added up.
+public struct EvaluationResult {
+    /// Metrics in report order (`mIoU`, `aAcc`, …); written to metrics.jsonl as `eval/<name>`.
+    public var metrics: [(name: String, value: Double)]
+    /// The metric that picks the best checkpoint (must be one of `metrics`).
+    public var primary: String
+    /// Whether a larger `primary` is better (mIoU) or worse (an error).
+    public var higherIsBetter: Bool
+    /// A human-readable table (per-class IoU, …), logged by rank 0.
+    public var report: String
+
+    /// A result; `report` may be empty.
+    public init(metrics: [(name: String, value: Double)], primary: String, higherIsBetter: Bool = true, report: String = "") {
+        self.metrics = metrics
+        self.primary = primary
+        self.higherIsBetter = higherIsBetter
+        self.report = report
+    }
+
+    /// The primary metric's value (NaN when missing).
+    public var primaryValue: Double { metrics.first { $0.name == primary }?.value ?? .nan }
+}
+
+/// What a task (semantic segmentation, instance segmentation, depth, the demo) gives the shared
+/// loop in `Trainer`: the model, the loss of one step on this rank's shard, and an evaluation
+/// whose partial sums add up across ranks.
+///
+/// The trainer owns everything else: replicas, gradient sync, SGD groups, the LR schedule,
+/// logging, evaluation scheduling, checkpoints and resume.
+public protocol TrainingTask: AnyObject {
+    /// The network being trained; every rank builds it from the same seed.
+    var model: Module { get }
+    /// Number of training samples: the sampler's dataset size.
+    var trainingSetSize: Int { get }
+    /// Whether `name` (a dotted parameter name) gets `SOLVER.WEIGHT_DECAY_NORM` instead of
+    /// `SOLVER.WEIGHT_DECAY` (normalisation weights and biases).
+    func isNormalizationParameter(_ name: String) -> Bool
+    /// Called once before the first step of this run (fresh or resumed): the steps to come and
+    /// the batch (epoch, global sample indices of this rank) of each, so a loader can prefetch.
+    func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws
+    /// The loss terms of step `step` on this rank's batch, in training mode with tape. `rng` is
+    /// the trainer's generator (saved in checkpoints) for stochastic layers.
+    func lossTerms(step: Int, rng: inout SeededRNG) throws -> [LossTerm]
+    /// Seconds the last `lossTerms` call waited for its data (0 when data is computed inline).
+    var lastDataTime: Double { get }
+    /// Number of evaluation samples; 0 when the task has no evaluation.
+    var evaluationSetSize: Int { get }
+    /// Evaluates the samples `indices` (this rank's shard; the model is in eval mode, no tape)
+    /// and returns partial sums that add across ranks (same length on every rank). `progress`
+    /// takes the number of samples done so far.
+    func evaluate(indices: [Int], progress: (Int) -> Void) throws -> [Double]
+    /// Turns the summed partial sums into metrics.
+    func summarize(_ sums: [Double]) -> EvaluationResult
+    /// Stops background work (loader threads); called when training ends or fails.
+    func finish()
+}
+
+extension TrainingTask {
+    /// Tasks without a loader have nothing to prepare.
+    public func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws {}
+    /// Tasks without a loader never wait for data.
+    public var lastDataTime: Double { 0 }
+    /// No evaluation by default.
+    public var evaluationSetSize: Int { 0 }
+    /// No evaluation by default.
+    public func evaluate(indices: [Int], progress: (Int) -> Void) throws -> [Double] { [] }
+    /// No evaluation by default.
+    public func summarize(_ sums: [Double]) -> EvaluationResult { EvaluationResult(metrics: [], primary: "") }
+    /// Nothing to stop by default.
+    public func finish() {}
+}

@@ -1,0 +1,65 @@
+import Foundation
+@testable import Plot
+import XCTest
+
+final class PlotTests: XCTestCase {
+    func metricsFile(_ text: String) throws -> String {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("metrics-\(UUID().uuidString).jsonl").path
+        try text.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func testReadsLossEvaluationAndLearningRateCurves() throws {
+        let path = try metricsFile("""
+        {"iteration":0,"total_loss":2.0,"loss_ce":1.9,"loss_perceptual":0.1,"lr":0.01,"time":0.5}
+        {"iteration":20,"total_loss":1.0,"loss_ce":0.95,"loss_perceptual":0.05,"lr":0.009,"time":0.5}
+        {"iteration":39,"eval/mIoU":0.5,"eval/aAcc":null}
+        {"iteration":40,"total_loss":0.5,"loss_ce":0.45,"loss_perc
+        """)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let curves = try TrainingCurves(metricsFile: path)
+        XCTAssertEqual(curves.series["total_loss"]!.map(\.y), [2.0, 1.0], "the truncated last line is skipped")
+        XCTAssertEqual(curves.series["eval/mIoU"]!.map(\.x), [39])
+        XCTAssertTrue(curves.series["eval/aAcc"]![0].y.isNaN)
+        let charts = curves.charts()
+        XCTAssertEqual(charts.map(\.stem), ["loss", "eval", "lr"])
+        XCTAssertEqual(charts[0].chart.series.map(\.name), ["loss_ce", "loss_perceptual", "total_loss"])
+    }
+
+    func testMalformedLineIsAnErrorNamingTheLine() throws {
+        let path = try metricsFile("{\"iteration\":0,\"total_loss\":1}\nnot json\n{\"iteration\":1,\"total_loss\":1}\n")
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        XCTAssertThrowsError(try TrainingCurves(metricsFile: path)) { error in
+            XCTAssertTrue("\(error)".contains("line 2"), "\(error)")
+            XCTAssertTrue("\(error)".contains(path), "\(error)")
+        }
+        XCTAssertThrowsError(try TrainingCurves(metricsFile: path + ".missing")) { XCTAssertTrue("\($0)".contains("cannot read")) }
+    }
+
+    func testTicksAreRoundAndCoverTheRange() {
+        let unit = LineChart.ticks((0, 1))
+        XCTAssertEqual(unit.count, 6)
+        for (k, t) in unit.enumerated() { XCTAssertEqual(t, Double(k) * 0.2, accuracy: 1e-12) }
+        let t = LineChart.ticks((3, 997))
+        XCTAssertEqual(t, [200, 400, 600, 800])
+    }
+
+    func testSVGAndRasterDrawEverySeries() {
+        let chart = LineChart(title: "loss", series: [
+            .init(name: "a", points: [(0, 1), (10, 0.5), (20, 0.25)]),
+            .init(name: "b", points: [(0, 2), (10, .nan), (20, 1)]),
+        ], logY: true)
+        let svg = chart.svg(width: 400, height: 300)
+        XCTAssertTrue(svg.hasPrefix("<svg"))
+        XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 1, "a: one run; b: two single points (gap at 10)")
+        XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 2)
+        let image = chart.raster(width: 400, height: 300)
+        XCTAssertEqual(image.pixels.count, 400 * 300 * 3)
+        for (r, g, b) in LineChart.palette.prefix(2) {
+            let hits = stride(from: 0, to: image.pixels.count, by: 3).filter {
+                image.pixels[$0] == r && image.pixels[$0 + 1] == g && image.pixels[$0 + 2] == b
+            }
+            XCTAssertGreaterThan(hits.count, 10, "series colour (\(r),\(g),\(b)) drawn")
+        }
+    }
+}

@@ -1,0 +1,119 @@
+import Checkpoint
+import Foundation
+import PercepHDF5
+import TestSupport
+import XCTest
+
+/// The shared training loop, driven through `percep-dist train-demo` on one rank (no launcher):
+/// evaluation hooks and the best checkpoint, non-finite losses, and a real kill -9 in the
+/// middle of a checkpoint write.
+final class TrainerJobTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let config = repo.appendingPathComponent("configs/demo/tiny-synthetic.yaml").path
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("trainer-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// A fast demo run: tiny batch, no perceptual term unless asked.
+    func demo(_ extra: [String], output: String = "run") throws -> (status: Int32, out: String, err: String) {
+        try ProcessRunner.run(ProcessRunner.percepDist, ["train-demo", "--config", Self.config, "OUTPUT_DIR", dir.appendingPathComponent(output).path,
+                                                         "SOLVER.IMS_PER_BATCH", "2", "LOSS.PERCEPTUAL.ENABLED", "false", "LOG_PERIOD", "1"] + extra)
+    }
+
+    func records(_ output: String = "run") throws -> [[String: Any]] {
+        let text = try String(contentsOf: dir.appendingPathComponent("\(output)/metrics.jsonl"), encoding: .utf8)
+        return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }
+    }
+
+    func testEvaluatesEveryPeriodAndAtTheEndAndKeepsTheBestCheckpoint() throws {
+        let r = try demo(["SOLVER.MAX_ITER", "10", "TEST.EVAL_PERIOD", "4", "SOLVER.CHECKPOINT_PERIOD", "100"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let evals = try records().filter { $0["eval/pixel_accuracy"] != nil }
+        // After iterations 4, 8 and the last (10): records carry the 0-based iteration.
+        XCTAssertEqual(evals.map { $0["iteration"] as! Int }, [3, 7, 9])
+        let best = evals.map { $0["eval/pixel_accuracy"] as! Double }.max()!
+        let file = try CheckpointFile.read(dir.appendingPathComponent("run/\(CheckpointWriter.bestName)").path)
+        XCTAssertEqual(file.state.bestMetric, best, accuracy: 1e-12)
+        XCTAssertTrue(r.out.contains("evaluation on 64 samples"), r.out)
+        // The periodic checkpoint at the end carries the best metric too, for resumes.
+        let last = try CheckpointFile.read(dir.appendingPathComponent("run/model_0000010.h5").path)
+        XCTAssertEqual(last.state.bestMetric, best, accuracy: 1e-12)
+        XCTAssertEqual(last.state.rngState.count, 6, "the trainer's RNG state is saved")
+    }
+
+    func testNonFiniteLossStopsNamingIterationAndTermAndKeepsTheLastCheckpoint() throws {
+        let r = try demo(["SOLVER.MAX_ITER", "10", "SOLVER.CHECKPOINT_PERIOD", "1", "--inject-nan-at", "4"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("non-finite loss_ce (nan on rank 0 or another) at iteration 4; the last good checkpoint is kept"), r.err)
+        let (checkpoint, source) = try CheckpointLoader.latest(in: dir.appendingPathComponent("run").path)
+        XCTAssertEqual(source, .pointer)
+        XCTAssertEqual(checkpoint.state.iteration, 4, "iterations 0…3 completed; nothing written after the NaN")
+    }
+
+    func testWeightsAnUpdateBlewUpAreNeverCheckpointed() throws {
+        // A huge learning rate overflows the weights within a few steps, before or after the
+        // loss itself turns non-finite.
+        let r = try demo(["SOLVER.MAX_ITER", "60", "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.BASE_LR", "1e6", "SOLVER.WARMUP_ITERS", "0"])
+        XCTAssertNotEqual(r.status, 0)
+        XCTAssertTrue(r.err.contains("the last good checkpoint is kept"), r.err)
+        let (checkpoint, _) = try CheckpointLoader.latest(in: dir.appendingPathComponent("run").path)
+        XCTAssertTrue(checkpoint.model.allSatisfy { $0.tensor.values.allSatisfy(\.isFinite) }, "a checkpoint holds non-finite weights")
+    }
+
+    func testNonFiniteLossCanSkipTheStep() throws {
+        let r = try demo(["SOLVER.MAX_ITER", "8", "SOLVER.CHECKPOINT_PERIOD", "100", "SOLVER.NONFINITE_LOSS", "skip",
+                          "TEST.EVAL_PERIOD", "0", "--inject-nan-at", "3"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertTrue(r.err.contains("non-finite loss_ce at iteration 3: step skipped on every rank"), r.err)
+        XCTAssertTrue(r.err.contains("skipped 1 step(s) with a non-finite loss"), r.err)
+        let file = try CheckpointFile.read(dir.appendingPathComponent("run/model_0000008.h5").path)
+        XCTAssertTrue(file.model.allSatisfy { $0.tensor.values.allSatisfy(\.isFinite) })
+    }
+
+    /// kill -9 while a checkpoint's temp file is being written: the previous checkpoint still
+    /// loads through `last_checkpoint`, and `--resume` carries on from it.
+    func testKillNineDuringACheckpointWriteLeavesThePreviousCheckpointUsable() throws {
+        let run = dir.appendingPathComponent("run")
+        var caught = false
+        for _ in 0..<20 where !caught {
+            let p = Process()
+            p.executableURL = ProcessRunner.percepDist
+            p.arguments = ["train-demo", "--config", Self.config, "OUTPUT_DIR", run.path, "SOLVER.IMS_PER_BATCH", "2",
+                           "LOSS.PERCEPTUAL.ENABLED", "false", "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "100000",
+                           "TEST.EVAL_PERIOD", "0"] + (FileManager.default.fileExists(atPath: run.appendingPathComponent("last_checkpoint").path) ? ["--resume"] : [])
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let deadline = Date().addingTimeInterval(60)
+            while p.isRunning && Date() < deadline {
+                let names = (try? FileManager.default.contentsOfDirectory(atPath: run.path)) ?? []
+                if names.contains("last_checkpoint") && names.contains(where: { $0.hasPrefix("model_0") && $0.hasSuffix(".tmp") }) {
+                    kill(p.processIdentifier, SIGKILL)
+                    break
+                }
+                usleep(200)
+            }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.waitUntilExit()
+            let names = try FileManager.default.contentsOfDirectory(atPath: run.path)
+            // The temp file still being there means the process died inside the write.
+            caught = names.contains { $0.hasPrefix("model_0") && $0.hasSuffix(".tmp") }
+        }
+        XCTAssertTrue(caught, "never killed the trainer inside a checkpoint write in 20 tries")
+        let (checkpoint, source) = try CheckpointLoader.latest(in: run.path)
+        guard case .pointer = source else { return XCTFail("the pointer's checkpoint did not load: \(source)") }
+        let resumed = try ProcessRunner.run(ProcessRunner.percepDist,
+                                            ["train-demo", "--config", Self.config, "--resume", "OUTPUT_DIR", run.path, "SOLVER.IMS_PER_BATCH", "2",
+                                             "LOSS.PERCEPTUAL.ENABLED", "false", "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.MAX_ITER", "100000",
+                                             "TEST.EVAL_PERIOD", "0", "--stop-at", String(checkpoint.state.iteration + 2)])
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.out.contains("resumed from \(checkpoint.path) at iteration \(checkpoint.state.iteration)"), resumed.out)
+        let after = try FileManager.default.contentsOfDirectory(atPath: run.path)
+        XCTAssertFalse(after.contains { $0.hasSuffix(".tmp") }, "the next write clears the dead write's temp file: \(after)")
+    }
+}
