@@ -75,7 +75,7 @@ let package = Package(
         .target(name: "Trainer", dependencies: ["Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: release),
         // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
-        .target(name: "Plot", swiftSettings: release),
+        .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
@@ -100,6 +100,6 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         // Runs the built percep-dist binary's train-demo: evaluation hooks, non-finite losses, kill -9.
         .testTarget(name: "TrainerTests", dependencies: ["Checkpoint", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
-        .testTarget(name: "PlotTests", dependencies: ["Plot"]),
+        .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
     ]
 )

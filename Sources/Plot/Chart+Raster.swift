@@ -1,17 +1,15 @@
 import Foundation
+import ImageCodecs
 
-/// An 8-bit RGB image, row-major, 3 bytes per pixel: what `LineChart.raster` draws into and the
-/// PNG encoder takes.
-public struct RGBImage {
-    /// Width in pixels.
-    public let width: Int
-    /// Height in pixels.
-    public let height: Int
-    /// `height × width × 3` bytes.
-    public var pixels: [UInt8]
+/// A white RGB drawing surface (row-major, 3 bytes per pixel) with antialiased lines and a
+/// bitmap font: what `LineChart.raster` draws on before handing the pixels over as an
+/// `RGBImage` for the PNG encoder.
+struct Canvas {
+    let width: Int
+    let height: Int
+    var pixels: [UInt8]
 
-    /// A `width` × `height` image filled with white.
-    public init(width: Int, height: Int) {
+    init(width: Int, height: Int) {
         self.width = width
         self.height = height
         pixels = [UInt8](repeating: 255, count: width * height * 3)
@@ -69,9 +67,9 @@ public enum TextAnchor { case left, middle, right }
 
 extension LineChart {
     /// The chart drawn into a `width` × `height` RGB image (same layout as `svg`).
-    public func raster(width: Int = 800, height: Int = 450) -> RGBImage {
+    public func raster(width: Int = 800, height: Int = 450) throws -> RGBImage {
         let l = layout(width: width, height: height)
-        var image = RGBImage(width: width, height: height)
+        var image = Canvas(width: width, height: height)
         let grid: (UInt8, UInt8, UInt8) = (224, 224, 224), black: (UInt8, UInt8, UInt8) = (0, 0, 0)
         for t in l.yTicks {
             image.line((l.plot.x0, l.py(t)), (l.plot.x1, l.py(t)), grid)
@@ -95,7 +93,7 @@ extension LineChart {
             image.line((l.plot.x1 + 10, ly), (l.plot.x1 + 30, ly), colour, thickness: 2)
             image.text(s.name, x: l.plot.x1 + 35, y: ly)
         }
-        return image
+        return try RGBImage(height: height, width: width, pixels: image.pixels)
     }
 }
 

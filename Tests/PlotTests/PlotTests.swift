@@ -44,7 +44,7 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(t, [200, 400, 600, 800])
     }
 
-    func testSVGAndRasterDrawEverySeries() {
+    func testSVGAndRasterDrawEverySeries() throws {
         let chart = LineChart(title: "loss", series: [
             .init(name: "a", points: [(0, 1), (10, 0.5), (20, 0.25)]),
             .init(name: "b", points: [(0, 2), (10, .nan), (20, 1)]),
@@ -53,7 +53,7 @@ final class PlotTests: XCTestCase {
         XCTAssertTrue(svg.hasPrefix("<svg"))
         XCTAssertEqual(svg.components(separatedBy: "<polyline").count - 1, 1, "a: one run; b: two single points (gap at 10)")
         XCTAssertEqual(svg.components(separatedBy: "<circle").count - 1, 2)
-        let image = chart.raster(width: 400, height: 300)
+        let image = try chart.raster(width: 400, height: 300)
         XCTAssertEqual(image.pixels.count, 400 * 300 * 3)
         for (r, g, b) in LineChart.palette.prefix(2) {
             let hits = stride(from: 0, to: image.pixels.count, by: 3).filter {
