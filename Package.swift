@@ -58,8 +58,9 @@ let package = Package(
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
-        // libjpeg-turbo's TurboJPEG API behind plain C functions, Debian package libturbojpeg0-dev.
-        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("turbojpeg")]),
+        // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
+        // libturbojpeg0-dev and libspng-dev.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("spng")]),
         .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: release),
         // `synth coco`: synthetic COCO instance-segmentation sets (JPEG images + instances JSON).
         .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
@@ -88,6 +89,7 @@ let package = Package(
         // Also runs the built percep-dist binary for `checkpoint inspect`.
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageCodecsTests", dependencies: ["ImageCodecs"], resources: [.copy("Fixtures")]),
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     ]
