@@ -4,7 +4,8 @@ import PackageDescription
 import Foundation
 
 // Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
-// CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth.
+// CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth;
+// PercepCore + ImageCodecs → SegmentationData.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
@@ -31,6 +32,7 @@ let package = Package(
         .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "ImageCodecs", targets: ["ImageCodecs"]),
         .library(name: "COCOSynth", targets: ["COCOSynth"]),
+        .library(name: "SegmentationData", targets: ["SegmentationData"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Training", targets: ["Training"]),
     ],
@@ -64,6 +66,9 @@ let package = Package(
         .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: release),
         // `synth coco`: synthetic COCO instance-segmentation sets (JPEG images + instances JSON).
         .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
+        // Semantic segmentation data: ADE20K / Cityscapes / VOC readers, mmseg augmentation, the
+        // prefetching loader, mmseg's IoUMetric and the `synth seg` generator.
+        .target(name: "SegmentationData", dependencies: ["PercepCore", "ImageCodecs"], swiftSettings: release),
         // The trainer's YAML configs (`_BASE_` inheritance, schema, overrides) and LR schedules.
         .target(name: "Training", dependencies: ["PercepCore", "PercepNN", .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
@@ -90,6 +95,8 @@ let package = Package(
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ImageCodecsTests", dependencies: ["ImageCodecs"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SegmentationDataTests", dependencies: ["SegmentationData", "ImageCodecs", "PercepCore"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
     ]
