@@ -77,6 +77,7 @@ let package = Package(
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
+                           "SegmentationData", "ImageCodecs",
                            "Checkpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -87,7 +88,7 @@ let package = Package(
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).
-        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
+        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport", "ImageCodecs"]),
         // Launches percep-dist under mpirun (1, 2 and 3 ranks).
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
