@@ -181,17 +181,9 @@ int image_codecs_png_decode_grey8(const unsigned char *png, size_t size, unsigne
         spng_ctx_free(ctx);
         return 0;
     }
-    if (ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE || ihdr.color_type == SPNG_COLOR_TYPE_GRAYSCALE_ALPHA) {
-        // GA8/GA16 output covers grey+alpha and 16-bit grey; keep the (high byte of the) grey sample.
-        size_t len = 0;
-        const int wide = ihdr.bit_depth == 16;
-        unsigned char *ga = png_decode_alloc(ctx, wide ? SPNG_FMT_GA16 : SPNG_FMT_GA8, &len, err, err_len);
-        if (!ga) { spng_ctx_free(ctx); return -1; }
-        for (size_t i = 0; i < n; i++) grey[i] = wide ? (unsigned char)(((uint16_t *)ga)[2 * i] >> 8) : ga[2 * i];
-        free(ga);
-        spng_ctx_free(ctx);
-        return 0;
-    }
+    // Everything else (16-bit grey, grey + alpha, colour, palette) goes through libspng's RGB8
+    // output (16-bit samples keep their high byte, alpha is dropped). For grey sources R = G = B = v
+    // and the weights sum to 65536, so the conversion below returns v exactly.
     size_t len = 0;
     unsigned char *rgb = png_decode_alloc(ctx, SPNG_FMT_RGB8, &len, err, err_len);
     if (!rgb) { spng_ctx_free(ctx); return -1; }

@@ -98,8 +98,8 @@ public enum PNG {
         return PNGInfo(width: Int(w), height: Int(h), bitDepth: Int(depth), colorType: colorType)
     }
 
-    /// Decodes any PNG to 8-bit RGB: palettes are looked up, grey replicated, 16-bit samples scaled
-    /// to 8 bits, alpha dropped.
+    /// Decodes any PNG to 8-bit RGB: palettes are looked up, grey replicated, 16-bit samples keep
+    /// their high byte, alpha dropped.
     /// - Throws: `PNGError` for data that is not a decodable PNG (bad signature, CRC, truncation).
     public static func decodeRGB(_ data: [UInt8]) throws(PNGError) -> RGBImage {
         let header = try info(data)

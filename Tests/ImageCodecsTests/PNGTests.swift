@@ -84,6 +84,19 @@ final class PNGTests: XCTestCase {
         }
     }
 
+    func testAlphaIsDropped() throws {
+        let rgba = try fixture("rgba.png")
+        XCTAssertEqual(try PNG.info(rgba).colorType, .rgba)
+        XCTAssertEqual(try PNG.decodeRGB(rgba).pixels, [10, 20, 30, 200, 100, 50])
+        // Pillow's convert("L") of the RGB part: 18, 124.
+        XCTAssertEqual(try PNG.decodeGrey(rgba).pixels, [18, 124])
+        let la = try fixture("la.png")
+        XCTAssertEqual(try PNG.info(la).colorType, .greyAlpha)
+        XCTAssertEqual(try PNG.decodeGrey(la).pixels, [77, 155])
+        XCTAssertEqual(try PNG.decodeRGB(la).pixels, [77, 77, 77, 155, 155, 155])
+        XCTAssertThrowsError(try PNG.decodeIndices(la)) { XCTAssertTrue("\($0)".contains("colour type 4"), "\($0)") }
+    }
+
     func testColourToGreyMatchesPillowWeights() throws {
         let image = try RGBImage(height: 1, width: 3, pixels: [255, 0, 0, 0, 255, 0, 10, 20, 30])
         // Pillow: Image.new("RGB", (3, 1)) with these pixels, convert("L") → [76, 150, 18].

@@ -47,7 +47,7 @@ int image_codecs_png_info(const unsigned char *png, size_t size, int *width, int
                           int *bit_depth, int *color_type, char *err, size_t err_len);
 
 /* Decodes any PNG to 8-bit RGB (width × height × 3 bytes in rgb): palette entries are looked up,
- * grey is replicated, 16-bit samples are scaled to 8 bits and alpha is dropped (not composited). */
+ * grey is replicated, 16-bit samples keep their high byte and alpha is dropped (not composited). */
 int image_codecs_png_decode_rgb8(const unsigned char *png, size_t size, unsigned char *rgb,
                                  int width, int height, char *err, size_t err_len);
 
