@@ -147,9 +147,12 @@ public struct SegmentationDataset: Sendable {
 
     /// Decodes sample `i` and maps its annotation to training ids.
     /// - Throws: `SegmentationDataError` naming the file for an unreadable or truncated image or
-    ///   annotation, a size mismatch between them, or a label value that is neither a class nor 255.
+    ///   annotation, a size mismatch between them, or a label value that is neither a class nor 255;
+    ///   naming the root for an index outside 0..<count.
     public func load(_ i: Int) throws(SegmentationDataError) -> SegmentationSample {
-        precondition(files.indices.contains(i), "sample \(i) of \(count)")
+        guard files.indices.contains(i) else {
+            throw SegmentationDataError(path: root, problem: "sample index \(i) outside 0..<\(count) (\(split.rawValue) split)")
+        }
         let f = files[i]
         let image: RGBImage, raw: GreyImage
         do { image = try ImageFile.readRGB(f.image) } catch { throw SegmentationDataError(path: error.path, problem: error.problem) }

@@ -44,7 +44,7 @@ public struct SegmentationLoaderError: Error, Equatable, Sendable, CustomStringC
 /// which thread handles a step changes nothing. A sample that fails to load is left out of its
 /// batch, reported on stderr (path and problem) and counted, in step order; once the broken
 /// samples exceed `maxBrokenFraction` of those seen, `next()` throws. `close()` (also run on
-/// deinit) wakes and joins every thread.
+/// deinit) wakes and joins every thread. One consumer thread calls `next()`.
 public final class SegmentationLoader: @unchecked Sendable {
     /// The data set.
     public var dataset: SegmentationDataset { core.dataset }
@@ -168,10 +168,7 @@ private final class LoaderCore: @unchecked Sendable {
             var prepared = Prepared()
             let step = steps[s]
             for index in step.indices {
-                do throws(SegmentationDataError) {
-                    guard dataset.files.indices.contains(index) else {
-                        throw SegmentationDataError(path: dataset.root, problem: "sample index \(index) outside 0..<\(dataset.count)")
-                    }
+                do {
                     let sample = try dataset.load(index)
                     prepared.samples.append((index, transform.apply(sample, epoch: step.epoch, index: index)))
                 } catch {

@@ -115,5 +115,6 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(error(2)?.path, ds.files[2].annotation)
         XCTAssertTrue(error(2)!.problem.contains("is 2×8"), error(2)!.description)
         XCTAssertEqual(error(3), SegmentationDataError(path: ds.files[3].image, problem: "not a JPEG or PNG file (unknown signature)"))
+        XCTAssertEqual(error(4), SegmentationDataError(path: dir.path + "/A", problem: "sample index 4 outside 0..<4 (train split)"))
     }
 }
