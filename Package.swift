@@ -5,6 +5,7 @@ import Foundation
 
 // Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
 // CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth;
+// PercepCore + ImageCodecs → SegmentationData;
 // Training (configs) + Checkpoint + Distributed + Perceptual → Trainer (the shared loop) → percep-dist.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
@@ -32,6 +33,7 @@ let package = Package(
         .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "ImageCodecs", targets: ["ImageCodecs"]),
         .library(name: "COCOSynth", targets: ["COCOSynth"]),
+        .library(name: "SegmentationData", targets: ["SegmentationData"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Trainer", targets: ["Trainer"]),
@@ -60,11 +62,15 @@ let package = Package(
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
-        // libjpeg-turbo's TurboJPEG API behind plain C functions, Debian package libturbojpeg0-dev.
-        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("turbojpeg")]),
+        // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
+        // libturbojpeg0-dev and libspng-dev.
+        .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("spng")]),
         .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: release),
         // `synth coco`: synthetic COCO instance-segmentation sets (JPEG images + instances JSON).
         .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
+        // Semantic segmentation data: ADE20K / Cityscapes / VOC readers, mmseg augmentation, the
+        // prefetching loader, mmseg's IoUMetric and the `synth seg` generator.
+        .target(name: "SegmentationData", dependencies: ["PercepCore", "ImageCodecs"], swiftSettings: release),
         // The trainer's YAML configs (`_BASE_` inheritance, schema, overrides) and LR schedules.
         .target(name: "Training", dependencies: ["PercepCore", "PercepNN", .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),
@@ -79,6 +85,7 @@ let package = Package(
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
+                           "SegmentationData", "ImageCodecs",
                            "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -89,13 +96,16 @@ let package = Package(
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).
-        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
+        .testTarget(name: "PercepDistCLITests", dependencies: ["PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport", "ImageCodecs"]),
         // Launches percep-dist under mpirun (1, 2 and 3 ranks).
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PercepHDF5Tests", dependencies: ["PercepHDF5", "PercepCore"]),
         // Also runs the built percep-dist binary for `checkpoint inspect`.
         .testTarget(name: "CheckpointTests", dependencies: ["Checkpoint", "PercepNN", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "COCOTests", dependencies: ["COCO"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ImageCodecsTests", dependencies: ["ImageCodecs"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "SegmentationDataTests", dependencies: ["SegmentationData", "ImageCodecs", "PercepCore"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         // Runs the built percep-dist binary's train-demo: evaluation hooks, non-finite losses, kill -9.

@@ -5,10 +5,11 @@
 #   OpenBLAS (cblas, OpenMP build: shares oneDNN's thread pool)  libopenblas-dev libopenblas-openmp-dev
 #   oneDNN 2.x  libdnnl-dev    HDF5 (loss-network weights, checkpoints)  libhdf5-dev
 #   Open MPI (data-parallel runtime)  libopenmpi-dev openmpi-bin    pkg-config for SwiftPM
-#   libjpeg-turbo (JPEG images of `synth coco`)  libturbojpeg0-dev
+#   libjpeg-turbo (JPEG images of `synth coco`, `synth seg`)  libturbojpeg0-dev
+#   libspng (PNG label maps, Cityscapes images, depth maps)  libspng-dev
 set -euo pipefail
 
-packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev libhdf5-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev pkg-config)
+packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev libhdf5-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libspng-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,11 +1,12 @@
 import ArgumentParser
 import COCOSynth
 import Foundation
+import SegmentationData
 
 /// `percep-dist synth …`: synthetic data sets for the training pipelines.
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write synthetic data sets.", subcommands: [SynthCOCOCommand.self])
+        abstract: "Write synthetic data sets.", subcommands: [SynthCOCOCommand.self, SynthSegCommand.self])
 }
 
 /// `percep-dist synth coco`: a synthetic instance-segmentation set in the COCO layout
@@ -42,5 +43,43 @@ struct SynthCOCOCommand: ParsableCommand {
         let dataset = try SynthCOCO.write(to: out, split: split, images: images, seed: seed, height: h, width: w, quality: quality)
         let crowd = dataset.annotations.filter(\.isCrowd).count
         print("wrote \(dataset.images.count) images, \(dataset.annotations.count) annotations (\(crowd) crowd) to \(out)")
+    }
+}
+
+/// `percep-dist synth seg`: a synthetic semantic-segmentation set in the ADE20K layout
+/// (`ADEChallengeData2016/{images,annotations}/{training,validation}`, `classes.txt`), see
+/// `SegmentationSynth`.
+struct SynthSegCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "seg",
+        abstract: "Write structured scenes (trees, houses, figures, poles; textured, occluding) as an ADE20K-layout set.")
+
+    @Option(help: "Output folder (ADEChallengeData2016/ is created in it).") var out: String
+    @Option(help: "Number of training images.") var train: Int
+    @Option(help: "Number of validation images.") var val: Int
+    @Option(help: "Image height,width.") var size = "96,96"
+    @Option(help: "Seed (the same seed gives the same set).") var seed: UInt64
+    @Option(help: "JPEG quality 1…100.") var quality = 95
+
+    func validate() throws {
+        guard train > 0 else { throw ValidationError("--train must be positive") }
+        guard val >= 0 else { throw ValidationError("--val must not be negative") }
+        guard (1...100).contains(quality) else { throw ValidationError("--quality must be 1…100") }
+        let (h, w) = try parsedSize()
+        guard (16...4096).contains(h), (16...4096).contains(w) else { throw ValidationError("--size sides must be 16…4096") }
+    }
+
+    func parsedSize() throws -> (Int, Int) {
+        let parts = size.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 2, let h = parts[0], let w = parts[1] else {
+            throw ValidationError("--size must be H,W (two integers), not '\(size)'")
+        }
+        return (h, w)
+    }
+
+    func run() throws {
+        let (h, w) = try parsedSize()
+        let root = try SegmentationSynth.write(to: out, train: train, val: val, height: h, width: w, seed: seed, quality: quality)
+        print("wrote \(train) training and \(val) validation images (\(SegmentationSynth.classNames.count) classes) to \(root)")
     }
 }
