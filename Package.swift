@@ -109,7 +109,7 @@ let package = Package(
         .testTarget(name: "COCOSynthTests", dependencies: ["COCOSynth", "ImageCodecs", "COCO"]),
         .testTarget(name: "TrainingTests", dependencies: ["Training"]),
         // Runs the built percep-dist binary's train-demo: evaluation hooks, non-finite losses, kill -9.
-        .testTarget(name: "TrainerTests", dependencies: ["Checkpoint", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
+        .testTarget(name: "TrainerTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
     ]
 )

@@ -9,7 +9,7 @@ struct PercepDist: ParsableCommand {
         commandName: "percep-dist",
         abstract: "Data-parallel training with the generic perceptual loss.",
         subcommands: [LossNet.self, TrainDemo.self, Dist.self, Bench.self, Demo.self, COCOEval.self, EvalSeg.self, Synth.self,
-                      CheckpointCommand.self])
+                      CheckpointCommand.self, PlotCommand.self])
 }
 
 PercepDist.main()

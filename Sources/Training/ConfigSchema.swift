@@ -88,6 +88,37 @@ public struct ConfigSchema: Sendable {
         ConfigKey("DIST.OVERLAP", .bool(true)),
         ConfigKey("DIST.TIMEOUT_SECONDS", .double(600)),
         ConfigKey("MODEL.SYNC_BN", .bool(false)),
+        // Segmentation (`train-seg`, `eval-seg`): mmseg's recipes, detectron2-style keys.
+        ConfigKey("MODEL.NAME", .string("pspnet_r18")),
+        ConfigKey("MODEL.NUM_CLASSES", .int(0)),          // 0: the dataset's class count
+        ConfigKey("MODEL.OUTPUT_STRIDE", .int(8)),
+        ConfigKey("MODEL.BASE_CHANNELS", .int(64)),       // ResNet stem width; heads scale with it
+        ConfigKey("MODEL.AUX_HEAD", .bool(true)),
+        ConfigKey("MODEL.AUX_WEIGHT", .double(0.4)),
+        ConfigKey("MODEL.WEIGHTS", .string("")),          // initial weights (weights-only, e.g. an ImageNet backbone)
+        ConfigKey("MODEL.TEACHER.NAME", .string("")),     // empty: no teacher
+        ConfigKey("MODEL.TEACHER.OUTPUT_STRIDE", .int(8)),
+        ConfigKey("MODEL.TEACHER.BASE_CHANNELS", .int(64)),
+        ConfigKey("MODEL.TEACHER.AUX_HEAD", .bool(true)),
+        ConfigKey("MODEL.TEACHER.WEIGHTS", .string("")),
+        ConfigKey("DATASETS.ROOT", .string("datasets/ADEChallengeData2016")),
+        ConfigKey("DATASETS.FORMAT", .string("ade20k"), allowed: ["ade20k", "cityscapes", "voc"]),
+        ConfigKey("DATASETS.TRAIN", .string("train"), allowed: ["train", "val"]),
+        ConfigKey("DATASETS.TEST", .string("val"), allowed: ["train", "val"]),
+        ConfigKey("INPUT.SCALE", .intList([2048, 512])),  // mmseg's RandomResize scale (long, short side)
+        ConfigKey("INPUT.RATIO_RANGE", .doubleList([0.5, 2.0])),
+        ConfigKey("INPUT.CROP_SIZE", .intList([512, 512])),
+        ConfigKey("INPUT.CAT_MAX_RATIO", .double(0.75)),
+        ConfigKey("INPUT.FLIP", .bool(true)),
+        ConfigKey("INPUT.PIXEL_MEAN", .doubleList([123.675, 116.28, 103.53])),
+        ConfigKey("INPUT.PIXEL_STD", .doubleList([58.395, 57.12, 57.375])),
+        ConfigKey("TEST.SCALE", .intList([2048, 512])),   // eval resize (keep ratio); empty: original size
+        ConfigKey("TEST.MODE", .string("whole"), allowed: ["whole", "slide"]),
+        ConfigKey("TEST.CROP_SIZE", .intList([512, 512])),
+        ConfigKey("TEST.STRIDE", .intList([341, 341])),
+        ConfigKey("DATALOADER.NUM_WORKERS", .int(2)),
+        ConfigKey("DATALOADER.PREFETCH", .int(4)),
+        ConfigKey("DATALOADER.MAX_BROKEN_FRACTION", .double(0.01)),
         ConfigKey("LOSS.PERCEPTUAL.ENABLED", .bool(false)),
         ConfigKey("LOSS.PERCEPTUAL.FAMILY", .string("vgg"), allowed: ["vgg", "resnet18", "alexnet", "mobilenetv2"]),
         ConfigKey("LOSS.PERCEPTUAL.STRUCTURE", .intList([2, 2, 3, 3, 3])),
@@ -97,6 +128,9 @@ public struct ConfigSchema: Sendable {
         ConfigKey("LOSS.PERCEPTUAL.SEED", .int(0)),
         ConfigKey("LOSS.PERCEPTUAL.LEVEL_WEIGHTS", .doubleList([])),
         ConfigKey("LOSS.PERCEPTUAL.LAMBDA", .double(0.1)),
+        // What the student's softmax is compared with: the teacher's softmax, or the one-hot
+        // ground truth (the paper's ablation).
+        ConfigKey("LOSS.PERCEPTUAL.TARGET", .string("teacher"), allowed: ["teacher", "ground_truth"]),
     ])
 }
 

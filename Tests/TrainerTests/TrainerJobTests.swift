@@ -1,5 +1,6 @@
 import Checkpoint
 import Foundation
+import ImageCodecs
 import PercepHDF5
 import TestSupport
 import XCTest
@@ -44,6 +45,19 @@ final class TrainerJobTests: XCTestCase {
         let last = try CheckpointFile.read(dir.appendingPathComponent("run/model_0000010.h5").path)
         XCTAssertEqual(last.state.bestMetric, best, accuracy: 1e-12)
         XCTAssertEqual(last.state.rngState.count, 6, "the trainer's RNG state is saved")
+
+        // `percep-dist plot` turns the same metrics.jsonl into SVG and PNG curves.
+        let plot = try ProcessRunner.run(ProcessRunner.percepDist, ["plot", dir.appendingPathComponent("run").path, "--size", "640,360"])
+        XCTAssertEqual(plot.status, 0, plot.err)
+        for stem in ["loss", "eval", "lr"] {
+            let svg = try String(contentsOf: dir.appendingPathComponent("run/\(stem).svg"), encoding: .utf8)
+            XCTAssertTrue(svg.contains("<polyline"), stem)
+            let png = try PNG.info(Array(try Data(contentsOf: dir.appendingPathComponent("run/\(stem).png"))))
+            XCTAssertEqual([png.width, png.height], [640, 360])
+        }
+        let bad = try ProcessRunner.run(ProcessRunner.percepDist, ["plot", dir.appendingPathComponent("missing").path])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.err.contains("metrics.jsonl"), bad.err)
     }
 
     func testNonFiniteLossStopsNamingIterationAndTermAndKeepsTheLastCheckpoint() throws {

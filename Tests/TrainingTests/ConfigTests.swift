@@ -192,3 +192,22 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(schedule.lr(at: tiny.int("SOLVER.MAX_ITER")), 0)
     }
 }
+
+/// Every config shipped under configs/ loads against the schema (no typo reaches a user).
+final class ShippedConfigTests: XCTestCase {
+    func testEveryShippedConfigLoads() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let root = repo.appendingPathComponent("configs")
+        let files = FileManager.default.enumerator(atPath: root.path)!.compactMap { $0 as? String }.filter { $0.hasSuffix(".yaml") }
+        XCTAssertGreaterThanOrEqual(files.count, 20)
+        for file in files {
+            XCTAssertNoThrow(try TrainingConfig.load(file: root.appendingPathComponent(file).path), file)
+        }
+        let percep = try TrainingConfig.load(file: root.appendingPathComponent("cityscapes/pspnet_r18_percep.yaml").path)
+        XCTAssertEqual(percep.ints("INPUT.CROP_SIZE"), [769, 769])
+        XCTAssertEqual(percep.int("SOLVER.MAX_ITER"), 40000)
+        XCTAssertTrue(percep.bool("LOSS.PERCEPTUAL.ENABLED"))
+        XCTAssertEqual(percep.string("MODEL.TEACHER.NAME"), "deeplabv3plus_r101")
+        XCTAssertEqual(percep.ints("LOSS.PERCEPTUAL.STRUCTURE"), [2, 2, 3, 3, 3])
+    }
+}
