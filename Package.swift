@@ -4,6 +4,7 @@ import PackageDescription
 import Foundation
 
 // Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
+// PercepNN → SegmentationModels (ResNet backbones, PSP/DeepLabV3+/FCN heads) → percep-dist;
 // CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
@@ -27,6 +28,7 @@ let package = Package(
         .library(name: "PercepNN", targets: ["PercepNN"]),
         .library(name: "PercepHDF5", targets: ["PercepHDF5"]),
         .library(name: "Perceptual", targets: ["Perceptual"]),
+        .library(name: "SegmentationModels", targets: ["SegmentationModels"]),
         .library(name: "COCO", targets: ["COCO"]),
         .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "ImageCodecs", targets: ["ImageCodecs"]),
@@ -56,6 +58,8 @@ let package = Package(
         .target(name: "CMPI", dependencies: ["COpenMPISystem"]),
         .target(name: "Distributed", dependencies: ["CMPI", "PercepCore", "PercepNN"], swiftSettings: release),
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
+        // mmseg's dilated ResNets, PSPNet and DeepLabV3+ heads, auxiliary FCN head, with its names.
+        .target(name: "SegmentationModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
         // libjpeg-turbo's TurboJPEG API behind plain C functions, Debian package libturbojpeg0-dev.
@@ -70,7 +74,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
                            "Checkpoint", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -78,6 +82,9 @@ let package = Package(
         .testTarget(name: "PerceptualTests", dependencies: ["Perceptual", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PercepCoreTests", dependencies: ["PercepCore", "TestSupport"]),
+        // Names, shapes, forward and gradients against tools/pytorch/seg_models.py (HDF5 fixtures).
+        .testTarget(name: "SegmentationModelsTests", dependencies: ["SegmentationModels", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).
