@@ -5,8 +5,10 @@ import Foundation
 
 // Module graph (one way): CBLAS, CDNNLConv, COpenMP → PercepCore → PercepNN → percep-dist;
 // CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth;
+// PercepNN → SegmentationModels (ResNet backbones, PSP/DeepLabV3+/FCN heads);
 // PercepCore + ImageCodecs → SegmentationData;
-// Training (configs) + Checkpoint + Distributed + Perceptual → Trainer (the shared loop) → percep-dist.
+// Training (configs) + Checkpoint + Distributed + Perceptual → Trainer (the shared loop);
+// SegmentationData + SegmentationModels + Trainer → SegmentationTraining → percep-dist.
 // Each C library enters through exactly one wrapper target.
 let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
 
@@ -29,6 +31,7 @@ let package = Package(
         .library(name: "PercepNN", targets: ["PercepNN"]),
         .library(name: "PercepHDF5", targets: ["PercepHDF5"]),
         .library(name: "Perceptual", targets: ["Perceptual"]),
+        .library(name: "SegmentationModels", targets: ["SegmentationModels"]),
         .library(name: "COCO", targets: ["COCO"]),
         .library(name: "Distributed", targets: ["Distributed"]),
         .library(name: "ImageCodecs", targets: ["ImageCodecs"]),
@@ -60,6 +63,8 @@ let package = Package(
         .target(name: "CMPI", dependencies: ["COpenMPISystem"]),
         .target(name: "Distributed", dependencies: ["CMPI", "PercepCore", "PercepNN"], swiftSettings: release),
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
+        // mmseg's dilated ResNets, PSPNet and DeepLabV3+ heads, auxiliary FCN head, with its names.
+        .target(name: "SegmentationModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
         // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
@@ -80,12 +85,17 @@ let package = Package(
         // checkpoints and resume around a `TrainingTask`.
         .target(name: "Trainer", dependencies: ["Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: release),
+        // `train-seg`/`eval-seg`: the segmentation task on the shared loop (datasets, student,
+        // teacher, perceptual term, mmseg mIoU, whole/slide inference).
+        .target(name: "SegmentationTraining",
+                dependencies: ["SegmentationData", "SegmentationModels", "Trainer", "Training", "Checkpoint", "Perceptual", "PercepNN", "PercepCore"],
+                swiftSettings: release),
         // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
         .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual", "PercepHDF5", "Training", "COCO", "COCOSynth", "Distributed", "CMPI",
-                           "SegmentationData", "ImageCodecs",
+            dependencies: ["PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
+                           "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
                            "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
         // Finite-difference checks and seeded test tensors shared by the test targets.
@@ -93,6 +103,9 @@ let package = Package(
         .testTarget(name: "PerceptualTests", dependencies: ["Perceptual", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         .testTarget(name: "PercepCoreTests", dependencies: ["PercepCore", "TestSupport"]),
+        // Names, shapes, forward and gradients against tools/pytorch/seg_models.py (HDF5 fixtures).
+        .testTarget(name: "SegmentationModelsTests", dependencies: ["SegmentationModels", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "PercepNNTests", dependencies: ["PercepNN", "PercepCore", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // Runs the built percep-dist binary (SwiftPM builds it with the tests).

@@ -182,3 +182,19 @@ public final class MaxPool2d: Module, Layer {
         x.maxPool2d(kernel: kernel, stride: stride, padding: padding, ceilMode: ceilMode)
     }
 }
+
+/// Adaptive average pooling as a layer (`nn.AdaptiveAvgPool2d`, no parameters).
+/// input: [N, C, H, W] → [N, C, OH, OW].
+public final class AdaptiveAvgPool2d: Module, Layer {
+    /// Output size (OH, OW).
+    public let size: (Int, Int)
+
+    /// Pools to `size`.
+    public init(_ size: (Int, Int)) {
+        self.size = size
+        super.init()
+    }
+
+    /// Averages each adaptive window.
+    public func callAsFunction(_ x: Tensor) -> Tensor { x.adaptiveAvgPool2d(size) }
+}

@@ -159,3 +159,23 @@ public final class Sequential: Module, Layer {
     /// Applies each layer in turn.
     public func callAsFunction(_ x: Tensor) -> Tensor { layers.reduce(x) { $1($0) } }
 }
+
+/// Children named "0", "1", … like PyTorch's `nn.ModuleList`: a container for names only, whose
+/// owner decides how to apply the elements (e.g. parallel branches whose outputs are
+/// concatenated, which `Sequential` cannot express).
+public final class ModuleList<Element: Module>: Module {
+    /// The elements, in order.
+    public private(set) var elements: [Element] = []
+
+    /// A list of modules.
+    public init(_ elements: [Element]) {
+        super.init()
+        for e in elements { append(e) }
+    }
+
+    /// Adds a module at the end under the next index.
+    public func append(_ e: Element) {
+        registerModule(String(elements.count), e)
+        elements.append(e)
+    }
+}

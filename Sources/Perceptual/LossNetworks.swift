@@ -92,31 +92,6 @@ public final class VGGLossNetwork: Module, LossNetwork {
 
 // MARK: - ResNet-18
 
-/// torchvision's BasicBlock: conv3×3(stride)–BN–ReLU–conv3×3–BN, plus identity or a 1×1
-/// downsample, then ReLU.
-final class BasicBlock: Module, Layer {
-    let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d
-    let downsample: Sequential?
-
-    init(_ cin: Int, _ cout: Int, stride: Int, _ initializer: Initializer, _ rng: inout SeededRNG) {
-        conv1 = lossConv(cin, cout, 3, stride: stride, bias: false, initializer, &rng)
-        bn1 = BatchNorm2d(cout)
-        conv2 = lossConv(cout, cout, 3, bias: false, initializer, &rng)
-        bn2 = BatchNorm2d(cout)
-        downsample = (stride != 1 || cin != cout)
-            ? Sequential([lossConv(cin, cout, 1, stride: stride, bias: false, initializer, &rng), BatchNorm2d(cout)]) : nil
-        super.init()
-        registerModule("conv1", conv1); registerModule("bn1", bn1)
-        registerModule("conv2", conv2); registerModule("bn2", bn2)
-        if let downsample { registerModule("downsample", downsample) }
-    }
-
-    func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = bn2(conv2(bn1(conv1(x)).relu()))
-        return (y + (downsample?(x) ?? x)).relu()
-    }
-}
-
 /// torchvision's ResNet-18 without avgpool and fc; levels are layer1 … layer4.
 public final class ResNet18LossNetwork: Module, LossNetwork {
     let conv1: Conv2d, bn1: BatchNorm2d, stages: [Sequential]
@@ -127,8 +102,9 @@ public final class ResNet18LossNetwork: Module, LossNetwork {
         var stages: [Sequential] = [], cin = 64
         for (i, width) in [64, 128, 256, 512].enumerated() {
             let stride = i == 0 ? 1 : 2
-            stages.append(Sequential([BasicBlock(cin, width, stride: stride, initializer, &rng),
-                                      BasicBlock(width, width, stride: 1, initializer, &rng)]))
+            // PercepNN's BasicBlock (shared with the segmentation backbones), undilated.
+            stages.append(Sequential([BasicBlock(cin, width, stride: stride, initializer: initializer, rng: &rng),
+                                      BasicBlock(width, width, stride: 1, initializer: initializer, rng: &rng)]))
             cin = width
         }
         self.stages = stages

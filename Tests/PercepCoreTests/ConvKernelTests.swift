@@ -17,6 +17,12 @@ final class ConvKernelTests: XCTestCase {
         ConvGeometry(n: 2, cIn: 19, h: 40, w: 36, cOut: 16, kh: 3, kw: 3, padding: (1, 1)),
         ConvGeometry(n: 1, cIn: 6, h: 5, w: 7, cOut: 4, kh: 1, kw: 1),
         ConvGeometry(n: 3, cIn: 6, h: 5, w: 7, cOut: 4, kh: 1, kw: 1, groups: 2),
+        // A tiny ResNet-50 at output stride 16 (layer3/layer4 on 3×3 maps, batch 2, 1×1 and
+        // dilated 3×3 kernels larger than the map).
+        ConvGeometry(n: 2, cIn: 32, h: 3, w: 3, cOut: 8, kh: 1, kw: 1),
+        ConvGeometry(n: 2, cIn: 8, h: 3, w: 3, cOut: 8, kh: 3, kw: 3, padding: (1, 1)),
+        ConvGeometry(n: 2, cIn: 8, h: 3, w: 3, cOut: 32, kh: 1, kw: 1),
+        ConvGeometry(n: 2, cIn: 16, h: 3, w: 3, cOut: 16, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2)),
     ]
 
     func assertClose(_ a: Tensor, _ b: Tensor, _ what: String, rtol: Float = 1e-4, atol: Float = 1e-5) {
@@ -42,12 +48,20 @@ final class ConvKernelTests: XCTestCase {
             let b = randomTensor([g.cOut], seed: 200 + i, requiresGrad: false)
             let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 300 + i, requiresGrad: false)
             let yRef = Tensor(uninitialized: dy.shape), y = Tensor(uninitialized: dy.shape)
+            y.fill(.nan)
             ConvIm2col.forwardNaive(yRef.data, x.data, w.data, b.data, g)
             ConvDispatch.forward(y.data, x.data, w.data, b.data, g)
             assertClose(y, yRef, "\(algorithm) forward \(g)")
             let dxRef = Tensor(uninitialized: x.shape), dwRef = Tensor(uninitialized: w.shape), dbRef = Tensor(uninitialized: b.shape)
             ConvIm2col.backwardNaive(dxRef.data, dwRef.data, dbRef.data, x.data, w.data, dy.data, g)
             let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape), db = Tensor(uninitialized: b.shape)
+            // Reused allocations hold old values: every pass must overwrite all of its output.
+            for t in [dx, dw, db] { t.fill(.nan) }
+            // A call on other data first: a cached primitive must not carry anything over.
+            let other = randomTensor(dy.shape, seed: 400 + i, requiresGrad: false), otherW = randomTensor(w.shape, seed: 500 + i, requiresGrad: false)
+            let scratchY = Tensor(uninitialized: dy.shape), scratchX = Tensor(uninitialized: x.shape)
+            ConvDispatch.forward(scratchY.data, x.data, otherW.data, nil, g)
+            ConvDispatch.backwardData(scratchX.data, other.data, otherW.data, g)
             ConvDispatch.backwardData(dx.data, dy.data, w.data, g)
             ConvDispatch.backwardWeight(dw.data, db.data, x.data, dy.data, g)
             assertClose(dx, dxRef, "\(algorithm) backward data \(g)")

@@ -46,6 +46,18 @@ final class LossNetworkTests: XCTestCase {
         XCTAssertNotEqual(a.fingerprint, d.fingerprint)
     }
 
+    /// Pins each non-VGG family's weights for seed 0: the bytes were recorded before the ResNet
+    /// BasicBlock moved into PercepNN (shared with the segmentation backbones), so a change to
+    /// the draw order or the names there cannot silently alter a loss network.
+    func testFingerprintsArePinned() throws {
+        for (family, expected) in [(LossNetworkFamily.resnet18, UInt64(5536145404936107762)), (.alexnet, 4217503057404626654),
+                                   (.mobilenetv2, 6677162801967238221)] {
+            var c = LossNetworkConfig(inChannels: 19)
+            c.family = family
+            XCTAssertEqual(try PerceptualLoss(c).fingerprint, expected, "\(family)")
+        }
+    }
+
     func testNamesMatchTorchvision() throws {
         let url = try XCTUnwrap(Bundle.module.url(forResource: "torchvision_names", withExtension: "json", subdirectory: "Fixtures"))
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])

@@ -1,0 +1,148 @@
+import Foundation
+import PercepCore
+import PercepNN
+
+// mmseg's decode heads. Dropout: mmseg applies Dropout2d(0.1) before `conv_seg` in training; the
+// engine has no dropout op, so it is omitted (in eval mode mmseg's heads compute exactly this).
+
+/// A segmentation head: maps the backbone's stage outputs to class logits.
+public protocol DecodeHead: Module {
+    /// features: the backbone's [layer1, layer2, layer3, layer4] outputs, [N, C_i, H_i, W_i];
+    /// returns logits [N, classes, H_h, W_h] at the resolution of the stage the head reads
+    /// (layer4 for PSP, layer1 for DeepLabV3+ with its low-level branch, layer3 for the FCN aux).
+    func callAsFunction(_ features: [Tensor]) -> Tensor
+}
+
+/// Bilinear resize without corner alignment, mmseg's `resize(…, mode='bilinear',
+/// align_corners=False)`. input: [N, C, H, W] → [N, C, size.0, size.1].
+func resizeLike(_ x: Tensor, _ size: (Int, Int)) -> Tensor {
+    (x.shape[2], x.shape[3]) == size ? x : x.resizeBilinear(size, alignCorners: false)
+}
+
+/// mmseg's `PSPHead`: pyramid pooling over `poolScales` (adaptive average pool to s×s → 1×1
+/// ConvModule → bilinear upsample), concatenated with the input, a 3×3 `bottleneck`
+/// ConvModule and `conv_seg`. Names: `conv_seg`, `psp_modules.<i>.1.{conv,bn}`, `bottleneck`.
+///
+/// Reads layer4: [N, inChannels, h, w] → logits [N, classes, h, w].
+public final class PSPHead: Module, DecodeHead {
+    /// 1×1 classifier with bias.
+    public let convSeg: Conv2d
+    /// One (pool, ConvModule) branch per scale.
+    public let pspModules: ModuleList<Sequential>
+    /// 3×3 ConvModule over [input, branches].
+    public let bottleneck: ConvModule
+    /// Pyramid bin sizes (mmseg: 1, 2, 3, 6).
+    public let poolScales: [Int]
+
+    /// A head with `channels` per branch and in the bottleneck.
+    public init(inChannels: Int, channels: Int, classes: Int, poolScales: [Int] = [1, 2, 3, 6], rng: inout SeededRNG) {
+        self.poolScales = poolScales
+        convSeg = makeConvSeg(channels, classes, rng: &rng)
+        pspModules = ModuleList(poolScales.map { s in
+            Sequential([AdaptiveAvgPool2d((s, s)), ConvModule(inChannels, channels, kernel: 1, rng: &rng)])
+        })
+        bottleneck = ConvModule(inChannels + poolScales.count * channels, channels, kernel: 3, rng: &rng)
+        super.init()
+        registerModule("conv_seg", convSeg)
+        registerModule("psp_modules", pspModules)
+        registerModule("bottleneck", bottleneck)
+    }
+
+    /// Logits from layer4 (`features[3]`).
+    public func callAsFunction(_ features: [Tensor]) -> Tensor {
+        let x = features[3], size = (x.shape[2], x.shape[3])
+        let branches = pspModules.elements.map { resizeLike($0(x), size) }
+        return convSeg(bottleneck(Tensor.concat([x] + branches, axis: 1)))
+    }
+}
+
+/// mmseg's `DepthwiseSeparableASPPHead` (DeepLabV3+): an image-pool branch (global average pool
+/// → 1×1 ConvModule → upsample), ASPP branches (1×1 ConvModule for rate 1, depthwise-separable
+/// 3×3 with dilation r otherwise), a 3×3 `bottleneck` ConvModule over the concatenation, then the
+/// decoder: upsample to layer1's size, concatenate the 1×1 `c1_bottleneck` of layer1, two
+/// separable 3×3 `sep_bottleneck` modules and `conv_seg`.
+///
+/// Reads layer1 [N, c1In, H/4, W/4] and layer4 [N, inChannels, h, w] → logits [N, classes, H/4, W/4].
+public final class DepthwiseSeparableASPPHead: Module, DecodeHead {
+    /// 1×1 classifier with bias.
+    public let convSeg: Conv2d
+    /// (global pool, 1×1 ConvModule), names `image_pool.1.{conv,bn}`.
+    public let imagePool: Sequential
+    /// ASPP branches, `aspp_modules.<i>` (ConvModule or DepthwiseSeparableConvModule).
+    public let asppModules: ModuleList<Module>
+    /// The same branches, callable.
+    let asppLayers: [any Layer]
+    /// 3×3 ConvModule over the (1 + rates) concatenated branches.
+    public let bottleneck: ConvModule
+    /// 1×1 ConvModule on the low-level (layer1) features.
+    public let c1Bottleneck: ConvModule
+    /// Two separable 3×3 modules after the low-level concatenation.
+    public let sepBottleneck: Sequential
+    /// ASPP dilation rates (mmseg: 1, 12, 24, 36 at OS8; 1, 6, 12, 18 at OS16).
+    public let dilations: [Int]
+
+    /// A head with `channels` per branch; `c1Channels` is the low-level projection width
+    /// (mmseg: 48 for R50/R101, 12 for R18).
+    public init(inChannels: Int, channels: Int, c1InChannels: Int, c1Channels: Int, classes: Int, dilations: [Int],
+                rng: inout SeededRNG) {
+        self.dilations = dilations
+        convSeg = makeConvSeg(channels, classes, rng: &rng)
+        imagePool = Sequential([AdaptiveAvgPool2d((1, 1)), ConvModule(inChannels, channels, kernel: 1, rng: &rng)])
+        asppLayers = dilations.map { d -> any Layer in
+            d == 1 ? ConvModule(inChannels, channels, kernel: 1, rng: &rng)
+                   : DepthwiseSeparableConvModule(inChannels, channels, kernel: 3, padding: d, dilation: d, rng: &rng)
+        }
+        asppModules = ModuleList(asppLayers.map { $0 as Module })
+        bottleneck = ConvModule((dilations.count + 1) * channels, channels, kernel: 3, rng: &rng)
+        c1Bottleneck = ConvModule(c1InChannels, c1Channels, kernel: 1, rng: &rng)
+        sepBottleneck = Sequential([DepthwiseSeparableConvModule(channels + c1Channels, channels, kernel: 3, rng: &rng),
+                                    DepthwiseSeparableConvModule(channels, channels, kernel: 3, rng: &rng)])
+        super.init()
+        // PyTorch's attribute order: BaseDecodeHead (conv_seg), ASPPHead (image_pool,
+        // aspp_modules, bottleneck), then the separable head's c1_bottleneck, sep_bottleneck.
+        registerModule("conv_seg", convSeg)
+        registerModule("image_pool", imagePool)
+        registerModule("aspp_modules", asppModules)
+        registerModule("bottleneck", bottleneck)
+        registerModule("c1_bottleneck", c1Bottleneck)
+        registerModule("sep_bottleneck", sepBottleneck)
+    }
+
+    /// Logits at layer1's resolution from layer1 (`features[0]`) and layer4 (`features[3]`).
+    public func callAsFunction(_ features: [Tensor]) -> Tensor {
+        let x = features[3], size = (x.shape[2], x.shape[3])
+        var branches = [resizeLike(imagePool(x), size)]
+        for m in asppLayers { branches.append(m(x)) }
+        let aspp = bottleneck(Tensor.concat(branches, axis: 1))
+        let c1 = c1Bottleneck(features[0])
+        let merged = Tensor.concat([resizeLike(aspp, (c1.shape[2], c1.shape[3])), c1], axis: 1)
+        return convSeg(sepBottleneck(merged))
+    }
+}
+
+/// mmseg's `FCNHead` as the auxiliary head uses it (`num_convs=1`, `concat_input=False`): one 3×3
+/// ConvModule (`convs.0`) and `conv_seg`.
+///
+/// Reads `features[inIndex]` (layer3 for the auxiliary head): [N, inChannels, h, w] → [N, classes, h, w].
+public final class FCNHead: Module, DecodeHead {
+    /// 1×1 classifier with bias.
+    public let convSeg: Conv2d
+    /// The 3×3 ConvModules.
+    public let convs: Sequential
+    /// Which backbone stage it reads (0-based; 2 = layer3).
+    public let inIndex: Int
+
+    /// A head with `numConvs` 3×3 ConvModules of `channels`.
+    public init(inChannels: Int, channels: Int, classes: Int, numConvs: Int = 1, inIndex: Int = 2, rng: inout SeededRNG) {
+        precondition(numConvs > 0, "FCNHead: numConvs must be positive")
+        self.inIndex = inIndex
+        convSeg = makeConvSeg(channels, classes, rng: &rng)
+        convs = Sequential((0..<numConvs).map { i in ConvModule(i == 0 ? inChannels : channels, channels, kernel: 3, rng: &rng) })
+        super.init()
+        registerModule("conv_seg", convSeg)
+        registerModule("convs", convs)
+    }
+
+    /// Logits from `features[inIndex]`.
+    public func callAsFunction(_ features: [Tensor]) -> Tensor { convSeg(convs(features[inIndex])) }
+}

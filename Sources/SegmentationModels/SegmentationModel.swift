@@ -1,0 +1,116 @@
+import Foundation
+import PercepCore
+import PercepNN
+
+/// What a segmentation model returns: the main logits at the decode head's resolution and the
+/// auxiliary head's logits, if the model has one.
+public struct SegmentationOutput {
+    /// Main logits [N, classes, H/8, W/8] (PSPNet at OS8) or [N, classes, H/4, W/4] (DeepLabV3+).
+    public let logits: Tensor
+    /// Auxiliary FCN logits on layer3 [N, classes, H/s3, W/s3], or nil without an auxiliary head.
+    public let auxLogits: Tensor?
+}
+
+/// mmseg's `EncoderDecoder`: `backbone`, `decode_head` and an optional `auxiliary_head`, with
+/// mmseg's state-dict names (`backbone.layer1.0.conv1.weight`, `decode_head.conv_seg.bias`,
+/// `auxiliary_head.convs.0.conv.weight`, …).
+///
+/// input: [N, inChannels, H, W] → `SegmentationOutput`.
+public final class SegmentationModel: Module {
+    /// The factory name it was built from (e.g. `pspnet_r18`).
+    public let name: String
+    /// Number of classes.
+    public let classes: Int
+    /// The dilated ResNet.
+    public let backbone: ResNetBackbone
+    /// The main head.
+    public let decodeHead: any DecodeHead
+    /// The auxiliary FCN head on layer3, or nil.
+    public let auxiliaryHead: FCNHead?
+
+    /// Assembles a model from its parts.
+    public init(name: String, classes: Int, backbone: ResNetBackbone, decodeHead: any DecodeHead, auxiliaryHead: FCNHead?) {
+        self.name = name; self.classes = classes
+        self.backbone = backbone; self.decodeHead = decodeHead; self.auxiliaryHead = auxiliaryHead
+        super.init()
+        registerModule("backbone", backbone)
+        registerModule("decode_head", decodeHead as Module)
+        if let auxiliaryHead { registerModule("auxiliary_head", auxiliaryHead) }
+    }
+
+    /// Runs the backbone once and every head on its stage outputs.
+    public func callAsFunction(_ x: Tensor) -> SegmentationOutput {
+        let features = backbone(x)
+        return SegmentationOutput(logits: decodeHead(features), auxLogits: auxiliaryHead?(features))
+    }
+}
+
+/// Upsamples logits to the input size as mmseg's loss does before cross-entropy (bilinear,
+/// align_corners=False). logits: [N, C, h, w] → [N, C, size.0, size.1].
+public func upsampleLogits(_ logits: Tensor, to size: (Int, Int)) -> Tensor { resizeLike(logits, size) }
+
+/// Why a model name or option was refused.
+public enum SegmentationModelError: Error, CustomStringConvertible, Equatable {
+    /// The name is not `<pspnet|deeplabv3plus>_r<18|34|50|101>`.
+    case unknownModel(String)
+    /// An option is out of range; the text says which and why.
+    case badOption(String)
+
+    /// The message shown to the user.
+    public var description: String {
+        switch self {
+        case .unknownModel(let n):
+            return "unknown segmentation model '\(n)': expected one of \(segmentationModelNames.joined(separator: ", "))"
+        case .badOption(let text): return text
+        }
+    }
+}
+
+/// Every name `makeSegmentationModel` accepts.
+public let segmentationModelNames: [String] = ["pspnet", "deeplabv3plus"].flatMap { head in
+    ResNetDepth.allCases.map { "\(head)_r\($0.rawValue)" }
+}
+
+/// Builds one of mmseg's recipes, `<head>_r<depth>` with head `pspnet` or `deeplabv3plus` and
+/// depth 18, 34, 50 or 101, with Kaiming-normal convolutions, BN γ = 1, β = 0 and `conv_seg`
+/// N(0, 0.01²), all drawn from `rng`.
+///
+/// Head widths follow mmseg's configs, scaled by `baseChannels`/64 (at least 1): PSP channels 512
+/// (Bottleneck backbones) or 128 (BasicBlock, mmseg's r18 configs), auxiliary FCN 256 or 64,
+/// DeepLabV3+ low-level projection 48 or 12. `baseChannels` is the stem width (64 for the real
+/// networks; tests and demos use tiny widths). `asppDilations` defaults to 1, 12, 24, 36 at OS8 and
+/// 1, 6, 12, 18 at OS16/32. The auxiliary head (mmseg's FCNHead on layer3, loss weight 0.4 in
+/// its recipes) is built when `auxiliaryHead` is true.
+///
+/// input of the model: [N, inChannels, H, W]; logits at H/OS (PSPNet) or H/4 (DeepLabV3+).
+public func makeSegmentationModel(name: String, classes: Int, rng: inout SeededRNG, outputStride: Int = 8,
+                                  auxiliaryHead: Bool = true, baseChannels: Int = 64, asppDilations: [Int]? = nil,
+                                  inChannels: Int = 3) throws -> SegmentationModel {
+    let parts = name.split(separator: "_")
+    guard parts.count == 2, ["pspnet", "deeplabv3plus"].contains(String(parts[0])), parts[1].hasPrefix("r"),
+          let d = Int(parts[1].dropFirst()), let depth = ResNetDepth(rawValue: d) else {
+        throw SegmentationModelError.unknownModel(name)
+    }
+    guard classes > 0 else { throw SegmentationModelError.badOption("classes must be positive, got \(classes)") }
+    guard baseChannels > 0 else { throw SegmentationModelError.badOption("baseChannels must be positive, got \(baseChannels)") }
+    guard resNetStridesAndDilations(outputStride: outputStride) != nil else {
+        throw SegmentationModelError.badOption("output stride must be 8, 16 or 32, got \(outputStride)")
+    }
+    let rates = asppDilations ?? (outputStride == 8 ? [1, 12, 24, 36] : [1, 6, 12, 18])
+    guard !rates.isEmpty, rates.allSatisfy({ $0 > 0 }) else {
+        throw SegmentationModelError.badOption("ASPP dilations must be positive, got \(rates)")
+    }
+    func scaled(_ c: Int) -> Int { max(1, c * baseChannels / 64) }
+    let big = depth.usesBottleneck
+    let backbone = ResNetBackbone(depth: depth, outputStride: outputStride, baseChannels: baseChannels, inChannels: inChannels, rng: &rng)
+    let c = backbone.stageChannels
+    let head: any DecodeHead
+    if parts[0] == "pspnet" {
+        head = PSPHead(inChannels: c[3], channels: scaled(big ? 512 : 128), classes: classes, rng: &rng)
+    } else {
+        head = DepthwiseSeparableASPPHead(inChannels: c[3], channels: scaled(big ? 512 : 128), c1InChannels: c[0],
+                                          c1Channels: scaled(big ? 48 : 12), classes: classes, dilations: rates, rng: &rng)
+    }
+    let aux = auxiliaryHead ? FCNHead(inChannels: c[2], channels: scaled(big ? 256 : 64), classes: classes, rng: &rng) : nil
+    return SegmentationModel(name: name, classes: classes, backbone: backbone, decodeHead: head, auxiliaryHead: aux)
+}
