@@ -1,37 +1,47 @@
 import ArgumentParser
 import Foundation
+import Checkpoint
+import Distributed
 import SegmentationData
+import SegmentationTraining
+import Trainer
+import Training
 
-/// `percep-dist eval-seg`: mmsegmentation's IoUMetric over a data set.
-///
-/// Inputs come from exactly one option group; today that is `PredictionFolderOptions` (prediction
-/// PNGs scored against annotation PNGs). A model mode (config + checkpoint, running inference
-/// itself) is meant to be one more option group beside it, chosen in `run()`.
+/// `percep-dist eval-seg`: mmsegmentation's IoUMetric over a data set, either of prediction
+/// PNGs already on disk (`--pred-dir/--gt-dir`) or of a model (`--config/--checkpoint`, which runs
+/// inference itself, sharded across ranks under mpirun).
 struct EvalSeg: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "eval-seg",
         abstract: "Semantic-segmentation mIoU / aAcc exactly as mmsegmentation's IoUMetric.")
 
     @OptionGroup(title: "Prediction folder") var folders: PredictionFolderOptions
-    @Option(name: .customLong("num-classes"), help: "Number of classes C (predictions are 0…C−1, 255 is ignored).") var numClasses: Int
-    @Flag(name: .customLong("reduce-zero-label"), help: "Map annotations 0 → 255 (ignored) and v → v−1 first (ADE20K).")
+    @OptionGroup(title: "Model") var modelOptions: ModelEvaluationOptions
+    @Option(name: .customLong("num-classes"), help: "Number of classes C (predictions are 0…C−1, 255 is ignored); prediction-folder mode.")
+    var numClasses: Int?
+    @Flag(name: .customLong("reduce-zero-label"), help: "Map annotations 0 → 255 (ignored) and v → v−1 first (ADE20K); prediction-folder mode.")
     var reduceZeroLabel = false
     @Flag(help: "Print {\"mIoU\", \"mAcc\", \"aAcc\", \"IoU\": [...], \"Acc\": [...]} as fractions, NaN as null.") var json = false
 
     func validate() throws {
-        guard (1...255).contains(numClasses) else { throw ValidationError("--num-classes must be 1…255, not \(numClasses)") }
-        try folders.validate()
+        switch (folders.predDir != nil || folders.gtDir != nil, modelOptions.config != nil || modelOptions.checkpoint != nil) {
+        case (true, true): throw ValidationError("give either --pred-dir/--gt-dir or --config/--checkpoint, not both")
+        case (false, false): throw ValidationError("give --pred-dir and --gt-dir (prediction PNGs), or --config and --checkpoint (a model)")
+        case (true, false):
+            try folders.check()
+            guard let numClasses, (1...255).contains(numClasses) else {
+                throw ValidationError("--num-classes must be given, 1…255")
+            }
+        case (false, true):
+            try modelOptions.check()
+        }
     }
 
     func run() throws {
+        if modelOptions.config != nil { return try modelOptions.evaluate(json: json) }
         let acc = try SegmentationPredictionFolder.evaluate(predDir: folders.predDir!, gtDir: folders.gtDir!,
-                                                           numClasses: numClasses, reduceZeroLabel: reduceZeroLabel)
-        let r = acc.result
-        if json {
-            print(Self.json(r))
-        } else {
-            print(Self.table(r, acc))
-        }
+                                                           numClasses: numClasses!, reduceZeroLabel: reduceZeroLabel)
+        print(json ? Self.json(acc.result) : acc.table())
     }
 
     /// JSON with numbers in Swift's shortest round-trip form and NaN as null.
@@ -40,17 +50,42 @@ struct EvalSeg: ParsableCommand {
         func list(_ x: [Double]) -> String { "[" + x.map(num).joined(separator: ", ") + "]" }
         return "{\"mIoU\": \(num(r.mIoU)), \"mAcc\": \(num(r.mAcc)), \"aAcc\": \(num(r.aAcc)), \"IoU\": \(list(r.iou)), \"Acc\": \(list(r.acc))}"
     }
+}
 
-    /// mmseg's per-class table (percent, 2 decimals) and summary line.
-    static func table(_ r: IoUResult, _ acc: IoUAccumulator) -> String {
-        func pct(_ x: Double) -> String { x.isNaN ? "nan" : String(format: "%.2f", IoUResult.percent(x)) }
-        func pad(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
-        var lines = [pad("class", 5) + pad("IoU(%)", 10) + pad("Acc(%)", 10) + pad("label px", 12)]
-        for c in 0..<r.iou.count {
-            lines.append(pad("\(c)", 5) + pad(pct(r.iou[c]), 10) + pad(pct(r.acc[c]), 10) + pad("\(acc.labelArea[c])", 12))
+/// `--config C --checkpoint K [--save-pred DIR] [KEY VALUE …]`: the config's model with the
+/// checkpoint's weights (strict) on the config's test split, through the trainer's sharded
+/// evaluation (so `mpirun -np N` splits the images).
+struct ModelEvaluationOptions: ParsableArguments {
+    @Option(help: "Training config describing the dataset, model and test pipeline.") var config: String?
+    @Option(help: "Checkpoint (model_best.h5, model_0000100.h5 or a weights-only HDF5 state_dict).") var checkpoint: String?
+    @Option(name: .customLong("save-pred"), help: "Write each prediction as a class-index PNG named after its annotation.") var savePred: String?
+    @Option(parsing: .upToNextOption, help: "Config overrides as KEY VALUE pairs.") var set: [String] = []
+
+    /// Checked by `EvalSeg.validate` only when this mode is chosen (ArgumentParser would call a
+    /// group's `validate` even when the other mode is used).
+    func check() throws {
+        guard config != nil, checkpoint != nil else { throw ValidationError("give both --config and --checkpoint") }
+        guard set.count % 2 == 0 else { throw ValidationError("--set takes KEY VALUE pairs") }
+    }
+
+    func evaluate(json: Bool) throws {
+        let cfg = try TrainingConfig.load(file: config!, overrides: set)
+        let world = try Communicator.start(timeout: cfg.double("DIST.TIMEOUT_SECONDS"))
+        do {
+            let task = try SegmentationTask(cfg)
+            try CheckpointLoader.loadWeights(from: checkpoint!, into: task.student, strict: true)
+            if let savePred {
+                try FileManager.default.createDirectory(atPath: savePred, withIntermediateDirectories: true)
+                task.predictionDirectory = savePred
+            }
+            let fingerprint = task.perceptual?.fingerprint ?? 0
+            _ = try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: fingerprint).evaluate()
+            if json && world.rank == 0, let sums = task.lastEvaluation { print(EvalSeg.json(sums.result)) }
+            task.finish()
+        } catch {
+            world.fail("\(error)")
         }
-        lines.append("aAcc \(pct(r.aAcc))  mIoU \(pct(r.mIoU))  mAcc \(pct(r.mAcc))")
-        return lines.joined(separator: "\n")
+        world.finish()
     }
 }
 
@@ -60,7 +95,8 @@ struct PredictionFolderOptions: ParsableArguments {
     @Option(name: .customLong("pred-dir"), help: "Folder of prediction PNGs (class indices 0…C−1).") var predDir: String?
     @Option(name: .customLong("gt-dir"), help: "Folder of annotation PNGs with the same file stems.") var gtDir: String?
 
-    func validate() throws {
+    /// Checked by `EvalSeg.validate` only when this mode is chosen.
+    func check() throws {
         guard predDir != nil, gtDir != nil else {
             throw ValidationError("give --pred-dir and --gt-dir (folders of prediction and annotation PNGs)")
         }

@@ -116,3 +116,23 @@ public struct IoUResult: Equatable, Sendable {
         return (x * 100 * 100).rounded(.toNearestOrEven) / 100
     }
 }
+
+extension IoUAccumulator {
+    /// mmseg's per-class table (IoU and Acc in percent, two decimals, `nan` for classes absent
+    /// from prediction and annotation, and the annotated pixel count) and its summary line.
+    /// `classNames` label the rows (class indices when nil or short).
+    public func table(classNames: [String]? = nil) -> String {
+        let r = result
+        func pct(_ x: Double) -> String { x.isNaN ? "nan" : String(format: "%.2f", IoUResult.percent(x)) }
+        func left(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+        func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        let names = (0..<numClasses).map { c in classNames.flatMap { c < $0.count ? $0[c] : nil } ?? "\(c)" }
+        let width = max(5, names.map(\.count).max() ?? 5)
+        var lines = [left("class", width) + right("IoU(%)", 10) + right("Acc(%)", 10) + right("label px", 12)]
+        for c in 0..<numClasses {
+            lines.append(left(names[c], width) + right(pct(r.iou[c]), 10) + right(pct(r.acc[c]), 10) + right("\(labelArea[c])", 12))
+        }
+        lines.append("aAcc \(pct(r.aAcc))  mIoU \(pct(r.mIoU))  mAcc \(pct(r.mAcc))")
+        return lines.joined(separator: "\n")
+    }
+}

@@ -4,36 +4,6 @@ import PercepHDF5
 import TestSupport
 import XCTest
 
-/// Runs `percep-dist dist check` under mpirun, as CI and users do.
-enum MPIJob {
-    /// The percep-dist binary next to the test binary.
-    static var executable: String { ProcessRunner.percepDist.path }
-
-    /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
-    /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.
-    static func run(ranks: Int, _ args: [String], command: [String] = ["dist", "check"], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable] + command + args
-        var env = ProcessInfo.processInfo.environment
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        env["OMP_NUM_THREADS"] = "1"
-        p.environment = env
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        let start = Date()
-        try p.run()
-        let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        killer.cancel()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
-    }
-}
-
 /// The runtime's contract, checked with real MPI jobs of 1, 2 and 3 ranks.
 final class MPIJobTests: XCTestCase {
     func testAllreduceIsExactForOddSizesAndSeveralBuckets() throws {

@@ -26,3 +26,33 @@ public enum ProcessRunner {
         return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
     }
 }
+
+/// Runs `percep-dist` under mpirun, as CI and users do (`dist check` unless another command is given).
+public enum MPIJob {
+    /// The percep-dist binary next to the test binary.
+    public static var executable: String { ProcessRunner.percepDist.path }
+
+    /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
+    /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.
+    public static func run(ranks: Int, _ args: [String], command: [String] = ["dist", "check"], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable] + command + args
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMP_NUM_THREADS"] = "1"
+        p.environment = env
+        let pipe = Pipe()
+        p.standardOutput = pipe
+        p.standardError = pipe
+        let start = Date()
+        try p.run()
+        let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        killer.cancel()
+        return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
+    }
+}

@@ -1,0 +1,41 @@
+import ArgumentParser
+import Distributed
+import Foundation
+import SegmentationTraining
+import Trainer
+import Training
+
+/// `percep-dist train-seg`: semantic segmentation (PSPNet / DeepLabV3+) with CE + λ·perceptual
+/// loss against a teacher's soft labels, on ADE20K, Cityscapes, VOC or a synthetic set in the
+/// ADE20K layout; data-parallel under mpirun.
+struct TrainSeg: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "train-seg",
+        abstract: "Train a semantic segmentation network (configs/{ade20k,cityscapes,voc,synthetic}/…).")
+
+    @Option(help: "YAML config (e.g. configs/synthetic/percep.yaml).") var config: String
+    @Flag(help: "Resume from the newest complete checkpoint in OUTPUT_DIR.") var resume = false
+    @Option(help: "Stop after this iteration (as if preempted), to test resuming.") var stopAt: Int?
+    @Argument(help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 200 DATASETS.ROOT /data/ade …).") var overrides: [String] = []
+
+    func run() throws {
+        let cfg = try TrainingConfig.load(file: config, overrides: overrides)
+        let world = try Communicator.start(timeout: cfg.double("DIST.TIMEOUT_SECONDS"))
+        do {
+            let task = try SegmentationTask(cfg)
+            if world.size > 1 {
+                let ranks = Double(world.size)
+                task.averageAcrossRanks = { values in
+                    var v = values
+                    world.allreduceSum(&v, name: "labelled pixel count")
+                    return v.map { $0 / ranks }
+                }
+            }
+            try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: task.perceptual?.fingerprint ?? 0)
+                .run(resume: resume, stopAt: stopAt)
+        } catch {
+            world.fail("\(error)")
+        }
+        world.finish()
+    }
+}

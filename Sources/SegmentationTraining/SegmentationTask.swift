@@ -1,0 +1,182 @@
+import Foundation
+import ImageCodecs
+import PercepCore
+import PercepNN
+import Perceptual
+import SegmentationData
+import SegmentationModels
+import Trainer
+import Training
+
+/// Semantic segmentation for the shared `Trainer`: CE (+ 0.4·auxiliary CE) on logits upsampled
+/// to the crop, plus λ·perceptual(softmax(student), softmax(teacher)) — or against the one-hot
+/// ground truth (`LOSS.PERCEPTUAL.TARGET: ground_truth`) — and mmseg's mIoU on the test split.
+public final class SegmentationTask: TrainingTask {
+    /// The config the task was built from.
+    public let config: TrainingConfig
+    /// The student network.
+    public let student: SegmentationModel
+    /// The frozen teacher, if any.
+    public let teacher: SegmentationModel?
+    /// The perceptual loss, if enabled.
+    public let perceptual: PerceptualLoss?
+    /// Training and test data.
+    public let trainSet: SegmentationDataset, testSet: SegmentationDataset
+    /// Number of classes K.
+    public let classes: Int
+
+    private let transform: SegmentationTrainTransform
+    private let evalTransform: SegmentationEvalTransform
+    private let inferenceMode: SegmentationInference.Mode
+    private var loader: SegmentationLoader?
+    /// When set, `evaluate` writes each prediction as an 8-bit PNG of class indices named after
+    /// its annotation (`<stem>.png`), for `eval-seg --pred-dir` or inspection.
+    public var predictionDirectory: String?
+    /// Averages small vectors over the ranks (the runtime's all-reduce ÷ world size); nil on
+    /// one rank. Used to normalise the cross-entropy by the batch's labelled pixels over all
+    /// ranks, not per rank, so the same global batch gives the same gradient at any world size.
+    public var averageAcrossRanks: (([Double]) -> [Double])?
+    /// The summed IoU areas of the last evaluation (every rank), for per-class reports.
+    public private(set) var lastEvaluation: IoUAccumulator?
+    private var dataWait = 0.0
+
+    /// Builds datasets, networks and the loss from `cfg`; every config or data problem surfaces
+    /// here, before training starts.
+    public init(_ cfg: TrainingConfig) throws {
+        config = cfg
+        trainSet = try SegmentationRecipe.dataset(cfg, training: true)
+        testSet = try SegmentationRecipe.dataset(cfg, training: false)
+        classes = try SegmentationRecipe.classes(cfg, dataset: trainSet)
+        transform = try SegmentationRecipe.trainTransform(cfg)
+        evalTransform = try SegmentationRecipe.evalTransform(cfg)
+        inferenceMode = try SegmentationRecipe.inference(cfg)
+        student = try SegmentationRecipe.student(cfg, classes: classes)
+        teacher = try SegmentationRecipe.teacher(cfg, classes: classes)
+        perceptual = try makePerceptualLoss(cfg, inChannels: classes)
+        if let perceptual {
+            if cfg.string("LOSS.PERCEPTUAL.TARGET") == "teacher" && teacher == nil {
+                throw SegmentationConfigError("LOSS.PERCEPTUAL.TARGET", "'teacher' needs MODEL.TEACHER.NAME and MODEL.TEACHER.WEIGHTS (or use ground_truth)")
+            }
+            // Fail now, not at the first step, when the crop is too small for the loss network.
+            let probe = Tensor.zeros([1, classes, transform.cropHeight, transform.cropWidth])
+            try perceptual.check(prediction: probe, target: probe)
+        }
+    }
+
+    /// The student.
+    public var model: Module { student }
+    /// Training images.
+    public var trainingSetSize: Int { trainSet.count }
+    /// Test images.
+    public var evaluationSetSize: Int { testSet.count }
+    /// Seconds the last step waited for the loader.
+    public var lastDataTime: Double { dataWait }
+
+    /// BatchNorm weights and biases (`…bn…`, `downsample.1`), as mmseg's `norm_decay_mult`.
+    public func isNormalizationParameter(_ name: String) -> Bool {
+        let parts = name.split(separator: ".")
+        return parts.contains { $0.hasPrefix("bn") } || name.contains("downsample.1.")
+    }
+
+    /// Starts the loader threads on this rank's batches of `steps`.
+    public func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws {
+        let plan = (0..<steps.upperBound).map { s -> SegmentationLoaderStep in
+            // Steps before the start are never loaded; their entries only keep step numbers aligned.
+            if s < steps.lowerBound { return SegmentationLoaderStep(epoch: 0, indices: []) }
+            let b = batchAt(s)
+            return SegmentationLoaderStep(epoch: b.epoch, indices: b.indices)
+        }
+        loader = SegmentationLoader(dataset: trainSet, transform: transform, steps: plan, startStep: steps.lowerBound,
+                                    threads: max(1, config.int("DATALOADER.NUM_WORKERS")), prefetch: max(1, config.int("DATALOADER.PREFETCH")),
+                                    maxBrokenFraction: config.double("DATALOADER.MAX_BROKEN_FRACTION"))
+    }
+
+    /// CE, auxiliary CE and the perceptual term of step `step`.
+    public func lossTerms(step: Int, rng: inout SeededRNG) throws -> [LossTerm] {
+        let t0 = Date()
+        guard let loader, let batch = try loader.next() else {
+            throw SegmentationConfigError("loader", "no batch for step \(step)")
+        }
+        dataWait = Date().timeIntervalSince(t0)
+        guard batch.step == step else { throw SegmentationConfigError("loader", "delivered step \(batch.step) for step \(step)") }
+        guard !batch.indices.isEmpty else {
+            throw SegmentationConfigError(trainSet.root, "every sample of this rank's batch at step \(step) is broken (\(batch.skipped))")
+        }
+        let x = batch.images, size = (x.shape[2], x.shape[3])
+        let out = student(x)
+        let logits = upsampleLogits(out.logits, to: size)
+        let ignore = Int32(SegmentationDataset.ignoreIndex)
+        // Σ CE over this rank's labelled pixels ÷ the ranks' mean labelled-pixel count: after the
+        // gradient average over ranks this is the mean over the whole global batch (DDP's
+        // per-rank mean would weight ranks with fewer labelled pixels more).
+        let labelled = Double(batch.labels.reduce(0) { $0 + ($1 == ignore ? 0 : 1) })
+        let perPixel = Float(1 / max(averageAcrossRanks?([labelled])[0] ?? labelled, 1))
+        func crossEntropy(_ l: Tensor) -> Tensor {
+            Loss.crossEntropy(l, target: batch.labels, ignoreIndex: ignore, reduction: .sum) * perPixel
+        }
+        var terms = [LossTerm("loss_ce", crossEntropy(logits))]
+        if let aux = out.auxLogits {
+            terms.append(LossTerm("loss_aux", crossEntropy(upsampleLogits(aux, to: size)) * Float(config.double("MODEL.AUX_WEIGHT"))))
+        }
+        if let perceptual {
+            let probabilities = logits.softmax(axis: 1)
+            let target: Tensor
+            if let teacher {
+                target = Tape.withoutGrad { upsampleLogits(teacher(x).logits, to: size).softmax(axis: 1) }
+            } else {
+                target = oneHot(batch.labels, filling: probabilities)
+            }
+            terms.append(LossTerm("loss_perceptual", perceptual.weighted(probabilities, target)))
+        }
+        return terms
+    }
+
+    /// One-hot ground truth [N, K, H, W]; ignored pixels copy the student's own (detached)
+    /// probabilities, so they pull the prediction nowhere.
+    private func oneHot(_ labels: [Int32], filling probabilities: Tensor) -> Tensor {
+        let out = probabilities.detached().copy()
+        let k = out.shape[1], plane = out.shape[2] * out.shape[3]
+        let p = out.data
+        for (i, label) in labels.enumerated() where Int(label) < k && label >= 0 {
+            let n = i / plane, pixel = i % plane
+            for c in 0..<k { p[(n * k + c) * plane + pixel] = c == Int(label) ? 1 : 0 }
+        }
+        return out
+    }
+
+    /// mmseg's IoU sums (intersection, predicted and label area per class) over `indices` of the
+    /// test split, as doubles for the all-reduce (exact: counts stay far below 2^53).
+    public func evaluate(indices: [Int], progress: (Int) -> Void) throws -> [Double] {
+        var sums = IoUAccumulator(numClasses: classes)
+        let inference = SegmentationInference(model: student, mode: inferenceMode)
+        for (k, i) in indices.enumerated() {
+            let sample = evalTransform.apply(try testSet.load(i))
+            let prediction = inference.predict(sample)
+            sums.add(prediction: prediction, label: sample.labels)
+            if let predictionDirectory { try savePrediction(prediction, sample, of: i, in: predictionDirectory) }
+            progress(k + 1)
+        }
+        return sums.flat.map(Double.init)
+    }
+
+    /// mIoU, mAcc, aAcc and mmseg's per-class table.
+    public func summarize(_ sums: [Double]) -> EvaluationResult {
+        let sums = IoUAccumulator(numClasses: classes, flat: sums.map { Int64($0) })
+        lastEvaluation = sums
+        let result = sums.result
+        return EvaluationResult(metrics: [("mIoU", result.mIoU), ("mAcc", result.mAcc), ("aAcc", result.aAcc)],
+                                primary: "mIoU", report: sums.table(classNames: trainSet.classNames))
+    }
+
+    private func savePrediction(_ prediction: [Int32], _ sample: TransformedSample, of i: Int, in directory: String) throws {
+        let stem = ((testSet.files[i].annotation as NSString).lastPathComponent as NSString).deletingPathExtension
+        let path = (directory as NSString).appendingPathComponent(stem + ".png")
+        let image = try GreyImage(height: sample.labelHeight, width: sample.labelWidth, pixels: prediction.map { UInt8($0) })
+        guard FileManager.default.createFile(atPath: path, contents: Data(try PNG.encode(image))) else {
+            throw SegmentationConfigError(path, "cannot write the prediction")
+        }
+    }
+
+    /// Stops the loader threads.
+    public func finish() { loader?.close() }
+}

@@ -1,0 +1,140 @@
+import Checkpoint
+import Foundation
+import PercepHDF5
+import TestSupport
+import XCTest
+
+/// `train-seg` and `eval-seg --config` end to end on a small synthetic set: teacher → student
+/// with the perceptual loss under mpirun, evaluation in both eval-seg modes agreeing, world-size
+/// equivalence of the data pipeline, exact resume, and config errors named before any work.
+final class TrainSegJobTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let configs = repo.appendingPathComponent("configs/synthetic")
+    static var dataRoot: URL!
+
+    override class func setUp() {
+        dataRoot = FileManager.default.temporaryDirectory.appendingPathComponent("segdata-\(UUID().uuidString)")
+        let r = try! ProcessRunner.run(ProcessRunner.percepDist, ["synth", "seg", "--out", dataRoot.path, "--train", "24", "--val", "6",
+                                                                   "--size", "64,64", "--seed", "3"])
+        precondition(r.status == 0, r.err)
+    }
+
+    override class func tearDown() { try? FileManager.default.removeItem(at: dataRoot) }
+
+    var dir: URL!
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("trainseg-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// Overrides shrinking the synthetic recipe to seconds.
+    func small(_ name: String, iterations: Int = 4) -> [String] {
+        ["DATASETS.ROOT", Self.dataRoot.appendingPathComponent("ADEChallengeData2016").path, "OUTPUT_DIR", dir.appendingPathComponent(name).path,
+         "SOLVER.MAX_ITER", "\(iterations)", "SOLVER.IMS_PER_BATCH", "4", "INPUT.CROP_SIZE", "[48, 48]", "INPUT.SCALE", "[256, 64]",
+         "TEST.SCALE", "[256, 64]", "TEST.EVAL_PERIOD", "0", "SOLVER.CHECKPOINT_PERIOD", "100", "LOG_PERIOD", "1"]
+    }
+
+    func config(_ name: String) -> String { Self.configs.appendingPathComponent(name).path }
+
+    func testTeacherThenStudentWithPerceptualLossUnderMPIThenBothEvalModesAgree() throws {
+        let teacher = try MPIJob.run(ranks: 1, ["--config", config("teacher.yaml")] + small("teacher", iterations: 3), command: ["train-seg"])
+        XCTAssertEqual(teacher.status, 0, teacher.output)
+        let teacherWeights = dir.appendingPathComponent("teacher/model_best.h5").path
+        XCTAssertTrue(FileManager.default.fileExists(atPath: teacherWeights), teacher.output)
+
+        let student = try MPIJob.run(ranks: 2, ["--config", config("percep.yaml"), "MODEL.TEACHER.WEIGHTS", teacherWeights] + small("student"),
+                                     command: ["train-seg"])
+        XCTAssertEqual(student.status, 0, student.output)
+        XCTAssertTrue(student.output.contains("loss_perceptual"), student.output)
+        XCTAssertTrue(student.output.contains("mIoU"), student.output)
+        let metrics = try String(contentsOf: dir.appendingPathComponent("student/metrics.jsonl"), encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"loss_perceptual\""))
+        XCTAssertTrue(metrics.contains("\"eval/mIoU\""))
+
+        // eval-seg on the model, saving predictions, then eval-seg on the saved PNGs: one metric.
+        let preds = dir.appendingPathComponent("preds").path
+        let root = Self.dataRoot.appendingPathComponent("ADEChallengeData2016").path
+        let model = try MPIJob.run(ranks: 2, ["--config", config("percep.yaml"), "--checkpoint", dir.appendingPathComponent("student/model_0000004.h5").path,
+                                              "--save-pred", preds, "--json",
+                                              "--set", "DATASETS.ROOT", root, "TEST.SCALE", "[256, 64]", "MODEL.TEACHER.WEIGHTS", teacherWeights],
+                                   command: ["eval-seg"])
+        XCTAssertEqual(model.status, 0, model.output)
+        let modelJSON = try lastJSON(model.output)
+        let folder = try ProcessRunner.run(ProcessRunner.percepDist, [
+            "eval-seg", "--pred-dir", preds, "--gt-dir", Self.dataRoot.appendingPathComponent("ADEChallengeData2016/annotations/validation").path,
+            "--num-classes", "10", "--reduce-zero-label", "--json"])
+        XCTAssertEqual(folder.status, 0, folder.err)
+        let folderJSON = try lastJSON(folder.out)
+        XCTAssertEqual(modelJSON["mIoU"] as? Double, folderJSON["mIoU"] as? Double)
+        XCTAssertEqual(modelJSON["aAcc"] as? Double, folderJSON["aAcc"] as? Double)
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: preds).count, 6)
+    }
+
+    func testOneRankBatchFourEqualsTwoRanksBatchTwoEach() throws {
+        var runs: [[String: [Float]]] = []
+        for ranks in [1, 2] {
+            let r = try MPIJob.run(ranks: ranks, ["--config", config("baseline.yaml"), "MODEL.SYNC_BN", "true"] + small("w\(ranks)", iterations: 3),
+                                   command: ["train-seg"])
+            XCTAssertEqual(r.status, 0, r.output)
+            runs.append(try datasets(dir.appendingPathComponent("w\(ranks)/model_0000003.h5").path))
+        }
+        XCTAssertEqual(Set(runs[0].keys), Set(runs[1].keys))
+        for (name, a) in runs[0] where name.hasSuffix("weight") || name.hasSuffix("bias") {
+            let b = runs[1][name]!
+            let scale = max(a.map(abs).max() ?? 0, 1e-6)
+            let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(diff / scale, 1e-4, "\(name): 1×4 and 2×2 differ by \(diff)")
+        }
+    }
+
+    func testResumedRunIsBitIdentical() throws {
+        let straight = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml")] + small("straight", iterations: 6))
+        XCTAssertEqual(straight.status, 0, straight.err)
+        let first = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml"), "--stop-at", "3"]
+                                          + small("resumed", iterations: 6) + ["SOLVER.CHECKPOINT_PERIOD", "3"])
+        XCTAssertEqual(first.status, 0, first.err)
+        let second = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml"), "--resume"]
+                                           + small("resumed", iterations: 6) + ["SOLVER.CHECKPOINT_PERIOD", "3"])
+        XCTAssertEqual(second.status, 0, second.err)
+        XCTAssertTrue(second.out.contains("resumed from"), second.out)
+        // CHECKPOINT_PERIOD differs between the runs, so the configs (and hashes) do too; the
+        // tensors must not.
+        XCTAssertEqual(try datasets(dir.appendingPathComponent("straight/model_0000006.h5").path),
+                       try datasets(dir.appendingPathComponent("resumed/model_0000006.h5").path))
+    }
+
+    func testConfigAndDataProblemsAreNamedBeforeTraining() throws {
+        let missing = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml")] + small("m")
+                                            + ["DATASETS.ROOT", "/nonexistent/ADE"])
+        XCTAssertNotEqual(missing.status, 0)
+        XCTAssertTrue((missing.out + missing.err).contains("/nonexistent/ADE"), missing.err)
+        let teacherless = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("percep.yaml")] + small("t")
+                                                + ["MODEL.TEACHER.WEIGHTS", ""])
+        XCTAssertNotEqual(teacherless.status, 0)
+        XCTAssertTrue(teacherless.err.contains("MODEL.TEACHER.WEIGHTS"), teacherless.err)
+        let typo = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml"), "INPUT.CROP_SIZ", "[32, 32]"])
+        XCTAssertNotEqual(typo.status, 0)
+        XCTAssertTrue(typo.err.contains("INPUT.CROP_SIZE"), typo.err)
+        // The one-hot ablation needs no teacher.
+        let gt = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml")] + small("gt", iterations: 2)
+                                       + ["LOSS.PERCEPTUAL.ENABLED", "true", "LOSS.PERCEPTUAL.TARGET", "ground_truth"])
+        XCTAssertEqual(gt.status, 0, gt.err)
+        XCTAssertTrue(gt.out.contains("loss_perceptual"), gt.out)
+    }
+
+    func lastJSON(_ text: String) throws -> [String: Any] {
+        let line = text.split(separator: "\n").last { $0.hasPrefix("{") }.map(String.init) ?? ""
+        return try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], text)
+    }
+
+    func datasets(_ path: String) throws -> [String: [Float]] {
+        let file = try HDF5File(reading: path)
+        var out: [String: [Float]] = [:]
+        for group in ["model", "optimizer/momentum"] {
+            for name in try file.datasetNames(in: group) { out["\(group)/\(name)"] = try file.readTensor(at: "\(group)/\(name)").values }
+        }
+        return out
+    }
+}
