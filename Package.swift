@@ -124,7 +124,8 @@ let package = Package(
         // Runs the built percep-dist binary's train-demo: evaluation hooks, non-finite losses, kill -9.
         .testTarget(name: "TrainerTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
         // Runs percep-dist train-seg / eval-seg (and under mpirun) on a generated synthetic set.
-        .testTarget(name: "SegmentationTrainingTests", dependencies: ["Checkpoint", "PercepHDF5", "PercepDistCLI", "TestSupport"]),
+        .testTarget(name: "SegmentationTrainingTests", dependencies: ["SegmentationTraining", "SegmentationModels", "PercepCore", "Checkpoint", "PercepHDF5",
+                                                                    "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
     ]
 )
