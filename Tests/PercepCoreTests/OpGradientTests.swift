@@ -1,4 +1,5 @@
 import XCTest
+import Foundation
 import TestSupport
 @testable import PercepCore
 
@@ -150,5 +151,43 @@ final class OpGradientTests: XCTestCase {
         checkGradients("softmax", [x]) { $0[0].softmax(axis: 1) }
         checkGradients("log_softmax", [x]) { $0[0].logSoftmax(axis: 1) }
         checkGradients("softmax last", [x]) { $0[0].softmax(axis: -1) }
+    }
+
+    /// The blocked (log-)softmax kernels and their backward, on a layout with several 256-position
+    /// blocks and a partial last one, equal the per-position formulas exactly (same arithmetic
+    /// in the same order per position), and their gradients match finite differences.
+    func testBlockedSoftmaxEqualsPerPositionReference() {
+        let x = randomTensor([2, 5, 23, 29], seed: 31, lo: -3, hi: 3)   // inner 667 = 2 full blocks + 155
+        let g = randomTensor(x.shape, seed: 32, requiresGrad: false)
+        let (n, inner) = (5, 23 * 29)
+        for log in [false, true] {
+            Tape.current.reset(); x.grad = nil
+            let y = log ? x.logSoftmax(axis: 1) : x.softmax(axis: 1)
+            y.backward(seed: g)
+            var maxDiff: Float = 0, maxGradDiff: Float = 0
+            for o in 0..<2 {
+                for j in 0..<inner {
+                    let idx = (0..<n).map { o * n * inner + $0 * inner + j }
+                    var mx = -Float.infinity
+                    for i in idx { mx = max(mx, x.data[i]) }
+                    var sum: Float = 0, e = [Float]()
+                    for i in idx { let v = Foundation.exp(x.data[i] - mx); e.append(v); sum += v }
+                    let ref = log ? idx.map { x.data[$0] - (mx + Foundation.log(sum)) } : e.map { $0 * (1 / sum) }
+                    for (k, i) in idx.enumerated() { maxDiff = max(maxDiff, abs(y.data[i] - ref[k])) }
+                    // dx = g − softmax·Σg (log) or y ⊙ (g − Σ g·y)
+                    let probs = log ? ref.map { Foundation.exp($0) } : ref
+                    var acc: Float = 0
+                    for (k, i) in idx.enumerated() { acc += log ? g.data[i] : g.data[i] * probs[k] }
+                    for (k, i) in idx.enumerated() {
+                        let d = log ? g.data[i] - probs[k] * acc : probs[k] * (g.data[i] - acc)
+                        maxGradDiff = max(maxGradDiff, abs(x.grad!.data[i] - d))
+                    }
+                }
+            }
+            XCTAssertEqual(maxDiff, 0, "log: \(log)")
+            XCTAssertLessThan(maxGradDiff, 1e-6, "log: \(log)")
+        }
+        checkGradients("blocked softmax", [randomTensor([1, 3, 17, 19], seed: 33)]) { $0[0].softmax(axis: 1) }
+        checkGradients("blocked log-softmax", [randomTensor([1, 3, 17, 19], seed: 34)]) { $0[0].logSoftmax(axis: 1) }
     }
 }

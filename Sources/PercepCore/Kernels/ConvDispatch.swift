@@ -187,6 +187,17 @@ public enum ConvDispatch {
         return best.0
     }
 
+    /// Every (shape, pass) timed so far under `PERCEP_CONV=tune` with the algorithm it kept,
+    /// sorted by description; reports use it to check the rule against measurements.
+    public static var tunedChoices: [(geometry: ConvGeometry, pass: ConvPass, algorithm: ConvAlgorithm)] {
+        lock.lock(); defer { lock.unlock() }
+        return tuned.map { ($0.key.geometry, $0.key.pass, $0.value) }.sorted { "\($0.0)\($0.1)" < "\($1.0)\($1.1)" }
+    }
+
+    /// The algorithm the static rule picks for `pass` of `g` (what runs when nothing is forced
+    /// or tuned).
+    public static func ruleAlgorithm(for g: ConvGeometry, pass: ConvPass) -> ConvAlgorithm { rule(g, pass) }
+
     /// The implementation oneDNN picked for `pass` of `g` (e.g. "jit:avx2"), for reports.
     public static func dnnlImplementation(_ g: ConvGeometry, pass: ConvPass) -> String? {
         guard let h = dnnlHandle(g, bias: false), let s = pd_conv_impl_name(h, Int32(pass.rawValue)) else { return nil }
