@@ -5,7 +5,7 @@ import PercepCore
 /// `percep-dist bench …`: performance benchmarks whose results go to docs/benchmarks.md.
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Performance benchmarks.", subcommands: [BenchConv.self, BenchLossNet.self, BenchStep.self, BenchAllreduce.self, BenchCOCOEval.self])
+        abstract: "Performance benchmarks.", subcommands: [BenchConv.self, BenchLossNet.self, BenchStep.self, BenchLoader.self, BenchAllreduce.self, BenchCOCOEval.self])
 }
 
 /// One benchmark shape with a label.

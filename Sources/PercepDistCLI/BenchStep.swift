@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Trainer
 import PercepCore
 import PercepNN
 import Perceptual

@@ -8,7 +8,7 @@ struct PercepDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "percep-dist",
         abstract: "Data-parallel training with the generic perceptual loss.",
-        subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, Dist.self, Bench.self, Demo.self, COCOEval.self, EvalSeg.self, Synth.self,
+        subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, Synth.self,
                       CheckpointCommand.self, PlotCommand.self])
 }
 

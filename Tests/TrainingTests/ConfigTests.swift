@@ -156,9 +156,9 @@ final class ConfigTests: XCTestCase {
 
         // Keys are sorted at every level and each group header appears once.
         let lines = text.split(separator: "\n")
-        XCTAssertEqual(lines.first, "DIST:")
+        XCTAssertEqual(lines.first, "DATALOADER:")
         XCTAssertEqual(lines.filter { $0 == "SOLVER:" }.count, 1)
-        XCTAssertTrue(text.contains("SOLVER:\n  BASE_LR: 0.0001\n  CHECKPOINT_PERIOD: 5000\n  CLIP_GRADIENTS:\n    CLIP_VALUE: 1.0\n    ENABLED: false\n  GAMMA: 0.3\n"), text)
+        XCTAssertTrue(text.contains("SOLVER:\n  BASE_LR: 0.0001\n  CHECKPOINT_PERIOD: 5000\n  CLIP_GRADIENTS:\n    CLIP_TYPE: \"value\"\n    CLIP_VALUE: 1.0\n    ENABLED: false\n  GAMMA: 0.3\n"), text)
 
         // The hash is FNV-1a of the text: stable, and sensitive to any change.
         var h: UInt64 = 14_695_981_039_346_656_037
