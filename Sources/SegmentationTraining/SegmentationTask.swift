@@ -29,8 +29,9 @@ public final class SegmentationTask: TrainingTask {
     private let evalTransform: SegmentationEvalTransform
     private let inferenceMode: SegmentationInference.Mode
     private var loader: SegmentationLoader?
-    /// When set, `evaluate` writes each prediction as an 8-bit PNG of class indices named after
-    /// its annotation (`<stem>.png`), for `eval-seg --pred-dir` or inspection.
+    /// When set, `evaluate` writes each prediction as a palette PNG named after its annotation
+    /// (`<stem>.png`): its pixel values are the class indices (`eval-seg --pred-dir` reads them),
+    /// and viewers show them in the VOC colours.
     public var predictionDirectory: String?
     /// Averages small vectors over the ranks (the runtime's all-reduce ÷ world size); nil on
     /// one rank. Used to normalise the cross-entropy by the batch's labelled pixels over all
@@ -172,7 +173,7 @@ public final class SegmentationTask: TrainingTask {
         let stem = ((testSet.files[i].annotation as NSString).lastPathComponent as NSString).deletingPathExtension
         let path = (directory as NSString).appendingPathComponent(stem + ".png")
         let image = try GreyImage(height: sample.labelHeight, width: sample.labelWidth, pixels: prediction.map { UInt8($0) })
-        guard FileManager.default.createFile(atPath: path, contents: Data(try PNG.encode(image))) else {
+        guard FileManager.default.createFile(atPath: path, contents: Data(try PNG.encode(image, palette: PNG.vocPalette))) else {
             throw SegmentationConfigError(path, "cannot write the prediction")
         }
     }

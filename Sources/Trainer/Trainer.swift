@@ -160,6 +160,10 @@ public final class Trainer {
         let n = task.evaluationSetSize
         let shard = Array(stride(from: world.rank, to: n, by: world.size))
         let bar = ProgressBar(total: n, label: "eval", enabled: world.rank == 0)
+        // Without sync BN each rank's running statistics drift apart (batch statistics of its own
+        // shard); every rank evaluates rank 0's model, the one checkpoints hold, as DDP's
+        // buffer broadcast would.
+        world.broadcastState(of: model)
         model.train(false)
         defer { model.train(true) }
         let began = Date()
