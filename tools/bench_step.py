@@ -24,22 +24,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "pytorch"))
 import seg_models  # noqa: E402
-
-
-def vgg(structure, cin):
-    layers, c = [], cin
-    for n, w in zip(structure, (64, 128, 256, 512, 512)):
-        for _ in range(n):
-            conv = torch.nn.Conv2d(c, w, 3, padding=1)
-            torch.nn.init.kaiming_normal_(conv.weight)
-            torch.nn.init.zeros_(conv.bias)
-            layers += [conv, torch.nn.ReLU()]
-            c = w
-        layers.append(torch.nn.MaxPool2d(2, 2))
-    net = torch.nn.Sequential(*layers)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    return net.eval()
+import vgg_lossnet  # noqa: E402
 
 
 def main():
@@ -61,7 +46,7 @@ def main():
     model = seg_models.build(a.model, a.classes, output_stride=a.output_stride, aux=not a.no_aux)
     seg_models.init_like_mmseg(model)
     model.train()
-    lossnet = vgg(list(map(int, a.perceptual.split(","))), a.classes) if a.perceptual else None
+    lossnet = vgg_lossnet.build(list(map(int, a.perceptual.split(","))), (64, 128, 256, 512, 512), a.classes) if a.perceptual else None
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     s = a.size
     x = torch.randn(a.batch, 3, s, s)

@@ -157,6 +157,14 @@ public final class Communicator {
         exit(1)
     }
 
+    /// Starts the world, runs `body` on it and finalises; an error thrown by `body` ends the whole
+    /// job through `fail` (logged with the rank, MPI_Abort), so no rank waits on a dead one.
+    public static func run(timeout: Double, _ body: (Communicator) throws -> Void) throws {
+        let world = try start(timeout: timeout)
+        do { try body(world) } catch { world.fail("\(error)") }
+        world.finish()
+    }
+
     /// Drains the queue and finalises MPI (after success only).
     public func finish() {
         drain()

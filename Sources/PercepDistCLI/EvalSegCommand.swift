@@ -70,8 +70,7 @@ struct ModelEvaluationOptions: ParsableArguments {
 
     func evaluate(json: Bool) throws {
         let cfg = try TrainingConfig.load(file: config!, overrides: set)
-        let world = try Communicator.start(timeout: cfg.double("DIST.TIMEOUT_SECONDS"))
-        do {
+        try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try SegmentationTask(cfg)
             try CheckpointLoader.loadWeights(from: checkpoint!, into: task.student, strict: true)
             if let savePred {
@@ -81,11 +80,7 @@ struct ModelEvaluationOptions: ParsableArguments {
             let fingerprint = task.perceptual?.fingerprint ?? 0
             _ = try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: fingerprint).evaluate()
             if json && world.rank == 0, let sums = task.lastEvaluation { print(EvalSeg.json(sums.result)) }
-            task.finish()
-        } catch {
-            world.fail("\(error)")
         }
-        world.finish()
     }
 }
 

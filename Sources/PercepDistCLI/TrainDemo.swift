@@ -24,15 +24,11 @@ struct TrainDemo: ParsableCommand {
 
     func run() throws {
         let cfg = try TrainingConfig.load(file: config, overrides: overrides)
-        let world = try Communicator.start(timeout: cfg.double("DIST.TIMEOUT_SECONDS"))
-        do {
+        try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try DemoTask(cfg, nanAt: injectNanAt)
             try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: task.perceptual?.fingerprint ?? 0)
                 .run(resume: resume, stopAt: stopAt)
-        } catch {
-            world.fail("\(error)")
         }
-        world.finish()
     }
 }
 
@@ -61,9 +57,6 @@ final class DemoTask: TrainingTask {
     var trainingSetSize: Int { Self.trainScenes }
     var evaluationSetSize: Int { Self.heldOutScenes }
     private var batchAt: (@Sendable (Int) -> (epoch: Int, indices: [Int]))?
-
-    /// TinySegNet's BatchNorm2d children are the `.1.` entries of its stages.
-    func isNormalizationParameter(_ name: String) -> Bool { name.contains(".1.") }
 
     func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws {
         self.batchAt = batchAt

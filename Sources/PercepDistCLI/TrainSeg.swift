@@ -20,8 +20,7 @@ struct TrainSeg: ParsableCommand {
 
     func run() throws {
         let cfg = try TrainingConfig.load(file: config, overrides: overrides)
-        let world = try Communicator.start(timeout: cfg.double("DIST.TIMEOUT_SECONDS"))
-        do {
+        try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try SegmentationTask(cfg)
             if world.size > 1 {
                 let ranks = Double(world.size)
@@ -33,9 +32,6 @@ struct TrainSeg: ParsableCommand {
             }
             try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: task.perceptual?.fingerprint ?? 0)
                 .run(resume: resume, stopAt: stopAt)
-        } catch {
-            world.fail("\(error)")
         }
-        world.finish()
     }
 }

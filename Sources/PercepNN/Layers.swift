@@ -198,3 +198,15 @@ public final class AdaptiveAvgPool2d: Module, Layer {
     /// Averages each adaptive window.
     public func callAsFunction(_ x: Tensor) -> Tensor { x.adaptiveAvgPool2d(size) }
 }
+
+extension Module {
+    /// Dotted names of the parameters that belong to normalisation layers (BatchNorm2d,
+    /// GroupNorm): the group detectron2 and mmseg give their own weight decay.
+    public func normalizationParameterNames() -> Set<String> {
+        var names: Set<String> = []
+        for (path, module) in namedModules() where module is BatchNorm2d || module is GroupNorm {
+            for (name, _) in module.parameters { names.insert(path.isEmpty ? name : path + "." + name) }
+        }
+        return names
+    }
+}

@@ -122,7 +122,7 @@ public enum SegmentationRecipe {
         } catch { throw SegmentationConfigError("MODEL.TEACHER", "\(error)") }
         try CheckpointLoader.loadWeights(from: weights, into: model, strict: true)
         model.train(false)
-        for (_, p) in model.namedParameters() { p.requiresGrad = false }
+        model.freeze()
         return model
     }
 }

@@ -73,12 +73,6 @@ public final class SegmentationTask: TrainingTask {
     /// Seconds the last step waited for the loader.
     public var lastDataTime: Double { dataWait }
 
-    /// BatchNorm weights and biases (`…bn…`, `downsample.1`), as mmseg's `norm_decay_mult`.
-    public func isNormalizationParameter(_ name: String) -> Bool {
-        let parts = name.split(separator: ".")
-        return parts.contains { $0.hasPrefix("bn") } || name.contains("downsample.1.")
-    }
-
     /// Starts the loader threads on this rank's batches of `steps`.
     public func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws {
         let plan = (0..<steps.upperBound).map { s -> SegmentationLoaderStep in

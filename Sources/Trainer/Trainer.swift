@@ -60,7 +60,9 @@ public final class Trainer {
         ])
         world.broadcastState(of: model)
         if cfg.bool("MODEL.SYNC_BN") { world.synchronizeBatchNorm(in: model) }
-        let isNorm = { (name: String) in self.task.isNormalizationParameter(name) }
+        // Normalisation weights and biases get SOLVER.WEIGHT_DECAY_NORM, the rest SOLVER.WEIGHT_DECAY.
+        let normNames = model.normalizationParameterNames()
+        let isNorm = { (name: String) in normNames.contains(name) }
         let sgd = SGD(groups: [(named.filter { !isNorm($0.0) }.map(\.1), Float(cfg.double("SOLVER.WEIGHT_DECAY"))),
                                (named.filter { isNorm($0.0) }.map(\.1), Float(cfg.double("SOLVER.WEIGHT_DECAY_NORM")))],
                       learningRate: Float(cfg.double("SOLVER.BASE_LR")), momentum: Float(cfg.double("SOLVER.MOMENTUM")))

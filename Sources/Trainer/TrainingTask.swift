@@ -50,9 +50,6 @@ public protocol TrainingTask: AnyObject {
     var model: Module { get }
     /// Number of training samples: the sampler's dataset size.
     var trainingSetSize: Int { get }
-    /// Whether `name` (a dotted parameter name) gets `SOLVER.WEIGHT_DECAY_NORM` instead of
-    /// `SOLVER.WEIGHT_DECAY` (normalisation weights and biases).
-    func isNormalizationParameter(_ name: String) -> Bool
     /// Called once before the first step of this run (fresh or resumed): the steps to come and
     /// the batch (epoch, global sample indices of this rank) of each, so a loader can prefetch.
     func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws

@@ -131,3 +131,16 @@ final class ModuleTests: XCTestCase {
         XCTAssertEqual(w.values[1], -2.098 - 0.1 * b1, accuracy: 1e-6)
     }
 }
+
+/// The weight-decay group of normalisation parameters is found by layer type, wherever the
+/// layers sit (a name pattern missed BatchNorms that were not child `1` of their stage).
+final class NormalizationParameterTests: XCTestCase {
+    func testFindsEveryNormLayerByType() {
+        var rng = SeededRNG(seed: 1)
+        let net = Sequential([Conv2d(3, 4, kernel: (3, 3), rng: &rng), BatchNorm2d(4), ReLU(),
+                              Conv2d(4, 4, kernel: (3, 3), rng: &rng), GroupNorm(groups: 2, channels: 4), ReLU(),
+                              Sequential([Conv2d(4, 4, kernel: (1, 1), rng: &rng), BatchNorm2d(4)])])
+        XCTAssertEqual(net.normalizationParameterNames(),
+                       ["1.weight", "1.bias", "4.weight", "4.bias", "6.1.weight", "6.1.bias"])
+    }
+}

@@ -13,6 +13,8 @@ import time
 
 import torch
 
+import vgg_lossnet
+
 
 def main():
     ap = argparse.ArgumentParser()
@@ -28,18 +30,7 @@ def main():
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
-    layers, c, k = [], a.in_channels, a.kernel_size
-    for n, w in zip(map(int, a.structure.split(",")), map(int, a.widths.split(","))):
-        for _ in range(n):
-            conv = torch.nn.Conv2d(c, w, k, padding=k // 2)
-            torch.nn.init.kaiming_normal_(conv.weight)
-            torch.nn.init.zeros_(conv.bias)
-            layers += [conv, torch.nn.ReLU()]
-            c = w
-        layers.append(torch.nn.MaxPool2d(2, 2))
-    net = torch.nn.Sequential(*layers)
-    for p in net.parameters():
-        p.requires_grad_(False)
+    net = vgg_lossnet.build(list(map(int, a.structure.split(","))), list(map(int, a.widths.split(","))), a.in_channels, a.kernel_size)
     shape = (a.batch, a.in_channels, a.size, a.size)
     pred = torch.softmax(torch.randn(shape) * 2, 1).requires_grad_(True)
     target = torch.softmax(torch.randn(shape) * 2, 1)
