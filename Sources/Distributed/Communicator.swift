@@ -39,6 +39,7 @@ public final class Communicator {
     private let state = NSLock()
     private var running: (name: String, since: Double)?
     private var failed = false
+    private var totals = CommunicationTotals()
 
     /// The world, once `start` has run.
     public private(set) static var world: Communicator?
@@ -86,14 +87,35 @@ public final class Communicator {
 
     static func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
+    /// CPU seconds used so far by the calling thread (user + system).
+    static func threadCPUSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    /// What the communication thread has spent on collectives since start-up; take differences
+    /// around a phase to see whether its communication waits or computes (copies and adds).
+    public var communicationTotals: CommunicationTotals {
+        state.lock(); defer { state.unlock() }
+        return totals
+    }
+
     /// Runs `body` (MPI calls) on the communication thread under the watchdog; returns at once.
     /// Failures abort the job with the rank and the collective named.
     public func submit(_ name: String, _ body: @escaping (inout [CChar]) -> Int32) -> JobQueue.Ticket {
         queue.submit { [unowned self] in
-            self.state.lock(); self.running = (name, Communicator.now()); self.state.unlock()
+            let start = Communicator.now(), cpuStart = Communicator.threadCPUSeconds()
+            self.state.lock(); self.running = (name, start); self.state.unlock()
             var err = [CChar](repeating: 0, count: 1024)
             let rc = body(&err)
-            self.state.lock(); self.running = nil; self.state.unlock()
+            let end = Communicator.now(), cpu = Communicator.threadCPUSeconds() - cpuStart
+            self.state.lock()
+            self.running = nil
+            self.totals.collectives += 1
+            self.totals.wallSeconds += end - start
+            self.totals.cpuSeconds += cpu
+            self.state.unlock()
             if rc != 0 { self.fail("\(name): \(String(cString: err))") }
         }
     }
@@ -102,6 +124,9 @@ public final class Communicator {
     public func perform(_ name: String, _ body: @escaping (inout [CChar]) -> Int32) {
         queue.wait(submit(name, body))
     }
+
+    /// Waits until the job with `ticket`, and every job submitted before it, has run.
+    public func wait(_ ticket: JobQueue.Ticket) { queue.wait(ticket) }
 
     /// Waits until every job submitted so far has run.
     public func drain() { queue.wait(queue.submit {}) }
@@ -182,6 +207,31 @@ public final class Communicator {
                             r.name, Communicator.now() - r.since, timeout))
             }
         }
+    }
+}
+
+/// Collectives run by the communication thread, with their wall-clock and CPU time.
+public struct CommunicationTotals: Sendable {
+    /// Collectives completed.
+    public var collectives = 0
+    /// Seconds from the start to the end of each collective, summed.
+    public var wallSeconds = 0.0
+    /// CPU seconds (user + system) the communication thread used inside them. Close to
+    /// `wallSeconds` when the transport copies and adds on the CPU (or spins while it waits);
+    /// far below it when the thread sleeps while a network card moves the data.
+    public var cpuSeconds = 0.0
+
+    /// Nothing yet.
+    public init() {}
+
+    init(collectives: Int, wallSeconds: Double, cpuSeconds: Double) {
+        self.collectives = collectives; self.wallSeconds = wallSeconds; self.cpuSeconds = cpuSeconds
+    }
+
+    /// The change since `earlier`.
+    public func since(_ earlier: CommunicationTotals) -> CommunicationTotals {
+        CommunicationTotals(collectives: collectives - earlier.collectives, wallSeconds: wallSeconds - earlier.wallSeconds,
+                            cpuSeconds: cpuSeconds - earlier.cpuSeconds)
     }
 }
 

@@ -25,6 +25,10 @@ public final class GradientSynchronizer {
     private let bucketOf: [ObjectIdentifier: Int]
     private var pending: [Int] = []
     private var nextBucket = 0
+    private var lastTicket: JobQueue.Ticket?
+    private let bucketTimes = BucketTimes()
+    /// The timeline of the last `backward` (nil before the first).
+    public private(set) var lastProfile: OverlapProfile?
 
     /// Lays out the buffer and points every parameter's gradient into it.
     public init(parameters: [Tensor], communicator: Communicator, bucketBytes: Int = 25 << 20, overlap: Bool = true) {
@@ -69,14 +73,20 @@ public final class GradientSynchronizer {
         var remaining = pending
         nextBucket = 0
         let seed = Tensor.full(loss.shape, 1 / Float(communicator.size))
+        let start = Communicator.now()
+        bucketTimes.reset(count: buckets.count)
         Tape.current.backward(from: loss, seed: seed) { leaf in
             guard self.overlap, let b = self.bucketOf[ObjectIdentifier(leaf)] else { return }
             remaining[b] -= 1
             while self.nextBucket < self.buckets.count && remaining[self.nextBucket] == 0 { self.launch(self.nextBucket) }
         }
+        let walkEnd = Communicator.now()
         // Parameters the loss did not reach keep zero gradients; their buckets still go, in order.
         while nextBucket < buckets.count { launch(nextBucket) }
-        communicator.drain()
+        waitForBuckets()
+        let (starts, ends) = bucketTimes.read()
+        lastProfile = OverlapProfile(walkSeconds: walkEnd - start, totalSeconds: Communicator.now() - start,
+                                     bucketStarts: starts.map { $0 - start }, bucketEnds: ends.map { $0 - start })
     }
 
     /// Sums every bucket across ranks now and waits (the buffer must hold gradients already
@@ -85,15 +95,66 @@ public final class GradientSynchronizer {
     public func reduceAll() {
         nextBucket = 0
         while nextBucket < buckets.count { launch(nextBucket) }
-        communicator.drain()
+        waitForBuckets()
+    }
+
+    /// Waits for the last bucket handed over (the queue runs jobs in order, so for all of them).
+    private func waitForBuckets() {
+        if let ticket = lastTicket { communicator.wait(ticket) }
+        lastTicket = nil
     }
 
     private func launch(_ b: Int) {
         let range = buckets[b], base = buffer.base + range.lowerBound, n = range.count
-        let size = communicator.size
-        _ = communicator.submit("gradient bucket \(b) (\(n * 4 / 1024) KiB)") { err in
-            size > 1 ? pd_mpi_allreduce_sum_f32(base, Int64(n), &err, err.count) : 0
+        let size = communicator.size, times = bucketTimes
+        lastTicket = communicator.submit("gradient bucket \(b) (\(n * 4 / 1024) KiB)") { err in
+            let start = Communicator.now()
+            let rc = size > 1 ? pd_mpi_allreduce_sum_f32(base, Int64(n), &err, err.count) : 0
+            times.record(b, start: start, end: Communicator.now())
+            return rc
         }
         nextBucket += 1
     }
+}
+
+/// The timeline of one `GradientSynchronizer.backward`, in seconds from the start of the walk.
+public struct OverlapProfile: Sendable {
+    /// The tape's reverse walk (backward compute, including launching buckets).
+    public let walkSeconds: Double
+    /// The walk plus waiting for the last bucket's all-reduce.
+    public let totalSeconds: Double
+    /// When each bucket's all-reduce started on the communication thread.
+    public let bucketStarts: [Double]
+    /// When each bucket's all-reduce finished.
+    public let bucketEnds: [Double]
+
+    /// Share of the buckets' all-reduce time that ran while the walk was still going. With a
+    /// core free for the communication thread this is the share hidden behind backward; where
+    /// every core computes, the overlapped communication instead slows the walk down.
+    public var communicationDuringWalkShare: Double {
+        var during = 0.0, total = 0.0
+        for (s, e) in zip(bucketStarts, bucketEnds) {
+            total += e - s
+            during += max(0, min(e, walkSeconds) - s)
+        }
+        return total > 0 ? during / total : 0
+    }
+}
+
+/// Start and end times of each bucket's all-reduce, written by the communication thread.
+private final class BucketTimes: @unchecked Sendable {
+    private let lock = NSLock()
+    private var starts: [Double] = [], ends: [Double] = []
+
+    func reset(count: Int) {
+        lock.lock(); starts = Array(repeating: 0, count: count); ends = starts; lock.unlock()
+    }
+
+    func record(_ bucket: Int, start: Double, end: Double) {
+        lock.lock()
+        if bucket < starts.count { starts[bucket] = start; ends[bucket] = end }
+        lock.unlock()
+    }
+
+    func read() -> ([Double], [Double]) { lock.lock(); defer { lock.unlock() }; return (starts, ends) }
 }

@@ -24,7 +24,6 @@ struct BenchAllreduce: ParsableCommand {
         ThreadBudget.set(1)
         let world = try Communicator.start()
         var results: [[String: Double]] = []
-        func median(_ body: () -> Void) -> Double { slowestRankMedian(world, body) * 1e3 }
         for text in mb.split(separator: ",") {
             guard let megabytes = Double(text.trimmingCharacters(in: .whitespaces)), megabytes > 0 else {
                 throw ValidationError("invalid --mb '\(mb)': expected comma-separated positive numbers")
@@ -33,11 +32,12 @@ struct BenchAllreduce: ParsableCommand {
             // The project's path: parameter-sized gradients in the flat buffer, bucketed, averaged.
             let params = stride(from: 0, to: count, by: 262_144).map { Tensor.zeros([min(262_144, count - $0)], requiresGrad: true) }
             let sync = GradientSynchronizer(parameters: params, communicator: world, bucketBytes: bucketMb << 20)
-            let project = median { sync.reduceAll() }
             let raw = Storage(zeros: count)
-            let rawMs = median {
-                world.perform("raw allreduce") { pd_mpi_allreduce_sum_f32(raw.base, Int64(count), &$0, $0.count) }
-            }
+            let medians = slowestRankMedians(world, [
+                { sync.reduceAll() },
+                { world.perform("raw allreduce") { pd_mpi_allreduce_sum_f32(raw.base, Int64(count), &$0, $0.count) } },
+            ])
+            let (project, rawMs) = (medians[0] * 1e3, medians[1] * 1e3)
             results.append(["mb": megabytes, "project_ms": project, "raw_ms": rawMs, "ratio": project / rawMs])
             Log.info(String(format: "%6.1f MB: project %.2f ms, raw MPI_Allreduce %.2f ms, ratio %.3f", megabytes, project, rawMs, project / rawMs))
         }
@@ -50,23 +50,27 @@ struct BenchAllreduce: ParsableCommand {
         world.finish()
     }
 
-    /// Seconds of `body`: each rank's median over `repeats` runs (each after a barrier), then the
+    /// Seconds of each of `bodies`: they run in turn, each after a barrier, `repeats` times (so
+    /// drift on a noisy machine affects all of them alike); each rank's median per body, then the
     /// slowest rank's, since a collective step is as slow as its slowest rank.
-    func slowestRankMedian(_ world: Communicator, _ body: () -> Void) -> Double {
-        var times: [Double] = []
+    func slowestRankMedians(_ world: Communicator, _ bodies: [() -> Void]) -> [Double] {
+        var times = Array(repeating: [Double](), count: bodies.count)
         for _ in 0..<repeats {
-            world.barrier()
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            for (k, body) in bodies.enumerated() {
+                world.barrier()
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body()
+                times[k].append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
         }
-        var m = [times.sorted()[times.count / 2]]
-        world.allreduceMax(&m)
-        return m[0]
+        var medians = times.map { $0.sorted()[$0.count / 2] }
+        world.allreduceMax(&medians)
+        return medians
     }
 
-    /// One training step of a ResNet-18 trunk (11.2 M parameters): backward alone, communication
-    /// alone and the overlapped step, giving the share of communication hidden behind backward.
+    /// One training step of a ResNet-18 trunk (11.2 M parameters): compute alone (forward +
+    /// backward), communication alone, the overlapped step and the step with one all-reduce after
+    /// backward, giving the share of communication hidden behind backward.
     func stepBenchmark(_ world: Communicator) throws -> [String: Any] {
         var config = LossNetworkConfig(inChannels: 3)
         config.family = .resnet18
@@ -75,26 +79,49 @@ struct BenchAllreduce: ParsableCommand {
         net.train()
         let params = net.namedParameters().map(\.1)
         let sync = GradientSynchronizer(parameters: params, communicator: world, bucketBytes: bucketMb << 20)
+        let plain = GradientSynchronizer(parameters: params, communicator: world, bucketBytes: bucketMb << 20, overlap: false)
         var rng = SeededRNG(seed: UInt64(world.rank), stream: "bench")
         let x = Tensor(uninitialized: [batch, 3, size, size])
         rng.fillNormal(x, std: 1)
         func forwardLoss() -> Tensor { net.levels(x, upTo: 3)[3].pow(2).mean() }
-        func timed(_ body: () -> Void) -> Double { slowestRankMedian(world, body) }
-        // Backward without communication: plain tape backward into the same flat buffer.
-        let forwardOnly = timed { _ = Tape.withoutGrad { forwardLoss() } }
-        let compute = timed { sync.zeroGrads(); forwardLoss().backward() }
-        let communication = timed { sync.reduceAll() }
-        let step = timed { sync.zeroGrads(); sync.backward(forwardLoss()) }
-        let backward = compute - forwardOnly
+        // The communication thread's CPU time inside the buckets' all-reduces: close to their
+        // wall time when the transport copies and adds on the CPU, so on a machine where every
+        // core computes that time cannot be hidden, only moved.
+        var alone = CommunicationTotals(), duringWalk: [Double] = []
+        let medians = slowestRankMedians(world, [
+            { _ = Tape.withoutGrad { forwardLoss() } },
+            { sync.zeroGrads(); forwardLoss().backward() },  // plain tape backward, no communication
+            {
+                sync.zeroGrads()  // points the gradients back into this synchroniser's buffer
+                let before = world.communicationTotals
+                sync.reduceAll()
+                let spent = world.communicationTotals.since(before)
+                alone.wallSeconds += spent.wallSeconds; alone.cpuSeconds += spent.cpuSeconds
+            },
+            {
+                sync.zeroGrads()
+                sync.backward(forwardLoss())
+                duringWalk.append(sync.lastProfile?.communicationDuringWalkShare ?? 0)
+            },
+            { plain.zeroGrads(); plain.backward(forwardLoss()) },
+        ])
+        let (forwardOnly, compute, communication, step, stepWithoutOverlap) = (medians[0], medians[1], medians[2], medians[3], medians[4])
+        // The busiest communication thread, and the rank that overlapped least (max of −share).
+        var shares = [alone.cpuSeconds / max(alone.wallSeconds, 1e-12), -duringWalk.sorted()[duringWalk.count / 2]]
+        world.allreduceMax(&shares)
+        let (cpuShare, duringBackward) = (shares[0], -shares[1])
         let hidden = max(0, min(1, (compute + communication - step) / communication))
         var out: [String: Any] = [
-            "step_seconds": step, "compute_seconds": compute, "backward_seconds": backward,
+            "step_seconds": step, "step_without_overlap_seconds": stepWithoutOverlap,
+            "compute_seconds": compute, "backward_seconds": compute - forwardOnly,
             "communication_seconds": communication, "hidden_communication_share": hidden,
-            "parameters": params.map(\.count).reduce(0, +), "per_rank_batch": batch,
+            "communication_cpu_share": cpuShare, "communication_during_backward_share": duringBackward,
+            "parameters": params.map(\.count).reduce(0, +), "per_rank_batch": batch, "image_size": size,
+            "cores": ProcessInfo.processInfo.activeProcessorCount,
         ]
         if let single = singleRankStep { out["weak_scaling_efficiency"] = single / step }
-        Log.info(String(format: "ResNet-18 step (batch %d/rank, %d²): %.3f s; compute %.3f s (backward %.3f s), communication alone %.3f s, hidden %.0f %%",
-                        batch, size, step, compute, backward, communication, hidden * 100))
+        Log.info(String(format: "ResNet-18 step (batch %d/rank, %d²): %.3f s (%.3f s without overlap); compute %.3f s, communication alone %.3f s (communication thread on the CPU %.0f %% of it); hidden %.0f %% (%.0f %% of the all-reduce time ran during backward)",
+                        batch, size, step, stepWithoutOverlap, compute, communication, cpuShare * 100, hidden * 100, duringBackward * 100))
         return out
     }
 }

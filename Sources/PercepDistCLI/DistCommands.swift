@@ -30,10 +30,10 @@ func scenes(_ indices: [Int], size: Int) -> (Tensor, [Int32]) {
 struct DistCheck: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
-        abstract: "Run one check of the runtime: allreduce, train (world-size equivalence), replicas, or failure handling.")
+        abstract: "Run one check of the runtime: allreduce, overlap, train (world-size equivalence), replicas, or failure handling.")
 
-    enum Scenario: String, ExpressibleByArgument, CaseIterable { case allreduce, train, replicas }
-    @Option(help: "allreduce | train | replicas") var scenario: Scenario = .allreduce
+    enum Scenario: String, ExpressibleByArgument, CaseIterable { case allreduce, overlap, train, replicas }
+    @Option(help: "allreduce | overlap | train | replicas") var scenario: Scenario = .allreduce
     @Option(help: "Global batch for 'train'.") var globalBatch = 4
     @Option(help: "SGD steps for 'train'.") var steps = 5
     @Option(help: "Write the trained parameters (raw float32, state-dict order) here (rank 0).") var out: String?
@@ -51,6 +51,7 @@ struct DistCheck: ParsableCommand {
         do {
             switch scenario {
             case .allreduce: try checkAllreduce(world)
+            case .overlap: try checkOverlap(world)
             case .train: try train(world)
             case .replicas: try replicas(world)
             }
@@ -90,6 +91,45 @@ struct DistCheck: ParsableCommand {
             }
         }
         Log.info("allreduce: exact for sizes 1, 7, 1000, 65537 and \(sync.buckets.count) gradient buckets on \(w) ranks")
+    }
+
+    /// Buckets go to the communication thread while backward is still running. Backward here is
+    /// a chain of ops whose gradient step sleeps instead of computing, as on a machine with a
+    /// core free for communication; the check reads the synchroniser's timeline. With overlap,
+    /// every bucket but the last (whose parameter the walk reaches at its very end) must finish
+    /// its all-reduce before the walk ends; with `--no-overlap`, none may start before it.
+    func checkOverlap(_ world: Communicator) throws {
+        let r = world.rank, parts = 5, elements = 65_536, sleepMicroseconds: UInt32 = 40_000
+        let params = (0..<parts).map { _ in Tensor.zeros([elements], requiresGrad: true) }
+        let sync = GradientSynchronizer(parameters: params, communicator: world, bucketBytes: elements * 4, overlap: !noOverlap)
+        guard sync.buckets.count == parts else { throw DistributedError(rank: r, message: "expected \(parts) buckets, got \(sync.buckets.count)") }
+        // h_k = slow(h_{k−1} + Σ p_k·(r+1)): the walk reaches p_{K−1} first and p_0 last.
+        var h = Tensor(scalar: 0)
+        for p in params {
+            let sum = h + (p * Float(r + 1)).sum()
+            h = sum.copy()
+            Tape.record(h, inputs: [sum]) { g in usleep(sleepMicroseconds); return [g] }
+        }
+        sync.zeroGrads()
+        world.barrier()
+        sync.backward(h)
+        guard let profile = sync.lastProfile else { throw DistributedError(rank: r, message: "no overlap profile recorded") }
+        let expected = Float(world.size + 1) / 2
+        if let bad = params.first(where: { $0.grad!.values.contains { abs($0 - expected) > 1e-6 * expected } }) {
+            throw DistributedError(rank: r, message: "a bucketed gradient is \(bad.grad!.values[0]), expected \(expected)")
+        }
+        let timeline = zip(profile.bucketStarts, profile.bucketEnds).enumerated()
+            .map { String(format: "bucket %d %.1f–%.1f ms", $0, $1.0 * 1e3, $1.1 * 1e3) }.joined(separator: ", ")
+        Log.info(String(format: "overlap: walk %.1f ms, step %.1f ms; %@", profile.walkSeconds * 1e3, profile.totalSeconds * 1e3, timeline))
+        if noOverlap {
+            if let b = profile.bucketStarts.firstIndex(where: { $0 < profile.walkSeconds }) {
+                throw DistributedError(rank: r, message: "bucket \(b) started before the walk ended without overlap")
+            }
+        } else if let b = profile.bucketEnds.dropLast().firstIndex(where: { $0 > profile.walkSeconds }) {
+            throw DistributedError(rank: r, message: String(format: "bucket %d finished at %.1f ms, after the walk ended at %.1f ms: communication did not overlap backward",
+                                                            b, profile.bucketEnds[b] * 1e3, profile.walkSeconds * 1e3))
+        }
+        Log.info(String(format: "overlap: %.0f %% of the all-reduce time ran during backward on %d ranks", profile.communicationDuringWalkShare * 100, world.size))
     }
 
     /// A small conv net with synchronized BN trained for `steps` SGD steps on the global batch.

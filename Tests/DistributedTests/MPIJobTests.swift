@@ -17,6 +17,20 @@ final class MPIJobTests: XCTestCase {
         }
     }
 
+    /// Buckets reach the communication thread during backward, not after it: with a backward
+    /// that leaves the CPU free (it sleeps), every bucket but the last is reduced before the
+    /// walk ends; the debugging mode reduces nothing until the walk is over.
+    func testBucketsAreReducedWhileBackwardRuns() throws {
+        for ranks in [2, 3] {
+            let r = try MPIJob.run(ranks: ranks, ["--scenario", "overlap"])
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertTrue(r.output.contains("ran during backward on \(ranks) ranks"), r.output)
+        }
+        let plain = try MPIJob.run(ranks: 2, ["--scenario", "overlap", "--no-overlap"])
+        XCTAssertEqual(plain.status, 0, plain.output)
+        XCTAssertTrue(plain.output.contains("0 % of the all-reduce time ran during backward"), plain.output)
+    }
+
     func testOneRankWithBatchFourEqualsTwoRanksWithBatchTwoEach() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("dist-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
