@@ -32,8 +32,10 @@ struct BenchAllreduce: ParsableCommand {
             // The project's path: parameter-sized gradients in the flat buffer, bucketed, averaged.
             let params = stride(from: 0, to: count, by: 262_144).map { Tensor.zeros([min(262_144, count - $0)], requiresGrad: true) }
             let sync = GradientSynchronizer(parameters: params, communicator: world, bucketBytes: bucketMb << 20)
-            let raw = Storage(zeros: count)
-            let medians = slowestRankMedians(world, [
+            // The raw call reduces the very same buffer, so memory placement cannot favour either.
+            let raw = sync.buffer
+            // Sub-millisecond collectives need many repetitions for a stable median.
+            let medians = slowestRankMedians(world, repeats: max(repeats, min(200, Int(500 / megabytes))), [
                 { sync.reduceAll() },
                 { world.perform("raw allreduce") { pd_mpi_allreduce_sum_f32(raw.base, Int64(count), &$0, $0.count) } },
             ])
@@ -50,13 +52,16 @@ struct BenchAllreduce: ParsableCommand {
         world.finish()
     }
 
-    /// Seconds of each of `bodies`: they run in turn, each after a barrier, `repeats` times (so
-    /// drift on a noisy machine affects all of them alike); each rank's median per body, then the
+    /// Seconds of each of `bodies`: they run in turn, each after a barrier, `repeats` times
+    /// (`--repeats` by default), in alternating order, so drift on a noisy machine affects all
+    /// of them alike; each rank's median per body, then the
     /// slowest rank's, since a collective step is as slow as its slowest rank.
-    func slowestRankMedians(_ world: Communicator, _ bodies: [() -> Void]) -> [Double] {
+    func slowestRankMedians(_ world: Communicator, repeats: Int? = nil, _ bodies: [() -> Void]) -> [Double] {
         var times = Array(repeating: [Double](), count: bodies.count)
-        for _ in 0..<repeats {
-            for (k, body) in bodies.enumerated() {
+        for r in 0..<(repeats ?? self.repeats) {
+            // Listed order on even repetitions, reversed on odd ones: no body always goes first.
+            for k in r % 2 == 0 ? Array(bodies.indices) : bodies.indices.reversed() {
+                let body = bodies[k]
                 world.barrier()
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 body()
@@ -92,7 +97,6 @@ struct BenchAllreduce: ParsableCommand {
             { _ = Tape.withoutGrad { forwardLoss() } },
             { sync.zeroGrads(); forwardLoss().backward() },  // plain tape backward, no communication
             {
-                sync.zeroGrads()  // points the gradients back into this synchroniser's buffer
                 let before = world.communicationTotals
                 sync.reduceAll()
                 let spent = world.communicationTotals.since(before)

@@ -155,3 +155,30 @@ final class SamplerTests: XCTestCase {
         XCTAssertThrowsError(try DistributedSampler(datasetSize: 4, globalBatch: 8, seed: 0, worldSize: 2, rank: 0))
     }
 }
+
+/// `bench allreduce` under mpirun at a tiny size: the JSON the benchmark docs are built from.
+final class BenchAllreduceTests: XCTestCase {
+    func testJSONReportsSyncRatiosAndTheStepBreakdown() throws {
+        let r = try MPIJob.run(ranks: 2, ["--mb", "1,3", "--repeats", "1", "--batch", "1", "--size", "32",
+                                          "--single-rank-step", "0.5", "--json"], command: ["bench", "allreduce"])
+        XCTAssertEqual(r.status, 0, r.output)
+        let line = try XCTUnwrap(r.output.split(separator: "\n").last { $0.hasPrefix("{") }, r.output)
+        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        let results = try XCTUnwrap(o["results"] as? [[String: Double]])
+        XCTAssertEqual(results.map { $0["mb"] }, [1, 3])
+        for row in results {
+            XCTAssertGreaterThan(row["project_ms"]!, 0)
+            XCTAssertEqual(row["ratio"]!, row["project_ms"]! / row["raw_ms"]!, accuracy: 1e-9)
+        }
+        func number(_ key: String) -> Double { (o[key] as? NSNumber)?.doubleValue ?? -1 }
+        XCTAssertEqual(number("ranks"), 2)
+        XCTAssertEqual(number("parameters"), 11_176_512)
+        for key in ["step_seconds", "step_without_overlap_seconds", "compute_seconds", "communication_seconds"] {
+            XCTAssertGreaterThan(number(key), 0, key)
+        }
+        for key in ["hidden_communication_share", "communication_cpu_share", "communication_during_backward_share"] {
+            XCTAssertTrue((0...1.05).contains(number(key)), "\(key) = \(number(key))")
+        }
+        XCTAssertEqual(number("weak_scaling_efficiency"), 0.5 / number("step_seconds"), accuracy: 1e-9)
+    }
+}
