@@ -15,12 +15,13 @@ struct ConvCase {
 }
 
 /// The fixed shape set of `bench conv`: the paper's VGG16 loss network (2,2,3,3,3) at 19 and
-/// 150 input channels, 128² and 256², batch 2; ResNet-18/50 3×3 and 1×1 layers at 224², batch 2.
+/// 150 input channels, 128² and 256², batch 2; ResNet-18/50 3×3 and 1×1 layers at 224², batch 2;
+/// the dilated 3×3 layers of the segmentation backbones (output stride 8, 512² crops, batch 2).
 func convBenchmarkCases() -> [ConvCase] {
     var cases: [ConvCase] = []
-    func conv(_ name: String, n: Int = 2, _ cin: Int, _ cout: Int, _ size: Int, k: Int = 3, s: Int = 1) -> ConvCase {
+    func conv(_ name: String, n: Int = 2, _ cin: Int, _ cout: Int, _ size: Int, k: Int = 3, s: Int = 1, d: Int = 1) -> ConvCase {
         ConvCase(name: name, geometry: ConvGeometry(n: n, cIn: cin, h: size, w: size, cOut: cout, kh: k, kw: k,
-                                                    stride: (s, s), padding: (k / 2, k / 2)))
+                                                    stride: (s, s), padding: (d * (k / 2), d * (k / 2)), dilation: (d, d)))
     }
     for size in [128, 256] {
         for cin in [19, 150] { cases.append(conv("vgg16.c\(cin).conv1_1@\(size)", cin, 64, size)) }
@@ -43,6 +44,9 @@ func convBenchmarkCases() -> [ConvCase] {
         conv("resnet50.layer2_1x1_reduce", 512, 128, 28, k: 1),
         conv("resnet50.layer3_1x1_reduce", 1024, 256, 14, k: 1),
         conv("resnet50.layer4_1x1_expand", 512, 2048, 7, k: 1),
+        // Dilated ResNet (18 and 50 share these 3×3 shapes) at output stride 8 on 512² crops.
+        conv("dilated_resnet.layer3_3x3d2", 256, 256, 64, d: 2),
+        conv("dilated_resnet.layer4_3x3d4", 512, 512, 64, d: 4),
     ]
     return cases
 }
@@ -111,7 +115,7 @@ struct BenchConv: ParsableCommand {
         ThreadBudget.set(threads ?? ThreadBudget.threads)
         let peak = measureSgemmPeak()
         struct Row: Codable {
-            var name: String; var shape: String; var algorithm: [String]; var gflop: Double
+            var name: String; var shape: String; var algorithm: [String]; var dnnl_implementation: [String]; var gflop: Double
             var fwd_gflops: Double; var bwd_data_gflops: Double; var bwd_weight_gflops: Double
             var efficiency: Double
             var by_algorithm: [String: ConvTiming]?
@@ -129,6 +133,7 @@ struct BenchConv: ParsableCommand {
             totalSeconds += 3 * c.geometry.flops / (t.combined_gflops * 1e9)
             rows.append(Row(name: c.name, shape: c.geometry.description,
                             algorithm: ConvPass.allCases.map { ConvDispatch.algorithm(for: c.geometry, pass: $0).rawValue },
+                            dnnl_implementation: ConvPass.allCases.map { ConvDispatch.dnnlImplementation(c.geometry, pass: $0) ?? "none" },
                             gflop: c.geometry.flops / 1e9,
                             fwd_gflops: t.fwd_gflops, bwd_data_gflops: t.bwd_data_gflops,
                             bwd_weight_gflops: t.bwd_weight_gflops, efficiency: t.combined_gflops / peak, by_algorithm: by))

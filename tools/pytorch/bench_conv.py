@@ -16,8 +16,8 @@ def cases():
     """The shape list of Sources/PercepDistCLI/BenchConv.swift, in the same order."""
     out = []
 
-    def conv(name, cin, cout, size, k=3, s=1, n=2):
-        out.append(dict(name=name, n=n, cin=cin, cout=cout, h=size, w=size, k=k, s=s, p=k // 2))
+    def conv(name, cin, cout, size, k=3, s=1, n=2, d=1):
+        out.append(dict(name=name, n=n, cin=cin, cout=cout, h=size, w=size, k=k, s=s, p=d * (k // 2), d=d))
 
     for size in (128, 256):
         for cin in (19, 150):
@@ -37,6 +37,8 @@ def cases():
     conv("resnet50.layer2_1x1_reduce", 512, 128, 28, k=1)
     conv("resnet50.layer3_1x1_reduce", 1024, 256, 14, k=1)
     conv("resnet50.layer4_1x1_expand", 512, 2048, 7, k=1)
+    conv("dilated_resnet.layer3_3x3d2", 256, 256, 64, d=2)
+    conv("dilated_resnet.layer4_3x3d4", 512, 512, 64, d=4)
     return out
 
 
@@ -63,16 +65,16 @@ def main():
         for c in cases():
             x = torch.rand(c["n"], c["cin"], c["h"], c["w"]) * 2 - 1
             w = (torch.rand(c["cout"], c["cin"], c["k"], c["k"]) * 2 - 1) * 0.1
-            y = torch.nn.functional.conv2d(x, w, stride=c["s"], padding=c["p"])
+            y = torch.nn.functional.conv2d(x, w, stride=c["s"], padding=c["p"], dilation=c["d"])
             dy = torch.rand_like(y) * 2 - 1
             oh, ow = y.shape[2], y.shape[3]
             gflop = 2.0 * c["n"] * c["cout"] * oh * ow * c["cin"] * c["k"] * c["k"] / 1e9
-            s, p = [c["s"]] * 2, [c["p"]] * 2
+            s, p, d = [c["s"]] * 2, [c["p"]] * 2, [c["d"]] * 2
 
             def bwd(mask):
-                return lambda: torch.ops.aten.convolution_backward(dy, x, w, None, s, p, [1, 1], False, [0, 0], 1, mask)
+                return lambda: torch.ops.aten.convolution_backward(dy, x, w, None, s, p, d, False, [0, 0], 1, mask)
 
-            tf = best(args.repeats, lambda: torch.nn.functional.conv2d(x, w, stride=c["s"], padding=c["p"]))
+            tf = best(args.repeats, lambda: torch.nn.functional.conv2d(x, w, stride=c["s"], padding=c["p"], dilation=c["d"]))
             td = best(args.repeats, bwd([True, False, False]))
             tw = best(args.repeats, bwd([False, True, False]))
             rows.append(dict(name=c["name"], fwd_gflops=gflop / tf, bwd_data_gflops=gflop / td,

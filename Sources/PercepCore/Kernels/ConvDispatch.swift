@@ -30,6 +30,7 @@ public enum ConvDispatch {
     private static let lock = NSLock()
     private static var handles: [HandleKey: OpaquePointer] = [:]
     private static var tuned: [TuneKey: ConvAlgorithm] = [:]
+    private static var ruled: [TuneKey: ConvAlgorithm] = [:]
     private static let environment = ProcessInfo.processInfo.environment["PERCEP_CONV"] ?? ""
     private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: environment)
     private static let tuning = environment == "tune"
@@ -61,19 +62,32 @@ public enum ConvDispatch {
         return rule(g, pass)
     }
 
-    /// The measured rule (`percep-dist bench conv --compare`, docs/benchmarks.md): oneDNN wins
-    /// almost everywhere; im2col + GEMM wins two passes where oneDNN falls back to slower paths.
+    /// The measured rule (`percep-dist bench conv --compare`, docs/benchmarks.md): oneDNN's JIT
+    /// direct convolution wins most passes; im2col + OpenBLAS wins wherever oneDNN falls back to
+    /// its own GEMM-based implementation (dilated 3×3 layers, the strided 7×7 stem's
+    /// backward-data), the backward-weight pass of 3×3 layers with ≥ 256 input channels, and the
+    /// backward-weight pass of few input channels that are not a multiple of oneDNN's 8-channel
+    /// block (a loss network's first layer on 19 classes), where the padded blocks cost more.
+    /// Decided once per shape and pass (the fallback check asks oneDNN which implementation it
+    /// picked).
     static func rule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
+        let key = TuneKey(geometry: g, pass: pass)
+        lock.lock()
+        if let decided = ruled[key] { lock.unlock(); return decided }
+        lock.unlock()
+        let decided = measuredRule(g, pass)
+        lock.lock(); ruled[key] = decided; lock.unlock()
+        return decided
+    }
+
+    private static func measuredRule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
         if g.groups > 1 && g.groups == g.cIn { return .dnnl }   // depthwise: GEMM degenerates
+        if let impl = dnnlImplementation(g, pass: pass), impl.contains("gemm") { return .im2col }
         switch pass {
-        case .forward:
+        case .forward, .backwardData:
             return .dnnl
-        case .backwardData:
-            // Strided large kernels (the 7×7/2 stem): oneDNN uses its generic GEMM path.
-            return (g.strideH > 1 || g.strideW > 1) && g.kh * g.kw > 9 ? .im2col : .dnnl
         case .backwardWeight:
-            // Few input channels that are not a multiple of oneDNN's 8-channel block (a loss
-            // network's first layer on 19 classes): the padded blocks cost more than im2col.
+            if g.cInPerGroup >= 256 && g.kh * g.kw > 1 { return .im2col }
             return g.cInPerGroup < 32 && g.cInPerGroup % 8 != 0 && g.kh * g.kw <= 9 ? .im2col : .dnnl
         }
     }
