@@ -48,7 +48,8 @@ public struct TrainingCurves {
     }
 
     /// The standard charts: losses (`total_loss` and every `loss_*`, log scale), evaluation
-    /// metrics (`eval/*`), and the learning rate; empty groups are left out. Keyed by file stem.
+    /// metrics (`eval/*`), the learning rate, and seconds per step (`time`, `data_time` and, on
+    /// several ranks, `comm_wait`); empty groups are left out. Keyed by file stem.
     public func charts() -> [(stem: String, chart: LineChart)] {
         func make(_ keys: [String]) -> [LineChart.Series] {
             keys.sorted().map { LineChart.Series(name: $0, points: series[$0]!.sorted { $0.x < $1.x }) }
@@ -59,6 +60,8 @@ public struct TrainingCurves {
         if !losses.isEmpty { out.append(("loss", LineChart(title: "training loss", series: make(losses), logY: true))) }
         if !evals.isEmpty { out.append(("eval", LineChart(title: "evaluation", series: make(evals)))) }
         if series["lr"] != nil { out.append(("lr", LineChart(title: "learning rate", series: make(["lr"])))) }
+        let times = ["time", "data_time", "comm_wait"].filter { series[$0] != nil }
+        if !times.isEmpty { out.append(("time", LineChart(title: "seconds per step", series: make(times)))) }
         return out
     }
 }

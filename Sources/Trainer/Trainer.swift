@@ -92,11 +92,15 @@ public final class Trainer {
             let epoch = sampler.batch(atCursor: it * batch).epoch
             let terms = try task.lossTerms(step: it, rng: &rng)
             let total = terms.dropFirst().reduce(terms[0].value) { $0 + $1.value }
+            // Seconds this rank waited for gradients after its backward walk: the communication
+            // that overlap did not hide (0 on one rank).
+            var commWait = 0.0
             if try agreeOnNonFinite(terms, iteration: it, skip: skipNonFinite) {
                 skippedSteps += 1
             } else {
                 sync.zeroGrads()
                 sync.backward(total)
+                if let p = sync.lastProfile { commWait = p.totalSeconds - p.walkSeconds }
                 if cfg.bool("SOLVER.CLIP_GRADIENTS.ENABLED") {
                     let limit = Float(cfg.double("SOLVER.CLIP_GRADIENTS.CLIP_VALUE"))
                     if cfg.string("SOLVER.CLIP_GRADIENTS.CLIP_TYPE") == "norm" {
@@ -111,10 +115,12 @@ public final class Trainer {
             if world.rank == 0 && (it % logPeriod == 0 || it == maxIter - 1) {
                 let eta = Date().timeIntervalSince(began) / Double(it - start + 1) * Double(maxIter - it - 1)
                 let termText = terms.map { String(format: "%@: %.4f", $0.name, $0.value.item) }.joined(separator: "  ")
-                Log.info(String(format: "eta: %@  iter: %d  total_loss: %.4f  %@  time: %.4f  data_time: %.4f  lr: %.5g  max_mem: %.0fM",
-                                clockText(eta), it, total.item, termText, dt, task.lastDataTime, lr[0], peakRSSMegabytes()))
+                let commText = world.size > 1 ? String(format: "  comm_wait: %.4f", commWait) : ""
+                Log.info(String(format: "eta: %@  iter: %d  total_loss: %.4f  %@  time: %.4f  data_time: %.4f%@  lr: %.5g  max_mem: %.0fM",
+                                clockText(eta), it, total.item, termText, dt, task.lastDataTime, commText, lr[0], peakRSSMegabytes()))
                 var record: [String: Any] = ["iteration": it, "total_loss": Double(total.item), "lr": Double(lr[0]), "time": dt,
                                              "data_time": task.lastDataTime, "epoch": epoch, "eta_seconds": eta]
+                if world.size > 1 { record["comm_wait"] = commWait }
                 for term in terms { record[term.name] = Double(term.value.item) }
                 try metrics?.append(record)
             }

@@ -96,6 +96,38 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// The dispatch rule sends to im2col exactly the passes docs/benchmarks.md measured faster
+    /// there: wherever oneDNN picks its own GEMM fallback, and backward-weight of 3×3 layers with
+    /// ≥ 256 input channels or few channels off oneDNN's 8-block; oneDNN everywhere else.
+    func testDispatchRuleFollowsTheMeasurements() {
+        func g(_ cin: Int, _ cout: Int, _ size: Int, k: Int = 3, s: Int = 1, d: Int = 1) -> ConvGeometry {
+            ConvGeometry(n: 2, cIn: cin, h: size, w: size, cOut: cout, kh: k, kw: k, stride: (s, s),
+                         padding: (d * (k / 2), d * (k / 2)), dilation: (d, d))
+        }
+        let cases: [(ConvGeometry, [ConvAlgorithm])] = [
+            (g(64, 64, 56), [.dnnl, .dnnl, .dnnl]),
+            (g(128, 128, 28), [.dnnl, .dnnl, .dnnl]),
+            (g(256, 256, 14), [.dnnl, .dnnl, .im2col]),
+            (g(512, 512, 7), [.dnnl, .dnnl, .im2col]),
+            (g(19, 64, 32), [.dnnl, .dnnl, .im2col]),
+            (g(256, 64, 28, k: 1), [.dnnl, .dnnl, .dnnl]),
+        ]
+        for (geometry, expected) in cases {
+            XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.ruleAlgorithm(for: geometry, pass: $0) }, expected, "\(geometry)")
+        }
+        // Where oneDNN itself falls back to GEMM, the project's im2col + OpenBLAS runs instead.
+        for geometry in [g(3, 64, 224, k: 7, s: 2), g(512, 512, 64, d: 4), g(256, 256, 64, d: 2)] {
+            for pass in ConvPass.allCases {
+                let impl = ConvDispatch.dnnlImplementation(geometry, pass: pass) ?? "none"
+                if impl.contains("gemm") {
+                    XCTAssertEqual(ConvDispatch.ruleAlgorithm(for: geometry, pass: pass), .im2col, "\(geometry) \(pass): oneDNN picked \(impl)")
+                }
+            }
+        }
+        XCTAssertEqual(ConvDispatch.dnnlImplementation(g(3, 64, 224, k: 7, s: 2), pass: .backwardData).map { $0.contains("gemm") }, true,
+                       "the 7×7/2 stem's backward-data is oneDNN's GEMM fallback (the case the rule was measured on)")
+    }
+
     func testInvalidGeometryIsReported() {
         XCTAssertNotNil(ConvGeometry(n: 1, cIn: 3, h: 2, w: 2, cOut: 4, kh: 5, kw: 5).problem)
         XCTAssertNotNil(ConvGeometry(n: 1, cIn: 3, h: 8, w: 8, cOut: 4, kh: 3, kw: 3, groups: 2).problem)

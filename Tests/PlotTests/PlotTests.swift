@@ -11,8 +11,8 @@ final class PlotTests: XCTestCase {
 
     func testReadsLossEvaluationAndLearningRateCurves() throws {
         let path = try metricsFile("""
-        {"iteration":0,"total_loss":2.0,"loss_ce":1.9,"loss_perceptual":0.1,"lr":0.01,"time":0.5}
-        {"iteration":20,"total_loss":1.0,"loss_ce":0.95,"loss_perceptual":0.05,"lr":0.009,"time":0.5}
+        {"iteration":0,"total_loss":2.0,"loss_ce":1.9,"loss_perceptual":0.1,"lr":0.01,"time":0.5,"comm_wait":0.02}
+        {"iteration":20,"total_loss":1.0,"loss_ce":0.95,"loss_perceptual":0.05,"lr":0.009,"time":0.5,"comm_wait":0.01}
         {"iteration":39,"eval/mIoU":0.5,"eval/aAcc":null}
         {"iteration":40,"total_loss":0.5,"loss_ce":0.45,"loss_perc
         """)
@@ -22,8 +22,9 @@ final class PlotTests: XCTestCase {
         XCTAssertEqual(curves.series["eval/mIoU"]!.map(\.x), [39])
         XCTAssertTrue(curves.series["eval/aAcc"]![0].y.isNaN)
         let charts = curves.charts()
-        XCTAssertEqual(charts.map(\.stem), ["loss", "eval", "lr"])
+        XCTAssertEqual(charts.map(\.stem), ["loss", "eval", "lr", "time"])
         XCTAssertEqual(charts[0].chart.series.map(\.name), ["loss_ce", "loss_perceptual", "total_loss"])
+        XCTAssertEqual(charts[3].chart.series.map(\.name), ["comm_wait", "time"])
     }
 
     func testMalformedLineIsAnErrorNamingTheLine() throws {

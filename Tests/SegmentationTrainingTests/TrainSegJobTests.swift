@@ -52,6 +52,8 @@ final class TrainSegJobTests: XCTestCase {
         let metrics = try String(contentsOf: dir.appendingPathComponent("student/metrics.jsonl"), encoding: .utf8)
         XCTAssertTrue(metrics.contains("\"loss_perceptual\""))
         XCTAssertTrue(metrics.contains("\"eval/mIoU\""))
+        XCTAssertTrue(metrics.contains("\"comm_wait\""), "two ranks log how long each step waited for gradients")
+        XCTAssertTrue(student.output.contains("comm_wait: "), student.output)
 
         // eval-seg on the model, saving predictions, then eval-seg on the saved PNGs: one metric.
         let preds = dir.appendingPathComponent("preds").path

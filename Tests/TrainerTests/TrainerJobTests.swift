@@ -49,7 +49,7 @@ final class TrainerJobTests: XCTestCase {
         // `percep-dist plot` turns the same metrics.jsonl into SVG and PNG curves.
         let plot = try ProcessRunner.run(ProcessRunner.percepDist, ["plot", dir.appendingPathComponent("run").path, "--size", "640,360"])
         XCTAssertEqual(plot.status, 0, plot.err)
-        for stem in ["loss", "eval", "lr"] {
+        for stem in ["loss", "eval", "lr", "time"] {
             let svg = try String(contentsOf: dir.appendingPathComponent("run/\(stem).svg"), encoding: .utf8)
             XCTAssertTrue(svg.contains("<polyline"), stem)
             let png = try PNG.info(Array(try Data(contentsOf: dir.appendingPathComponent("run/\(stem).png"))))
