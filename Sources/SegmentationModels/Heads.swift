@@ -2,8 +2,8 @@ import Foundation
 import PercepCore
 import PercepNN
 
-// mmseg's decode heads. Dropout: mmseg applies Dropout2d(0.1) before `conv_seg` in training; the
-// engine has no dropout op, so it is omitted (in eval mode mmseg's heads compute exactly this).
+// mmseg's decode heads. Each applies channel dropout (`dropout`, mmseg's `dropout_ratio`, 0.1 in
+// its configs) before `conv_seg` in training; it has no parameters, so state dicts are unchanged.
 
 /// A segmentation head: maps the backbone's stage outputs to class logits.
 public protocol DecodeHead: Module {
@@ -33,10 +33,14 @@ public final class PSPHead: Module, DecodeHead {
     public let bottleneck: ConvModule
     /// Pyramid bin sizes (mmseg: 1, 2, 3, 6).
     public let poolScales: [Int]
+    /// Channel dropout before `conv_seg`.
+    public let dropout: Dropout2d
 
     /// A head with `channels` per branch and in the bottleneck.
-    public init(inChannels: Int, channels: Int, classes: Int, poolScales: [Int] = [1, 2, 3, 6], rng: inout SeededRNG) {
+    public init(inChannels: Int, channels: Int, classes: Int, poolScales: [Int] = [1, 2, 3, 6], dropoutRatio: Float = 0,
+                rng: inout SeededRNG) {
         self.poolScales = poolScales
+        dropout = Dropout2d(dropoutRatio)
         convSeg = makeConvSeg(channels, classes, rng: &rng)
         pspModules = ModuleList(poolScales.map { s in
             Sequential([AdaptiveAvgPool2d((s, s)), ConvModule(inChannels, channels, kernel: 1, rng: &rng)])
@@ -46,13 +50,14 @@ public final class PSPHead: Module, DecodeHead {
         registerModule("conv_seg", convSeg)
         registerModule("psp_modules", pspModules)
         registerModule("bottleneck", bottleneck)
+        registerModule("dropout", dropout)
     }
 
     /// Logits from layer4 (`features[3]`).
     public func callAsFunction(_ features: [Tensor]) -> Tensor {
         let x = features[3], size = (x.shape[2], x.shape[3])
         let branches = pspModules.elements.map { resizeLike($0(x), size) }
-        return convSeg(bottleneck(Tensor.concat([x] + branches, axis: 1)))
+        return convSeg(dropout(bottleneck(Tensor.concat([x] + branches, axis: 1))))
     }
 }
 
@@ -80,12 +85,15 @@ public final class DepthwiseSeparableASPPHead: Module, DecodeHead {
     public let sepBottleneck: Sequential
     /// ASPP dilation rates (mmseg: 1, 12, 24, 36 at OS8; 1, 6, 12, 18 at OS16).
     public let dilations: [Int]
+    /// Channel dropout before `conv_seg`.
+    public let dropout: Dropout2d
 
     /// A head with `channels` per branch; `c1Channels` is the low-level projection width
     /// (mmseg: 48 for R50/R101, 12 for R18).
     public init(inChannels: Int, channels: Int, c1InChannels: Int, c1Channels: Int, classes: Int, dilations: [Int],
-                rng: inout SeededRNG) {
+                dropoutRatio: Float = 0, rng: inout SeededRNG) {
         self.dilations = dilations
+        dropout = Dropout2d(dropoutRatio)
         convSeg = makeConvSeg(channels, classes, rng: &rng)
         imagePool = Sequential([AdaptiveAvgPool2d((1, 1)), ConvModule(inChannels, channels, kernel: 1, rng: &rng)])
         asppLayers = dilations.map { d -> any Layer in
@@ -106,6 +114,7 @@ public final class DepthwiseSeparableASPPHead: Module, DecodeHead {
         registerModule("bottleneck", bottleneck)
         registerModule("c1_bottleneck", c1Bottleneck)
         registerModule("sep_bottleneck", sepBottleneck)
+        registerModule("dropout", dropout)
     }
 
     /// Logits at layer1's resolution from layer1 (`features[0]`) and layer4 (`features[3]`).
@@ -116,7 +125,7 @@ public final class DepthwiseSeparableASPPHead: Module, DecodeHead {
         let aspp = bottleneck(Tensor.concat(branches, axis: 1))
         let c1 = c1Bottleneck(features[0])
         let merged = Tensor.concat([resizeLike(aspp, (c1.shape[2], c1.shape[3])), c1], axis: 1)
-        return convSeg(sepBottleneck(merged))
+        return convSeg(dropout(sepBottleneck(merged)))
     }
 }
 
@@ -131,18 +140,23 @@ public final class FCNHead: Module, DecodeHead {
     public let convs: Sequential
     /// Which backbone stage it reads (0-based; 2 = layer3).
     public let inIndex: Int
+    /// Channel dropout before `conv_seg`.
+    public let dropout: Dropout2d
 
     /// A head with `numConvs` 3×3 ConvModules of `channels`.
-    public init(inChannels: Int, channels: Int, classes: Int, numConvs: Int = 1, inIndex: Int = 2, rng: inout SeededRNG) {
+    public init(inChannels: Int, channels: Int, classes: Int, numConvs: Int = 1, inIndex: Int = 2, dropoutRatio: Float = 0,
+                rng: inout SeededRNG) {
         precondition(numConvs > 0, "FCNHead: numConvs must be positive")
         self.inIndex = inIndex
+        dropout = Dropout2d(dropoutRatio)
         convSeg = makeConvSeg(channels, classes, rng: &rng)
         convs = Sequential((0..<numConvs).map { i in ConvModule(i == 0 ? inChannels : channels, channels, kernel: 3, rng: &rng) })
         super.init()
         registerModule("conv_seg", convSeg)
         registerModule("convs", convs)
+        registerModule("dropout", dropout)
     }
 
     /// Logits from `features[inIndex]`.
-    public func callAsFunction(_ features: [Tensor]) -> Tensor { convSeg(convs(features[inIndex])) }
+    public func callAsFunction(_ features: [Tensor]) -> Tensor { convSeg(dropout(convs(features[inIndex]))) }
 }

@@ -85,13 +85,16 @@ public let segmentationModelNames: [String] = ["pspnet", "deeplabv3plus"].flatMa
 /// input of the model: [N, inChannels, H, W]; logits at H/OS (PSPNet) or H/4 (DeepLabV3+).
 public func makeSegmentationModel(name: String, classes: Int, rng: inout SeededRNG, outputStride: Int = 8,
                                   auxiliaryHead: Bool = true, baseChannels: Int = 64, asppDilations: [Int]? = nil,
-                                  inChannels: Int = 3) throws -> SegmentationModel {
+                                  inChannels: Int = 3, dropoutRatio: Float = 0) throws -> SegmentationModel {
     let parts = name.split(separator: "_")
     guard parts.count == 2, ["pspnet", "deeplabv3plus"].contains(String(parts[0])), parts[1].hasPrefix("r"),
           let d = Int(parts[1].dropFirst()), let depth = ResNetDepth(rawValue: d) else {
         throw SegmentationModelError.unknownModel(name)
     }
     guard classes > 0 else { throw SegmentationModelError.badOption("classes must be positive, got \(classes)") }
+    guard dropoutRatio >= 0 && dropoutRatio < 1 else {
+        throw SegmentationModelError.badOption("dropout ratio must be in [0, 1), got \(dropoutRatio)")
+    }
     guard baseChannels > 0 else { throw SegmentationModelError.badOption("baseChannels must be positive, got \(baseChannels)") }
     guard resNetStridesAndDilations(outputStride: outputStride) != nil else {
         throw SegmentationModelError.badOption("output stride must be 8, 16 or 32, got \(outputStride)")
@@ -106,11 +109,13 @@ public func makeSegmentationModel(name: String, classes: Int, rng: inout SeededR
     let c = backbone.stageChannels
     let head: any DecodeHead
     if parts[0] == "pspnet" {
-        head = PSPHead(inChannels: c[3], channels: scaled(big ? 512 : 128), classes: classes, rng: &rng)
+        head = PSPHead(inChannels: c[3], channels: scaled(big ? 512 : 128), classes: classes, dropoutRatio: dropoutRatio, rng: &rng)
     } else {
         head = DepthwiseSeparableASPPHead(inChannels: c[3], channels: scaled(big ? 512 : 128), c1InChannels: c[0],
-                                          c1Channels: scaled(big ? 48 : 12), classes: classes, dilations: rates, rng: &rng)
+                                          c1Channels: scaled(big ? 48 : 12), classes: classes, dilations: rates,
+                                          dropoutRatio: dropoutRatio, rng: &rng)
     }
-    let aux = auxiliaryHead ? FCNHead(inChannels: c[2], channels: scaled(big ? 256 : 64), classes: classes, rng: &rng) : nil
+    let aux = auxiliaryHead ? FCNHead(inChannels: c[2], channels: scaled(big ? 256 : 64), classes: classes,
+                                      dropoutRatio: dropoutRatio, rng: &rng) : nil
     return SegmentationModel(name: name, classes: classes, backbone: backbone, decodeHead: head, auxiliaryHead: aux)
 }

@@ -89,15 +89,20 @@ public enum SegmentationRecipe {
         return .slide(crop: (crop[0], crop[1]), stride: (stride[0], stride[1]))
     }
 
-    /// The student network of `MODEL.*`, seeded by `SEED` (stream "model"), with `MODEL.WEIGHTS`
+    /// The student network of `MODEL.*` (channel dropout `MODEL.DROPOUT_RATIO` before each head's
+    /// classifier), seeded by `SEED` (stream "model"), with `MODEL.WEIGHTS`
     /// loaded weights-only (non-strict: an ImageNet backbone lacks the heads) when given.
     public static func student(_ cfg: TrainingConfig, classes: Int) throws -> SegmentationModel {
         var rng = SeededRNG(seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), stream: "model")
+        let dropout = cfg.double("MODEL.DROPOUT_RATIO")
+        guard dropout >= 0 && dropout < 1 else {
+            throw SegmentationConfigError("MODEL.DROPOUT_RATIO", "must be in [0, 1), got \(dropout)")
+        }
         let model: SegmentationModel
         do {
             model = try makeSegmentationModel(name: cfg.string("MODEL.NAME"), classes: classes, rng: &rng,
                                               outputStride: cfg.int("MODEL.OUTPUT_STRIDE"), auxiliaryHead: cfg.bool("MODEL.AUX_HEAD"),
-                                              baseChannels: cfg.int("MODEL.BASE_CHANNELS"))
+                                              baseChannels: cfg.int("MODEL.BASE_CHANNELS"), dropoutRatio: Float(dropout))
         } catch { throw SegmentationConfigError("MODEL", "\(error)") }
         let weights = cfg.string("MODEL.WEIGHTS")
         if !weights.isEmpty { try CheckpointLoader.loadWeights(from: weights, into: model, strict: false) }

@@ -98,7 +98,14 @@ public final class SegmentationTask: TrainingTask {
             throw SegmentationConfigError(trainSet.root, "every sample of this rank's batch at step \(step) is broken (\(batch.skipped))")
         }
         let x = batch.images, size = (x.shape[2], x.shape[3])
-        let out = student(x)
+        // Dropout masks keyed by (seed, step, dataset index): the same whichever rank holds the
+        // sample, so the world-size equivalence and exact resume hold with dropout too.
+        let seed = UInt64(bitPattern: Int64(config.int("SEED")))
+        let keys = batch.indices.map { index -> UInt64 in
+            var rng = SeededRNG(seed: seed, stream: "dropout \(step) \(index)")
+            return rng.next()
+        }
+        let out = Dropout2d.withSampleKeys(keys) { student(x) }
         let logits = upsampleLogits(out.logits, to: size)
         let ignore = Int32(SegmentationDataset.ignoreIndex)
         // Σ CE over this rank's labelled pixels ÷ the ranks' mean labelled-pixel count: after the

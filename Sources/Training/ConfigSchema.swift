@@ -95,6 +95,7 @@ public struct ConfigSchema: Sendable {
         ConfigKey("MODEL.BASE_CHANNELS", .int(64)),       // ResNet stem width; heads scale with it
         ConfigKey("MODEL.AUX_HEAD", .bool(true)),
         ConfigKey("MODEL.AUX_WEIGHT", .double(0.4)),
+        ConfigKey("MODEL.DROPOUT_RATIO", .double(0.1)),   // channel dropout before each head's conv_seg (mmseg's dropout_ratio)
         ConfigKey("MODEL.WEIGHTS", .string("")),          // initial weights (weights-only, e.g. an ImageNet backbone)
         ConfigKey("MODEL.TEACHER.NAME", .string("")),     // empty: no teacher
         ConfigKey("MODEL.TEACHER.OUTPUT_STRIDE", .int(8)),

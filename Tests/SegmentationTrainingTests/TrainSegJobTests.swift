@@ -74,14 +74,19 @@ final class TrainSegJobTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: preds).count, 6)
     }
 
+    /// With sync BN and the heads' channel dropout (MODEL.DROPOUT_RATIO 0.1, masks keyed by
+    /// sample), one rank with batch 4 and two ranks with batch 2 train the same model.
     func testOneRankBatchFourEqualsTwoRanksBatchTwoEach() throws {
         var runs: [[String: [Float]]] = []
-        for ranks in [1, 2] {
-            let r = try MPIJob.run(ranks: ranks, ["--config", config("baseline.yaml"), "MODEL.SYNC_BN", "true"] + small("w\(ranks)", iterations: 3),
-                                   command: ["train-seg"])
+        for (ranks, dropout) in [(1, "0.1"), (2, "0.1"), (1, "0")] {
+            let name = "w\(ranks)-d\(dropout)"
+            let r = try MPIJob.run(ranks: ranks, ["--config", config("baseline.yaml"), "MODEL.SYNC_BN", "true", "MODEL.DROPOUT_RATIO", dropout]
+                                   + small(name, iterations: 3), command: ["train-seg"])
             XCTAssertEqual(r.status, 0, r.output)
-            runs.append(try datasets(dir.appendingPathComponent("w\(ranks)/model_0000003.h5").path))
+            runs.append(try datasets(dir.appendingPathComponent("\(name)/model_0000003.h5").path))
         }
+        XCTAssertNotEqual(runs[0]["model/decode_head.conv_seg.weight"], runs[2]["model/decode_head.conv_seg.weight"],
+                          "dropout must change training, or the equivalence below says nothing about it")
         XCTAssertEqual(Set(runs[0].keys), Set(runs[1].keys))
         for (name, a) in runs[0] where name.hasSuffix("weight") || name.hasSuffix("bias") {
             let b = runs[1][name]!
@@ -116,6 +121,10 @@ final class TrainSegJobTests: XCTestCase {
                                                 + ["MODEL.TEACHER.WEIGHTS", ""])
         XCTAssertNotEqual(teacherless.status, 0)
         XCTAssertTrue(teacherless.err.contains("MODEL.TEACHER.WEIGHTS"), teacherless.err)
+        let dropout = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml")] + small("d")
+                                            + ["MODEL.DROPOUT_RATIO", "1"])
+        XCTAssertNotEqual(dropout.status, 0)
+        XCTAssertTrue(dropout.err.contains("MODEL.DROPOUT_RATIO") && dropout.err.contains("[0, 1)"), dropout.err)
         let typo = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml"), "INPUT.CROP_SIZ", "[32, 32]"])
         XCTAssertNotEqual(typo.status, 0)
         XCTAssertTrue(typo.err.contains("INPUT.CROP_SIZE"), typo.err)
