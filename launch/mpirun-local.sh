@@ -17,7 +17,7 @@ bin=${PERCEP_BIN:-.build/release/percep-dist}
 [ -x "$bin" ] || swift build -c release --product percep-dist
 cores=$(nproc --all)
 threads=${THREADS_PER_RANK:-$(( cores / ranks ))}
-[[ "$threads" =~ ^[0-9]+$ ]] || { echo "$0: THREADS_PER_RANK must be a positive integer, got '$threads'" >&2; exit 2; }
-[ "$threads" -ge 1 ] || threads=1
+[[ "${THREADS_PER_RANK:-1}" =~ ^[1-9][0-9]*$ ]] || { echo "$0: THREADS_PER_RANK must be a positive integer, got '$THREADS_PER_RANK'" >&2; exit 2; }
+[ "$threads" -ge 1 ] 2>/dev/null || threads=1   # fewer cores than ranks
 if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
 exec mpirun -np "$ranks" --oversubscribe --bind-to none -x OMP_NUM_THREADS="$threads" -x PERCEP_THREADS="$threads" "$bin" "$@"

@@ -99,7 +99,7 @@ struct DistCheck: ParsableCommand {
     /// every bucket but the last (whose parameter the walk reaches at its very end) must finish
     /// its all-reduce before the walk ends; with `--no-overlap`, none may start before it.
     func checkOverlap(_ world: Communicator) throws {
-        let r = world.rank, parts = 5, elements = 65_536, sleepMicroseconds: UInt32 = 40_000
+        let r = world.rank, parts = 5, elements = 65_536, sleepMicroseconds: UInt32 = 150_000
         let params = (0..<parts).map { _ in Tensor.zeros([elements], requiresGrad: true) }
         let sync = GradientSynchronizer(parameters: params, communicator: world, bucketBytes: elements * 4, overlap: !noOverlap)
         guard sync.buckets.count == parts else { throw DistributedError(rank: r, message: "expected \(parts) buckets, got \(sync.buckets.count)") }

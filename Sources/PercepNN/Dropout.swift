@@ -28,7 +28,9 @@ public final class Dropout2d: Module, Layer {
     private static let lock = NSLock()
 
     /// Runs `body` (one forward pass) with `keys[i]` the key of sample i of every dropout layer's
-    /// input; dropout calls inside are numbered in order, so each layer draws its own mask.
+    /// input; dropout calls inside are numbered in order, so each layer draws its own mask. The
+    /// scope is process-wide (a training forward runs on one thread), scopes nest, and every
+    /// training-mode `Dropout2d` inside must see exactly `keys.count` samples (checked).
     public static func withSampleKeys<T>(_ keys: [UInt64], _ body: () throws -> T) rethrows -> T {
         lock.lock(); let saved = scope; scope = Scope(keys: keys, calls: 0); lock.unlock()
         defer { lock.lock(); scope = saved; lock.unlock() }

@@ -36,7 +36,8 @@ public final class PSPHead: Module, DecodeHead {
     /// Channel dropout before `conv_seg`.
     public let dropout: Dropout2d
 
-    /// A head with `channels` per branch and in the bottleneck.
+    /// A head with `channels` per branch and in the bottleneck, and channel dropout
+    /// `dropoutRatio` before `conv_seg`.
     public init(inChannels: Int, channels: Int, classes: Int, poolScales: [Int] = [1, 2, 3, 6], dropoutRatio: Float = 0,
                 rng: inout SeededRNG) {
         self.poolScales = poolScales
@@ -89,7 +90,7 @@ public final class DepthwiseSeparableASPPHead: Module, DecodeHead {
     public let dropout: Dropout2d
 
     /// A head with `channels` per branch; `c1Channels` is the low-level projection width
-    /// (mmseg: 48 for R50/R101, 12 for R18).
+    /// (mmseg: 48 for R50/R101, 12 for R18); channel dropout `dropoutRatio` before `conv_seg`.
     public init(inChannels: Int, channels: Int, c1InChannels: Int, c1Channels: Int, classes: Int, dilations: [Int],
                 dropoutRatio: Float = 0, rng: inout SeededRNG) {
         self.dilations = dilations
@@ -143,7 +144,8 @@ public final class FCNHead: Module, DecodeHead {
     /// Channel dropout before `conv_seg`.
     public let dropout: Dropout2d
 
-    /// A head with `numConvs` 3×3 ConvModules of `channels`.
+    /// A head with `numConvs` 3×3 ConvModules of `channels` and channel dropout `dropoutRatio`
+    /// before `conv_seg`.
     public init(inChannels: Int, channels: Int, classes: Int, numConvs: Int = 1, inIndex: Int = 2, dropoutRatio: Float = 0,
                 rng: inout SeededRNG) {
         precondition(numConvs > 0, "FCNHead: numConvs must be positive")

@@ -80,7 +80,9 @@ public let segmentationModelNames: [String] = ["pspnet", "deeplabv3plus"].flatMa
 /// DeepLabV3+ low-level projection 48 or 12. `baseChannels` is the stem width (64 for the real
 /// networks; tests and demos use tiny widths). `asppDilations` defaults to 1, 12, 24, 36 at OS8 and
 /// 1, 6, 12, 18 at OS16/32. The auxiliary head (mmseg's FCNHead on layer3, loss weight 0.4 in
-/// its recipes) is built when `auxiliaryHead` is true.
+/// its recipes) is built when `auxiliaryHead` is true. `dropoutRatio` is the channel dropout every
+/// head applies before `conv_seg` in training (mmseg's `dropout_ratio`, 0.1 in its configs; 0 here
+/// by default, as in the PyTorch twin the tests compare against).
 ///
 /// input of the model: [N, inChannels, H, W]; logits at H/OS (PSPNet) or H/4 (DeepLabV3+).
 public func makeSegmentationModel(name: String, classes: Int, rng: inout SeededRNG, outputStride: Int = 8,

@@ -92,8 +92,8 @@ public final class Trainer {
             let epoch = sampler.batch(atCursor: it * batch).epoch
             let terms = try task.lossTerms(step: it, rng: &rng)
             let total = terms.dropFirst().reduce(terms[0].value) { $0 + $1.value }
-            // Seconds this rank waited for gradients after its backward walk: the communication
-            // that overlap did not hide (0 on one rank).
+            // Seconds this rank waited for gradients after its backward walk: communication that
+            // overlap did not hide, plus any wait for a slower rank (0 on one rank).
             var commWait = 0.0
             if try agreeOnNonFinite(terms, iteration: it, skip: skipNonFinite) {
                 skippedSteps += 1
@@ -196,8 +196,17 @@ public final class Trainer {
         if world.rank == 0 {
             let (checkpoint, source) = try CheckpointLoader.latest(in: outputDirectory)
             if case .fallback(let reason) = source { Log.warning(reason) }
-            guard checkpoint.state.configHash == config.hash else {
-                throw DistributedError(rank: 0, message: "\(checkpoint.path) was written with another config (hash \(String(checkpoint.state.configHash, radix: 16)), this run's is \(String(config.hash, radix: 16)))")
+            if checkpoint.state.configHash != config.hash {
+                // Name what differs. Keys only this version knows (an upgrade mid-run) take this
+                // run's values with a warning; any other difference stops the resume.
+                let diff = config.difference(fromStored: checkpoint.state.configText)
+                var problems = diff.changed.map { "\($0.key): \($0.stored) in the checkpoint, \($0.current) now" }
+                problems += diff.removed.map { "\($0): in the checkpoint, unknown to this version" }
+                if !problems.isEmpty || diff.added.isEmpty {
+                    if problems.isEmpty { problems = ["the stored config text differs (hash \(String(checkpoint.state.configHash, radix: 16)) vs \(String(config.hash, radix: 16)))"] }
+                    throw DistributedError(rank: 0, message: "\(checkpoint.path) was written with another config: " + problems.joined(separator: "; "))
+                }
+                Log.warning("\(checkpoint.path) predates config keys \(diff.added.map { "\($0.key) (now \($0.current))" }.joined(separator: ", ")); the run continues with those values")
             }
             guard checkpoint.state.lossNetworkFingerprint == lossNetworkFingerprint else {
                 throw DistributedError(rank: 0, message: "\(checkpoint.path) was trained against another loss network (fingerprint \(String(checkpoint.state.lossNetworkFingerprint, radix: 16)))")

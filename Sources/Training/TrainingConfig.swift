@@ -218,3 +218,50 @@ public struct TrainingConfig: Sendable, Equatable {
     /// A `[Double]` key's value.
     public func doubles(_ key: String) -> [Double] { if case .doubleList(let v) = value(key, .doubleList) { return v }; fatalError() }
 }
+
+// MARK: Comparing a stored config
+
+/// How a config stored in a checkpoint (its `resolvedYAML`) differs from this run's.
+public struct ConfigDifference: Sendable {
+    /// Keys whose values differ: (key, stored value, this run's value), sorted by key.
+    public var changed: [(key: String, stored: String, current: String)] = []
+    /// Keys this program knows that the stored config lacks (written by an older version); they
+    /// take this run's values.
+    public var added: [(key: String, current: String)] = []
+    /// Keys the stored config has that this program no longer knows.
+    public var removed: [String] = []
+
+    /// True when nothing differs.
+    public var isEmpty: Bool { changed.isEmpty && added.isEmpty && removed.isEmpty }
+}
+
+extension TrainingConfig {
+    /// Compares `stored`, a `resolvedYAML` written earlier (possibly by another version of the
+    /// program), with this config. Keys are read back from the dump's own format (two-space
+    /// indentation, one key or group per line), so keys this version does not know are reported
+    /// instead of failing to parse.
+    public func difference(fromStored stored: String) -> ConfigDifference {
+        var storedValues: [String: String] = [:]
+        var groups: [String] = []
+        for line in stored.split(separator: "\n", omittingEmptySubsequences: true) {
+            let indent = line.prefix { $0 == " " }.count / 2
+            let body = line.drop { $0 == " " }
+            guard let colon = body.firstIndex(of: ":") else { continue }
+            let name = String(body[..<colon])
+            let rest = body[body.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+            groups = Array(groups.prefix(indent))
+            if rest.isEmpty { groups.append(name) } else { storedValues[(groups + [name]).joined(separator: ".")] = rest }
+        }
+        var diff = ConfigDifference()
+        for key in values.keys.sorted() {
+            let current = "\(values[key]!)"
+            if let old = storedValues[key] {
+                if old != current { diff.changed.append((key, old, current)) }
+            } else {
+                diff.added.append((key, current))
+            }
+        }
+        diff.removed = storedValues.keys.filter { values[$0] == nil }.sorted()
+        return diff
+    }
+}

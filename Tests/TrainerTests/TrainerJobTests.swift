@@ -26,6 +26,16 @@ final class TrainerJobTests: XCTestCase {
                                                          "SOLVER.IMS_PER_BATCH", "2", "LOSS.PERCEPTUAL.ENABLED", "false", "LOG_PERIOD", "1"] + extra)
     }
 
+    /// Resuming under a changed config stops before any work and names each differing key.
+    func testResumeUnderAnotherConfigNamesTheKeys() throws {
+        let first = try demo(["SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "2"])
+        XCTAssertEqual(first.status, 0, first.err)
+        let changed = try demo(["SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "2", "SOLVER.BASE_LR", "0.5", "--resume"])
+        XCTAssertNotEqual(changed.status, 0)
+        XCTAssertTrue(changed.err.contains("was written with another config: SOLVER.BASE_LR:"), changed.err)
+        XCTAssertTrue(changed.err.contains("0.5 now"), changed.err)
+    }
+
     func records(_ output: String = "run") throws -> [[String: Any]] {
         let text = try String(contentsOf: dir.appendingPathComponent("\(output)/metrics.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }

@@ -28,6 +28,33 @@ final class ConfigTests: XCTestCase {
         return nil
     }
 
+    /// A stored dump compared with this run's config: changed values, keys an older version did
+    /// not have, keys this version no longer knows.
+    func testDifferenceFromAStoredDump() throws {
+        var config = TrainingConfig()
+        try config.apply(overrides: ["SOLVER.BASE_LR", "0.02", "OUTPUT_DIR", "out/a"])
+        XCTAssertTrue(config.difference(fromStored: config.resolvedYAML).isEmpty)
+
+        var other = config
+        try other.apply(overrides: ["SOLVER.BASE_LR", "0.05", "OUTPUT_DIR", "out/b"])
+        let changed = other.difference(fromStored: config.resolvedYAML)
+        XCTAssertEqual(changed.changed.map(\.key), ["OUTPUT_DIR", "SOLVER.BASE_LR"])
+        XCTAssertEqual(changed.changed.last?.stored, "0.02")
+        XCTAssertEqual(changed.changed.last?.current, "0.05")
+        XCTAssertTrue(changed.added.isEmpty && changed.removed.isEmpty)
+
+        // An older version's dump: without MODEL.DROPOUT_RATIO, with a key since retired.
+        var lines = config.resolvedYAML.split(separator: "\n").map(String.init)
+        let dropout = try XCTUnwrap(lines.firstIndex { $0.trimmingCharacters(in: .whitespaces).hasPrefix("DROPOUT_RATIO:") })
+        lines.remove(at: dropout)
+        let solver = try XCTUnwrap(lines.firstIndex { $0 == "SOLVER:" })
+        lines.insert("  RETIRED_KEY: 3", at: solver + 1)
+        let old = config.difference(fromStored: lines.joined(separator: "\n"))
+        XCTAssertTrue(old.changed.isEmpty, "\(old.changed)")
+        XCTAssertEqual(old.added.map(\.key), ["MODEL.DROPOUT_RATIO"])
+        XCTAssertEqual(old.removed, ["SOLVER.RETIRED_KEY"])
+    }
+
     func testDefaults() {
         let c = TrainingConfig()
         XCTAssertEqual(c.double("SOLVER.POLY_POWER"), 0.9)

@@ -82,7 +82,8 @@ public enum ConvDispatch {
 
     private static func measuredRule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
         if g.groups > 1 && g.groups == g.cIn { return .dnnl }   // depthwise: GEMM degenerates
-        if let impl = dnnlImplementation(g, pass: pass), impl.contains("gemm") { return .im2col }
+        // "x64:gemm:jit" and the like (not "brgemm", oneDNN's batch-reduce JIT kernels).
+        if let impl = dnnlImplementation(g, pass: pass), impl.split(separator: ":").contains("gemm") { return .im2col }
         switch pass {
         case .forward, .backwardData:
             return .dnnl
