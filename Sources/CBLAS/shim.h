@@ -3,3 +3,6 @@
 // OpenBLAS extensions for the thread budget.
 void openblas_set_num_threads(int num_threads);
 int openblas_get_num_threads(void);
+// The kernel family OpenBLAS dispatches to on this CPU (e.g. "Haswell", "SkylakeX"; it follows
+// OPENBLAS_CORETYPE when that is set).
+char *openblas_get_corename(void);

@@ -546,6 +546,26 @@ const char *pd_conv_impl_name(pd_conv *c, int which) {
   return name;  // owned by the primitive descriptor, which lives as long as c
 }
 
+int pd_dnnl_isa_bits(void) {
+  switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx512_mic:
+    case dnnl_cpu_isa_avx512_mic_4ops:
+    case dnnl_cpu_isa_avx512_core:
+    case dnnl_cpu_isa_avx512_core_vnni:
+    case dnnl_cpu_isa_avx512_core_bf16:
+    case dnnl_cpu_isa_avx512_core_amx:
+      return 512;
+    case dnnl_cpu_isa_avx:
+    case dnnl_cpu_isa_avx2:
+    case dnnl_cpu_isa_avx2_vnni:
+      return 256;
+    case dnnl_cpu_isa_sse41:
+      return 128;
+    default:
+      return 0;
+  }
+}
+
 const char *pd_conv_last_error(pd_conv *c) {
   return c ? c->err : "pd_conv_last_error: object is NULL";
 }

@@ -15,7 +15,8 @@ struct ConvCase {
 }
 
 /// The fixed shape set of `bench conv`: the paper's VGG16 loss network (2,2,3,3,3) at 19 and
-/// 150 input channels, 128² and 256², batch 2; ResNet-18/50 3×3 and 1×1 layers at 224², batch 2;
+/// 150 input channels, 128² and 256², batch 2 (and its first layer on 1 channel, depth, and on 3,
+/// the pretrained variant behind its 1×1 adapter); ResNet-18/50 3×3 and 1×1 layers at 224², batch 2;
 /// the dilated 3×3 layers of the segmentation backbones (output stride 8, 512² crops, batch 2).
 func convBenchmarkCases() -> [ConvCase] {
     var cases: [ConvCase] = []
@@ -24,7 +25,7 @@ func convBenchmarkCases() -> [ConvCase] {
                                                     stride: (s, s), padding: (d * (k / 2), d * (k / 2)), dilation: (d, d)))
     }
     for size in [128, 256] {
-        for cin in [19, 150] { cases.append(conv("vgg16.c\(cin).conv1_1@\(size)", cin, 64, size)) }
+        for cin in [1, 3, 19, 150] { cases.append(conv("vgg16.c\(cin).conv1_1@\(size)", cin, 64, size)) }
         let layers: [(String, Int, Int, Int)] = [
             ("conv1_2", 64, 64, 1), ("conv2_1", 64, 128, 2), ("conv2_2", 128, 128, 2),
             ("conv3_1", 128, 256, 4), ("conv3_x", 256, 256, 4), ("conv4_1", 256, 512, 8),
@@ -81,10 +82,12 @@ struct ConvTiming: Codable {
     var combined_gflops: Double
 }
 
-/// Times forward, backward-data and backward-weight of `g` with `algorithm` forced.
+/// Times forward, backward-data and backward-weight of `g` with `algorithm` forced (nil: what
+/// runs by default, which honours `PERCEP_CONV`).
 func timeConv(_ g: ConvGeometry, algorithm: ConvAlgorithm?, repeats: Int) -> ConvTiming {
-    ConvDispatch.force(algorithm)
-    defer { ConvDispatch.force(nil) }
+    let previous = ConvDispatch.forcedAlgorithm
+    if let algorithm { ConvDispatch.force(algorithm) }
+    defer { ConvDispatch.force(previous) }
     var rng = SeededRNG(seed: 1, stream: "bench")
     let x = Tensor(uninitialized: [g.n, g.cIn, g.h, g.w]); rng.fillUniform(x, lo: -1, hi: 1)
     let w = Tensor(uninitialized: [g.cOut, g.cInPerGroup, g.kh, g.kw]); rng.fillUniform(w, lo: -0.1, hi: 0.1)

@@ -96,6 +96,11 @@ int pd_conv_backward_weights(pd_conv *c, const float *src, const float *diff_dst
 /// valid until pd_conv_destroy(c).
 const char *pd_conv_impl_name(pd_conv *c, int which);
 
+/// Vector width in bits of the widest instruction set oneDNN's kernels use on this CPU (what
+/// dnnl_get_effective_cpu_isa reports, after any DNNL_MAX_CPU_ISA limit): 512 for the AVX-512
+/// families, 256 for AVX/AVX2, 128 for SSE4.1, 0 when oneDNN reports none of these.
+int pd_dnnl_isa_bits(void);
+
 /// Message describing the most recent failure on `c` ("" if none). Owned by
 /// `c`; valid until the next call on `c` or its destruction.
 const char *pd_conv_last_error(pd_conv *c);

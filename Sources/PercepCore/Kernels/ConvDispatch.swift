@@ -44,6 +44,12 @@ public enum ConvDispatch {
         forced = algorithm
     }
 
+    /// The algorithm forced for every shape (by `force` or `PERCEP_CONV`), nil when none is.
+    public static var forcedAlgorithm: ConvAlgorithm? {
+        lock.lock(); defer { lock.unlock() }
+        return forced
+    }
+
     /// Called when the thread budget changes: oneDNN fixes a primitive's thread split when the
     /// primitive is created, so cached primitives are dropped and rebuilt on next use.
     static func threadsChanged() {
@@ -62,14 +68,22 @@ public enum ConvDispatch {
         return rule(g, pass)
     }
 
-    /// The measured rule (`percep-dist bench conv --compare`, docs/benchmarks.md): oneDNN's JIT
-    /// direct convolution wins most passes; im2col + OpenBLAS wins wherever oneDNN falls back to
-    /// its own GEMM-based implementation (dilated 3×3 layers, the strided 7×7 stem's
-    /// backward-data), the backward-weight pass of 3×3 layers with ≥ 256 input channels, and the
-    /// backward-weight pass of few input channels that are not a multiple of oneDNN's 8-channel
-    /// block (a loss network's first layer on 19 classes), where the padded blocks cost more.
-    /// Decided once per shape and pass (the fallback check asks oneDNN which implementation it
-    /// picked).
+    /// The measured rule (`percep-dist bench conv --compare`, docs/benchmarks.md), expressed in
+    /// what the libraries report on the machine at hand rather than pinned to one CPU: which
+    /// implementation oneDNN picked for the pass (its GEMM fallback or a JIT kernel, and for
+    /// which ISA) and how wide OpenBLAS's kernels are (`Gemm.vectorBits`; `OPENBLAS_CORETYPE`
+    /// can hold OpenBLAS below the CPU's ISA while oneDNN uses all of it).
+    ///
+    /// - oneDNN's GEMM fallback (dilated layers and the strided 7×7 stem's backward-data with
+    ///   oneDNN's AVX2 kernels) loses to im2col + OpenBLAS when OpenBLAS is at least as wide;
+    ///   when oneDNN's GEMM is wider, it is kept.
+    /// - A JIT kernel wider than OpenBLAS's (AVX-512 oneDNN beside AVX2 OpenBLAS, measured on
+    ///   Zen 5) wins every pass of the benchmark shapes by 1.3–4×.
+    /// - At equal widths (both AVX2, measured on an AVX2-only EPYC), im2col wins backward-weight
+    ///   of 3×3 layers with ≥ 256 input channels, and of few input channels off oneDNN's
+    ///   8-channel block (a loss network's first layer on 19 classes), where the padded blocks
+    ///   cost more.
+    /// Decided once per shape and pass.
     static func rule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
         let key = TuneKey(geometry: g, pass: pass)
         lock.lock()
@@ -80,10 +94,28 @@ public enum ConvDispatch {
         return decided
     }
 
+    /// Vector width in bits of the widest ISA oneDNN uses on this CPU (after any
+    /// `DNNL_MAX_CPU_ISA` limit).
+    public static let dnnlVectorBits = Int(pd_dnnl_isa_bits())
+
+    /// The vector width a oneDNN implementation string names ("jit:avx512_core" → 512,
+    /// "jit_1x1:avx2" → 256), nil when it names no ISA (the GEMM fallback "x64:gemm:jit").
+    static func vectorBits(ofImplementation impl: String) -> Int? {
+        if impl.contains("avx512") { return 512 }
+        if impl.contains("avx") { return 256 }
+        if impl.contains("sse41") { return 128 }
+        return nil
+    }
+
+    /// Whether a oneDNN implementation string is its GEMM-based fallback ("x64:gemm:jit" and the
+    /// like; not "brgemm", oneDNN's batch-reduce JIT kernels).
+    static func isGemmFallback(_ impl: String) -> Bool { impl.split(separator: ":").contains("gemm") }
+
     private static func measuredRule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
         if g.groups > 1 && g.groups == g.cIn { return .dnnl }   // depthwise: GEMM degenerates
-        // "x64:gemm:jit" and the like (not "brgemm", oneDNN's batch-reduce JIT kernels).
-        if let impl = dnnlImplementation(g, pass: pass), impl.split(separator: ":").contains("gemm") { return .im2col }
+        guard let impl = dnnlImplementation(g, pass: pass) else { return .im2col }
+        if isGemmFallback(impl) { return Gemm.vectorBits >= dnnlVectorBits ? .im2col : .dnnl }
+        if (vectorBits(ofImplementation: impl) ?? dnnlVectorBits) > Gemm.vectorBits { return .dnnl }
         switch pass {
         case .forward, .backwardData:
             return .dnnl

@@ -14,6 +14,21 @@ public enum Gemm {
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
     }
 
+    /// The kernel family OpenBLAS runs on this CPU ("Haswell", "SkylakeX", …; it follows
+    /// `OPENBLAS_CORETYPE` when that is set).
+    public static let kernelFamily: String = openblas_get_corename().map { String(cString: $0) } ?? "unknown"
+
+    /// Vector width in bits of OpenBLAS's sgemm kernels here: 512 for its AVX-512 families, 256
+    /// for the AVX/AVX2 ones, 128 otherwise.
+    public static let vectorBits: Int = {
+        let family = kernelFamily.lowercased()
+        if ["skylakex", "cooperlake", "sapphirerapids"].contains(where: family.contains) { return 512 }
+        if ["haswell", "zen", "sandybridge", "excavator", "steamroller", "piledriver", "bulldozer"].contains(where: family.contains) {
+            return 256
+        }
+        return 128
+    }()
+
     /// Reference triple loop with double accumulation, for tests.
     public static func sgemmNaive(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int,
                                   alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
