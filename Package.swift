@@ -52,6 +52,9 @@ let package = Package(
         .target(name: "CDNNLConv", linkerSettings: [.linkedLibrary("dnnl")]),
         // libgomp, the one thread pool shared by OpenBLAS, oneDNN and the engine's loops.
         .target(name: "COpenMP", linkerSettings: [.linkedLibrary("gomp")]),
+        // The version and the source revision the binary was built from (`--version`, replica check).
+        .plugin(name: "SourceRevision", capability: .buildTool(), path: "Plugins/SourceRevision"),
+        .target(name: "BuildInfo", plugins: ["SourceRevision"]),
         .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP"], swiftSettings: release,
                 linkerSettings: openblasOpenMP),
         .target(name: "PercepNN", dependencies: ["PercepCore"], swiftSettings: release),
@@ -83,7 +86,7 @@ let package = Package(
         .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: release),
         // The training loop every task shares: replicas, gradient sync, schedule, logs, evaluation,
         // checkpoints and resume around a `TrainingTask`.
-        .target(name: "Trainer", dependencies: ["Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
+        .target(name: "Trainer", dependencies: ["BuildInfo", "Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: release),
         // `train-seg`/`eval-seg`: the segmentation task on the shared loop (datasets, student,
         // teacher, perceptual term, mmseg mIoU, whole/slide inference).
@@ -94,7 +97,7 @@ let package = Package(
         .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
+            dependencies: ["BuildInfo", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
                            "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),

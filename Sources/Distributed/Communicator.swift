@@ -177,7 +177,7 @@ public final class Communicator {
     /// MPI_Finalize after an error).
     public func fail(_ message: String) -> Never {
         state.lock(); let first = !failed; failed = true; state.unlock()
-        if first { Log.error("rank \(rank): \(message); aborting the job") }
+        if first { Log.error("\(message); aborting the job") }
         pd_mpi_abort(1)
         exit(1)
     }
@@ -186,7 +186,9 @@ public final class Communicator {
     /// job through `fail` (logged with the rank, MPI_Abort), so no rank waits on a dead one.
     public static func run(timeout: Double, _ body: (Communicator) throws -> Void) throws {
         let world = try start(timeout: timeout)
-        do { try body(world) } catch { world.fail("\(error)") }
+        do { try body(world) } catch let error as DistributedError where error.rank == world.rank {
+            world.fail(error.message)   // the log line names the rank already
+        } catch { world.fail("\(error)") }
         world.finish()
     }
 

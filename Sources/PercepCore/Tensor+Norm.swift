@@ -34,13 +34,15 @@ extension Tensor {
                 }
             }
             reduceStats?(&sums, &sqs, &m)
-            precondition(m > 1, "batch_norm: training needs more than one value per channel, input \(shape)")
-            for ch in 0..<c {
+            // Over ≤ 1 value the unbiased variance is undefined: the running statistics are left
+            // alone (callers report the layer; see BatchNorm2d.degenerate) instead of turning
+            // non-finite, and the output is the normalised single value, β.
+            for ch in 0..<c where m > 0 {
                 let mu = sums[ch] / Double(m)
                 let v = Swift.max(sqs[ch] / Double(m) - mu * mu, 0)
                 mean[ch] = Float(mu)
                 invstd[ch] = Float(1 / (v + Double(eps)).squareRoot())
-                if let rm = runningMean, let rv = runningVar {
+                if m > 1, let rm = runningMean, let rv = runningVar {
                     rm.data[ch] = (1 - momentum) * rm.data[ch] + momentum * Float(mu)
                     rv.data[ch] = (1 - momentum) * rv.data[ch] + momentum * Float(v * Double(m) / Double(m - 1))
                 }

@@ -1,3 +1,4 @@
+import BuildInfo
 import ArgumentParser
 import CMPI
 import Distributed
@@ -47,20 +48,14 @@ struct DistCheck: ParsableCommand {
 
     func run() throws {
         ThreadBudget.set(1)
-        let world = try Communicator.start(timeout: timeout)
-        do {
+        try Communicator.run(timeout: timeout) { world in
             switch scenario {
             case .allreduce: try checkAllreduce(world)
             case .overlap: try checkOverlap(world)
             case .train: try train(world)
             case .replicas: try replicas(world)
             }
-        } catch let error as DistributedError {
-            world.fail(error.message)
-        } catch {
-            world.fail("\(error)")
         }
-        world.finish()
     }
 
     /// Exact sums for odd sizes and several buckets.
@@ -170,7 +165,7 @@ struct DistCheck: ParsableCommand {
         c.seed = world.rank == mismatchRank ? 99 : 1
         let loss = try PerceptualLoss(c)
         try world.verifyReplicas([("loss-network fingerprint", Int64(bitPattern: loss.fingerprint)),
-                                  ("code version", 1)])
+                                  ("build", BuildInfo.identityHash)])
         Log.info("replicas agree on \(world.size) ranks")
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import BuildInfo
 import Foundation
 import PercepCore
 import PercepNN
@@ -8,6 +9,7 @@ struct PercepDist: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "percep-dist",
         abstract: "Data-parallel training with the generic perceptual loss.",
+        version: "percep-dist \(BuildInfo.description)",
         subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, Synth.self,
                       CheckpointCommand.self, PlotCommand.self])
 }

@@ -88,6 +88,11 @@ public final class BatchNorm2d: Module, Layer {
     public let momentum: Float, eps: Float
     /// Cross-rank reduction of batch statistics (set by synchronized BN), or nil for local BN.
     public var reduceStats: ((inout [Double], inout [Double], inout Int) -> Void)?
+    /// The input shape and the number of values per channel (after synchronized BN's reduction)
+    /// of the last training forward, nil until one ran. Statistics over ≤ 1 value are undefined
+    /// (PyTorch refuses them); `BatchNorm2d.degenerate(in:)` lets the trainer stop with a clear
+    /// error instead of letting the running variance turn non-finite.
+    public private(set) var lastTrainingStatistics: (inputShape: [Int], valuesPerChannel: Int)?
 
     /// γ = 1, β = 0, running mean 0, running variance 1.
     public init(_ channels: Int, momentum: Float = 0.1, eps: Float = 1e-5) {
@@ -103,9 +108,29 @@ public final class BatchNorm2d: Module, Layer {
 
     /// Normalises with batch statistics in training mode, running statistics in eval mode.
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        if isTraining { numBatchesTracked.data[0] += 1 }
-        return x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
-                           training: isTraining, momentum: momentum, eps: eps, reduceStats: reduceStats)
+        guard isTraining else {
+            return x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                               training: false, momentum: momentum, eps: eps)
+        }
+        numBatchesTracked.data[0] += 1
+        let reduce = reduceStats
+        var counted = 0
+        let y = x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+                            training: true, momentum: momentum, eps: eps) { sums, squares, count in
+            reduce?(&sums, &squares, &count)
+            counted = count
+        }
+        lastTrainingStatistics = (x.shape, counted)
+        return y
+    }
+
+    /// The BatchNorm layers of `module` whose last training forward normalised over ≤ 1 value
+    /// per channel, with their dotted names, input shapes and counts.
+    public static func degenerate(in module: Module) -> [(name: String, inputShape: [Int], valuesPerChannel: Int)] {
+        module.namedModules().compactMap { name, m in
+            guard let bn = m as? BatchNorm2d, let s = bn.lastTrainingStatistics, s.valuesPerChannel <= 1 else { return nil }
+            return (name, s.inputShape, s.valuesPerChannel)
+        }
     }
 }
 

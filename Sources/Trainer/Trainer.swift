@@ -1,3 +1,4 @@
+import BuildInfo
 import Checkpoint
 import Distributed
 import Foundation
@@ -56,7 +57,7 @@ public final class Trainer {
         try world.verifyReplicas([
             ("parameter count", Int64(named.count)), ("shapes", shapesHash(model)),
             ("resolved config", Int64(bitPattern: cfg.hash)),
-            ("loss-network fingerprint", Int64(bitPattern: lossNetworkFingerprint)), ("code version", Self.codeVersion),
+            ("loss-network fingerprint", Int64(bitPattern: lossNetworkFingerprint)), ("build", BuildInfo.identityHash),
         ])
         world.broadcastState(of: model)
         if cfg.bool("MODEL.SYNC_BN") { world.synchronizeBatchNorm(in: model) }
@@ -91,6 +92,7 @@ public final class Trainer {
             let t0 = Date()
             let epoch = sampler.batch(atCursor: it * batch).epoch
             let terms = try task.lossTerms(step: it, rng: &rng)
+            try checkBatchNormStatistics(model)
             let total = terms.dropFirst().reduce(terms[0].value) { $0 + $1.value }
             // Seconds this rank waited for gradients after its backward walk: communication that
             // overlap did not hide, plus any wait for a slower rank (0 on one rank).
@@ -234,6 +236,22 @@ public final class Trainer {
         return Int(header[0])
     }
 
+    /// Stops the run, as PyTorch does on the first forward, when a BatchNorm layer normalised
+    /// over ≤ 1 value per channel (one image per rank through a 1×1 pooled branch): its
+    /// statistics are undefined and the running variance would turn non-finite iterations later.
+    /// Every rank sees the same shapes, so every rank stops with the same message.
+    private func checkBatchNormStatistics(_ model: Module) throws {
+        guard let first = BatchNorm2d.degenerate(in: model).first else { return }
+        let perRank = globalBatch / max(world.size, 1)
+        let sync = config.bool("MODEL.SYNC_BN")
+        var message = "BatchNorm layer \(first.name) normalised over \(first.valuesPerChannel) value per channel in training "
+            + "(input \(first.inputShape)): SOLVER.IMS_PER_BATCH \(globalBatch) over \(world.size) rank(s) gives \(perRank) image(s) per rank"
+        message += sync
+            ? ", and even synchronized over all ranks that is too few; use a larger SOLVER.IMS_PER_BATCH"
+            : "; set MODEL.SYNC_BN True to compute the statistics over all ranks, or use fewer ranks or a larger SOLVER.IMS_PER_BATCH"
+        throw DistributedError(rank: world.rank, message: message)
+    }
+
     /// Checks every term for NaN/Inf on every rank (one small all-reduce when there are several
     /// ranks, so all agree). Returns true when the step must be skipped; throws naming the
     /// iteration and the term when the run must stop.
@@ -248,7 +266,4 @@ public final class Trainer {
         }
         throw DistributedError(rank: world.rank, message: "non-finite \(name) (\(terms[bad].value.item) on rank \(world.rank) or another) at iteration \(iteration); the last good checkpoint is kept")
     }
-
-    /// Bumped when a change makes ranks built from different sources disagree numerically.
-    static let codeVersion: Int64 = 2
 }

@@ -96,6 +96,27 @@ final class TrainSegJobTests: XCTestCase {
         }
     }
 
+    /// Eight ranks with one image each: PSPNet's 1×1 pooling branch gives BatchNorm one value per
+    /// channel. Without sync BN the first forward stops the job naming the layer, the per-rank
+    /// batch and the fix, before any update or checkpoint; with sync BN the statistics cover all
+    /// eight images and the run trains, evaluates and checkpoints.
+    func testOneImagePerRankNeedsSyncBatchNorm() throws {
+        let eight = ["SOLVER.IMS_PER_BATCH", "8", "TEST.EVAL_PERIOD", "2", "SOLVER.CHECKPOINT_PERIOD", "2"]
+        let local = try MPIJob.run(ranks: 8, ["--config", config("baseline.yaml")] + small("local", iterations: 2) + eight,
+                                   command: ["train-seg"], limit: 300)
+        XCTAssertNotEqual(local.status, 0, local.output)
+        XCTAssertTrue(local.output.contains("decode_head.psp_modules.0.1.bn") && local.output.contains("1 value per channel")
+                      && local.output.contains("1 image(s) per rank") && local.output.contains("MODEL.SYNC_BN True"), local.output)
+        XCTAssertFalse(local.output.contains("iter: 0"), "the error comes before the first update: \(local.output)")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir.appendingPathComponent("local/last_checkpoint").path))
+        let synced = try MPIJob.run(ranks: 8, ["--config", config("baseline.yaml"), "MODEL.SYNC_BN", "true"] + small("sync", iterations: 2) + eight,
+                                    command: ["train-seg"], limit: 300)
+        XCTAssertEqual(synced.status, 0, synced.output)
+        XCTAssertTrue(synced.output.contains("evaluation on"), synced.output)
+        let weights = try datasets(dir.appendingPathComponent("sync/model_0000002.h5").path)
+        XCTAssertTrue(weights.values.allSatisfy { $0.allSatisfy(\.isFinite) })
+    }
+
     func testResumedRunIsBitIdentical() throws {
         let straight = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg", "--config", config("baseline.yaml")] + small("straight", iterations: 6))
         XCTAssertEqual(straight.status, 0, straight.err)
