@@ -68,6 +68,9 @@ let package = Package(
         .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
         // mmseg's dilated ResNets, PSPNet and DeepLabV3+ heads, auxiliary FCN head, with its names.
         .target(name: "SegmentationModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
+        // detectron2's ResNet, FPN, AdelaiDet's FCOS head, mask branch, dynamic mask head: CondInst
+        // with AdelaiDet's names.
+        .target(name: "InstanceModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
         // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
@@ -130,5 +133,8 @@ let package = Package(
         .testTarget(name: "SegmentationTrainingTests", dependencies: ["SegmentationTraining", "SegmentationModels", "PercepCore", "Checkpoint", "PercepHDF5",
                                                                     "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
+        // CondInst's names and shapes against AdelaiDet's, its ops against the PyTorch twin's fixtures.
+        .testTarget(name: "InstanceModelsTests", dependencies: ["InstanceModels", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
     ]
 )

@@ -16,6 +16,8 @@ static inline hid_t chdf5_native_float(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t chdf5_native_double(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t chdf5_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t chdf5_native_uint64(void) { return H5T_NATIVE_UINT64; }
+static inline hid_t chdf5_native_int32(void) { return H5T_NATIVE_INT32; }
+static inline hid_t chdf5_native_uint8(void) { return H5T_NATIVE_UINT8; }
 static inline hid_t chdf5_c_s1(void) { return H5T_C_S1; }
 static inline size_t chdf5_variable(void) { return H5T_VARIABLE; }
 

@@ -17,10 +17,34 @@ extension Tensor {
     /// Bilinear resize to `size`. input: [N, C, H, W] → [N, C, OH, OW].
     public func resizeBilinear(_ size: (Int, Int), alignCorners: Bool = false) -> Tensor {
         precondition(rank == 4, "interpolate: input \(shape) must be [N, C, H, W]")
+        return resampled(ys: Tensor.linearTaps(inSize: shape[2], outSize: size.0, alignCorners: alignCorners),
+                         xs: Tensor.linearTaps(inSize: shape[3], outSize: size.1, alignCorners: alignCorners))
+    }
+
+    /// AdelaiDet's `aligned_bilinear` for an integer `factor`: replicate one row and column at the
+    /// bottom and right, resize with aligned corners to (f·H+1)×(f·W+1) (input pixel i lands on
+    /// output f·i), shift down and right by ⌊f/2⌋ with edge replication, keep f·H×f·W. Output
+    /// index k reads input coordinate max(k − ⌊f/2⌋, 0)/f, with PyTorch's float32 arithmetic.
+    /// input: [N, C, H, W] → [N, C, f·H, f·W].
+    public func alignedBilinear(factor f: Int) -> Tensor {
+        precondition(rank == 4 && f >= 1, "aligned_bilinear: input \(shape) must be [N, C, H, W] and factor ≥ 1")
+        if f == 1 { return self }
+        func taps(_ size: Int) -> [(Int, Int, Float)] {
+            // The aligned resize from size+1 to f·size+1 samples, indexed after the shift.
+            let stretched = Tensor.linearTaps(inSize: size + 1, outSize: f * size + 1, alignCorners: true)
+            return (0..<(f * size)).map { k in
+                let (i0, i1, frac) = stretched[Swift.max(k - f / 2, 0)]
+                return (Swift.min(i0, size - 1), Swift.min(i1, size - 1), frac)   // row `size` replicates `size - 1`
+            }
+        }
+        return resampled(ys: taps(shape[2]), xs: taps(shape[3]))
+    }
+
+    /// Separable linear resampling: output (oy, ox) blends the four input pixels the taps name.
+    /// input: [N, C, H, W] → [N, C, ys.count, xs.count].
+    func resampled(ys: [(Int, Int, Float)], xs: [(Int, Int, Float)]) -> Tensor {
         let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-        let (oh, ow) = size
-        let ys = Tensor.linearTaps(inSize: h, outSize: oh, alignCorners: alignCorners)
-        let xs = Tensor.linearTaps(inSize: w, outSize: ow, alignCorners: alignCorners)
+        let (oh, ow) = (ys.count, xs.count)
         let out = Tensor(uninitialized: [n, c, oh, ow])
         let px = data, po = out.data
         parallelChunks(n * c, grain: Swift.max(1, 16_384 / Swift.max(oh * ow, 1))) { planes in

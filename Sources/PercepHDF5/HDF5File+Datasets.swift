@@ -32,6 +32,64 @@ extension HDF5File {
         }
     }
 
+    /// Writes integers as an int32 dataset of shape `shape` at `path` (labels, indices, sizes:
+    /// what h5py reads back as `int32`), creating missing intermediate groups.
+    public func write(int32 values: [Int32], shape: [Int], at path: String) throws {
+        try writeRaw(values, shape: shape, type: chdf5_native_int32(), at: path)
+    }
+
+    /// Writes bytes as a uint8 dataset of shape `shape` at `path` (binary masks).
+    public func write(uint8 values: [UInt8], shape: [Int], at path: String) throws {
+        try writeRaw(values, shape: shape, type: chdf5_native_uint8(), at: path)
+    }
+
+    private func writeRaw<T>(_ values: [T], shape: [Int], type: hid_t, at path: String) throws {
+        let op = try begin("writing dataset", path)
+        guard isWritable else { throw op.error("the file is open read-only") }
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
+            throw op.error("\(values.count) values do not fill shape \(shape)")
+        }
+        if try exists(path) {
+            let old = try openObject(path, ofType: H5I_DATASET, op)
+            H5Oclose(old)
+            try op.ok(H5Ldelete(fileID, path, chdf5_p_default()), "H5Ldelete")
+        }
+        let space = try makeDataspace(shape.map { UInt64($0) }, op)
+        defer { H5Sclose(space) }
+        let lcpl = try op.id(H5Pcreate(chdf5_p_link_create()), "H5Pcreate")
+        defer { H5Pclose(lcpl) }
+        try op.ok(H5Pset_create_intermediate_group(lcpl, 1), "H5Pset_create_intermediate_group")
+        try op.ok(H5Pset_char_encoding(lcpl, H5T_CSET_UTF8), "H5Pset_char_encoding")
+        let dataset = try op.id(H5Dcreate2(fileID, path, type, space, lcpl, chdf5_p_default(), chdf5_p_default()), "H5Dcreate2")
+        defer { H5Dclose(dataset) }
+        if !values.isEmpty {
+            try values.withUnsafeBytes { raw in
+                try op.ok(H5Dwrite(dataset, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), raw.baseAddress), "H5Dwrite")
+            }
+        }
+    }
+
+    /// Reads an integer dataset of any width and sign (converted by HDF5 to int64) with its shape.
+    /// A floating-point or other dataset throws, naming its type.
+    public func readIntegers(at path: String) throws -> (values: [Int64], shape: [Int]) {
+        let op = try begin("reading dataset", path)
+        let dataset = try openObject(path, ofType: H5I_DATASET, op)
+        defer { H5Oclose(dataset) }
+        let type = try op.id(H5Dget_type(dataset), "H5Dget_type")
+        defer { H5Tclose(type) }
+        guard H5Tget_class(type) == H5T_INTEGER else {
+            throw op.error("element type is \(HDF5.describe(type)), expected integers")
+        }
+        let shape = try datasetShape(dataset, op)
+        var values = [Int64](repeating: 0, count: shape.reduce(1, *))
+        if !values.isEmpty {
+            try values.withUnsafeMutableBytes { raw in
+                try op.ok(H5Dread(dataset, chdf5_native_int64(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), raw.baseAddress), "H5Dread")
+            }
+        }
+        return (values, shape)
+    }
+
     /// Reads the dataset at `path` into a new float32 tensor of the dataset's shape (a scalar
     /// dataset gives a 0-D tensor).
     ///

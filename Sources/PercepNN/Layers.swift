@@ -93,6 +93,10 @@ public final class BatchNorm2d: Module, Layer {
     /// (PyTorch refuses them); `BatchNorm2d.degenerate(in:)` lets the trainer stop with a clear
     /// error instead of letting the running variance turn non-finite.
     public private(set) var lastTrainingStatistics: (inputShape: [Int], valuesPerChannel: Int)?
+    /// Whether training forwards update the running statistics (and num_batches_tracked). A
+    /// layer applied to several ghost batches per step (CondInst's per-group BN) keeps one
+    /// group's stream, as a replica of PyTorch's would.
+    public var tracksRunningStatistics = true
 
     /// γ = 1, β = 0, running mean 0, running variance 1.
     public init(_ channels: Int, momentum: Float = 0.1, eps: Float = 1e-5) {
@@ -112,10 +116,11 @@ public final class BatchNorm2d: Module, Layer {
             return x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
                                training: false, momentum: momentum, eps: eps)
         }
-        numBatchesTracked.data[0] += 1
+        if tracksRunningStatistics { numBatchesTracked.data[0] += 1 }
         let reduce = reduceStats
         var counted = 0
-        let y = x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar,
+        let y = x.batchNorm(weight: weight, bias: bias, runningMean: tracksRunningStatistics ? runningMean : nil,
+                            runningVar: tracksRunningStatistics ? runningVar : nil,
                             training: true, momentum: momentum, eps: eps) { sums, squares, count in
             reduce?(&sums, &squares, &count)
             counted = count

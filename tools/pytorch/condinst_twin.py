@@ -724,6 +724,8 @@ def training_losses(model, images, gts, lossnet=None, return_details=False):
     cat = lambda key: torch.cat([per_image[i][key][offs[l]:offs[l + 1]] for l in range(5) for i in range(N)])
     labels, reg_t, ctr_t, gt_inds = cat("labels"), cat("reg"), cat("ctr"), cat("gt_inds")
     locations, levels = cat("locations"), cat("level")
+    dt = images.dtype                  # float64 normally; float32 only for conditioning checks
+    reg_t, ctr_t, locations = reg_t.to(dt), ctr_t.to(dt), locations.to(dt)
     img = torch.cat([torch.full((counts[l],), i, dtype=torch.long) for l in range(5) for i in range(N)])
     flat = lambda xs, c: torch.cat([x.permute(0, 2, 3, 1).reshape(-1, c) for x in xs])
     logits_f = flat(logits, C)
@@ -754,7 +756,7 @@ def training_losses(model, images, gts, lossnet=None, return_details=False):
         gidx = gt_inds[sel]
         gt_small = torch.stack([gts[int(i)]["bitmasks"][int(k)][MASK_OUT_STRIDE // 2::MASK_OUT_STRIDE,
                                                                 MASK_OUT_STRIDE // 2::MASK_OUT_STRIDE]
-                                for i, k in zip(ims, gidx)]).unsqueeze(1).to(DTYPE)
+                                for i, k in zip(ims, gidx)]).unsqueeze(1).to(dt)
         mlog = model.mask_head(mask_feats[g], top_f[sel], ims - g * ipg, locations[sel], levels[sel])
         assert mlog.shape == gt_small.shape, (mlog.shape, gt_small.shape)
         scores = mlog.sigmoid()
@@ -779,6 +781,16 @@ def step(model, images, gts, lossnet=None):
     grads = torch.autograd.grad(total, [p for _, p in named], allow_unused=True)
     grads = {n: (g if g is not None else torch.zeros_like(p)).detach() for (n, p), g in zip(named, grads)}
     return {k: float(v) for k, v in losses.items()}, grads, details
+
+
+def to_float32(model, lossnet, images):
+    """A float32 copy of (model, lossnet, images): used to check that a case is well-conditioned
+    (PyTorch's own float32 result close to the float64 one)."""
+    import copy
+    m = copy.deepcopy(model).float()
+    m.mask_head.sizes_of_interest = model.mask_head.sizes_of_interest.clone()
+    ln = copy.deepcopy(lossnet).float() if lossnet is not None else None
+    return m, ln, images.float()
 
 
 # ---------------------------------------------------------------------------------------------
