@@ -71,6 +71,9 @@ let package = Package(
         // detectron2's ResNet, FPN, AdelaiDet's FCOS head, mask branch, dynamic mask head: CondInst
         // with AdelaiDet's names.
         .target(name: "InstanceModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
+        // CondInst's training maths (FCOS targets, focal/GIoU/centerness/dice losses, the perceptual
+        // mask term) and inference (NMS, mask paste).
+        .target(name: "CondInst", dependencies: ["InstanceModels", "Perceptual", "PercepNN", "PercepCore"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
         // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
@@ -81,7 +84,10 @@ let package = Package(
         .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
         // Semantic segmentation data: ADE20K / Cityscapes / VOC readers, mmseg augmentation, the
         // prefetching loader, mmseg's IoUMetric and the `synth seg` generator.
-        .target(name: "SegmentationData", dependencies: ["PercepCore", "ImageCodecs"], swiftSettings: release),
+        .target(name: "SegmentationData", dependencies: ["DataLoading", "PercepCore", "ImageCodecs"], swiftSettings: release),
+        // The one prefetching loader every task uses (threads, bounded window, broken samples
+        // skipped and counted, step order).
+        .target(name: "DataLoading", swiftSettings: release),
         // The trainer's YAML configs (`_BASE_` inheritance, schema, overrides) and LR schedules.
         .target(name: "Training", dependencies: ["PercepCore", "PercepNN", .product(name: "Yams", package: "Yams")],
                 swiftSettings: release),

@@ -51,6 +51,17 @@ public final class Tape {
         tape.entries.append(Entry(output: output, inputs: inputs, backward: backward))
     }
 
+    /// Runs `body` on a fresh tape of its own and restores this thread's tape afterwards: a
+    /// computation whose forward and backward both happen inside `body` (a loss evaluated in
+    /// chunks to bound memory) neither sees nor disturbs the ops recorded around it.
+    public static func isolated<T>(_ body: () throws -> T) rethrows -> T {
+        let outer = current
+        let inner = Tape()
+        Thread.current.threadDictionary[key] = inner
+        defer { Thread.current.threadDictionary[key] = outer }
+        return try body()
+    }
+
     /// Runs `body` with recording switched off: nothing it computes enters the tape.
     public static func withoutGrad<T>(_ body: () throws -> T) rethrows -> T {
         let tape = current

@@ -256,7 +256,7 @@ def dynamic_param_sizes(in_channels, channels, num_layers):
 
 def dynamic_mask_logits(mask_feats, params, im_inds, locations, levels, sizes_of_interest,
                         channels=8, num_layers=3, mask_feat_stride=MASK_FEAT_STRIDE,
-                        mask_out_stride=MASK_OUT_STRIDE):
+                        mask_out_stride=MASK_OUT_STRIDE, trace=None):
     """Dynamic mask head: [n, 1, H*f, W*f] logits (f = mask_feat_stride / mask_out_stride).
 
     mask_feats [N, C, H, W] at stride `mask_feat_stride`; params [n, P] split as all weights
@@ -279,6 +279,8 @@ def dynamic_mask_logits(mask_feats, params, im_inds, locations, levels, sizes_of
         w = ws[l].reshape(n, out_c, -1)
         x = torch.bmm(w, x) + bs[l].reshape(n, out_c, 1)
         if l < num_layers - 1:
+            if trace is not None:       # the fixture generator inspects the pre-activations
+                trace(l, x)
             x = F.relu(x)
     logits = x.reshape(n, 1, H, W)
     assert mask_feat_stride % mask_out_stride == 0
@@ -581,7 +583,7 @@ class DynamicMaskHead(nn.Module):
 
     def forward(self, mask_feats, params, im_inds, locations, levels):
         return dynamic_mask_logits(mask_feats, params, im_inds, locations, levels, self.sizes_of_interest,
-                                   self.channels, self.num_layers)
+                                   self.channels, self.num_layers, trace=getattr(self, "trace", None))
 
 
 class CondInst(nn.Module):
