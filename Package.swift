@@ -74,6 +74,9 @@ let package = Package(
         // CondInst's training maths (FCOS targets, focal/GIoU/centerness/dice losses, the perceptual
         // mask term) and inference (NMS, mask paste).
         .target(name: "CondInst", dependencies: ["InstanceModels", "Perceptual", "PercepNN", "PercepCore"], swiftSettings: release),
+        // COCO instance data for training: the COCO layout, detectron2's resize/flip pipeline (Pillow
+        // resampling), masks on the resized canvas.
+        .target(name: "InstanceData", dependencies: ["COCO", "ImageCodecs", "PercepCore"], swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
         // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages

@@ -5,6 +5,7 @@
 
 #include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mpi.h>
@@ -83,6 +84,34 @@ int pd_mpi_broadcast(void *buffer, int64_t count, int root, char *err, size_t er
 int pd_mpi_allgather_i64(const int64_t *values, int count, int64_t *received, char *err, size_t err_len) {
   return fail(MPI_Allgather(values, count, MPI_INT64_T, received, count, MPI_INT64_T, MPI_COMM_WORLD),
               "MPI_Allgather(int64)", err, err_len);
+}
+
+int pd_mpi_gatherv_bytes(const void *send, int count, void *received, const int *counts, int root, char *err, size_t err_len) {
+  int rank = 0, size = 1;
+  MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  int *displacements = NULL;
+  if (rank == root) {
+    displacements = malloc(sizeof(int) * (size_t)size);
+    if (!displacements) {
+      if (err && err_len) snprintf(err, err_len, "MPI_Gatherv: out of memory for %d displacements", size);
+      return -1;
+    }
+    long long at = 0;
+    for (int r = 0; r < size; r++) {
+      if (at > INT_MAX) {
+        free(displacements);
+        if (err && err_len) snprintf(err, err_len, "MPI_Gatherv: %lld bytes gathered exceed INT_MAX", at);
+        return -1;
+      }
+      displacements[r] = (int)at;
+      at += counts[r];
+    }
+  }
+  int rc = fail(MPI_Gatherv(send, count, MPI_BYTE, received, counts, displacements, MPI_BYTE, root, MPI_COMM_WORLD),
+                "MPI_Gatherv", err, err_len);
+  free(displacements);
+  return rc;
 }
 
 int pd_mpi_barrier(char *err, size_t err_len) { return fail(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier", err, err_len); }

@@ -170,6 +170,30 @@ public final class Communicator {
         return (0..<size).map { Array(received[($0 * n)..<(($0 + 1) * n)]) }
     }
 
+    /// Every rank's bytes, in rank order, on rank `root` (empty elsewhere): one allgather of the
+    /// lengths, then MPI_Gatherv. Variable-length results (detections) reach the evaluating rank.
+    public func gather(_ bytes: [UInt8], root: Int = 0, name: String = "gather") throws -> [[UInt8]] {
+        let counts = allgather([Int64(bytes.count)], name: "\(name) (lengths)").map { Int($0[0]) }
+        let total = counts.reduce(0, +)
+        guard total <= Int(Int32.max) else {
+            throw DistributedError(rank: rank, message: "\(name): \(total) bytes to gather exceed 2 GiB")
+        }
+        var received = [UInt8](repeating: 0, count: rank == root ? max(total, 1) : 0)
+        let counts32 = counts.map { Int32($0) }
+        bytes.withUnsafeBytes { send in
+            received.withUnsafeMutableBytes { recv in
+                counts32.withUnsafeBufferPointer { c in
+                    let (sp, rp, cp, n) = (send.baseAddress, recv.baseAddress, c.baseAddress, Int32(bytes.count))
+                    perform(name) { pd_mpi_gatherv_bytes(sp, n, rp, cp, Int32(root), &$0, $0.count) }
+                }
+            }
+        }
+        guard rank == root else { return [] }
+        var out: [[UInt8]] = [], at = 0
+        for c in counts { out.append(Array(received[at..<(at + c)])); at += c }
+        return out
+    }
+
     /// Waits for every rank.
     public func barrier() { perform("barrier") { pd_mpi_barrier(&$0, $0.count) } }
 

@@ -22,14 +22,6 @@ struct TrainSeg: ParsableCommand {
         let cfg = try TrainingConfig.load(file: config, overrides: overrides)
         try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try SegmentationTask(cfg)
-            if world.size > 1 {
-                let ranks = Double(world.size)
-                task.averageAcrossRanks = { values in
-                    var v = values
-                    world.allreduceSum(&v, name: "labelled pixel count")
-                    return v.map { $0 / ranks }
-                }
-            }
             try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: task.perceptual?.fingerprint ?? 0)
                 .run(resume: resume, stopAt: stopAt)
         }

@@ -33,10 +33,10 @@ public final class SegmentationTask: TrainingTask {
     /// (`<stem>.png`): its pixel values are the class indices (`eval-seg --pred-dir` reads them),
     /// and viewers show them in the VOC colours.
     public var predictionDirectory: String?
-    /// Averages small vectors over the ranks (the runtime's all-reduce ÷ world size); nil on
-    /// one rank. Used to normalise the cross-entropy by the batch's labelled pixels over all
-    /// ranks, not per rank, so the same global batch gives the same gradient at any world size.
-    public var averageAcrossRanks: (([Double]) -> [Double])?
+    /// The job's collectives (the trainer attaches its world): the cross-entropy is normalised by
+    /// the batch's labelled pixels over all ranks, not per rank, so the same global batch gives
+    /// the same gradient at any world size.
+    private var collectives: TaskCollectives = SingleRank()
     /// The summed IoU areas of the last evaluation (every rank), for per-class reports.
     public private(set) var lastEvaluation: IoUAccumulator?
     private var dataWait = 0.0
@@ -63,6 +63,9 @@ public final class SegmentationTask: TrainingTask {
             try perceptual.check(prediction: probe, target: probe)
         }
     }
+
+    /// Keeps the job's collectives for the cross-rank normaliser.
+    public func attach(_ collectives: TaskCollectives) { self.collectives = collectives }
 
     /// The student.
     public var model: Module { student }
@@ -112,7 +115,9 @@ public final class SegmentationTask: TrainingTask {
         // gradient average over ranks this is the mean over the whole global batch (DDP's
         // per-rank mean would weight ranks with fewer labelled pixels more).
         let labelled = Double(batch.labels.reduce(0) { $0 + ($1 == ignore ? 0 : 1) })
-        let perPixel = Float(1 / max(averageAcrossRanks?([labelled])[0] ?? labelled, 1))
+        var counts = [labelled]
+        collectives.allreduceSum(&counts)
+        let perPixel = Float(1 / max(counts[0] / Double(collectives.worldSize), 1))
         func crossEntropy(_ l: Tensor) -> Tensor {
             Loss.crossEntropy(l, target: batch.labels, ignoreIndex: ignore, reduction: .sum) * perPixel
         }

@@ -53,6 +53,7 @@ public final class Trainer {
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
             Log.info("resolved config (hash \(String(cfg.hash, radix: 16))):\n\(cfg.resolvedYAML)")
         }
+        task.attach(world)
         let named = model.namedParameters().filter { $0.1.requiresGrad }
         try world.verifyReplicas([
             ("parameter count", Int64(named.count)), ("shapes", shapesHash(model)),
@@ -72,7 +73,8 @@ public final class Trainer {
                                         bucketBytes: Int(cfg.double("DIST.BUCKET_MB") * 1_048_576), overlap: cfg.bool("DIST.OVERLAP"))
         let schedule = LRSchedule(config: cfg)
         let sampler = try DistributedSampler(datasetSize: task.trainingSetSize, globalBatch: globalBatch,
-                                             seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), worldSize: world.size, rank: world.rank)
+                                             seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), worldSize: world.size, rank: world.rank,
+                                             groups: task.samplingGroups)
         let start = resume ? try restore(model: model, optimizer: sgd, parameters: params) : 0
         let writer = CheckpointWriter(directory: outputDirectory, keepLast: cfg.int("SOLVER.MAX_TO_KEEP"))
         let metrics = world.rank == 0 ? try MetricsLog(directory: outputDirectory) : nil
@@ -97,8 +99,10 @@ public final class Trainer {
             // Seconds this rank waited for gradients after its backward walk: communication that
             // overlap did not hide, plus any wait for a slower rank (0 on one rank).
             var commWait = 0.0
-            if try agreeOnNonFinite(terms, iteration: it, skip: skipNonFinite) {
+            let (skip, averages) = try reduceTerms(terms, iteration: it, skip: skipNonFinite)
+            if skip {
                 skippedSteps += 1
+                Tape.current.reset()   // the skipped step's graph must not reach the next backward
             } else {
                 sync.zeroGrads()
                 sync.backward(total)
@@ -116,14 +120,16 @@ public final class Trainer {
             let dt = Date().timeIntervalSince(t0)
             if world.rank == 0 && (it % logPeriod == 0 || it == maxIter - 1) {
                 let eta = Date().timeIntervalSince(began) / Double(it - start + 1) * Double(maxIter - it - 1)
-                let termText = terms.map { String(format: "%@: %.4f", $0.name, $0.value.item) }.joined(separator: "  ")
+                // The terms averaged over ranks: the global batch's loss, as detectron2 logs it.
+                let termText = zip(terms, averages).map { String(format: "%@: %.4f", $0.name, $1) }.joined(separator: "  ")
+                let totalAverage = averages.reduce(0, +)
                 let commText = world.size > 1 ? String(format: "  comm_wait: %.4f", commWait) : ""
                 Log.info(String(format: "eta: %@  iter: %d  total_loss: %.4f  %@  time: %.4f  data_time: %.4f%@  lr: %.5g  max_mem: %.0fM",
-                                clockText(eta), it, total.item, termText, dt, task.lastDataTime, commText, lr[0], peakRSSMegabytes()))
-                var record: [String: Any] = ["iteration": it, "total_loss": Double(total.item), "lr": Double(lr[0]), "time": dt,
+                                clockText(eta), it, totalAverage, termText, dt, task.lastDataTime, commText, lr[0], peakRSSMegabytes()))
+                var record: [String: Any] = ["iteration": it, "total_loss": totalAverage, "lr": Double(lr[0]), "time": dt,
                                              "data_time": task.lastDataTime, "epoch": epoch, "eta_seconds": eta]
                 if world.size > 1 { record["comm_wait"] = commWait }
-                for term in terms { record[term.name] = Double(term.value.item) }
+                for (term, value) in zip(terms, averages) { record[term.name] = value }
                 try metrics?.append(record)
             }
             let done = it + 1
@@ -178,12 +184,26 @@ public final class Trainer {
         defer { model.train(true) }
         let began = Date()
         let worldSize = world.size
-        var sums = try Tape.withoutGrad {
-            try task.evaluate(indices: shard) { bar.update(min(n, $0 * worldSize)) }
+        let part = try Tape.withoutGrad {
+            try task.evaluateShard(indices: shard) { bar.update(min(n, $0 * worldSize)) }
         }
         bar.update(n)
-        world.allreduceSum(&sums, name: "evaluation sums")
-        let result = task.summarize(sums)
+        let result: EvaluationResult
+        switch part {
+        case .sums(var sums):
+            // A rank returning another length would make the sum meaningless (or hang MPI).
+            let lengths = world.allgather([Int64(sums.count)], name: "evaluation sums (lengths)").map { $0[0] }
+            guard Set(lengths).count == 1 else {
+                throw DistributedError(rank: world.rank, message: "evaluation sums differ in length across ranks: "
+                                       + lengths.enumerated().map { "rank \($0.offset): \($0.element)" }.joined(separator: ", "))
+            }
+            world.allreduceSum(&sums, name: "evaluation sums")
+            result = task.summarize(sums)
+        case .records(let bytes):
+            let all = try world.gather(bytes, name: "evaluation records")
+            guard world.rank == 0 else { return EvaluationResult(metrics: [], primary: "") }
+            result = try task.summarize(records: all)
+        }
         let text = result.metrics.map { String(format: "%@: %.4f", $0.name, $0.value) }.joined(separator: "  ")
         Log.info(String(format: "evaluation on %d samples (%.1f s): %@", n, Date().timeIntervalSince(began), text))
         if !result.report.isEmpty { Log.info(result.report) }
@@ -252,18 +272,31 @@ public final class Trainer {
         throw DistributedError(rank: world.rank, message: message)
     }
 
-    /// Checks every term for NaN/Inf on every rank (one small all-reduce when there are several
-    /// ranks, so all agree). Returns true when the step must be skipped; throws naming the
-    /// iteration and the term when the run must stop.
-    private func agreeOnNonFinite(_ terms: [LossTerm], iteration: Int, skip: Bool) throws -> Bool {
-        var flags = terms.map { $0.value.item.isFinite ? 0.0 : 1.0 }
-        if world.size > 1 { world.allreduceMax(&flags) }
-        guard let bad = flags.firstIndex(where: { $0 > 0 }) else { return false }
+    /// Averages the terms over the ranks for logging and checks them for NaN/Inf, in one small
+    /// all-reduce (when there are several ranks), so every rank agrees. Returns whether the step
+    /// must be skipped, and the averages; throws naming the iteration and the term when the run
+    /// must stop.
+    private func reduceTerms(_ terms: [LossTerm], iteration: Int, skip: Bool) throws -> (skip: Bool, averages: [Double]) {
+        let values = terms.map { Double($0.value.item) }
+        var packed = values.map { $0.isFinite ? $0 : 0 } + values.map { $0.isFinite ? 0 : 1 }
+        if world.size > 1 { world.allreduceSum(&packed, name: "loss terms") }
+        let averages = packed[..<terms.count].map { $0 / Double(world.size) }
+        guard let bad = (0..<terms.count).first(where: { packed[terms.count + $0] > 0 }) else { return (false, averages) }
         let name = terms[bad].name
         if skip {
             Log.warning("non-finite \(name) at iteration \(iteration): step skipped on every rank")
-            return true
+            return (true, averages)
         }
         throw DistributedError(rank: world.rank, message: "non-finite \(name) (\(terms[bad].value.item) on rank \(world.rank) or another) at iteration \(iteration); the last good checkpoint is kept")
     }
+}
+
+/// The MPI world as a task's collectives.
+extension Communicator: TaskCollectives {
+    /// Number of ranks.
+    public var worldSize: Int { size }
+    /// In-place sum over the ranks.
+    public func allreduceSum(_ values: inout [Double]) { allreduceSum(&values, name: "task all-reduce") }
+    /// Every rank's bytes on rank 0.
+    public func gatherToRoot(_ bytes: [UInt8]) throws -> [[UInt8]] { try gather(bytes, root: 0, name: "task gather") }
 }

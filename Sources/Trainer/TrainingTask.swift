@@ -39,6 +39,42 @@ public struct EvaluationResult {
     public var primaryValue: Double { metrics.first { $0.name == primary }?.value ?? .nan }
 }
 
+/// The collective operations a task may run inside its loss or its evaluation: the trainer hands
+/// its MPI world to the task (`attach`), one rank on its own is `SingleRank`.
+public protocol TaskCollectives: AnyObject {
+    /// This rank (0 ..< worldSize).
+    var rank: Int { get }
+    /// Number of ranks.
+    var worldSize: Int { get }
+    /// In-place sum of small vectors over the ranks (same length on every rank).
+    func allreduceSum(_ values: inout [Double])
+    /// Every rank's bytes on rank 0, in rank order (empty elsewhere).
+    func gatherToRoot(_ bytes: [UInt8]) throws -> [[UInt8]]
+}
+
+/// The collectives of a job with one rank: sums are the values, gathers the rank's own bytes.
+public final class SingleRank: TaskCollectives {
+    /// One rank.
+    public init() {}
+    /// 0.
+    public var rank: Int { 0 }
+    /// 1.
+    public var worldSize: Int { 1 }
+    /// Nothing to add.
+    public func allreduceSum(_ values: inout [Double]) {}
+    /// The rank's own bytes.
+    public func gatherToRoot(_ bytes: [UInt8]) throws -> [[UInt8]] { [bytes] }
+}
+
+/// One rank's part of an evaluation: partial sums that add across ranks (mIoU's areas), or
+/// records that rank 0 combines (COCO detections, whose AP is not a sum).
+public enum EvaluationShard {
+    /// Sums, the same length on every rank.
+    case sums([Double])
+    /// Serialised results of this rank's samples.
+    case records([UInt8])
+}
+
 /// What a task (semantic segmentation, instance segmentation, depth, the demo) gives the shared
 /// loop in `Trainer`: the model, the loss of one step on this rank's shard, and an evaluation
 /// whose partial sums add up across ranks.
@@ -68,6 +104,15 @@ public protocol TrainingTask: AnyObject {
     func summarize(_ sums: [Double]) -> EvaluationResult
     /// Stops background work (loader threads); called when training ends or fails.
     func finish()
+    /// Receives the job's collectives before anything else runs (for normalisers that span ranks).
+    func attach(_ collectives: TaskCollectives)
+    /// A group per training sample (aspect-ratio buckets) when every global batch must come from
+    /// one group, nil for plain batches.
+    var samplingGroups: [Int]? { get }
+    /// Evaluates this rank's samples (model in eval mode, no tape): sums or records.
+    func evaluateShard(indices: [Int], progress: (Int) -> Void) throws -> EvaluationShard
+    /// Rank 0 only: turns every rank's records (in rank order) into metrics.
+    func summarize(records: [[UInt8]]) throws -> EvaluationResult
 }
 
 extension TrainingTask {
@@ -83,4 +128,26 @@ extension TrainingTask {
     public func summarize(_ sums: [Double]) -> EvaluationResult { EvaluationResult(metrics: [], primary: "") }
     /// Nothing to stop by default.
     public func finish() {}
+    /// Tasks without cross-rank normalisers ignore the collectives.
+    public func attach(_ collectives: TaskCollectives) {}
+    /// Plain batches by default.
+    public var samplingGroups: [Int]? { nil }
+    /// Additive evaluation by default.
+    public func evaluateShard(indices: [Int], progress: (Int) -> Void) throws -> EvaluationShard {
+        .sums(try evaluate(indices: indices, progress: progress))
+    }
+    /// Only tasks that return records summarise them.
+    public func summarize(records: [[UInt8]]) throws -> EvaluationResult {
+        throw TaskEvaluationError("this task's evaluation returns sums, not records")
+    }
+}
+
+/// A task's evaluation could not be completed.
+public struct TaskEvaluationError: Error, CustomStringConvertible {
+    /// What went wrong.
+    public let message: String
+    /// An error.
+    public init(_ message: String) { self.message = message }
+    /// The message.
+    public var description: String { message }
 }

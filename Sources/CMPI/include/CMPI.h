@@ -43,6 +43,11 @@ int pd_mpi_broadcast(void *buffer, int64_t count, int root, char *err, size_t er
 /// Gathers `count` int64 values from every rank into `received` ([size × count], rank order).
 int pd_mpi_allgather_i64(const int64_t *values, int count, int64_t *received, char *err, size_t err_len);
 
+/// Gathers variable-length byte buffers to `root` (MPI_Gatherv): rank r sends `count` bytes;
+/// on the root, `counts[r]` (every rank's count, known from an allgather first) and `received`
+/// (their sum, in rank order) are used; other ranks may pass NULL. Each count must fit an int.
+int pd_mpi_gatherv_bytes(const void *send, int count, void *received, const int *counts, int root, char *err, size_t err_len);
+
 /// Blocks until every rank has called it.
 int pd_mpi_barrier(char *err, size_t err_len);
 
