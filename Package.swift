@@ -77,6 +77,12 @@ let package = Package(
         // COCO instance data for training: the COCO layout, detectron2's resize/flip pipeline (Pillow
         // resampling), masks on the resized canvas.
         .target(name: "InstanceData", dependencies: ["COCO", "ImageCodecs", "PercepCore"], swiftSettings: release),
+        // `train-inst`/`eval-inst`: the CondInst task on the shared loop (groups of images, global
+        // normalisers, COCO evaluation of gathered detections, the one-step dump).
+        .target(name: "InstanceTraining",
+                dependencies: ["InstanceData", "CondInst", "InstanceModels", "DataLoading", "COCO", "Trainer", "Training", "Checkpoint",
+                               "PercepHDF5", "Perceptual", "PercepNN", "PercepCore"],
+                swiftSettings: release),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
         .target(name: "COCO", swiftSettings: release),
         // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
@@ -109,7 +115,7 @@ let package = Package(
         .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: release),
         .executableTarget(
             name: "PercepDistCLI",
-            dependencies: ["BuildInfo", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
+            dependencies: ["BuildInfo", "InstanceTraining", "InstanceData", "CondInst", "InstanceModels", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
                            "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: release),
@@ -142,6 +148,10 @@ let package = Package(
         .testTarget(name: "SegmentationTrainingTests", dependencies: ["SegmentationTraining", "SegmentationModels", "PercepCore", "Checkpoint", "PercepHDF5",
                                                                     "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
+        // CondInst's maths and one training step against the PyTorch twin's fixtures.
+        .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",
+                                                          "PercepHDF5", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         // CondInst's names and shapes against AdelaiDet's, its ops against the PyTorch twin's fixtures.
         .testTarget(name: "InstanceModelsTests", dependencies: ["InstanceModels", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
                     resources: [.copy("Fixtures")]),

@@ -174,7 +174,7 @@ public struct CondInstCriterion {
             let s = settings.maskOutStride
             let bank = truth.flatMap { $0.sampledMasks(stride: s) }
             let gtIndex = chosen.map { positives[$0].instance }
-            mask = bank.withUnsafeBufferPointer { InstanceLoss.dice(logits, masks: $0, maskIndex: gtIndex) }.mean()
+            mask = InstanceLoss.dice(logits, masks: bank, maskIndex: gtIndex).mean()
             if let loss = settings.perceptual {
                 perceptual = perceptualMean(loss, logits: logits, bank: bank, gtIndex: gtIndex, rng: &rng)
             }

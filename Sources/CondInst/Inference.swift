@@ -21,8 +21,8 @@ public struct InferenceSettings: Sendable {
     public var scoreThreshold: Float = 0.05
     /// Candidates kept per level and image before NMS (PRE_NMS_TOPK_TEST).
     public var preNMSTopK = 1000
-    /// Class-aware NMS IoU threshold (NMS_TH).
-    public var nmsThreshold: Float = 0.6
+    /// Class-aware NMS IoU threshold (NMS_TH), a double as in torchvision.
+    public var nmsThreshold = 0.6
     /// Detections kept per image (POST_NMS_TOPK_TEST).
     public var postNMSTopK = 100
     /// Probability threshold of the pasted masks.
@@ -37,8 +37,10 @@ public struct InferenceSettings: Sendable {
 public enum CondInstInference {
     /// torchvision's `batched_nms`: boxes of different classes never suppress each other; within a
     /// class, visiting boxes by decreasing score (ties: lower index first), a box is dropped when
-    /// its IoU (no +1) with a kept box exceeds `threshold`. Returns the kept indices by score.
-    public static func batchedNMS(boxes: [Float], scores: [Float], classes: [Int], threshold: Float) -> [Int] {
+    /// its IoU (no +1, in float32) exceeds `threshold` (compared in double, as torchvision's
+    /// kernel does, so an IoU of exactly 0.6 in float32, 0.6000000238, is above 0.6). Returns the
+    /// kept indices by score.
+    public static func batchedNMS(boxes: [Float], scores: [Float], classes: [Int], threshold: Double) -> [Int] {
         let n = scores.count
         let order = (0..<n).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }
         var suppressed = [Bool](repeating: false, count: n), keep: [Int] = []
@@ -49,7 +51,8 @@ public enum CondInstInference {
                 let w = max(0, min(boxes[4 * i + 2], boxes[4 * j + 2]) - max(boxes[4 * i], boxes[4 * j]))
                 let h = max(0, min(boxes[4 * i + 3], boxes[4 * j + 3]) - max(boxes[4 * i + 1], boxes[4 * j + 1]))
                 let inter = w * h
-                if inter / (area(i) + area(j) - inter) > threshold { suppressed[j] = true }
+                let iou: Float = inter / (area(i) + area(j) - inter)
+                if Double(iou) > threshold { suppressed[j] = true }
             }
         }
         return keep

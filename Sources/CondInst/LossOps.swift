@@ -117,15 +117,16 @@ public enum InstanceLoss {
     /// Per-instance dice loss on sigmoid probabilities: 1 − 2·Σ(P·G)/(ΣP² + ΣG² + 1e-5), over
     /// every pixel of each instance's map. logits: [n, 1, H, W]; masks: a bank of binary maps
     /// [K, H, W] (row-major bytes) of which instance i uses map `maskIndex[i]` → [n].
-    public static func dice(_ logits: Tensor, masks: UnsafeBufferPointer<UInt8>, maskIndex: [Int], eps: Float = 1e-5) -> Tensor {
+    public static func dice(_ logits: Tensor, masks: [UInt8], maskIndex: [Int], eps: Float = 1e-5) -> Tensor {
         let n = logits.shape[0], plane = logits.count / Swift.max(n, 1)
         precondition(maskIndex.count == n && maskIndex.allSatisfy { ($0 + 1) * plane <= masks.count }, "dice: mask indices outside the bank")
         var intersection = [Double](repeating: 0, count: n), union = [Double](repeating: 0, count: n)
         let z = logits.data
+        masks.withUnsafeBufferPointer { bank in
         intersection.withUnsafeMutableBufferPointer { inter in
             union.withUnsafeMutableBufferPointer { uni in
                 parallelFor(n) { i in
-                    let m = masks.baseAddress! + maskIndex[i] * plane, base = i * plane
+                    let m = bank.baseAddress! + maskIndex[i] * plane, base = i * plane
                     var a = 0.0, b = 0.0
                     for j in 0..<plane {
                         let p = Double(Kernels.sigmoid(z[base + j])), g = Double(m[j])
@@ -135,11 +136,15 @@ public enum InstanceLoss {
                 }
             }
         }
+        }
         let out = Tensor(shape: [n], values: (0..<n).map { Float(1 - 2 * intersection[$0] / union[$0]) })
         Tape.record(out, inputs: [logits]) { g in
             let dx = Tensor(uninitialized: logits.shape), pd = dx.data
+            // The closure keeps its own reference to the mask bytes: backward runs long after
+            // the caller's buffers are gone.
+            masks.withUnsafeBufferPointer { bank in
             parallelFor(n) { i in
-                let m = masks.baseAddress! + maskIndex[i] * plane, base = i * plane
+                let m = bank.baseAddress! + maskIndex[i] * plane, base = i * plane
                 let inter = intersection[i], uni = union[i], scale = Double(g.data[i])
                 for j in 0..<plane {
                     let p = Double(Kernels.sigmoid(z[base + j])), gt = Double(m[j])
@@ -147,6 +152,7 @@ public enum InstanceLoss {
                     let dp = -2 * (gt * uni - inter * 2 * p) / (uni * uni)
                     pd[base + j] = Float(scale * dp * p * (1 - p))
                 }
+            }
             }
             return [dx]
         }

@@ -305,9 +305,17 @@ public enum Log {
     /// This process's rank for prefixes (set by the runtime).
     nonisolated(unsafe) public static var rank = 0
 
+    /// Sends progress messages to stderr instead of stdout, so that a command's `--json` output
+    /// is the only thing on stdout.
+    nonisolated(unsafe) public static var quiet = false
+
     /// Progress messages (rank 0 only).
     public static func info(_ message: String) {
         guard rank == 0 else { return }
+        if quiet {
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            return
+        }
         print(message)
         fflush(stdout)
     }

@@ -69,8 +69,8 @@ public struct InstanceTransform: Sendable {
         Self.outputSize(height: height, width: width, short: draws(epoch: epoch, index: index).short, maxSize: maxSize)
     }
 
-    /// Loads and prepares sample `index` of `dataset`.
-    public func apply(_ dataset: InstanceDataset, index: Int, epoch: Int) throws -> InstanceSample {
+    /// Loads and prepares sample `index` of `dataset`; without `targets` only the image (testing).
+    public func apply(_ dataset: InstanceDataset, index: Int, epoch: Int, targets: Bool = true) throws -> InstanceSample {
         let info = dataset.image(index), path = dataset.imagePath(index)
         let rgb = try ImageFile.readRGB(path)
         guard rgb.height == info.height && rgb.width == info.width else {
@@ -91,7 +91,7 @@ public struct InstanceTransform: Sendable {
         }
         let sx = Double(w) / Double(info.width), sy = Double(h) / Double(info.height)
         var boxes: [Float] = [], classes: [Int] = [], masks: [UInt8] = []
-        for a in dataset.annotations[index] {
+        for a in targets ? dataset.annotations[index] : [] {
             guard let cls = dataset.coco.categoryIndex(id: a.categoryID) else { continue }
             // The box through the same resize and flip, clipped to the image.
             var x1 = a.bbox.x * sx, x2 = (a.bbox.x + a.bbox.width) * sx

@@ -11,8 +11,10 @@ public struct CondInstSpec: Equatable, Sendable {
     public var fpnChannels = 256
     /// Classes (MODEL.FCOS.NUM_CLASSES).
     public var numClasses = 80
-    /// Convolutions per FCOS tower (MODEL.FCOS.NUM_CLS_CONVS = NUM_BOX_CONVS).
-    public var fcosConvs = 4
+    /// Convolutions of the FCOS classification and box towers (MODEL.FCOS.NUM_CLS_CONVS, NUM_BOX_CONVS).
+    public var fcosClsConvs = 4, fcosBoxConvs = 4
+    /// Prior probability of the classification bias (MODEL.FCOS.PRIOR_PROB).
+    public var priorProbability: Float = 0.01
     /// GroupNorm groups in the FCOS towers (32 in AdelaiDet; MODEL.FCOS.GN_GROUPS here so that
     /// narrow test networks can use fewer).
     public var gnGroups = 32
@@ -35,7 +37,11 @@ public struct CondInstSpec: Equatable, Sendable {
         if fpnChannels < 1 || fpnChannels % gnGroups != 0 {
             return "MODEL.FPN.OUT_CHANNELS (\(fpnChannels)) must be a positive multiple of MODEL.FCOS.GN_GROUPS (\(gnGroups))"
         }
-        if fcosConvs < 0 || maskBranchConvs < 0 { return "tower depths must not be negative" }
+        if fcosClsConvs < 0 || fcosBoxConvs < 0 || maskBranchConvs < 0 { return "tower depths must not be negative" }
+        if !(priorProbability > 0 && priorProbability < 1) { return "MODEL.FCOS.PRIOR_PROB must be in (0, 1)" }
+        if strides.count != 5 || strides[0] < 1 || zip(strides, strides.dropFirst()).contains(where: { $1 != 2 * $0 }) {
+            return "MODEL.FCOS.FPN_STRIDES must be five strides doubling from P3 (8, 16, 32, 64, 128)"
+        }
         if maskBranchChannels < 1 || maskBranchOutChannels < 1 || maskHeadChannels < 1 || maskHeadLayers < 1 {
             return "mask branch and mask head sizes must be positive"
         }
@@ -66,8 +72,9 @@ public final class CondInstModel: Module {
         precondition(spec.problem == nil, spec.problem ?? "")
         self.spec = spec
         backbone = FPN(bottomUp: DetectronResNet(spec.resnet, rng: &rng), channels: spec.fpnChannels, rng: &rng)
-        proposalGenerator = FCOSModule(head: FCOSHead(channels: spec.fpnChannels, numClasses: spec.numClasses, numConvs: spec.fcosConvs,
-                                                      gnGroups: spec.gnGroups, levels: spec.strides.count, rng: &rng))
+        proposalGenerator = FCOSModule(head: FCOSHead(channels: spec.fpnChannels, numClasses: spec.numClasses, clsConvs: spec.fcosClsConvs,
+                                                      boxConvs: spec.fcosBoxConvs, gnGroups: spec.gnGroups, levels: spec.strides.count,
+                                                      priorProbability: spec.priorProbability, rng: &rng))
         maskHead = DynamicMaskHead(inChannels: spec.maskBranchOutChannels, channels: spec.maskHeadChannels, layers: spec.maskHeadLayers,
                                    sizesOfInterest: spec.sizesOfInterest + [2 * spec.sizesOfInterest.last!], featureStride: spec.strides[0])
         maskBranch = MaskBranch(inChannels: spec.fpnChannels, channels: spec.maskBranchChannels, numConvs: spec.maskBranchConvs,

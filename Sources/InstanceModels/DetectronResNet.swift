@@ -7,26 +7,35 @@ import PercepNN
 // `res3.0.conv1.norm.running_mean`), stages are `stem`, `res2` … `res5`, the projection shortcut
 // is `shortcut`. Normalisation is FrozenBatchNorm everywhere, as in AdelaiDet's R-50 recipes.
 
-/// detectron2's `Conv2d` with a frozen-BN child `norm`: y = norm(conv(x)), then ReLU when asked.
+/// The normalisation of a detectron2 ResNet (MODEL.RESNETS.NORM).
+public enum ResNetNorm: String, Sendable, CaseIterable {
+    /// Fixed statistics and affine parameters (pretrained weights; AdelaiDet's recipes).
+    case frozenBN = "FrozenBN"
+    /// Trainable BatchNorm with batch statistics (training from scratch).
+    case bn = "BN"
+}
+
+/// detectron2's `Conv2d` with its normalisation as the child `norm`: y = norm(conv(x)).
 /// weight [O, I, KH, KW] (no bias), norm: [O]. input: [N, I, H, W] → [N, O, OH, OW].
 public final class NormedConv2d: Module, Layer {
     /// Convolution kernel, OIHW.
     public let weight: Tensor
-    /// The fixed affine normalisation after the convolution.
-    public let norm: FrozenBatchNorm2d
+    /// The normalisation after the convolution (FrozenBatchNorm2d or BatchNorm2d).
+    public let norm: any Layer
     /// Stride and padding as (vertical, horizontal).
     public let stride: (Int, Int), padding: (Int, Int)
 
     /// A square `kernel` convolution drawn with detectron2's `c2_msra_fill` (Kaiming-normal,
     /// fan_out, ReLU gain) and identity statistics.
-    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, rng: inout SeededRNG) {
+    public init(_ inChannels: Int, _ outChannels: Int, kernel: Int, stride: Int = 1, padding: Int = 0, norm kind: ResNetNorm = .frozenBN,
+                rng: inout SeededRNG) {
         weight = Tensor(uninitialized: [outChannels, inChannels, kernel, kernel])
         Initializer.kaimingNormal(fanOut: true).fill(weight, rng: &rng)
-        norm = FrozenBatchNorm2d(outChannels)
+        norm = kind == .bn ? BatchNorm2d(outChannels) : FrozenBatchNorm2d(outChannels)
         self.stride = (stride, stride); self.padding = (padding, padding)
         super.init()
         registerParameter("weight", weight)
-        registerModule("norm", norm)
+        registerModule("norm", norm as Module)
     }
 
     /// norm(conv(x)).
@@ -42,8 +51,8 @@ public final class BasicStem: Module, Layer {
     public let conv1: NormedConv2d
 
     /// A stem with `outChannels` channels (MODEL.RESNETS.STEM_OUT_CHANNELS).
-    public init(inChannels: Int = 3, outChannels: Int, rng: inout SeededRNG) {
-        conv1 = NormedConv2d(inChannels, outChannels, kernel: 7, stride: 2, padding: 3, rng: &rng)
+    public init(inChannels: Int = 3, outChannels: Int, norm: ResNetNorm = .frozenBN, rng: inout SeededRNG) {
+        conv1 = NormedConv2d(inChannels, outChannels, kernel: 7, stride: 2, padding: 3, norm: norm, rng: &rng)
         super.init()
         registerModule("conv1", conv1)
     }
@@ -65,12 +74,13 @@ public final class BottleneckBlock: Module, Layer {
     public let conv1: NormedConv2d, conv2: NormedConv2d, conv3: NormedConv2d
 
     /// A block `inChannels` → `outChannels` through `bottleneckChannels`.
-    public init(_ inChannels: Int, _ outChannels: Int, bottleneckChannels: Int, stride: Int, strideIn1x1: Bool, rng: inout SeededRNG) {
-        shortcut = inChannels != outChannels ? NormedConv2d(inChannels, outChannels, kernel: 1, stride: stride, rng: &rng) : nil
+    public init(_ inChannels: Int, _ outChannels: Int, bottleneckChannels: Int, stride: Int, strideIn1x1: Bool, norm: ResNetNorm = .frozenBN,
+                rng: inout SeededRNG) {
+        shortcut = inChannels != outChannels ? NormedConv2d(inChannels, outChannels, kernel: 1, stride: stride, norm: norm, rng: &rng) : nil
         let (s1, s3) = strideIn1x1 ? (stride, 1) : (1, stride)
-        conv1 = NormedConv2d(inChannels, bottleneckChannels, kernel: 1, stride: s1, rng: &rng)
-        conv2 = NormedConv2d(bottleneckChannels, bottleneckChannels, kernel: 3, stride: s3, padding: 1, rng: &rng)
-        conv3 = NormedConv2d(bottleneckChannels, outChannels, kernel: 1, rng: &rng)
+        conv1 = NormedConv2d(inChannels, bottleneckChannels, kernel: 1, stride: s1, norm: norm, rng: &rng)
+        conv2 = NormedConv2d(bottleneckChannels, bottleneckChannels, kernel: 3, stride: s3, padding: 1, norm: norm, rng: &rng)
+        conv3 = NormedConv2d(bottleneckChannels, outChannels, kernel: 1, norm: norm, rng: &rng)
         super.init()
         if let shortcut { registerModule("shortcut", shortcut) }
         registerModule("conv1", conv1); registerModule("conv2", conv2); registerModule("conv3", conv3)
@@ -92,10 +102,10 @@ public final class BasicResidualBlock: Module, Layer {
     public let conv1: NormedConv2d, conv2: NormedConv2d
 
     /// A block `inChannels` → `outChannels`.
-    public init(_ inChannels: Int, _ outChannels: Int, stride: Int, rng: inout SeededRNG) {
-        shortcut = inChannels != outChannels ? NormedConv2d(inChannels, outChannels, kernel: 1, stride: stride, rng: &rng) : nil
-        conv1 = NormedConv2d(inChannels, outChannels, kernel: 3, stride: stride, padding: 1, rng: &rng)
-        conv2 = NormedConv2d(outChannels, outChannels, kernel: 3, padding: 1, rng: &rng)
+    public init(_ inChannels: Int, _ outChannels: Int, stride: Int, norm: ResNetNorm = .frozenBN, rng: inout SeededRNG) {
+        shortcut = inChannels != outChannels ? NormedConv2d(inChannels, outChannels, kernel: 1, stride: stride, norm: norm, rng: &rng) : nil
+        conv1 = NormedConv2d(inChannels, outChannels, kernel: 3, stride: stride, padding: 1, norm: norm, rng: &rng)
+        conv2 = NormedConv2d(outChannels, outChannels, kernel: 3, padding: 1, norm: norm, rng: &rng)
         super.init()
         if let shortcut { registerModule("shortcut", shortcut) }
         registerModule("conv1", conv1); registerModule("conv2", conv2)
@@ -121,6 +131,8 @@ public struct ResNetSpec: Equatable, Sendable {
     public var strideIn1x1 = true
     /// Stages whose parameters stay frozen: 0 none, 1 the stem, 2 stem and res2 (FREEZE_AT).
     public var freezeAt = 2
+    /// Normalisation after every convolution (NORM).
+    public var norm = ResNetNorm.frozenBN
 
     /// The full-width R-50 of AdelaiDet's recipes.
     public init() {}
@@ -165,7 +177,7 @@ public final class DetectronResNet: Module {
     public init(_ spec: ResNetSpec, rng: inout SeededRNG) {
         precondition(spec.problem == nil, spec.problem ?? "")
         self.spec = spec
-        stem = BasicStem(outChannels: spec.stemChannels, rng: &rng)
+        stem = BasicStem(outChannels: spec.stemChannels, norm: spec.norm, rng: &rng)
         var stages: [Sequential] = [], cin = spec.stemChannels
         for (i, count) in spec.blocks!.enumerated() {
             let cout = spec.stageChannels[i], width = spec.bottleneckChannels << i
@@ -173,9 +185,10 @@ public final class DetectronResNet: Module {
             for b in 0..<count {
                 let stride = b == 0 && i > 0 ? 2 : 1
                 if spec.depth >= 50 {
-                    blocks.append(BottleneckBlock(cin, cout, bottleneckChannels: width, stride: stride, strideIn1x1: spec.strideIn1x1, rng: &rng))
+                    blocks.append(BottleneckBlock(cin, cout, bottleneckChannels: width, stride: stride, strideIn1x1: spec.strideIn1x1,
+                                                  norm: spec.norm, rng: &rng))
                 } else {
-                    blocks.append(BasicResidualBlock(cin, cout, stride: stride, rng: &rng))
+                    blocks.append(BasicResidualBlock(cin, cout, stride: stride, norm: spec.norm, rng: &rng))
                 }
                 cin = cout
             }

@@ -32,7 +32,7 @@ public struct FCOSLevelOutput {
 }
 
 /// AdelaiDet's FCOS head, shared across P3–P7: a classification tower and a box tower of
-/// `numConvs` × [3×3 conv (bias) → GroupNorm → ReLU] each (Sequential indices conv 0, 3, …,
+/// `clsConvs` and `boxConvs` × [3×3 conv (bias) → GroupNorm → ReLU] (Sequential indices conv 0, 3, …,
 /// GN 1, 4, …), `cls_logits` on the classification tower, `bbox_pred` and `ctrness` on the box
 /// tower, a per-level `Scale` on the regression. Weights N(0, 0.01), biases 0, `cls_logits`
 /// bias −log((1 − π)/π) with π = 0.01.
@@ -45,19 +45,19 @@ public final class FCOSHead: Module {
     public let scales: ModuleList<Scale>
 
     /// A head for `channels`-channel levels and `numClasses` classes.
-    public init(channels: Int, numClasses: Int, numConvs: Int = 4, gnGroups: Int = 32, levels: Int = 5, priorProbability: Float = 0.01,
-                rng: inout SeededRNG) {
-        func tower(_ rng: inout SeededRNG) -> Sequential {
+    public init(channels: Int, numClasses: Int, clsConvs: Int = 4, boxConvs: Int = 4, gnGroups: Int = 32, levels: Int = 5,
+                priorProbability: Float = 0.01, rng: inout SeededRNG) {
+        func tower(_ convs: Int, _ rng: inout SeededRNG) -> Sequential {
             var layers: [any Layer] = []
-            for _ in 0..<numConvs {
+            for _ in 0..<convs {
                 layers.append(Conv2d(channels, channels, kernel: (3, 3), padding: (1, 1), initializer: .normal(std: 0.01), rng: &rng))
                 layers.append(GroupNorm(groups: gnGroups, channels: channels))
                 layers.append(ReLU())
             }
             return Sequential(layers)
         }
-        clsTower = tower(&rng)
-        bboxTower = tower(&rng)
+        clsTower = tower(clsConvs, &rng)
+        bboxTower = tower(boxConvs, &rng)
         clsLogits = Conv2d(channels, numClasses, kernel: (3, 3), padding: (1, 1), initializer: .normal(std: 0.01), rng: &rng)
         clsLogits.bias!.fill(-Foundation.log((1 - priorProbability) / priorProbability))
         bboxPred = Conv2d(channels, 4, kernel: (3, 3), padding: (1, 1), initializer: .normal(std: 0.01), rng: &rng)

@@ -10,8 +10,8 @@ struct PercepDist: ParsableCommand {
         commandName: "percep-dist",
         abstract: "Data-parallel training with the generic perceptual loss.",
         version: "percep-dist \(BuildInfo.description)",
-        subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, Synth.self,
-                      CheckpointCommand.self, PlotCommand.self])
+        subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, TrainInst.self, EvalInst.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, Synth.self,
+                      CheckpointCommand.self, PlotCommand.self, Visualize.self])
 }
 
 PercepDist.main()

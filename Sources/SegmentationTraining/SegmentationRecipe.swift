@@ -30,9 +30,11 @@ public enum SegmentationRecipe {
     /// `DATASETS.TEST`.
     public static func dataset(_ cfg: TrainingConfig, training: Bool) throws -> SegmentationDataset {
         let key = training ? "DATASETS.TRAIN" : "DATASETS.TEST"
-        guard let format = SegmentationDatasetFormat(rawValue: cfg.string("DATASETS.FORMAT")),
-              let split = SegmentationSplit(rawValue: cfg.string(key)) else {
-            throw SegmentationConfigError(key, "unknown dataset format or split")
+        guard let format = SegmentationDatasetFormat(rawValue: cfg.string("DATASETS.FORMAT")) else {
+            throw SegmentationConfigError("DATASETS.FORMAT", "'\(cfg.string("DATASETS.FORMAT"))' is not a segmentation format (ade20k, cityscapes, voc)")
+        }
+        guard let split = SegmentationSplit(rawValue: cfg.string(key)) else {
+            throw SegmentationConfigError(key, "'\(cfg.string(key))' is not a segmentation split (train or val)")
         }
         return try SegmentationDataset(format: format, root: cfg.string("DATASETS.ROOT"), split: split)
     }

@@ -103,9 +103,10 @@ public struct ConfigSchema: Sendable {
         ConfigKey("MODEL.TEACHER.AUX_HEAD", .bool(true)),
         ConfigKey("MODEL.TEACHER.WEIGHTS", .string("")),
         ConfigKey("DATASETS.ROOT", .string("datasets/ADEChallengeData2016")),
-        ConfigKey("DATASETS.FORMAT", .string("ade20k"), allowed: ["ade20k", "cityscapes", "voc"]),
-        ConfigKey("DATASETS.TRAIN", .string("train"), allowed: ["train", "val"]),
-        ConfigKey("DATASETS.TEST", .string("val"), allowed: ["train", "val"]),
+        ConfigKey("DATASETS.FORMAT", .string("ade20k"), allowed: ["ade20k", "cityscapes", "voc", "coco"]),
+        // Splits: train/val for the segmentation formats, the COCO split names (train2017, val2017).
+        ConfigKey("DATASETS.TRAIN", .string("train")),
+        ConfigKey("DATASETS.TEST", .string("val")),
         ConfigKey("INPUT.SCALE", .intList([2048, 512])),  // mmseg's RandomResize scale (long, short side)
         ConfigKey("INPUT.RATIO_RANGE", .doubleList([0.5, 2.0])),
         ConfigKey("INPUT.CROP_SIZE", .intList([512, 512])),
@@ -132,6 +133,54 @@ public struct ConfigSchema: Sendable {
         // What the student's softmax is compared with: the teacher's softmax, or the one-hot
         // ground truth (the paper's ablation).
         ConfigKey("LOSS.PERCEPTUAL.TARGET", .string("teacher"), allowed: ["teacher", "ground_truth"]),
+        // CondInst's perceptual mask term: instances per group through the loss network (−1: all)
+        // and per pass (bounds memory).
+        ConfigKey("LOSS.PERCEPTUAL.MAX_INSTANCES", .int(-1)),
+        ConfigKey("LOSS.PERCEPTUAL.INSTANCES_PER_CHUNK", .int(16)),
+        // Instance segmentation (`train-inst`, `eval-inst`): AdelaiDet's CondInst keys and defaults.
+        ConfigKey("MODEL.PIXEL_MEAN", .doubleList([103.530, 116.280, 123.675])),   // BGR, as R-50.pkl expects
+        ConfigKey("MODEL.PIXEL_STD", .doubleList([1.0, 1.0, 1.0])),
+        ConfigKey("MODEL.RESNETS.DEPTH", .int(50)),
+        ConfigKey("MODEL.RESNETS.STEM_OUT_CHANNELS", .int(64)),
+        ConfigKey("MODEL.RESNETS.RES2_OUT_CHANNELS", .int(256)),
+        ConfigKey("MODEL.RESNETS.NUM_GROUPS", .int(1)),
+        ConfigKey("MODEL.RESNETS.WIDTH_PER_GROUP", .int(64)),
+        ConfigKey("MODEL.RESNETS.STRIDE_IN_1X1", .bool(true)),
+        ConfigKey("MODEL.RESNETS.NORM", .string("FrozenBN"), allowed: ["FrozenBN", "BN"]),
+        ConfigKey("MODEL.BACKBONE.FREEZE_AT", .int(2)),
+        ConfigKey("MODEL.FPN.OUT_CHANNELS", .int(256)),
+        ConfigKey("MODEL.FCOS.NUM_CLASSES", .int(80)),
+        ConfigKey("MODEL.FCOS.NUM_CLS_CONVS", .int(4)),
+        ConfigKey("MODEL.FCOS.NUM_BOX_CONVS", .int(4)),
+        ConfigKey("MODEL.FCOS.GN_GROUPS", .int(32)),          // GroupNorm groups of the towers (AdelaiDet: 32)
+        ConfigKey("MODEL.FCOS.PRIOR_PROB", .double(0.01)),
+        ConfigKey("MODEL.FCOS.FPN_STRIDES", .intList([8, 16, 32, 64, 128])),
+        ConfigKey("MODEL.FCOS.SIZES_OF_INTEREST", .intList([64, 128, 256, 512])),
+        ConfigKey("MODEL.FCOS.POS_RADIUS", .double(1.5)),
+        ConfigKey("MODEL.FCOS.LOSS_ALPHA", .double(0.25)),
+        ConfigKey("MODEL.FCOS.LOSS_GAMMA", .double(2.0)),
+        ConfigKey("MODEL.FCOS.INFERENCE_TH_TEST", .double(0.05)),
+        ConfigKey("MODEL.FCOS.PRE_NMS_TOPK_TEST", .int(1000)),
+        ConfigKey("MODEL.FCOS.POST_NMS_TOPK_TEST", .int(100)),
+        ConfigKey("MODEL.FCOS.NMS_TH", .double(0.6)),
+        ConfigKey("MODEL.CONDINST.MASK_OUT_STRIDE", .int(4)),
+        ConfigKey("MODEL.CONDINST.MAX_PROPOSALS", .int(500)),
+        ConfigKey("MODEL.CONDINST.TOPK_PROPOSALS_PER_IM", .int(-1)),
+        ConfigKey("MODEL.CONDINST.MASK_HEAD.CHANNELS", .int(8)),
+        ConfigKey("MODEL.CONDINST.MASK_HEAD.NUM_LAYERS", .int(3)),
+        ConfigKey("MODEL.CONDINST.MASK_BRANCH.CHANNELS", .int(128)),
+        ConfigKey("MODEL.CONDINST.MASK_BRANCH.NUM_CONVS", .int(4)),
+        ConfigKey("MODEL.CONDINST.MASK_BRANCH.OUT_CHANNELS", .int(8)),
+        ConfigKey("INPUT.MIN_SIZE_TRAIN", .intList([640, 672, 704, 736, 768, 800])),
+        ConfigKey("INPUT.MAX_SIZE_TRAIN", .int(1333)),
+        ConfigKey("INPUT.MIN_SIZE_TEST", .int(800)),
+        ConfigKey("INPUT.MAX_SIZE_TEST", .int(1333)),
+        ConfigKey("INPUT.HFLIP_TRAIN", .bool(true)),
+        // AdelaiDet's per-GPU semantics (mask-branch BN statistics, the proposal cap, the dice
+        // mean) apply per group of this many images, however the groups are spread over ranks.
+        ConfigKey("SOLVER.IMS_PER_GROUP", .int(2)),
+        ConfigKey("DATALOADER.ASPECT_RATIO_GROUPING", .bool(true)),
+        ConfigKey("DATALOADER.FILTER_EMPTY_ANNOTATIONS", .bool(true)),
     ])
 }
 

@@ -43,7 +43,7 @@ final class CondInstModelTests: XCTestCase {
     func testNarrowNetworkShapesPerLevel() throws {
         var spec = CondInstSpec()
         spec.resnet.stemChannels = 8; spec.resnet.res2Channels = 32; spec.resnet.bottleneckChannels = 8
-        spec.fpnChannels = 32; spec.gnGroups = 8; spec.numClasses = 3; spec.fcosConvs = 2
+        spec.fpnChannels = 32; spec.gnGroups = 8; spec.numClasses = 3; spec.fcosClsConvs = 2; spec.fcosBoxConvs = 2
         spec.maskBranchChannels = 16; spec.maskBranchConvs = 2
         var rng = SeededRNG(seed: 1, stream: "condinst")
         let model = CondInstModel(spec, rng: &rng)

@@ -769,7 +769,7 @@ def training_losses(model, images, gts, lossnet=None, return_details=False):
     if lossnet is not None:
         losses["loss_percep"] = lossnet.lam * sum(percep_terms) / G
     if return_details:
-        details = {"num_pos": num_pos, "sum_ctr": float(ctr_pos.sum()), "group_instances": group_counts,
+        details = {"num_pos": num_pos, "sum_ctr": float(ctr_pos.sum().detach()), "group_instances": group_counts,
                    "pos_per_level": [int((pos & (levels == l)).sum()) for l in range(5)]}
         return losses, details
     return losses
@@ -782,7 +782,7 @@ def step(model, images, gts, lossnet=None):
     named = trainable_parameters(model)
     grads = torch.autograd.grad(total, [p for _, p in named], allow_unused=True)
     grads = {n: (g if g is not None else torch.zeros_like(p)).detach() for (n, p), g in zip(named, grads)}
-    return {k: float(v) for k, v in losses.items()}, grads, details
+    return {k: float(v.detach()) for k, v in losses.items()}, grads, details
 
 
 def to_float32(model, lossnet, images):
@@ -1059,8 +1059,11 @@ def main(argv=None):
     e.add_argument("--out", required=True)
     sub.add_parser("selftest", help="gradcheck the small pieces")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    return {"check": cmd_check, "expect": cmd_expect, "selftest": cmd_selftest}[args.cmd](args)
+    try:
+        return {"check": cmd_check, "expect": cmd_expect, "selftest": cmd_selftest}[args.cmd](args)
+    except (ValueError, KeyError) as e:      # a dump that does not fit: say what, exit 1
+        print(f"error: {e.args[0] if e.args else e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ PERCEP = T.LossNetConfig(structure=[1, 1, 1, 1, 1], widths=[8, 8, 16, 16, 16], k
 
 # HDF5 1.10 file format (readable by libhdf5 >= 1.10; ~0.35 MB less metadata than 'earliest').
 LIBVER = ("v110", "v110")
-# /grad is stored rounded to 16 significant bits (relative error <= 2^-17 = 7.6e-6, far below the
-# 1e-3 gradient tolerance) so that gzip can shrink it: full float32 gradients alone are ~2 MB.
+# /grad is stored rounded to 16 significant bits (relative error <= 2^-16 = 1.5e-5 per element,
+# ~9e-6 in norm; far below the 1e-3 gradient tolerance) so that gzip can shrink it: full float32
+# gradients alone are ~2 MB and do not compress.
 GRAD_BITS = 16
 
 # Padded 128x160 (not 96x128): P5 positives need a location with max(l,t,r,b) >= 128, impossible
@@ -150,7 +151,7 @@ def init_narrow(model, images, seed=2):
     data-calibrated, randomised FrozenBN statistics so activations stay O(1).
 
     Perturbations away from the spec's init (so that no layer is an identity and indexing bugs
-    show): controller weights N(0, 0.03), cls_logits bias = prior + U(1.5, 3) (focal loss not tiny), Scale_l = 1 + U(-0.2, 0.2)
+    show): controller weights N(0, CONTROLLER_STD), cls_logits bias = prior + U(1.5, 3) (focal loss not tiny), Scale_l = 1 + U(-0.2, 0.2)
     (distinct per level), GroupNorm/BatchNorm gamma U(0.8, 1.2) and beta N(0, 0.1), BatchNorm
     running statistics random (unused in training mode)."""
     g = torch.Generator().manual_seed(seed)
@@ -215,9 +216,7 @@ def init_narrow(model, images, seed=2):
         for s in head.scales:
             s.scale.copy_(quantize(1 + (rand(1) - 0.5) * 0.4))
 
-        # N(0, 0.03), not the spec's 0.01: with 0.01 the predicted masks are nearly flat (sigmoid
-        # 0.5 +- 0.01), the loss network's max-pools see near-ties and PyTorch's own float32
-        # gradient of the perceptual variant was 2e-4 off float64 (4e-6 with 0.03)
+        # CONTROLLER_STD, not the spec's 0.01 (see there)
         model.controller.weight.copy_(quantize(randn(*model.controller.weight.shape) * CONTROLLER_STD))
         model.controller.bias.zero_()
 
@@ -247,7 +246,13 @@ def init_narrow(model, images, seed=2):
 # rounding flips moves a whole weight gradient by up to several percent (measured before this
 # pass: 1e-6 relative noise on weights and inputs changed some gradients by 1-8%).
 MARGIN = 1e-4
-CONTROLLER_STD = 0.03
+# Controller weights N(0, 0.015), not the spec's 0.01: with 0.01 the predicted masks are nearly flat
+# (sigmoid 0.5 +- 0.01) and the loss network's max-pools see near-ties everywhere.
+CONTROLLER_STD = 0.015
+# The perceptual gradient is routed by max-pool argmax chains down to a 1x1 level, so it jumps
+# when a float32 rounding flips an argmax. Loss-network seeds differ a lot in how close their
+# decisions are; 21 was the most robust of 40 scanned (see the sensitivity printout).
+LOSSNET_SEED = 21
 
 
 def _capture(model, images, gts):
@@ -373,9 +378,11 @@ def enforce_relu_margins(model, images, gts):
     return shifted, worst
 
 
-def noise_sensitivity(model, lossnet, images, gts, grads, draws=3, rel=1e-6):
+def noise_sensitivity(model, lossnet, images, gts, grads, draws=3, rel=1e-7):
     """Worst gradient change (relative norm per parameter) when every weight and input is
-    multiplied by (1 + rel * N(0, 1)): a stand-in for another float32 implementation's rounding."""
+    multiplied by (1 + rel * N(0, 1)): a stand-in for another float32 implementation's rounding
+    (rel 1e-7 moves the predicted masks about as much as PyTorch's own float32 run does:
+    RMS 3e-7 vs 2e-7)."""
     import copy
     worst, wname = 0.0, ""
     for r in range(draws):
@@ -423,7 +430,7 @@ def conditioning(model, lossnet, images, gts, losses, grads):
 
 def round_significant(a, bits=GRAD_BITS):
     """Rounds float64 values to `bits` significant bits (exact in float32): relative error
-    <= 2^-(bits+1). Lets gzip compress the gradients (full float32 mantissas do not compress)."""
+    <= 2^-bits. Lets gzip compress the gradients (full float32 mantissas do not compress)."""
     a = np.asarray(a, np.float64)
     m, e = np.frexp(a)
     return np.ldexp(np.round(m * 2.0 ** bits) / 2.0 ** bits, e).astype(np.float32)
@@ -443,7 +450,8 @@ def write_step(path, cfg, model, images, sizes, gts_np, losses, grads, lossnet=N
                 f.attrs[k] = v
 
         def put(group, name, arr):
-            arr = np.ascontiguousarray(arr)
+            arr = np.asarray(arr)           # 0-d stays a scalar dataset (np.ascontiguousarray makes it [1])
+            arr = np.ascontiguousarray(arr) if arr.ndim else arr
             kw = comp if arr.nbytes >= 16384 else {}
             group.create_dataset(name, data=arr, **kw)
 
@@ -481,17 +489,20 @@ def make_step():
     T.load_state_strict(model, state)
     results = {}
     for name, lossnet, lcfg in (("step_narrow.h5", None, None),
-                                ("step_narrow_percep.h5", build_lossnet(PERCEP), PERCEP)):
+                                ("step_narrow_percep.h5", build_lossnet(PERCEP, LOSSNET_SEED), PERCEP)):
         losses, grads, details = T.step(model, images, gts, lossnet)
         le, ge, gname = conditioning(model, lossnet, images, gts, losses, grads)
-        ne, nname = noise_sensitivity(model, lossnet, images, gts, grads)
+        ne, nname = noise_sensitivity(model, lossnet, images, gts, grads, draws=3, rel=1e-7)
+        ne2, nname2 = noise_sensitivity(model, lossnet, images, gts, grads, draws=3, rel=2e-7)
         print(f"{name}: " + ", ".join(f"{k} {v:.6f}" for k, v in losses.items()))
         print(f"  positives {details['num_pos']} per level {details['pos_per_level']}, sum ctr "
               f"{details['sum_ctr']:.4f}, mask instances per group {details['group_instances']}")
         print(f"  float32 PyTorch vs float64: losses {le:.2e}, gradients {ge:.2e} ({gname})")
-        print(f"  1e-6 relative noise on weights and inputs: gradients {ne:.2e} ({nname})")
+        print(f"  relative noise on weights and inputs, 1e-7 (~ float32 rounding): gradients {ne:.2e} ({nname}); "
+              f"2e-7: {ne2:.2e} ({nname2})")
         assert all(math.isfinite(v) for v in losses.values())
-        assert le < 5e-5 and ge < 5e-4, "ill-conditioned case: float32 PyTorch is too far from float64"
+        assert le < 5e-5 and ge < 1e-4, "ill-conditioned case: float32 PyTorch is too far from float64"
+        assert ne < 1e-4, "ill-conditioned case: rounding-level noise moves a gradient by more than 1e-4"
         assert all(n > 0 for n in details["pos_per_level"][:3]), "want positives on P3, P4 and P5"
         path = os.path.join(OUT, name)
         write_step(path, NARROW, model, images_np, sizes, gts_np, losses, grads, lossnet, lcfg)
@@ -505,7 +516,8 @@ def make_step():
 # ---------------------------------------------------------------------------------------------
 
 def ds(group, name, arr, dtype=np.float32):
-    group.create_dataset(name, data=np.ascontiguousarray(np.asarray(arr, dtype)))
+    a = np.asarray(arr, dtype)              # 0-d stays a scalar dataset
+    group.create_dataset(name, data=np.ascontiguousarray(a) if a.ndim else a)
 
 
 def piece_aligned_bilinear(root, g):
