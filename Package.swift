@@ -148,6 +148,8 @@ let package = Package(
         .testTarget(name: "SegmentationTrainingTests", dependencies: ["SegmentationTraining", "SegmentationModels", "PercepCore", "Checkpoint", "PercepHDF5",
                                                                     "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
+        // Runs percep-dist train-inst / eval-inst (and under mpirun) on a generated synthetic COCO set.
+        .testTarget(name: "InstanceJobTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",
                                                           "PercepHDF5", "TestSupport"],

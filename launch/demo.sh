@@ -4,8 +4,8 @@
 #
 #   bash launch/demo.sh [KEY VALUE …]       instance segmentation (the main job):
 #     1. writes a synthetic COCO-layout set (output/synth-coco: 400 train, 50 val images),
-#     2. trains CondInst under `mpirun -np 2` (configs/synthetic/condinst.yaml; extra arguments
-#        are config overrides),
+#     2. trains CondInst under `mpirun -np 2` (configs/synthetic/condinst.yaml on a half-length
+#        schedule, 1500 iterations, about 5 minutes; extra arguments are config overrides),
 #     3. evaluates the best checkpoint (COCO box and mask AP) and writes bbox.json / segm.json,
 #     4. renders the loss and AP curves to output/synthetic/condinst/*.png and *.svg, and
 #     5. draws predictions beside the ground truth for 8 validation images
@@ -42,8 +42,9 @@ run=output/synthetic/condinst
 [ -f output/synth-coco/annotations/instances_val.json ] ||
   "$bin" synth coco --out output/synth-coco --images 50 --seed 1 --size 128,128 --split val
 rm -rf "$run"
-bash launch/mpirun-local.sh 2 train-inst --config configs/synthetic/condinst.yaml "$@"
-overrides=(); [ $# -eq 0 ] || overrides=(--set "$@")
+short=(SOLVER.MAX_ITER 1500 SOLVER.STEPS "[1000, 1300]" TEST.EVAL_PERIOD 500 SOLVER.CHECKPOINT_PERIOD 500)
+bash launch/mpirun-local.sh 2 train-inst --config configs/synthetic/condinst.yaml "${short[@]}" "$@"
+overrides=(--set "${short[@]}" "$@")
 "$bin" eval-inst --config configs/synthetic/condinst.yaml --checkpoint "$run/model_best.h5" --results-dir "$run/results" "${overrides[@]}"
 "$bin" plot "$run"
 "$bin" visualize --gt output/synth-coco/annotations/instances_val.json --results "$run/results/segm.json" \

@@ -20,7 +20,7 @@ struct TrainDemo: ParsableCommand {
     @Option(help: "Stop after this iteration (as if preempted), to test resuming.") var stopAt: Int?
     @Option(help: ArgumentHelp("Make loss_ce NaN at this iteration (failure injection for tests).", visibility: .hidden))
     var injectNanAt: Int?
-    @Argument(help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 20 …).") var overrides: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 20 …; negative values such as -1 work).") var overrides: [String] = []
 
     func run() throws {
         let cfg = try TrainingConfig.load(file: config, overrides: overrides)

@@ -19,7 +19,7 @@ struct TrainInst: ParsableCommand {
     @Option(name: .customLong("dump-step"),
             help: "Run one forward and backward of the first global batch on one rank, write inputs, weights, losses and gradients to this HDF5 file and exit (no update).")
     var dumpStep: String?
-    @Argument(help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 200 DATASETS.ROOT /data/coco …).") var overrides: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 200 DATASETS.ROOT /data/coco …; negative values such as -1 work).") var overrides: [String] = []
 
     func run() throws {
         let cfg = try TrainingConfig.load(file: config, overrides: overrides)

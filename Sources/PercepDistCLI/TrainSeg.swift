@@ -16,7 +16,7 @@ struct TrainSeg: ParsableCommand {
     @Option(help: "YAML config (e.g. configs/synthetic/percep.yaml).") var config: String
     @Flag(help: "Resume from the newest complete checkpoint in OUTPUT_DIR.") var resume = false
     @Option(help: "Stop after this iteration (as if preempted), to test resuming.") var stopAt: Int?
-    @Argument(help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 200 DATASETS.ROOT /data/ade …).") var overrides: [String] = []
+    @Argument(parsing: .allUnrecognized, help: "Config overrides as KEY VALUE pairs (SOLVER.MAX_ITER 200 DATASETS.ROOT /data/ade …; negative values such as -1 work).") var overrides: [String] = []
 
     func run() throws {
         let cfg = try TrainingConfig.load(file: config, overrides: overrides)
