@@ -9,19 +9,18 @@ final class VersionTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         let line = r.out.trimmingCharacters(in: .whitespacesAndNewlines)
         XCTAssertNotNil(line.range(of: #"^percep-dist \d+\.\d+\.\d+ \(([0-9a-f]{12}(-dirty\.\d+)?|unknown)\)$"#, options: .regularExpression), line)
-        // Built from a git checkout (CI's clone, a developer's tree): the revision is HEAD's.
+        // Built from a git checkout (CI's clone, a developer's tree): the revision is one of its
+        // commits (HEAD when nothing was committed since the build).
+        let revision = line.split(separator: "(").last.map { String($0.dropLast().prefix(12)) } ?? ""
+        guard revision != "unknown" else { return }
         let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
         let git = Process()
         git.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        git.arguments = ["git", "-C", repo.path, "rev-parse", "--short=12", "HEAD"]
-        let pipe = Pipe()
-        git.standardOutput = pipe
+        git.arguments = ["git", "-C", repo.path, "cat-file", "-e", "\(revision)^{commit}"]
+        git.standardOutput = FileHandle.nullDevice
         git.standardError = FileHandle.nullDevice
         try git.run()
         git.waitUntilExit()
-        let head = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-        if git.terminationStatus == 0 && !head.isEmpty {
-            XCTAssertTrue(line.contains("(\(head)"), "\(line) does not name HEAD \(head)")
-        }
+        XCTAssertEqual(git.terminationStatus, 0, "\(revision) is not a commit of \(repo.path)")
     }
 }
