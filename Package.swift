@@ -10,7 +10,17 @@ import Foundation
 // Training (configs) + Checkpoint + Distributed + Perceptual → Trainer (the shared loop);
 // SegmentationData + SegmentationModels + Trainer → SegmentationTraining → percep-dist.
 // Each C library enters through exactly one wrapper target.
-let release: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+// Bounds and overflow checks stay on everywhere except in the numeric kernels, which only index
+// tensors the engine allocated itself and never parse bytes from a file: PercepCore (ops and
+// kernels), PercepNN, SegmentationModels, InstanceModels and CondInst are built with
+// -Ounchecked (`kernels`), where `percep-dist bench step` measured it paying (docs/benchmarks.md,
+// "Checked and unchecked builds"); every target that reads files or command lines — COCO JSON,
+// RLE and polygons, PNG/JPEG, HDF5 checkpoints and loss networks, YAML configs, data sets — is
+// built with -O (`checked`), so an out-of-range index there is a trap, never undefined
+// behaviour. PERCEP_CHECKED_KERNELS=1 builds the kernels with -O too, for that benchmark.
+let kernels: [SwiftSetting] = ProcessInfo.processInfo.environment["PERCEP_CHECKED_KERNELS"] == "1"
+    ? [] : [.unsafeFlags(["-Ounchecked"], .when(configuration: .release))]
+let checked: [SwiftSetting] = []
 
 // OpenBLAS must be Debian's OpenMP build, not the default pthread build: oneDNN runs on libgomp,
 // and two thread pools spinning on the same cores halve the speed of whichever runs second
@@ -55,70 +65,70 @@ let package = Package(
         // The version and the source revision the binary was built from (`--version`, replica check).
         .plugin(name: "SourceRevision", capability: .buildTool(), path: "Plugins/SourceRevision"),
         .target(name: "BuildInfo", plugins: ["SourceRevision"]),
-        .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP"], swiftSettings: release,
+        .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP"], swiftSettings: kernels,
                 linkerSettings: openblasOpenMP),
-        .target(name: "PercepNN", dependencies: ["PercepCore"], swiftSettings: release),
+        .target(name: "PercepNN", dependencies: ["PercepCore"], swiftSettings: kernels),
         // HDF5 (serial build), Debian package libhdf5-dev: loss-network weights and checkpoints.
         .systemLibrary(name: "CHDF5", pkgConfig: "hdf5", providers: [.apt(["libhdf5-dev"])]),
-        .target(name: "PercepHDF5", dependencies: ["CHDF5", "PercepCore"], swiftSettings: release),
+        .target(name: "PercepHDF5", dependencies: ["CHDF5", "PercepCore"], swiftSettings: checked),
         // Open MPI (libopenmpi-dev, openmpi-bin): headers via pkg-config, included only by CMPI.
         .systemLibrary(name: "COpenMPISystem", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CMPI", dependencies: ["COpenMPISystem"]),
-        .target(name: "Distributed", dependencies: ["CMPI", "PercepCore", "PercepNN"], swiftSettings: release),
-        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: release),
+        .target(name: "Distributed", dependencies: ["CMPI", "PercepCore", "PercepNN"], swiftSettings: checked),
+        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: checked),
         // mmseg's dilated ResNets, PSPNet and DeepLabV3+ heads, auxiliary FCN head, with its names.
-        .target(name: "SegmentationModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
+        .target(name: "SegmentationModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: kernels),
         // detectron2's ResNet, FPN, AdelaiDet's FCOS head, mask branch, dynamic mask head: CondInst
         // with AdelaiDet's names.
-        .target(name: "InstanceModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: release),
+        .target(name: "InstanceModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: kernels),
         // CondInst's training maths (FCOS targets, focal/GIoU/centerness/dice losses, the perceptual
         // mask term) and inference (NMS, mask paste).
-        .target(name: "CondInst", dependencies: ["InstanceModels", "Perceptual", "PercepNN", "PercepCore"], swiftSettings: release),
+        .target(name: "CondInst", dependencies: ["InstanceModels", "Perceptual", "PercepNN", "PercepCore"], swiftSettings: kernels),
         // COCO instance data for training: the COCO layout, detectron2's resize/flip pipeline (Pillow
         // resampling), masks on the resized canvas.
-        .target(name: "InstanceData", dependencies: ["COCO", "ImageCodecs", "PercepCore"], swiftSettings: release),
+        .target(name: "InstanceData", dependencies: ["COCO", "ImageCodecs", "PercepCore"], swiftSettings: checked),
         // `train-inst`/`eval-inst`: the CondInst task on the shared loop (groups of images, global
         // normalisers, COCO evaluation of gathered detections, the one-step dump).
         .target(name: "InstanceTraining",
                 dependencies: ["InstanceData", "CondInst", "InstanceModels", "DataLoading", "COCO", "Trainer", "Training", "Checkpoint",
                                "PercepHDF5", "Perceptual", "PercepNN", "PercepCore"],
-                swiftSettings: release),
+                swiftSettings: checked),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
-        .target(name: "COCO", swiftSettings: release),
+        .target(name: "COCO", swiftSettings: checked),
         // libjpeg-turbo's TurboJPEG API and libspng behind plain C functions, Debian packages
         // libturbojpeg0-dev and libspng-dev.
         .target(name: "CImageCodecs", linkerSettings: [.linkedLibrary("turbojpeg"), .linkedLibrary("spng")]),
-        .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: release),
+        .target(name: "ImageCodecs", dependencies: ["CImageCodecs"], swiftSettings: checked),
         // `synth coco`: synthetic COCO instance-segmentation sets (JPEG images + instances JSON).
-        .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: release),
+        .target(name: "COCOSynth", dependencies: ["COCO", "ImageCodecs"], swiftSettings: checked),
         // Semantic segmentation data: ADE20K / Cityscapes / VOC readers, mmseg augmentation, the
         // prefetching loader, mmseg's IoUMetric and the `synth seg` generator.
-        .target(name: "SegmentationData", dependencies: ["DataLoading", "PercepCore", "ImageCodecs"], swiftSettings: release),
+        .target(name: "SegmentationData", dependencies: ["DataLoading", "PercepCore", "ImageCodecs"], swiftSettings: checked),
         // The one prefetching loader every task uses (threads, bounded window, broken samples
         // skipped and counted, step order).
-        .target(name: "DataLoading", swiftSettings: release),
+        .target(name: "DataLoading", swiftSettings: checked),
         // The trainer's YAML configs (`_BASE_` inheritance, schema, overrides) and LR schedules.
         .target(name: "Training", dependencies: ["PercepCore", "PercepNN", .product(name: "Yams", package: "Yams")],
-                swiftSettings: release),
+                swiftSettings: checked),
         // Training checkpoints: atomic HDF5 writes with per-dataset checksums, strict and remapped loads.
-        .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: release),
+        .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: checked),
         // The training loop every task shares: replicas, gradient sync, schedule, logs, evaluation,
         // checkpoints and resume around a `TrainingTask`.
         .target(name: "Trainer", dependencies: ["BuildInfo", "Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
-                swiftSettings: release),
+                swiftSettings: checked),
         // `train-seg`/`eval-seg`: the segmentation task on the shared loop (datasets, student,
         // teacher, perceptual term, mmseg mIoU, whole/slide inference).
         .target(name: "SegmentationTraining",
                 dependencies: ["SegmentationData", "SegmentationModels", "Trainer", "Training", "Checkpoint", "Perceptual", "PercepNN", "PercepCore"],
-                swiftSettings: release),
+                swiftSettings: checked),
         // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
-        .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: release),
+        .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: checked),
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["BuildInfo", "InstanceTraining", "InstanceData", "CondInst", "InstanceModels", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
                            "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            swiftSettings: release),
+            swiftSettings: checked),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
         .testTarget(name: "PerceptualTests", dependencies: ["Perceptual", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],

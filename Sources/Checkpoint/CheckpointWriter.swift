@@ -78,6 +78,8 @@ public struct CheckpointWriter {
             // a final name on a file whose data never reached the disk.
             try Self.fsync(path: temp)
             try Self.rename(temp, to: final)
+            // The rename itself is durable only once the directory entry is on disk.
+            try Self.fsync(path: directory)
         } catch {
             try? FileManager.default.removeItem(atPath: temp)
             if let error = error as? HDF5Error { throw CheckpointError(file: final, .io(error.description)) }
@@ -92,10 +94,10 @@ public struct CheckpointWriter {
     }
 
     /// Deletes all but the newest `keepLast` checkpoints (never `current`), and stray temp files
-    /// left by a crashed write.
+    /// (checkpoints' and the pointer's) left by a crashed write.
     private func prune(keeping current: String) throws {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        for stray in names where stray.hasPrefix("model_") && stray.hasSuffix(".tmp") {
+        for stray in names where (stray.hasPrefix("model_") || stray.hasPrefix(Self.pointerName + ".")) && stray.hasSuffix(".tmp") {
             try? FileManager.default.removeItem(atPath: directory + "/" + stray)
         }
         let others = CheckpointLoader.checkpointNames(names).filter { $0 != current }

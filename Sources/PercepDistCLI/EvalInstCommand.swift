@@ -30,7 +30,6 @@ struct EvalInst: ParsableCommand {
         try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try InstanceTask(cfg)
             try CheckpointLoader.loadWeights(from: checkpoint, into: task.network, strict: true)
-            if json { Log.quiet = true }
             let result = try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: task.criterion.settings.perceptual?.fingerprint ?? 0)
                 .evaluate()
             guard world.rank == 0 else { return }

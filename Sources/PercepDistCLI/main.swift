@@ -1,5 +1,6 @@
 import ArgumentParser
 import BuildInfo
+import Distributed
 import Foundation
 import PercepCore
 import PercepNN
@@ -14,4 +15,6 @@ struct PercepDist: ParsableCommand {
                       CheckpointCommand.self, PlotCommand.self, Visualize.self])
 }
 
+// With --json, stdout carries the command's JSON only: progress lines go to stderr.
+if CommandLine.arguments.contains("--json") { Log.quiet = true }
 PercepDist.main()

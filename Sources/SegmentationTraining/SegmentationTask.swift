@@ -64,6 +64,12 @@ public final class SegmentationTask: TrainingTask {
         }
     }
 
+    /// The teacher's weights (FNV-1a of its state): ranks loading different teacher files would
+    /// train against different targets.
+    public var replicaFacts: [(name: String, value: Int64)] {
+        teacher.map { [("teacher weights", Int64(bitPattern: PerceptualLoss.fingerprint(of: $0, adapter: nil)))] } ?? []
+    }
+
     /// Keeps the job's collectives for the cross-rank normaliser.
     public func attach(_ collectives: TaskCollectives) { self.collectives = collectives }
 

@@ -50,6 +50,10 @@ public final class Trainer {
         let cfg = config, model = task.model
         let maxIter = cfg.int("SOLVER.MAX_ITER")
         if world.rank == 0 {
+            // A fresh run must not append to another run's metrics or prune its checkpoints.
+            if !resume, let marker = Self.existingRun(in: outputDirectory) {
+                throw DistributedError(rank: 0, message: "OUTPUT_DIR \(outputDirectory) already holds a run (\(marker)): pass --resume to continue it, or choose another OUTPUT_DIR")
+            }
             try FileManager.default.createDirectory(atPath: outputDirectory, withIntermediateDirectories: true)
             Log.info("resolved config (hash \(String(cfg.hash, radix: 16))):\n\(cfg.resolvedYAML)")
         }
@@ -59,7 +63,7 @@ public final class Trainer {
             ("parameter count", Int64(named.count)), ("shapes", shapesHash(model)),
             ("resolved config", Int64(bitPattern: cfg.hash)),
             ("loss-network fingerprint", Int64(bitPattern: lossNetworkFingerprint)), ("build", BuildInfo.identityHash),
-        ])
+        ] + task.replicaFacts)
         world.broadcastState(of: model)
         if cfg.bool("MODEL.SYNC_BN") { world.synchronizeBatchNorm(in: model) }
         // Normalisation weights and biases get SOLVER.WEIGHT_DECAY_NORM, the rest SOLVER.WEIGHT_DECAY.
@@ -210,6 +214,16 @@ public final class Trainer {
         return result
     }
 
+    /// What shows that `directory` holds a run already (its pointer, metrics or a checkpoint), or nil.
+    static func existingRun(in directory: String) -> String? {
+        let fm = FileManager.default
+        for marker in [CheckpointWriter.pointerName, "metrics.jsonl"] where fm.fileExists(atPath: (directory as NSString).appendingPathComponent(marker)) {
+            return marker
+        }
+        let entries = (try? fm.contentsOfDirectory(atPath: directory)) ?? []
+        return entries.sorted().first { $0.hasPrefix("model_") && $0.hasSuffix(".h5") }
+    }
+
     /// Loads the newest complete checkpoint on rank 0 and broadcasts the model, the momentum
     /// buffers, the iteration, the trainer RNG and the best metric; returns the iteration.
     private func restore(model: Module, optimizer sgd: SGD, parameters: [Tensor]) throws -> Int {
@@ -219,16 +233,26 @@ public final class Trainer {
             let (checkpoint, source) = try CheckpointLoader.latest(in: outputDirectory)
             if case .fallback(let reason) = source { Log.warning(reason) }
             if checkpoint.state.configHash != config.hash {
-                // Name what differs. Keys only this version knows (an upgrade mid-run) take this
-                // run's values with a warning; any other difference stops the resume.
+                // Name what differs. Where things live and how often the run logs, checkpoints
+                // and evaluates (a run directory moved to another filesystem, a longer eval
+                // period) take this run's values with a warning, and so do keys only this version
+                // knows (an upgrade mid-run); anything else changes the maths and stops the resume.
                 let diff = config.difference(fromStored: checkpoint.state.configText)
-                var problems = diff.changed.map { "\($0.key): \($0.stored) in the checkpoint, \($0.current) now" }
+                let (logistics, maths) = diff.changed.reduce(into: ([ConfigDifference.Change](), [ConfigDifference.Change]())) { split, change in
+                    if TrainingConfig.isLogistics(change.key) { split.0.append(change) } else { split.1.append(change) }
+                }
+                var problems = maths.map { "\($0.key): \($0.stored) in the checkpoint, \($0.current) now" }
                 problems += diff.removed.map { "\($0): in the checkpoint, unknown to this version" }
-                if !problems.isEmpty || diff.added.isEmpty {
+                if !logistics.isEmpty && problems.isEmpty {
+                    Log.warning("\(checkpoint.path) was written with other paths or periods; the run continues with " + logistics.map { "\($0.key) \($0.current) (was \($0.stored))" }.joined(separator: ", "))
+                }
+                if !problems.isEmpty || (diff.added.isEmpty && logistics.isEmpty) {
                     if problems.isEmpty { problems = ["the stored config text differs (hash \(String(checkpoint.state.configHash, radix: 16)) vs \(String(config.hash, radix: 16)))"] }
                     throw DistributedError(rank: 0, message: "\(checkpoint.path) was written with another config: " + problems.joined(separator: "; "))
                 }
-                Log.warning("\(checkpoint.path) predates config keys \(diff.added.map { "\($0.key) (now \($0.current))" }.joined(separator: ", ")); the run continues with those values")
+                if !diff.added.isEmpty {
+                    Log.warning("\(checkpoint.path) predates config keys \(diff.added.map { "\($0.key) (now \($0.current))" }.joined(separator: ", ")); the run continues with those values")
+                }
             }
             guard checkpoint.state.lossNetworkFingerprint == lossNetworkFingerprint else {
                 throw DistributedError(rank: 0, message: "\(checkpoint.path) was trained against another loss network (fingerprint \(String(checkpoint.state.lossNetworkFingerprint, radix: 16)))")

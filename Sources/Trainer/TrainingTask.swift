@@ -109,6 +109,10 @@ public protocol TrainingTask: AnyObject {
     /// A group per training sample (aspect-ratio buckets) when every global batch must come from
     /// one group, nil for plain batches.
     var samplingGroups: [Int]? { get }
+    /// Facts every rank must agree on beyond the model and the config, checked at start-up
+    /// (e.g. a fingerprint of the teacher's weights, which may come from different files on
+    /// different nodes).
+    var replicaFacts: [(name: String, value: Int64)] { get }
     /// Evaluates this rank's samples (model in eval mode, no tape): sums or records.
     func evaluateShard(indices: [Int], progress: (Int) -> Void) throws -> EvaluationShard
     /// Rank 0 only: turns every rank's records (in rank order) into metrics.
@@ -132,6 +136,8 @@ extension TrainingTask {
     public func attach(_ collectives: TaskCollectives) {}
     /// Plain batches by default.
     public var samplingGroups: [Int]? { nil }
+    /// Nothing beyond the model and the config by default.
+    public var replicaFacts: [(name: String, value: Int64)] { [] }
     /// Additive evaluation by default.
     public func evaluateShard(indices: [Int], progress: (Int) -> Void) throws -> EvaluationShard {
         .sums(try evaluate(indices: indices, progress: progress))

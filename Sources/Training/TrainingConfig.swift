@@ -223,8 +223,10 @@ public struct TrainingConfig: Sendable, Equatable {
 
 /// How a config stored in a checkpoint (its `resolvedYAML`) differs from this run's.
 public struct ConfigDifference: Sendable {
+    /// One key whose value differs.
+    public typealias Change = (key: String, stored: String, current: String)
     /// Keys whose values differ: (key, stored value, this run's value), sorted by key.
-    public var changed: [(key: String, stored: String, current: String)] = []
+    public var changed: [Change] = []
     /// Keys this program knows that the stored config lacks (written by an older version); they
     /// take this run's values.
     public var added: [(key: String, current: String)] = []
@@ -236,6 +238,17 @@ public struct ConfigDifference: Sendable {
 }
 
 extension TrainingConfig {
+    /// Whether `key` only says where things live or how often the run logs, checkpoints,
+    /// evaluates or waits — never what it computes — so a resume may take a new value: paths
+    /// (OUTPUT_DIR, DATASETS.ROOT, *.WEIGHTS files, whose contents the replica check and the
+    /// checkpoint's loss-network fingerprint cover), LOG_PERIOD, SOLVER.CHECKPOINT_PERIOD,
+    /// SOLVER.MAX_TO_KEEP, TEST.EVAL_PERIOD, DIST.TIMEOUT_SECONDS and the loader's threads.
+    public static func isLogistics(_ key: String) -> Bool {
+        let exact: Set<String> = ["OUTPUT_DIR", "DATASETS.ROOT", "LOG_PERIOD", "SOLVER.CHECKPOINT_PERIOD", "SOLVER.MAX_TO_KEEP",
+                                  "TEST.EVAL_PERIOD", "DIST.TIMEOUT_SECONDS", "DATALOADER.NUM_WORKERS", "DATALOADER.PREFETCH"]
+        return exact.contains(key) || key.hasSuffix(".WEIGHTS")
+    }
+
     /// Compares `stored`, a `resolvedYAML` written earlier (possibly by another version of the
     /// program), with this config. Keys are read back from the dump's own format (two-space
     /// indentation, one key or group per line), so keys this version does not know are reported

@@ -1,5 +1,6 @@
 import XCTest
 import PercepCore
+import PercepHDF5
 import PercepNN
 import TestSupport
 @testable import Perceptual
@@ -148,5 +149,75 @@ final class LossNetworkTests: XCTestCase {
         nan.data[5] = .nan
         XCTAssertThrowsError(try loss.check(prediction: good, target: nan)) { XCTAssertTrue("\($0)".contains("non-finite"), "\($0)") }
         XCTAssertNoThrow(try loss.check(prediction: good, target: good))
+    }
+
+    /// The weight formula of tools/pytorch/make_lossnet_family_fixtures.py (`fixture_weights`):
+    /// bit-identical float32 values for state-dict entry `name` from SplitMix64 over the element
+    /// index, keyed by FNV-1a(name) ^ seed (integer ops and an exact product only).
+    static func fixtureWeights(_ name: String, _ shape: [Int], seed: UInt64) -> Tensor {
+        let t = Tensor.zeros(shape)
+        let leaf = name.split(separator: ".").last.map(String.init) ?? name
+        let center: Double, half: Float
+        switch leaf {
+        case "num_batches_tracked": return t
+        case "weight" where shape.count == 4:
+            center = 0; half = Float((6.0 / Double(shape[1] * shape[2] * shape[3])).squareRoot())
+        case "weight": center = 1; half = 0.5
+        case "bias", "running_mean": center = 0; half = 0.25
+        case "running_var": center = 1.25; half = 0.75
+        default: preconditionFailure("no fixture formula for \(name) \(shape)")
+        }
+        var key: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in name.utf8 { key = (key ^ UInt64(b)) &* 0x100_0000_01B3 }
+        key ^= seed
+        for i in 0..<t.count {
+            let x = key &+ UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15
+            var z = (x ^ (x >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            z ^= z >> 31
+            let u = Double(Int64(z >> 40) - (1 << 23)) * 0x1p-23
+            t.data[i] = Float(center + Double(half) * u)
+        }
+        return t
+    }
+
+    /// ResNet-18, AlexNet and MobileNetV2 against PyTorch (tools/pytorch/make_lossnet_family_fixtures.py,
+    /// a float64 reference with torchvision's structures): loss within 1e-4 relative, gradient
+    /// within 1e-3 relative norm. The full-width weights are not stored: both sides generate them
+    /// with the fixture formula, and the stored fingerprint proves they are bit-identical.
+    func testNonVGGFamiliesMatchPyTorch() throws {
+        for family in [LossNetworkFamily.resnet18, .alexnet, .mobilenetv2] {
+            let name = "lossnet_\(family.rawValue)"
+            let url = try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: "h5", subdirectory: "Fixtures"), name)
+            let file = try HDF5File(reading: url.path)
+            XCTAssertEqual(try file.attribute("weights")?.stringValue, "splitmix64-uniform-v1", name)
+            let config = try LossNetworkFile.config(of: file)
+            XCTAssertEqual(config.family, family, name)
+            let network = try makeLossNetwork(config)
+            var state: [String: Tensor] = [:]
+            for (key, t) in network.stateDict() { state[key] = Self.fixtureWeights(key, t.shape, seed: config.seed) }
+            try network.loadStateDict(state)   // strict: every name, nothing extra, same shapes
+            let loss = try PerceptualLoss(config: config, network: network)
+            XCTAssertEqual(loss.fingerprint, try XCTUnwrap(try file.attribute("fingerprint")?.uintValue),
+                           "\(name): the weights differ from PyTorch's")
+            XCTAssertEqual(loss.levelWeights, config.resolvedLevelWeights, name)
+            let pred = try file.readTensor(at: "pred"), target = try file.readTensor(at: "target")
+            let expected = try file.readTensor(at: "loss").item, grad = try file.readTensor(at: "grad")
+            try loss.check(prediction: pred, target: target)
+            pred.requiresGrad = true
+            let value = loss(pred, target)
+            XCTAssertEqual(value.item, expected, accuracy: 1e-4 * abs(expected), name)
+            value.backward()
+            let g = try XCTUnwrap(pred.grad, name)
+            XCTAssertEqual(g.shape, grad.shape, name)
+            var diff = 0.0, ref = 0.0
+            for i in 0..<grad.count {
+                let d = Double(g.data[i]) - Double(grad.data[i])
+                diff += d * d
+                ref += Double(grad.data[i]) * Double(grad.data[i])
+            }
+            XCTAssertGreaterThan(ref, 0, name)
+            XCTAssertLessThanOrEqual((diff / ref).squareRoot(), 1e-3, "\(name): gradient differs from PyTorch")
+        }
     }
 }

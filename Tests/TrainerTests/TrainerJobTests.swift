@@ -36,6 +36,35 @@ final class TrainerJobTests: XCTestCase {
         XCTAssertTrue(changed.err.contains("0.5 now"), changed.err)
     }
 
+    /// A fresh run into a directory holding another run is refused (it would append to that
+    /// run's metrics and prune its checkpoints); nothing there changes.
+    func testFreshRunIntoAnExistingRunIsRefused() throws {
+        let first = try demo(["SOLVER.MAX_ITER", "2", "SOLVER.CHECKPOINT_PERIOD", "2"])
+        XCTAssertEqual(first.status, 0, first.err)
+        let metrics = try Data(contentsOf: dir.appendingPathComponent("run/metrics.jsonl"))
+        let again = try demo(["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2"])
+        XCTAssertNotEqual(again.status, 0)
+        XCTAssertTrue(again.err.contains("already holds a run") && again.err.contains("--resume"), again.err)
+        XCTAssertEqual(try Data(contentsOf: dir.appendingPathComponent("run/metrics.jsonl")), metrics)
+        XCTAssertEqual(try String(contentsOf: dir.appendingPathComponent("run/last_checkpoint"), encoding: .utf8), "model_0000002.h5\n")
+    }
+
+    /// A run directory moved elsewhere resumes with new logging and checkpoint periods (a
+    /// warning names them); a change to the maths still stops it.
+    func testResumeAfterMovingTheRunWithOtherPeriods() throws {
+        let first = try demo(["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "--stop-at", "2"])
+        XCTAssertEqual(first.status, 0, first.err)
+        try FileManager.default.moveItem(at: dir.appendingPathComponent("run"), to: dir.appendingPathComponent("moved"))
+        let resumed = try demo(["SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "1", "LOG_PERIOD", "2", "--resume"], output: "moved")
+        XCTAssertEqual(resumed.status, 0, resumed.err)
+        XCTAssertTrue(resumed.err.contains("other paths or periods") && resumed.err.contains("OUTPUT_DIR"), resumed.err)
+        XCTAssertTrue(resumed.out.contains("resumed from"), resumed.out)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("moved/model_0000004.h5").path))
+        let maths = try demo(["SOLVER.MAX_ITER", "6", "SOLVER.CHECKPOINT_PERIOD", "1", "SOLVER.MOMENTUM", "0.5", "--resume"], output: "moved")
+        XCTAssertNotEqual(maths.status, 0)
+        XCTAssertTrue(maths.err.contains("SOLVER.MOMENTUM"), maths.err)
+    }
+
     func records(_ output: String = "run") throws -> [[String: Any]] {
         let text = try String(contentsOf: dir.appendingPathComponent("\(output)/metrics.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any] }

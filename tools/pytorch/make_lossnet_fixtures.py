@@ -14,6 +14,7 @@ the project's FNV-1a over names, shapes and float bits, recomputed here. Each re
 computed in float32 and checked against a float64 run before it is written.
 
 Run: python3 tools/pytorch/make_lossnet_fixtures.py     (needs torch and h5py)
+The ResNet-18, AlexNet and MobileNetV2 cases (lossnet_<family>.h5): make_lossnet_family_fixtures.py.
 """
 import os
 import struct
