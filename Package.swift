@@ -160,6 +160,8 @@ let package = Package(
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
         // Runs percep-dist train-inst / eval-inst (and under mpirun) on a generated synthetic COCO set.
         .testTarget(name: "InstanceJobTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
+        // The malformed-input catalogue of docs/reliability.md, run through the percep-dist binary.
+        .testTarget(name: "ReliabilityTests", dependencies: ["PercepDistCLI", "TestSupport"], resources: [.copy("Fixtures")]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",
                                                           "PercepHDF5", "TestSupport"],

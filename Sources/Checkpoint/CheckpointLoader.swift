@@ -117,12 +117,31 @@ public enum CheckpointLoader {
             let file = try HDF5File(reading: path)
             defer { try? file.close() }
             let group = try file.exists(CheckpointFile.modelGroup) ? CheckpointFile.modelGroup : "/"
+            // Shapes first, from the headers: a dataset the model would refuse is named before
+            // anything is read (a hostile file may claim billions of elements).
+            let expected = Dictionary(model.stateDict().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
+            var misshapen: [String] = []
+            for name in try file.datasetNames(in: group) {
+                guard let mapped = remap.map(name), let want = expected[mapped] else { continue }
+                let have = try file.shape(at: group == "/" ? "/" + name : group + "/" + name)
+                if have != want { misshapen.append("\(mapped): checkpoint \(have), model \(want)") }
+            }
+            if !misshapen.isEmpty {
+                throw CheckpointError(file: path, .stateDict(StateDictError(missing: [], unexpected: [], mismatched: misshapen)))
+            }
             var bad: [String] = []
             let all = try CheckpointFile.readGroup(file, group, path: path, requireChecksums: false, bad: &bad)
             if !bad.isEmpty { throw CheckpointError(file: path, .checksumMismatch(datasets: bad)) }
             for (name, tensor) in all { if let mapped = remap.map(name) { tensors[mapped] = tensor } }
         } catch let error as HDF5Error {
             throw CheckpointError(file: path, .unreadable(underlying: error.description))
+        }
+        // Non-strict loads (an ImageNet backbone into a segmentation network) may leave names out,
+        // but a file that shares no name with the model is a wrong file, not a partial one.
+        let known = Set(model.stateDict().map(\.0))
+        if !strict && !tensors.keys.contains(where: known.contains) {
+            let theirs = tensors.keys.sorted().prefix(3).joined(separator: ", "), ours = model.stateDict().prefix(3).map(\.0).joined(separator: ", ")
+            throw CheckpointError(file: path, .io("shares no tensor name with the model (the file has \(theirs), …; the model \(ours), …)"))
         }
         do { try model.loadStateDict(tensors, strict: strict) } catch let error as StateDictError {
             throw CheckpointError(file: path, .stateDict(error))

@@ -47,6 +47,10 @@ public enum JPEG {
         return Array(UnsafeBufferPointer(start: out, count: size))
     }
 
+    /// Largest image decoded (2^28 pixels, as for PNG): a header is a claim, checked before the
+    /// pixels are allocated.
+    public static let maxPixels = 1 << 28
+
     /// Decodes JPEG bytes to RGB.
     /// - Throws: `JPEGError` for data that is not a decodable JPEG stream.
     public static func decode(_ data: [UInt8]) throws(JPEGError) -> RGBImage {
@@ -54,6 +58,10 @@ public enum JPEG {
         var w: Int32 = 0, h: Int32 = 0
         let headerRC = data.withUnsafeBufferPointer { image_codecs_jpeg_size($0.baseAddress, $0.count, &w, &h, &err, err.count) }
         guard headerRC == 0, w > 0, h > 0 else { throw JPEGError(message(err)) }
+        // The header alone decides the allocation: refuse sizes no data set has before making it.
+        guard Int(w) * Int(h) <= maxPixels else {
+            throw JPEGError("JPEG header: \(w)x\(h) image exceeds the \(maxPixels)-pixel limit")
+        }
         var pixels = [UInt8](repeating: 0, count: Int(w) * Int(h) * 3)
         let rc = data.withUnsafeBufferPointer { jpeg in
             pixels.withUnsafeMutableBufferPointer { px in

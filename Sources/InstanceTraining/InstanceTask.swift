@@ -1,3 +1,4 @@
+import Checkpoint
 import COCO
 import CondInst
 import DataLoading
@@ -58,6 +59,14 @@ public final class InstanceTask: TrainingTask {
         groupsInBatch = batch / imagesPerGroup
         var rng = SeededRNG(seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), stream: "condinst init")
         network = CondInstModel(spec, rng: &rng)
+        // Initial weights (an ImageNet backbone under AdelaiDet's names, a CondInst checkpoint),
+        // weights-only and non-strict: a backbone file lacks the heads.
+        let weights = cfg.string("MODEL.WEIGHTS")
+        if !weights.isEmpty {
+            do { try CheckpointLoader.loadWeights(from: weights, into: network, strict: false) } catch {
+                throw InstanceConfigError("MODEL.WEIGHTS", "\(error)")
+            }
+        }
         if let loss = criterion.settings.perceptual {
             // Fail now, not at the first step, when the stride-4 masks are too small for the loss network.
             let side = InstanceBatching.padded(trainTransform.shortSides.min()!) / criterion.settings.maskOutStride

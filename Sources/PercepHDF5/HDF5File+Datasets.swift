@@ -81,6 +81,7 @@ extension HDF5File {
             throw op.error("element type is \(HDF5.describe(type)), expected integers")
         }
         let shape = try datasetShape(dataset, op)
+        try checkClaimedSize(dataset, shape: shape, elementBytes: 8, op)
         var values = [Int64](repeating: 0, count: shape.reduce(1, *))
         if !values.isEmpty {
             try values.withUnsafeMutableBytes { raw in
@@ -107,6 +108,7 @@ extension HDF5File {
             throw op.error("element type is \(HDF5.describe(type)), expected floating point (float32 or float64)")
         }
         let shape = try datasetShape(dataset, op)
+        try checkClaimedSize(dataset, shape: shape, elementBytes: 4, op)
         let tensor = Tensor(uninitialized: shape)
         if tensor.count > 0 {
             try op.ok(H5Dread(dataset, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(),
@@ -121,6 +123,29 @@ extension HDF5File {
         let dataset = try openObject(path, ofType: H5I_DATASET, op)
         defer { H5Oclose(dataset) }
         return try datasetShape(dataset, op)
+    }
+
+    /// A dataset may claim any shape in its header and store far fewer bytes (unwritten chunks read
+    /// as the fill value, compression): a 2·10⁹-element dataset fits in a few kilobytes of file.
+    /// Before allocating for it, the claimed size is checked against the bytes the file actually
+    /// stores for it, allowing `maxCompressionRatio` (gzip of real data stays far below it), and
+    /// against the address space, so a hostile file is an error naming the dataset instead of an
+    /// allocation that kills the process.
+    func checkClaimedSize(_ dataset: hid_t, shape: [Int], elementBytes: Int, _ op: HDF5Call) throws {
+        var elements = 1
+        for d in shape {
+            let (product, overflow) = elements.multipliedReportingOverflow(by: d)
+            guard !overflow else { throw op.error("dataset shape \(shape) overflows the element count") }
+            elements = product
+        }
+        let (bytes, overflow) = elements.multipliedReportingOverflow(by: elementBytes)
+        guard !overflow, bytes <= HDF5File.maxDatasetBytes else {
+            throw op.error("dataset shape \(shape) claims more than the \(HDF5File.maxDatasetBytes >> 30) GiB a dataset may hold here")
+        }
+        let stored = Int(clamping: H5Dget_storage_size(dataset))
+        if bytes > Swift.max(1 << 20, stored.multipliedReportingOverflow(by: HDF5File.maxCompressionRatio).partialValue) {
+            throw op.error("dataset shape \(shape) (\(bytes) bytes) claims more than \(HDF5File.maxCompressionRatio)× the \(stored) bytes the file stores for it")
+        }
     }
 
     private func datasetShape(_ dataset: hid_t, _ op: HDF5Call) throws -> [Int] {

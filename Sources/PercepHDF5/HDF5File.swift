@@ -22,6 +22,13 @@ public final class HDF5File {
 
     private enum Mode { case create, read, update }
 
+    /// Largest ratio of a dataset's element bytes to the bytes the file stores for it that a read
+    /// accepts (compressed data stays far below; unwritten chunks of a huge claimed shape do not).
+    nonisolated(unsafe) public static var maxCompressionRatio = 1000
+
+    /// Largest dataset a read allocates (16 GiB).
+    nonisolated(unsafe) public static var maxDatasetBytes = 16 << 30
+
     /// Creates a new file at `path`, replacing (truncating) any existing file there.
     public convenience init(creating path: String) throws { try self.init(path: path, mode: .create) }
 

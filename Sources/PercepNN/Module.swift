@@ -123,6 +123,11 @@ public struct StateDictError: Error, CustomStringConvertible {
     /// Names whose shapes differ, with both shapes.
     public let mismatched: [String]
 
+    /// An error listing the problems.
+    public init(missing: [String], unexpected: [String], mismatched: [String]) {
+        self.missing = missing; self.unexpected = unexpected; self.mismatched = mismatched
+    }
+
     /// One message listing every problem.
     public var description: String {
         var parts: [String] = []

@@ -107,7 +107,11 @@ public enum SegmentationRecipe {
                                               baseChannels: cfg.int("MODEL.BASE_CHANNELS"), dropoutRatio: Float(dropout))
         } catch { throw SegmentationConfigError("MODEL", "\(error)") }
         let weights = cfg.string("MODEL.WEIGHTS")
-        if !weights.isEmpty { try CheckpointLoader.loadWeights(from: weights, into: model, strict: false) }
+        if !weights.isEmpty {
+            do { try CheckpointLoader.loadWeights(from: weights, into: model, strict: false) } catch {
+                throw SegmentationConfigError("MODEL.WEIGHTS", "\(error)")
+            }
+        }
         return model
     }
 

@@ -106,8 +106,14 @@ public struct TrainingConfig: Sendable, Equatable {
         }
     }
 
+    /// Deepest nesting (flow brackets or block indentation) a config may have. libyaml composes
+    /// recursively, so a hostile file nested 10⁵ deep would overflow the stack; real configs are
+    /// a few levels deep.
+    static let maxNesting = 64
+
     /// Yams' compose, with its errors turned into `malformedYAML` naming the source and position.
     private static func compose(_ text: String, source: String) throws -> Node? {
+        try checkNesting(text, source: source)
         do { return try Yams.compose(yaml: text) } catch let error as YamlError {
             switch error {
             case let .scanner(context, problem, mark, _), let .parser(context, problem, mark, _), let .composer(context, problem, mark, _):
@@ -115,6 +121,40 @@ public struct TrainingConfig: Sendable, Equatable {
                 throw ConfigError.malformedYAML(source: source, line: mark.line, column: mark.column, problem: what)
             default:
                 throw ConfigError.malformedYAML(source: source, line: nil, column: nil, problem: "\(error)")
+            }
+        }
+    }
+
+    /// Refuses text nested deeper than `maxNesting`: open flow brackets ([ and { outside quotes
+    /// and comments) plus indentation steps, counted per line. A quote that never closes only
+    /// makes the scan miss brackets after it, never refuse a valid file.
+    static func checkNesting(_ text: String, source: String) throws {
+        var flow = 0, line = 1
+        var quote: Character? = nil, comment = false, atLineStart = true, indent = 0
+        for ch in text {
+            if ch == "\n" {
+                line += 1; comment = false; atLineStart = true; indent = 0
+                continue
+            }
+            if atLineStart {
+                if ch == " " { indent += 1; continue }
+                atLineStart = false
+                if indent / 2 + flow > maxNesting {
+                    throw ConfigError.malformedYAML(source: source, line: line, column: indent + 1, problem: "nesting deeper than \(maxNesting) levels")
+                }
+            }
+            if comment { continue }
+            if let q = quote { if ch == q { quote = nil }; continue }
+            switch ch {
+            case "\"", "'": quote = ch
+            case "#": comment = true
+            case "[", "{":
+                flow += 1
+                if flow > maxNesting {
+                    throw ConfigError.malformedYAML(source: source, line: line, column: nil, problem: "nesting deeper than \(maxNesting) levels")
+                }
+            case "]", "}": flow = max(0, flow - 1)
+            default: break
             }
         }
     }

@@ -13,17 +13,29 @@ public enum ProcessRunner {
 
     /// Exit status, standard output and standard error of one run.
     public static func run(_ executable: URL, _ arguments: [String]) throws -> (status: Int32, out: String, err: String) {
+        let r = try runReportingSignals(executable, arguments)
+        return (r.status, r.out, r.err)
+    }
+
+    /// As `run`, and whether the process ended on a signal (a crash) rather than by exiting.
+    public static func runReportingSignals(_ executable: URL, _ arguments: [String], timeout: Double = 120)
+        throws -> (status: Int32, out: String, err: String, signalled: Bool, seconds: Double) {
         let p = Process()
         p.executableURL = executable
         p.arguments = arguments
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err
+        let start = Date()
         try p.run()
+        let killer = DispatchWorkItem { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + timeout, execute: killer)
         // Read before waiting so a full pipe cannot block the child.
         let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+        killer.cancel()
+        return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self),
+                p.terminationReason == .uncaughtSignal, Date().timeIntervalSince(start))
     }
 }
 
