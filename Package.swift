@@ -32,6 +32,15 @@ let openblasOpenMP: [LinkerSetting] = {
     return [.unsafeFlags(["-L" + dir, "-Xlinker", "-rpath", "-Xlinker", dir])]
 }()
 
+// libFuzzer targets (Fuzz/<Name>/main.swift), declared only for `tools/fuzz.sh`, which builds them
+// with -sanitize=fuzzer,address into .build-fuzz; a normal build never sees them.
+let fuzzTargets: [Target] = ProcessInfo.processInfo.environment["PERCEP_FUZZ"] == "1" ? [
+    ("COCOInstances", ["COCO"]), ("COCOResults", ["COCO"]), ("RLE", ["COCO"]), ("PNG", ["ImageCodecs"]), ("JPEG", ["ImageCodecs"]),
+    ("Config", ["Training"]), ("Checkpoint", ["Checkpoint"]), ("LossNetwork", ["Perceptual"]),
+].map { name, deps in
+    .executableTarget(name: "Fuzz\(name)", dependencies: (deps + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
+} + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")] : []
+
 let package = Package(
     name: "percep-dist",
     platforms: [.macOS(.v13)],
@@ -169,5 +178,5 @@ let package = Package(
         // CondInst's names and shapes against AdelaiDet's, its ops against the PyTorch twin's fixtures.
         .testTarget(name: "InstanceModelsTests", dependencies: ["InstanceModels", "PercepNN", "PercepCore", "PercepHDF5", "TestSupport"],
                     resources: [.copy("Fixtures")]),
-    ]
+    ] + fuzzTargets
 )

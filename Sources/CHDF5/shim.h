@@ -28,6 +28,7 @@ static inline hid_t chdf5_e_default(void) { return H5E_DEFAULT; }
 
 // Property-list classes for H5Pcreate.
 static inline hid_t chdf5_p_file_access(void) { return H5P_FILE_ACCESS; }
+static inline hid_t chdf5_p_file_create(void) { return H5P_FILE_CREATE; }
 static inline hid_t chdf5_p_link_create(void) { return H5P_LINK_CREATE; }
 
 // File creation / access flags.

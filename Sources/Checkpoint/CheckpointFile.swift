@@ -85,7 +85,7 @@ public struct CheckpointFile {
     /// reported in one `CheckpointError`, so a damaged file is never half-applied to a model.
     public static func read(_ path: String) throws -> CheckpointFile {
         do {
-            let file = try HDF5File(reading: path)
+            let file = try HDF5File.openChecked(reading: path)
             defer { try? file.close() }
             let state = try readState(file, path: path)
             var bad: [String] = []

@@ -114,7 +114,7 @@ public enum CheckpointLoader {
                                    strict: Bool = true) throws {
         var tensors: [String: Tensor] = [:]
         do {
-            let file = try HDF5File(reading: path)
+            let file = try HDF5File.openChecked(reading: path)
             defer { try? file.close() }
             let group = try file.exists(CheckpointFile.modelGroup) ? CheckpointFile.modelGroup : "/"
             // Shapes first, from the headers: a dataset the model would refuse is named before

@@ -61,7 +61,7 @@ public struct CheckpointWriter {
         // temp file; the `.tmp` suffix keeps the loader from ever taking it for a checkpoint.
         let temp = final + ".\(getpid()).tmp"
         do {
-            let file = try HDF5File(creating: temp)
+            let file = try HDF5File(creating: temp, sealable: true)
             for (key, tensor) in model.stateDict() {
                 try writeDataset(tensor, at: CheckpointFile.modelGroup + "/" + key, in: file)
             }
@@ -74,6 +74,9 @@ public struct CheckpointWriter {
             try CheckpointFile.writeState(state, to: file)
             try file.flush()
             try file.close()
+            // A whole-file checksum in the user block: a damaged checkpoint is refused before the
+            // HDF5 library parses it.
+            try HDF5Seal.seal(temp)
             // HDF5 has no fsync of its own: without this a power loss after the rename could leave
             // a final name on a file whose data never reached the disk.
             try Self.fsync(path: temp)

@@ -29,8 +29,12 @@ public final class HDF5File {
     /// Largest dataset a read allocates (16 GiB).
     nonisolated(unsafe) public static var maxDatasetBytes = 16 << 30
 
-    /// Creates a new file at `path`, replacing (truncating) any existing file there.
-    public convenience init(creating path: String) throws { try self.init(path: path, mode: .create) }
+    /// Creates a new file at `path`, replacing (truncating) any existing file there. With
+    /// `sealable`, the file starts with a user block that `HDF5Seal.seal` fills with a checksum of
+    /// the rest once the file is closed.
+    public convenience init(creating path: String, sealable: Bool = false) throws {
+        try self.init(path: path, mode: .create, userBlock: sealable ? HDF5Seal.userBlockSize : 0)
+    }
 
     /// Opens an existing file read-only. A missing file, a file that is not HDF5 or a truncated
     /// file throws an `HDF5Error` naming the file.
@@ -39,7 +43,7 @@ public final class HDF5File {
     /// Opens an existing file for reading and writing, keeping its contents.
     public convenience init(updating path: String) throws { try self.init(path: path, mode: .update) }
 
-    private init(path: String, mode: Mode) throws {
+    private init(path: String, mode: Mode, userBlock: Int = 0) throws {
         self.path = path
         self.isWritable = mode != .read
         HDF5.silenceErrorPrinting()
@@ -57,7 +61,10 @@ public final class HDF5File {
         try op.ok(H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG), "H5Pset_fclose_degree")
         switch mode {
         case .create:
-            fileID = try op.id(H5Fcreate(path, chdf5_acc_trunc(), chdf5_p_default(), fapl), "H5Fcreate")
+            let fcpl = try op.id(H5Pcreate(chdf5_p_file_create()), "H5Pcreate")
+            defer { H5Pclose(fcpl) }
+            if userBlock > 0 { try op.ok(H5Pset_userblock(fcpl, hsize_t(userBlock)), "H5Pset_userblock") }
+            fileID = try op.id(H5Fcreate(path, chdf5_acc_trunc(), fcpl, fapl), "H5Fcreate")
         case .read:
             fileID = try op.id(H5Fopen(path, chdf5_acc_rdonly(), fapl), "H5Fopen")
         case .update:

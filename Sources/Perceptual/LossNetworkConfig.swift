@@ -110,15 +110,22 @@ public struct LossNetworkConfig: Equatable, Codable, Sendable {
     /// Equal weights over k levels.
     public static func equalLevelWeights(_ k: Int) -> [Float] { [Float](repeating: 1, count: k) }
 
+    /// Bounds a network must stay within (a file or command line asking for more is refused
+    /// before anything is built): blocks, convolutions per block, channels.
+    public static let maxBlocks = 8, maxConvolutionsPerBlock = 16, maxChannels = 4096
+
     /// Checks every field; the error names the option and the problem.
     public func validate() throws {
-        guard inChannels > 0 else { throw LossNetworkError.invalidOption("in-channels", "\(inChannels)", "must be positive") }
+        guard inChannels > 0, inChannels <= Self.maxChannels else {
+            throw LossNetworkError.invalidOption("in-channels", "\(inChannels)", "must be 1…\(Self.maxChannels)")
+        }
         if family == .vgg {
-            guard !structure.isEmpty, structure.allSatisfy({ $0 > 0 }) else {
-                throw LossNetworkError.invalidOption("structure", structure.map(String.init).joined(separator: ","), "needs at least one block, each with at least one convolution")
+            guard !structure.isEmpty, structure.count <= Self.maxBlocks, structure.allSatisfy({ $0 > 0 && $0 <= Self.maxConvolutionsPerBlock }) else {
+                throw LossNetworkError.invalidOption("structure", structure.map(String.init).joined(separator: ","),
+                                                     "needs 1…\(Self.maxBlocks) blocks, each with 1…\(Self.maxConvolutionsPerBlock) convolutions")
             }
-            guard widths.count == structure.count, widths.allSatisfy({ $0 > 0 }) else {
-                throw LossNetworkError.invalidOption("widths", widths.map(String.init).joined(separator: ","), "needs one positive width per block (\(structure.count) blocks)")
+            guard widths.count == structure.count, widths.allSatisfy({ $0 > 0 && $0 <= Self.maxChannels }) else {
+                throw LossNetworkError.invalidOption("widths", widths.map(String.init).joined(separator: ","), "needs one width of 1…\(Self.maxChannels) per block (\(structure.count) blocks)")
             }
             guard [1, 3, 5, 7].contains(kernelSize) else {
                 throw LossNetworkError.invalidOption("kernel-size", "\(kernelSize)", "must be 1, 3, 5 or 7")

@@ -11,7 +11,7 @@ import PercepNN
 public enum LossNetworkFile {
     /// Writes `loss`'s network, adapter and config to `path` (replacing any file there).
     public static func export(_ loss: PerceptualLoss, to path: String) throws {
-        let file = try HDF5File(creating: path)
+        let file = try HDF5File(creating: path, sealable: true)
         for (name, t) in loss.network.stateDict() { try file.write(t, at: name) }
         if let adapter = loss.adapter { try file.write(adapter.weight, at: "adapter.weight") }
         let c = loss.config
@@ -25,6 +25,7 @@ public enum LossNetworkFile {
         try file.setAttribute("level_weights", .doubles(loss.levelWeights.map(Double.init)))
         try file.setAttribute("fingerprint", .uint(loss.fingerprint))
         try file.close()
+        try HDF5Seal.seal(path)
     }
 
     /// Reads the config stored in `file`'s root attributes.
@@ -67,7 +68,7 @@ public enum LossNetworkFile {
     /// Every weight the network needs must be present with the right shape (all problems are
     /// reported at once), and the weights must match the stored fingerprint.
     public static func load(_ path: String) throws -> PerceptualLoss {
-        let file = try HDF5File(reading: path)
+        let file = try HDF5File.openChecked(reading: path)
         let config = try config(of: file)
         let names = try file.datasetNames()
         let pretrained = names.contains("adapter.weight")
@@ -103,7 +104,7 @@ public enum LossNetworkFile {
         var skeleton = config
         skeleton.inChannels = 3
         let network = try makeLossNetwork(skeleton)
-        let file = try HDF5File(reading: weightsPath)
+        let file = try HDF5File.openChecked(reading: weightsPath)
         var state: [String: Tensor] = [:]
         let wanted = Set(network.stateDict().map(\.0))
         for name in try file.datasetNames() where wanted.contains(name) { state[name] = try file.readTensor(at: name) }

@@ -119,18 +119,33 @@ final class CheckpointTests: XCTestCase {
         }
     }
 
-    /// Flips a byte inside `/model/backbone.weight` in the newest checkpoint on disk.
-    func corruptBackboneWeight(_ path: String) throws {
+    /// Flips a byte inside `/model/backbone.weight` in the newest checkpoint on disk. With
+    /// `unseal`, the whole-file checksum in the user block is wiped too, so that the per-dataset
+    /// checksums are what catches it (as for checkpoints written before seals existed).
+    func corruptBackboneWeight(_ path: String, unseal: Bool = false) throws {
         var data = try Data(contentsOf: URL(fileURLWithPath: path))
         let needle = distinctive.withUnsafeBytes { Data($0) }
         let range = try XCTUnwrap(data.range(of: needle), "dataset bytes not found in \(path)")
         data[range.lowerBound + 5] ^= 0xff
+        if unseal { data.replaceSubrange(0..<HDF5Seal.userBlockSize, with: Data(count: HDF5Seal.userBlockSize)) }
         try data.write(to: URL(fileURLWithPath: path))
+    }
+
+    /// A sealed checkpoint with a flipped byte is refused by its whole-file checksum before HDF5
+    /// parses it.
+    func testDamagedSealedCheckpointIsRefusedBeforeParsing() throws {
+        let paths = try write([1])
+        XCTAssertTrue(try HDF5Seal.verify(paths[0]), "checkpoints are sealed")
+        try corruptBackboneWeight(paths[0])
+        XCTAssertThrowsError(try CheckpointFile.read(paths[0])) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains(paths[0]) && text.contains("do not match the checksum"), text)
+        }
     }
 
     func testCorruptedDatasetIsNamedAndPreviousCheckpointLoads() throws {
         let paths = try write([1, 2])
-        try corruptBackboneWeight(paths[1])
+        try corruptBackboneWeight(paths[1], unseal: true)
         XCTAssertThrowsError(try CheckpointFile.read(paths[1])) { error in
             let text = "\(error)"
             XCTAssertTrue(text.contains(paths[1]) && text.contains("/model/backbone.weight") && text.contains("checksum"), text)
@@ -262,7 +277,7 @@ final class CheckpointTests: XCTestCase {
         XCTAssertTrue(ok.out.contains("backbone.weight") && ok.out.contains("[2, 3]"), ok.out)
         XCTAssertTrue(ok.out.contains("checksums: OK"), ok.out)
 
-        try corruptBackboneWeight(paths[0])
+        try corruptBackboneWeight(paths[0], unseal: true)
         let bad = try run(cli, ["checkpoint", "inspect", paths[0]])
         XCTAssertNotEqual(bad.status, 0)
         XCTAssertTrue(bad.err.contains("checksum mismatch") && bad.err.contains("/model/backbone.weight"), bad.err)

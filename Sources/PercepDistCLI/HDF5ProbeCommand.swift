@@ -1,0 +1,18 @@
+import ArgumentParser
+import PercepHDF5
+
+/// `percep-dist hdf5-probe FILE` (hidden): reads every dataset of an HDF5 file and exits. The
+/// other commands run it as a child process on HDF5 files from elsewhere before opening them
+/// themselves (`HDF5Probe`), so a file that crashes the HDF5 library ends this child only.
+struct HDF5ProbeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hdf5-probe", abstract: "Read every dataset of an HDF5 file (internal).",
+                                                    shouldDisplay: false)
+
+    @Argument(help: "HDF5 file.") var file: String
+
+    func run() throws {
+        let f = try HDF5File(reading: file)
+        try f.readEverything()
+        try f.close()
+    }
+}
