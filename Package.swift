@@ -36,7 +36,7 @@ let openblasOpenMP: [LinkerSetting] = {
 // with -sanitize=fuzzer,address into .build-fuzz; a normal build never sees them.
 let fuzzTargets: [Target] = ProcessInfo.processInfo.environment["PERCEP_FUZZ"] == "1" ? [
     ("COCOInstances", ["COCO"]), ("COCOResults", ["COCO"]), ("RLE", ["COCO"]), ("PNG", ["ImageCodecs"]), ("JPEG", ["ImageCodecs"]),
-    ("Config", ["Training"]), ("Checkpoint", ["Checkpoint"]), ("LossNetwork", ["Perceptual"]),
+    ("Config", ["Training"]), ("Checkpoint", ["Checkpoint", "PercepHDF5"]), ("LossNetwork", ["Perceptual", "PercepHDF5"]),
 ].map { name, deps in
     .executableTarget(name: "Fuzz\(name)", dependencies: (deps + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
 } + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")] : []

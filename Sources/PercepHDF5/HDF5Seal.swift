@@ -9,8 +9,9 @@ import Glibc
 ///
 /// libhdf5 is not hardened against malformed files: fuzzing found corrupted link tables that
 /// make 1.10's `H5G__link_release_table` free a wild pointer (docs/reliability.md). A damaged
-/// sealed file is refused by its checksum before the library sees it. Files from elsewhere carry
-/// no seal; `HDF5Probe` opens those in a child process first when a command for it is set.
+/// sealed file is refused by its checksum before the library sees it; `HDF5Probe` reads every
+/// file in a child process first when a command for it is set, so that a crafted file crashes
+/// the child only.
 public enum HDF5Seal {
     /// Size of the user block (HDF5 requires a power of two ≥ 512).
     public static let userBlockSize = 512
@@ -68,9 +69,9 @@ public enum HDF5Seal {
     }
 }
 
-/// Opens HDF5 files from elsewhere in a child process before this process does, so a file that
-/// crashes the HDF5 library takes down the child, not the job: the child (`command` + path)
-/// reads every group, dataset and attribute; if it dies on a signal, the file is refused.
+/// Reads HDF5 files in a child process before this process does, so a file that crashes the HDF5
+/// library takes down the child, not the job: the child (`command` + path) reads every dataset
+/// of every group; if it dies on a signal, the file is refused.
 public enum HDF5Probe {
     /// The program and arguments to run with the file's path appended (the CLI sets it to its own
     /// hidden `hdf5-probe` command); nil turns probing off (libraries, tests, the probe itself).
@@ -96,9 +97,12 @@ public enum HDF5Probe {
 
 extension HDF5File {
     /// Opens a file from outside this process for reading, defensively: a sealed file must match
-    /// its checksum (`HDF5Seal`), an unsealed one is first read by `HDF5Probe` when probing is on.
+    /// its checksum (`HDF5Seal`: damage on disk is named before HDF5 parses anything), and every
+    /// file is first read by `HDF5Probe` when probing is on (a seal is integrity, not trust: a
+    /// crafted file can carry a valid one).
     public static func openChecked(reading path: String) throws -> HDF5File {
-        if try !HDF5Seal.verify(path) { try HDF5Probe.check(path) }
+        try HDF5Seal.verify(path)
+        try HDF5Probe.check(path)
         return try HDF5File(reading: path)
     }
 

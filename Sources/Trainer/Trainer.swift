@@ -188,6 +188,11 @@ public final class Trainer {
         defer { model.train(true) }
         let began = Date()
         let worldSize = world.size
+        // Fault injection for the reliability tests: this rank stops itself (SIGSTOP) as the
+        // evaluation begins, and the watchdog must end the job.
+        if let stopRank = ProcessInfo.processInfo.environment["PERCEP_FAULT_STOP_RANK_IN_EVALUATION"].flatMap(Int.init), stopRank == world.rank {
+            kill(getpid(), SIGSTOP)
+        }
         let part = try Tape.withoutGrad {
             try task.evaluateShard(indices: shard) { bar.update(min(n, $0 * worldSize)) }
         }
