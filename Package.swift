@@ -165,7 +165,7 @@ let package = Package(
         .testTarget(name: "TrainerTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
         // Runs percep-dist train-seg / eval-seg (and under mpirun) on a generated synthetic set.
         .testTarget(name: "SegmentationTrainingTests", dependencies: ["SegmentationTraining", "SegmentationModels", "PercepCore", "Checkpoint", "PercepHDF5",
-                                                                    "PercepDistCLI", "TestSupport"]),
+                                                                    "Distributed", "Trainer", "Training", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
         // Runs percep-dist train-inst / eval-inst (and under mpirun) on a generated synthetic COCO set.
         .testTarget(name: "InstanceJobTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),

@@ -51,6 +51,9 @@ public final class InstanceTask: TrainingTask {
         inference = InstanceRecipe.inferenceSettings(cfg)
         trainTransform = try InstanceRecipe.transform(cfg, training: true)
         testTransform = try InstanceRecipe.transform(cfg, training: false)
+        guard !cfg.bool("MODEL.SYNC_BN") else {
+            throw InstanceConfigError("MODEL.SYNC_BN", "CondInst's BatchNorm statistics are per group of SOLVER.IMS_PER_GROUP images (AdelaiDet's per-GPU BN); synchronized BN does not apply, set it false")
+        }
         imagesPerGroup = cfg.int("SOLVER.IMS_PER_GROUP")
         let batch = cfg.int("SOLVER.IMS_PER_BATCH")
         guard imagesPerGroup >= 1, batch % imagesPerGroup == 0 else {

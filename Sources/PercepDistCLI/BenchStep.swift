@@ -5,6 +5,9 @@ import PercepCore
 import PercepNN
 import Perceptual
 import SegmentationModels
+import CondInst
+import InstanceModels
+import InstanceTraining
 
 /// `percep-dist bench step`: one full segmentation training step, timed after warm-up.
 ///
@@ -20,8 +23,11 @@ struct BenchStep: ParsableCommand {
         commandName: "step",
         abstract: "Time one segmentation training step (forward, CE + aux + optional perceptual loss, backward, SGD).")
 
-    @Option(help: "Model: \(segmentationModelNames.joined(separator: ", ")).") var model = "pspnet_r18"
-    @Option(help: "Input height and width.") var size = 256
+    @Option(help: "Model: \(segmentationModelNames.joined(separator: ", ")), or condinst_r50 (AdelaiDet's CondInst R-50-FPN, 80 classes).")
+    var model = "pspnet_r18"
+    @Option(help: "Input size S (square) or H,W.") var size = "256"
+    @Option(help: "condinst_r50: instances per image (boxes and masks by a fixed formula, the same in tools/bench_condinst_step.py).")
+    var instances = 6
     @Option(help: "Batch size.") var batch = 2
     @Option(help: "Number of classes.") var classes = 150
     @Option(help: "Output stride of the backbone: 8 or 16.") var outputStride = 8
@@ -34,14 +40,27 @@ struct BenchStep: ParsableCommand {
     @Flag(help: "After the run, list each convolution shape and pass with the rule's algorithm and, under PERCEP_CONV=tune, the measured one (stderr).")
     var reportConv = false
 
+    /// (height, width) of `--size`.
+    var dimensions: (Int, Int)? {
+        let parts = size.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        if parts.count == 1, let s = parts[0], s > 0 { return (s, s) }
+        if parts.count == 2, let h = parts[0], let w = parts[1], h > 0, w > 0 { return (h, w) }
+        return nil
+    }
+
     func validate() throws {
-        guard size > 0, batch > 1, classes > 0, steps > 0, warmup >= 0 else {
-            throw ValidationError("--size, --classes and --steps must be positive, --batch at least 2 (batch norm), --warmup ≥ 0")
+        guard dimensions != nil, batch > 1, classes > 0, steps > 0, warmup >= 0, instances >= 0 else {
+            throw ValidationError("--size (S or H,W), --classes and --steps must be positive, --batch at least 2 (batch norm), --warmup and --instances ≥ 0")
+        }
+        if model == "condinst_r50", let (h, w) = dimensions, h % 32 != 0 || w % 32 != 0 || h < 256 || w < 256 {
+            throw ValidationError("condinst_r50 needs --size sides that are multiples of 32 and at least 256")
         }
     }
 
     func run() throws {
         if let threads { ThreadBudget.set(threads) }
+        if model == "condinst_r50" { return try runCondInst() }
+        let size = dimensions!.0
         var rng = SeededRNG(seed: 0, stream: "model")
         let net = try makeSegmentationModel(name: model, classes: classes, rng: &rng, outputStride: outputStride, auxiliaryHead: aux)
         net.train()
@@ -107,4 +126,77 @@ struct BenchStep: ParsableCommand {
                          peakRSSMegabytes(), ThreadBudget.threads))
         }
     }
+
+    /// One CondInst training step: AdelaiDet's R-50-FPN (FrozenBN, FREEZE_AT 2, 80 classes) on
+    /// `--batch` images of `--size` in one group, FCOS and dice losses (no proposal cap, so the
+    /// PyTorch twin computes the same instances), with `--perceptual` the VGG mask term on every
+    /// instance (1 input channel, widths 64…512), backward, SGD (lr 0.01, momentum 0.9, weight
+    /// decay 1e-4). Instances: `condinstBenchInstances`, the formula the twin uses too.
+    func runCondInst() throws {
+        let (h, w) = dimensions!
+        var spec = CondInstSpec()
+        spec.numClasses = classes
+        var rng = SeededRNG(seed: 0, stream: "model")
+        let net = CondInstModel(spec, rng: &rng)
+        var settings = CondInstLossSettings()
+        settings.maxProposals = -1
+        if let perceptual {
+            var c = LossNetworkConfig(inChannels: 1)
+            c.structure = try LossNetOptions.integers(perceptual, option: "perceptual")
+            c.widths = Array([64, 128, 256, 512, 512].prefix(c.structure.count))
+            c.lambda = 0.1
+            settings.perceptual = try PerceptualLoss(c)
+        }
+        let criterion = CondInstCriterion(spec: spec, settings: settings)
+        let sgd = SGD(net.trainableParameters, learningRate: 0.01, momentum: 0.9, weightDecay: 1e-4)
+        var data = SeededRNG(seed: 7, stream: "bench")
+        let images = Tensor(uninitialized: [batch, 3, h, w])
+        data.fillNormal(images, std: 50)
+        let truth = (0..<batch).map { condinstBenchInstances(image: $0, count: instances, height: h, width: w, classes: classes) }
+        var lastTerms: [(String, Double)] = []
+        func step() -> Double {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            var groupRNG = SeededRNG(seed: 1, stream: "bench group")
+            let parts = criterion.groupLosses(model: net, images: images, truth: truth, rng: &groupRNG)
+            let terms = CondInstCriterion.terms([parts], totalPositives: Double(parts.positives), totalCenternessTargets: parts.centernessTargetSum,
+                                                groupsInBatch: 1, worldSize: 1)
+            let total = terms.dropFirst().reduce(terms[0].value) { $0 + $1.value }
+            total.backward()
+            sgd.step()
+            sgd.zeroGrad()
+            lastTerms = terms.map { ($0.name, Double($0.value.item)) }
+            return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        }
+        for _ in 0..<warmup { _ = step() }
+        let times = (0..<steps).map { _ in step() }
+        precondition(lastTerms.allSatisfy { $0.1.isFinite }, "bench step: a loss is not finite (\(lastTerms))")
+        let mean = times.reduce(0, +) / Double(times.count)
+        var report: [String: Any] = [
+            "seconds_per_step": mean, "min_seconds": times.min()!, "peak_rss_mb": peakRSSMegabytes(), "threads": ThreadBudget.threads,
+            "model": model, "size": [h, w], "batch": batch, "classes": classes, "instances": instances, "perceptual": perceptual ?? "none",
+            "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
+        ]
+        for (name, value) in lastTerms { report[name] = value }
+        if json {
+            let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            print(String(format: "condinst_r50 %d×%d batch %d, %d instances each, perceptual %@: %.3f s/step (min %.3f), peak RSS %.0f MiB, %d threads",
+                         h, w, batch, instances, (perceptual ?? "none") as NSString, mean, times.min()!, peakRSSMegabytes(), ThreadBudget.threads))
+        }
+    }
+}
+
+/// The benchmark's instances of image `image` (the same formula as tools/bench_condinst_step.py):
+/// `count` axis-aligned squares with full masks, centres spread by fixed strides, half-sides
+/// 24…63 pixels, classes cycling.
+func condinstBenchInstances(image b: Int, count: Int, height h: Int, width w: Int, classes: Int) -> InstanceGroundTruth {
+    var boxes: [Float] = [], labels: [Int] = [], masks = [UInt8](repeating: 0, count: count * h * w)
+    for k in 0..<count {
+        let cx = (k * 97 + b * 53) % (w - 160) + 80, cy = (k * 71 + b * 29) % (h - 160) + 80, half = 24 + (k * 13) % 40
+        boxes += [Float(cx - half), Float(cy - half), Float(cx + half), Float(cy + half)]
+        labels.append((k + b) % classes)
+        for y in (cy - half)..<(cy + half) { for x in (cx - half)..<(cx + half) { masks[(k * h + y) * w + x] = 1 } }
+    }
+    return InstanceGroundTruth(boxes: boxes, classes: labels, masks: masks, height: h, width: w)
 }

@@ -19,4 +19,18 @@ final class BenchLoaderTests: XCTestCase {
         XCTAssertNotEqual(missing.status, 0)
         XCTAssertTrue(missing.err.contains("nowhere"), missing.err)
     }
+
+    /// The instance pipeline (COCO layout) through the same loader.
+    func testInstanceLoaderReportsImagesPerSecond() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("benchloader-inst-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let synth = try CLI.run(["synth", "coco", "--out", dir.path, "--images", "6", "--seed", "1", "--size", "64,80"])
+        XCTAssertEqual(synth.status, 0, synth.err)
+        let r = try CLI.run(["bench", "loader", "--task", "inst", "--root", dir.path, "--short-sides", "96,128", "--max-size", "256",
+                             "--batch", "2", "--steps", "4", "--workers", "1", "--json"])
+        XCTAssertEqual(r.status, 0, r.err)
+        let o = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any])
+        XCTAssertEqual(o["images"] as? Int, 8)
+        XCTAssertGreaterThan((o["images_per_second"] as! NSNumber).doubleValue, 0)
+    }
 }

@@ -1,5 +1,11 @@
 import Checkpoint
+import Distributed
 import Foundation
+import PercepCore
+import SegmentationModels
+import SegmentationTraining
+import Trainer
+import Training
 import PercepHDF5
 import TestSupport
 import XCTest
@@ -72,6 +78,56 @@ final class TrainSegJobTests: XCTestCase {
         XCTAssertEqual(modelJSON["mIoU"] as? Double, folderJSON["mIoU"] as? Double)
         XCTAssertEqual(modelJSON["aAcc"] as? Double, folderJSON["aAcc"] as? Double)
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: preds).count, 6)
+    }
+
+    /// The perceptual term with a teacher: its logged value at the first step equals
+    /// λ·ℓ(softmax(student), softmax(teacher)) computed outside the task from the same networks
+    /// and batch, and one rank with batch 4 and two ranks with batch 2 train the same student
+    /// with it on.
+    func testPerceptualTermWithATeacherIsTheLossOfTheNetworksAndWorldSizeIndependent() throws {
+        let teacher = try MPIJob.run(ranks: 1, ["--config", config("teacher.yaml")] + small("teacher", iterations: 1), command: ["train-seg"])
+        XCTAssertEqual(teacher.status, 0, teacher.output)
+        let teacherWeights = dir.appendingPathComponent("teacher/model_0000001.h5").path
+        let overrides = ["MODEL.TEACHER.WEIGHTS", teacherWeights, "MODEL.DROPOUT_RATIO", "0", "MODEL.SYNC_BN", "true"]
+        // The value: the task's first step against the same computation done here.
+        let cfg = try TrainingConfig.load(file: config("percep.yaml"), overrides: overrides + small("probe", iterations: 1))
+        let task = try SegmentationTask(cfg)
+        let sampler = try DistributedSampler(datasetSize: task.trainingSetSize, globalBatch: 4, seed: UInt64(cfg.int("SEED")), worldSize: 1, rank: 0)
+        try task.prepare(steps: 0..<1) { sampler.batch(atCursor: $0 * 4) }
+        var rng = SeededRNG(seed: 0, stream: "trainer")
+        let terms = try task.lossTerms(step: 0, rng: &rng)
+        task.finish()
+        Tape.current.reset()
+        let logged = try XCTUnwrap(terms.first { $0.name == "loss_perceptual" }).value.item
+        let (epoch, indices) = sampler.batch(atCursor: 0)
+        let transform = try SegmentationRecipe.trainTransform(cfg)
+        let samples = try indices.map { transform.apply(try task.trainSet.load($0), epoch: epoch, index: $0) }
+        let (h, w) = (transform.cropHeight, transform.cropWidth)
+        let x = Tensor(shape: [samples.count, 3, h, w], values: samples.flatMap(\.image))
+        let student = try SegmentationRecipe.student(cfg, classes: task.classes)
+        let teacherNet = try XCTUnwrap(try SegmentationRecipe.teacher(cfg, classes: task.classes))
+        let network = try XCTUnwrap(try makePerceptualLoss(cfg, inChannels: task.classes))
+        let expected = Tape.withoutGrad { () -> Float in
+            let p = upsampleLogits(student(x).logits, to: (h, w)).softmax(axis: 1)
+            let t = upsampleLogits(teacherNet(x).logits, to: (h, w)).softmax(axis: 1)
+            return network.weighted(p, t).item
+        }
+        XCTAssertEqual(logged, expected, accuracy: 1e-5 * max(abs(expected), 1e-3), "the task's perceptual term")
+        XCTAssertGreaterThan(expected, 0)
+        // World-size equivalence with the term on.
+        var runs: [[String: [Float]]] = []
+        for ranks in [1, 2] {
+            let r = try MPIJob.run(ranks: ranks, ["--config", config("percep.yaml")] + overrides + small("p\(ranks)", iterations: 3), command: ["train-seg"])
+            XCTAssertEqual(r.status, 0, r.output)
+            XCTAssertTrue(r.output.contains("loss_perceptual"), r.output)
+            runs.append(try datasets(dir.appendingPathComponent("p\(ranks)/model_0000003.h5").path))
+        }
+        for (name, a) in runs[0] where name.hasSuffix("weight") || name.hasSuffix("bias") {
+            let b = runs[1][name]!
+            let scale = max(a.map(abs).max() ?? 0, 1e-6)
+            let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(diff / scale, 1e-4, "\(name): 1×4 and 2×2 differ by \(diff) with the perceptual term")
+        }
     }
 
     /// With sync BN and the heads' channel dropout (MODEL.DROPOUT_RATIO 0.1, masks keyed by
