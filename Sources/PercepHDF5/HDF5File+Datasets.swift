@@ -9,27 +9,7 @@ extension HDF5File {
     /// so the shape may change (HDF5 does not reclaim the old dataset's space in the file; write
     /// checkpoints to a fresh file). An existing group at `path` is an error, not replaced.
     public func write(_ tensor: Tensor, at path: String) throws {
-        let op = try begin("writing dataset", path)
-        guard isWritable else { throw op.error("the file is open read-only") }
-        if try exists(path) {
-            let old = try openObject(path, ofType: H5I_DATASET, op)
-            H5Oclose(old)
-            try op.ok(H5Ldelete(fileID, path, chdf5_p_default()), "H5Ldelete")
-        }
-        let space = try makeDataspace(tensor.shape.map { UInt64($0) }, op)
-        defer { H5Sclose(space) }
-        let lcpl = try op.id(H5Pcreate(chdf5_p_link_create()), "H5Pcreate")
-        defer { H5Pclose(lcpl) }
-        try op.ok(H5Pset_create_intermediate_group(lcpl, 1), "H5Pset_create_intermediate_group")
-        try op.ok(H5Pset_char_encoding(lcpl, H5T_CSET_UTF8), "H5Pset_char_encoding")
-        let dataset = try op.id(H5Dcreate2(fileID, path, chdf5_native_float(), space, lcpl,
-                                           chdf5_p_default(), chdf5_p_default()), "H5Dcreate2")
-        defer { H5Dclose(dataset) }
-        // HDF5 rejects a null buffer even for zero elements; an empty dataset needs no write.
-        if tensor.count > 0 {
-            try op.ok(H5Dwrite(dataset, chdf5_native_float(), chdf5_s_all(), chdf5_s_all(), chdf5_p_default(),
-                               tensor.data), "H5Dwrite")
-        }
+        try writeElements(UnsafeRawPointer(tensor.data), count: tensor.count, shape: tensor.shape, type: chdf5_native_float(), at: path)
     }
 
     /// Writes integers as an int32 dataset of shape `shape` at `path` (labels, indices, sizes:
@@ -44,10 +24,16 @@ extension HDF5File {
     }
 
     private func writeRaw<T>(_ values: [T], shape: [Int], type: hid_t, at path: String) throws {
+        try values.withUnsafeBytes { raw in try writeElements(raw.baseAddress, count: values.count, shape: shape, type: type, at: path) }
+    }
+
+    /// Creates (or replaces) the dataset at `path` of `shape` and element `type` and writes
+    /// `count` elements from `bytes`.
+    private func writeElements(_ bytes: UnsafeRawPointer?, count: Int, shape: [Int], type: hid_t, at path: String) throws {
         let op = try begin("writing dataset", path)
         guard isWritable else { throw op.error("the file is open read-only") }
-        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == values.count else {
-            throw op.error("\(values.count) values do not fill shape \(shape)")
+        guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == count else {
+            throw op.error("\(count) values do not fill shape \(shape)")
         }
         if try exists(path) {
             let old = try openObject(path, ofType: H5I_DATASET, op)
@@ -62,10 +48,9 @@ extension HDF5File {
         try op.ok(H5Pset_char_encoding(lcpl, H5T_CSET_UTF8), "H5Pset_char_encoding")
         let dataset = try op.id(H5Dcreate2(fileID, path, type, space, lcpl, chdf5_p_default(), chdf5_p_default()), "H5Dcreate2")
         defer { H5Dclose(dataset) }
-        if !values.isEmpty {
-            try values.withUnsafeBytes { raw in
-                try op.ok(H5Dwrite(dataset, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), raw.baseAddress), "H5Dwrite")
-            }
+        // HDF5 rejects a null buffer even for zero elements; an empty dataset needs no write.
+        if count > 0 {
+            try op.ok(H5Dwrite(dataset, type, chdf5_s_all(), chdf5_s_all(), chdf5_p_default(), bytes), "H5Dwrite")
         }
     }
 
