@@ -211,7 +211,7 @@ public struct COCODataset: Sendable {
             guard let image = image(id: annotation.imageID) else {
                 throw COCOError.unknownImage(path: path, item: item, imageID: annotation.imageID)
             }
-            try checkPolygons(parts, item: item, path: path)
+            try checkPolygons(parts, image: image, item: item, path: path)
             do {
                 return try RLE(polygons: parts, height: image.height, width: image.width)
             } catch let e as RLEFormatError {
@@ -226,14 +226,15 @@ extension COCODataset {
     /// The checks `mask(of:)` makes before rasterising, without rasterising: a part with fewer than
     /// 3 points is refused (pycocotools raises for a first part of ≤ 4 numbers and rasterises short
     /// later parts; such a part has no interior), and so is a coordinate `RLE(polygon:)` cannot take.
-    func checkPolygons(_ parts: [[Double]], item: COCOItem, path: String) throws {
+    func checkPolygons(_ parts: [[Double]], image: COCOImage, item: COCOItem, path: String) throws {
+        let limit = RLE.polygonCoordinateLimit(height: image.height, width: image.width)
         for part in parts {
             if part.count < 6 {
                 throw COCOError.degeneratePolygon(path: path, item: item, points: part.count / 2)
             }
-            for v in part where !(v.isFinite && abs(v) <= RLE.maxPolygonCoordinate) {
+            for v in part where !(v.isFinite && abs(v) <= limit) {
                 throw COCOError.invalidField(path: path, item: item, field: "segmentation",
-                                             reason: "has coordinate \(v), beyond ±\(RLE.maxPolygonCoordinate)")
+                                             reason: "has coordinate \(v), beyond ±\(limit) for its \(image.height)×\(image.width) image")
             }
         }
     }
@@ -245,7 +246,12 @@ extension COCODataset {
         guard let segmentation = annotation.segmentation else {
             throw COCOError.missingField(path: path, item: item, field: "segmentation")
         }
-        if case .polygons(let parts) = segmentation { try checkPolygons(parts, item: item, path: path) }
+        if case .polygons(let parts) = segmentation {
+            guard let image = image(id: annotation.imageID) else {
+                throw COCOError.unknownImage(path: path, item: item, imageID: annotation.imageID)
+            }
+            try checkPolygons(parts, image: image, item: item, path: path)
+        }
     }
 }
 

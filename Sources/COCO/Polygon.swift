@@ -5,6 +5,14 @@ extension RLE {
     /// and walks every upsampled boundary point, so far-out coordinates overflow or exhaust memory.
     public static let maxPolygonCoordinate: Double = 1e7
 
+    /// Largest |coordinate| rasterised on a `height` × `width` mask. The boundary walk visits every
+    /// upsampled point of every edge, so its cost grows with the coordinates, not with the mask:
+    /// they are bounded relative to the mask (64 × its larger side + 4096 pixels, far beyond any
+    /// real annotation's overshoot) as well as absolutely.
+    public static func polygonCoordinateLimit(height: Int, width: Int) -> Double {
+        min(maxPolygonCoordinate, Double(max(height, width, 0)) * 64 + 4096)
+    }
+
     /// Rasterises one polygon exactly as maskApi.c `rleFrPoly`.
     ///
     /// The vertices are upsampled ×5 with C truncation, the closed boundary is walked with a DDA that
@@ -19,8 +27,9 @@ extension RLE {
     /// - Throws: `RLEFormatError` when a coordinate is not finite or beyond `maxPolygonCoordinate`.
     public init(polygon: [Double], height: Int, width: Int) throws {
         let k = polygon.count / 2
-        for v in polygon where !(v.isFinite && abs(v) <= Self.maxPolygonCoordinate) {
-            throw RLEFormatError("polygon coordinate \(v) is not finite or beyond ±\(Self.maxPolygonCoordinate)")
+        let limit = Self.polygonCoordinateLimit(height: height, width: width)
+        for v in polygon where !(v.isFinite && abs(v) <= limit) {
+            throw RLEFormatError("polygon coordinate \(v) is not finite or beyond ±\(limit) for a \(height)×\(width) mask")
         }
         let h = height, w = width
         guard k > 0, h > 0, w > 0 else {

@@ -29,4 +29,14 @@ final class FuzzRegressionTests: XCTestCase {
         try assertCleanError(["lossnet", "eval", "--lossnet", try fixture("fuzz_lossnet_huge_structure"), "--pred", "p.h5", "--target", "t.h5"],
                              mentions: "structure")
     }
+
+    /// A polygon with a coordinate of 3.06·10⁶ on a 48×64 image: rasterising walked its whole
+    /// boundary (43 s under the fuzzer). Coordinates are now bounded relative to the image.
+    func testPolygonFarOutsideItsImage() throws {
+        let gt = try XCTUnwrap(Bundle.module.url(forResource: "fuzz_coco_far_polygon", withExtension: "json", subdirectory: "Fixtures")).path
+        let results = FileManager.default.temporaryDirectory.appendingPathComponent("far-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: results) }
+        try Data(#"[{"image_id": 2, "category_id": 1, "score": 0.5, "segmentation": {"size": [48, 64], "counts": "nn05[1000001OO10000O100Sb1"}}]"#.utf8).write(to: results)
+        try assertCleanError(["coco-eval", "--gt", gt, "--results", results.path, "--iou-type", "segm"], mentions: "beyond")
+    }
 }
