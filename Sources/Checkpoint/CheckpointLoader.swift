@@ -120,14 +120,19 @@ public enum CheckpointLoader {
             // Shapes first, from the headers: a dataset the model would refuse is named before
             // anything is read (a hostile file may claim billions of elements).
             let expected = Dictionary(model.stateDict().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
-            var misshapen: [String] = []
+            // A strict load names the missing and unexpected ones in the same message.
+            var misshapen: [String] = [], unexpected: [String] = [], present = Set<String>()
             for name in try file.datasetNames(in: group) {
-                guard let mapped = remap.map(name), let want = expected[mapped] else { continue }
+                guard let mapped = remap.map(name) else { continue }
+                guard let want = expected[mapped] else { unexpected.append(mapped); continue }
+                present.insert(mapped)
                 let have = try file.shape(at: group == "/" ? "/" + name : group + "/" + name)
                 if have != want { misshapen.append("\(mapped): checkpoint \(have), model \(want)") }
             }
             if !misshapen.isEmpty {
-                throw CheckpointError(file: path, .stateDict(StateDictError(missing: [], unexpected: [], mismatched: misshapen)))
+                let missing = strict ? model.stateDict().map(\.0).filter { !present.contains($0) } : []
+                throw CheckpointError(file: path, .stateDict(StateDictError(missing: missing, unexpected: strict ? unexpected : [],
+                                                                            mismatched: misshapen)))
             }
             var bad: [String] = []
             let all = try CheckpointFile.readGroup(file, group, path: path, requireChecksums: false, bad: &bad)

@@ -18,7 +18,7 @@ struct EvalInst: ParsableCommand {
     @Option(help: "Checkpoint (model_best.h5, model_0000100.h5 or a weights-only HDF5 state_dict).") var checkpoint: String
     @Option(name: .customLong("results-dir"), help: "Write bbox.json and segm.json (COCO results format) here.") var resultsDir: String?
     @Flag(help: "Print {\"bbox\": {AP, AP50, …}, \"segm\": {…}} (AP in percent, as detectron2) instead of the tables.") var json = false
-    @Option(parsing: .upToNextOption, help: "Config overrides as KEY VALUE pairs.") var set: [String] = []
+    @Option(parsing: .remaining, help: "Config overrides as KEY VALUE pairs; everything after --set is one (so values may be negative).") var set: [String] = []
 
     func validate() throws {
         guard set.count % 2 == 0 else { throw ValidationError("--set takes KEY VALUE pairs") }

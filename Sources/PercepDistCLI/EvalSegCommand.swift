@@ -59,7 +59,7 @@ struct ModelEvaluationOptions: ParsableArguments {
     @Option(help: "Training config describing the dataset, model and test pipeline.") var config: String?
     @Option(help: "Checkpoint (model_best.h5, model_0000100.h5 or a weights-only HDF5 state_dict).") var checkpoint: String?
     @Option(name: .customLong("save-pred"), help: "Write each prediction as a class-index PNG named after its annotation.") var savePred: String?
-    @Option(parsing: .upToNextOption, help: "Config overrides as KEY VALUE pairs.") var set: [String] = []
+    @Option(parsing: .remaining, help: "Config overrides as KEY VALUE pairs; everything after --set is one (so values may be negative).") var set: [String] = []
 
     /// Checked by `EvalSeg.validate` only when this mode is chosen (ArgumentParser would call a
     /// group's `validate` even when the other mode is used).

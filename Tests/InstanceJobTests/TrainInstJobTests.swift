@@ -202,5 +202,16 @@ final class TrainInstJobTests: XCTestCase {
         }
         guard case .int(let group)? = try file.attribute("ims_per_group") else { return XCTFail("no ims_per_group") }
         XCTAssertEqual(group, 2)
+
+        // The dump loads as weights; into a network it does not fit, the error names the file and
+        // every misshapen, missing and unexpected name at once, without a trace.
+        let wrong = try ProcessRunner.run(ProcessRunner.percepDist, ["eval-inst", "--config", Self.config, "--checkpoint", path, "--set"]
+                                          + small("dump") + narrow + ["MODEL.FPN.OUT_CHANNELS", "16", "MODEL.CONDINST.MASK_BRANCH.NUM_CONVS", "3"])
+        XCTAssertNotEqual(wrong.status, 0)
+        for expected in [path, "size mismatch: ", "proposal_generator.fcos_head.cls_logits.weight: checkpoint [4, 32, 3, 3], model [4, 16, 3, 3]",
+                         "missing keys: ", "mask_branch.tower.3.weight", "unexpected keys: mask_branch.tower.2.bias"] {
+            XCTAssertTrue(wrong.err.contains(expected), "\(expected) not in: \(wrong.err)")
+        }
+        for trace in ["Fatal error", "Stack dump"] { XCTAssertFalse(wrong.err.contains(trace), wrong.err) }
     }
 }
