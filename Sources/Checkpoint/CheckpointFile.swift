@@ -28,11 +28,14 @@ public struct CheckpointState: Equatable, Sendable {
     /// Best value so far of the task's evaluation metric (NaN before the first evaluation), so a
     /// resumed run keeps `model_best.h5` only when it beats the run's real best.
     public var bestMetric: Double
+    /// The task's fingerprints of files the config only names by path (a teacher's weights), so
+    /// a resume can tell a moved file from a different one. Empty in files written before them.
+    public var taskFacts: [String: Int64] = [:]
 
     /// A state; every field is required so a checkpoint never silently lacks one.
     public init(iteration: Int, epoch: Int, sampleCursor: Int64, rngState: [UInt64], learningRate: Double,
                 scheduleIteration: Int, worldSize: Int, configText: String, configHash: UInt64,
-                lossNetworkFingerprint: UInt64, bestMetric: Double = .nan) {
+                lossNetworkFingerprint: UInt64, bestMetric: Double = .nan, taskFacts: [String: Int64] = [:]) {
         self.iteration = iteration
         self.epoch = epoch
         self.sampleCursor = sampleCursor
@@ -44,6 +47,7 @@ public struct CheckpointState: Equatable, Sendable {
         self.configHash = configHash
         self.lossNetworkFingerprint = lossNetworkFingerprint
         self.bestMetric = bestMetric
+        self.taskFacts = taskFacts
     }
 
     /// Equal field by field, with NaN best metrics (no evaluation yet) equal to each other.
@@ -52,7 +56,7 @@ public struct CheckpointState: Equatable, Sendable {
             && a.learningRate == b.learningRate && a.scheduleIteration == b.scheduleIteration && a.worldSize == b.worldSize
             && a.configText == b.configText && a.configHash == b.configHash
             && a.lossNetworkFingerprint == b.lossNetworkFingerprint
-            && (a.bestMetric == b.bestMetric || (a.bestMetric.isNaN && b.bestMetric.isNaN))
+            && (a.bestMetric == b.bestMetric || (a.bestMetric.isNaN && b.bestMetric.isNaN)) && a.taskFacts == b.taskFacts
     }
 }
 
@@ -143,7 +147,7 @@ public struct CheckpointFile {
         guard let rng = try value("rng_state").intsValue, let lr = try value("schedule_lr").doubleValue,
               let config = try value("config").stringValue
         else { throw CheckpointError(file: path, .missingAttribute("rng_state, schedule_lr or config")) }
-        return CheckpointState(
+        var state = CheckpointState(
             iteration: Int(try int("iteration")), epoch: Int(try int("epoch")), sampleCursor: try int("sample_cursor"),
             rngState: rng.map { UInt64(bitPattern: $0) }, learningRate: lr,
             scheduleIteration: Int(try int("schedule_iteration")), worldSize: Int(try int("world_size")),
@@ -151,6 +155,16 @@ public struct CheckpointFile {
             lossNetworkFingerprint: try uint("loss_network_fingerprint"),
             // Optional: files written before evaluation hooks existed have no best metric.
             bestMetric: try file.attribute("best_metric")?.doubleValue ?? .nan)
+        // Optional too: "name=value" lines.
+        if let facts = try file.attribute("task_facts")?.stringValue {
+            for line in facts.split(separator: "\n") {
+                guard let eq = line.lastIndex(of: "="), let v = Int64(line[line.index(after: eq)...]) else {
+                    throw CheckpointError(file: path, .missingAttribute("task_facts (malformed line '\(line)')"))
+                }
+                state.taskFacts[String(line[..<eq])] = v
+            }
+        }
+        return state
     }
 
     /// Writes the root attributes of `state` (the writer's half of `readState`).
@@ -169,6 +183,9 @@ public struct CheckpointFile {
         try file.setAttribute("config_hash", .uint(state.configHash))
         try file.setAttribute("loss_network_fingerprint", .uint(state.lossNetworkFingerprint))
         try file.setAttribute("best_metric", .double(state.bestMetric))
+        if !state.taskFacts.isEmpty {
+            try file.setAttribute("task_facts", .string(state.taskFacts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: "\n")))
+        }
     }
 }
 

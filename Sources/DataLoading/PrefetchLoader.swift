@@ -38,7 +38,8 @@ public struct LoaderError: Error, Equatable, Sendable, CustomStringConvertible {
 /// waiting for, so memory stays bounded. Preparation must depend only on (index, epoch), so which
 /// thread handles a step changes nothing. A sample whose preparation throws is left out of its
 /// step, reported through `log` (index and problem) and counted, in step order; once the broken
-/// samples exceed `maxBrokenFraction` of those seen, `next()` throws. `close()` (also run on
+/// samples exceed `maxBrokenFraction` of those seen (and, for a positive fraction, one sample),
+/// `next()` throws. `close()` (also run on
 /// deinit) wakes and joins every thread. One consumer thread calls `next()`.
 public final class PrefetchLoader<Sample>: @unchecked Sendable {
     /// Every step of the run (for this rank); the loader starts at `startStep`.
@@ -89,7 +90,10 @@ public final class PrefetchLoader<Sample>: @unchecked Sendable {
         seenCount += core.steps[s].indices.count
         brokenCount += prepared.broken.count
         for b in prepared.broken { log("\(name): skipped sample \(b.index) (step \(s)): \(b.message)") }
-        if !prepared.broken.isEmpty && Double(brokenCount) > maxBrokenFraction * Double(seenCount) {
+        // With a positive fraction one broken sample is always tolerated, so that the first bad
+        // image of a run (1 of 16 seen) does not stop it at a 1 % setting.
+        let allowed = max(maxBrokenFraction * Double(seenCount), maxBrokenFraction > 0 ? 1 : 0)
+        if !prepared.broken.isEmpty && Double(brokenCount) > allowed {
             let error = LoaderError(
                 "\(brokenCount) of \(seenCount) samples broken, more than the allowed fraction \(maxBrokenFraction); last: \(prepared.broken.last!.message)")
             failure = error

@@ -63,12 +63,6 @@ public struct InstanceTransform: Sendable {
         return (short, flip && flipped)
     }
 
-    /// The resized size of an image of `height` × `width` in `epoch` (without decoding it), which
-    /// the task uses to pad groups the same way on every rank.
-    public func resizedSize(height: Int, width: Int, epoch: Int, index: Int) -> (Int, Int) {
-        Self.outputSize(height: height, width: width, short: draws(epoch: epoch, index: index).short, maxSize: maxSize)
-    }
-
     /// Loads and prepares sample `index` of `dataset`; without `targets` only the image (testing).
     public func apply(_ dataset: InstanceDataset, index: Int, epoch: Int, targets: Bool = true) throws -> InstanceSample {
         let info = dataset.image(index), path = dataset.imagePath(index)
@@ -78,6 +72,11 @@ public struct InstanceTransform: Sendable {
         }
         let (short, flipped) = draws(epoch: epoch, index: index)
         let (h, w) = Self.outputSize(height: rgb.height, width: rgb.width, short: short, maxSize: maxSize)
+        // An extreme aspect ratio under the long-side cap rounds a side to 0 (detectron2 would
+        // build an empty image); the model's kernels do not check shapes, so stop it here.
+        guard h >= 1, w >= 1 else {
+            throw InstanceDataError(path, "a \(rgb.height)×\(rgb.width) image resizes to \(h)×\(w) (short side \(short), long side at most \(maxSize)): aspect ratio too extreme")
+        }
         let resized = PILResize.bilinear(rgb.pixels, height: rgb.height, width: rgb.width, channels: 3, to: (h, w))
         let plane = h * w
         var image = [Float](repeating: 0, count: 3 * plane)

@@ -67,7 +67,11 @@ public enum InstanceRecipe {
         s.maskOutStride = cfg.int("MODEL.CONDINST.MASK_OUT_STRIDE")
         s.maxProposals = cfg.int("MODEL.CONDINST.MAX_PROPOSALS")
         s.topProposalsPerImage = cfg.int("MODEL.CONDINST.TOPK_PROPOSALS_PER_IM")
-        if s.maxProposals >= 0 && s.topProposalsPerImage > 0 {
+        for (key, value) in [("MODEL.CONDINST.MAX_PROPOSALS", s.maxProposals), ("MODEL.CONDINST.TOPK_PROPOSALS_PER_IM", s.topProposalsPerImage)]
+        where value != -1 && value < 1 {
+            throw InstanceConfigError(key, "\(value): must be -1 (off) or at least 1 (0 would leave no instance for the mask loss)")
+        }
+        if s.maxProposals != -1 && s.topProposalsPerImage != -1 {
             throw InstanceConfigError("MODEL.CONDINST.MAX_PROPOSALS", "cannot be combined with TOPK_PROPOSALS_PER_IM (set one of them to -1, as AdelaiDet asserts)")
         }
         s.perceptual = try makePerceptualLoss(cfg, inChannels: 1)

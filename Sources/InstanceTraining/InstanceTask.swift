@@ -28,7 +28,7 @@ public final class InstanceTask: TrainingTask {
     public let trainTransform: InstanceTransform, testTransform: InstanceTransform
     /// Images per group and groups per global batch.
     public let imagesPerGroup: Int, groupsInBatch: Int
-    /// When set, `evaluate` keeps every detection here (eval-inst --results-dir).
+    /// Rank 0: every detection of the last evaluation (eval-inst --results-dir writes them).
     public private(set) var lastDetections: [COCODetection] = []
     /// The COCO evaluations of the last `summarize(records:)` (bbox, segm).
     public private(set) var lastEvaluations: [IoUType: COCOEvaluation] = [:]
@@ -124,9 +124,14 @@ public final class InstanceTask: TrainingTask {
         }
         // Local position j of the step is global position rank + j·W.
         let order = loader.steps[step].indices
-        var groups: [Int: [InstanceSample]] = [:]
+        var groups: [Int: [InstanceSample]] = [:], cursor = 0
         for (index, sample) in loaded.samples {
-            let j = order.firstIndex(of: index)!
+            // Samples keep the step's order (broken ones left out): walking forward gives each
+            // copy of an index that appears twice in a step its own position.
+            guard let j = order[cursor...].firstIndex(of: index) else {
+                throw InstanceConfigError("loader", "sample \(index) is not in step \(step) after position \(cursor)")
+            }
+            cursor = j + 1
             groups[InstanceBatching.group(ofPosition: collectives.rank + j * collectives.worldSize, groupsInBatch: groupsInBatch), default: []].append(sample)
         }
         let inputs = groups.keys.sorted().map { id -> (id: Int, images: Tensor, truth: [InstanceGroundTruth]) in

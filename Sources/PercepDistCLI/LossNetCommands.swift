@@ -39,8 +39,8 @@ struct LossNet: ParsableCommand {
 
         func run() throws {
             let loss = try LossNetworkFile.load(lossnet)
-            let p = try HDF5File(reading: pred).readTensor(at: "pred")
-            let t = try HDF5File(reading: target).readTensor(at: "target")
+            let p = try HDF5File.openChecked(reading: pred).readTensor(at: "pred")
+            let t = try HDF5File.openChecked(reading: target).readTensor(at: "target")
             try loss.check(prediction: p, target: t)
             p.requiresGrad = gradOut != nil
             let value = loss(p, t)

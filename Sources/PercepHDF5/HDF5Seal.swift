@@ -77,8 +77,14 @@ public enum HDF5Probe {
     /// hidden `hdf5-probe` command); nil turns probing off (libraries, tests, the probe itself).
     nonisolated(unsafe) public static var command: [String]?
 
+    /// How long the child may take (`PERCEP_HDF5_PROBE_TIMEOUT` seconds, default 600): reading is
+    /// bounded by the resource limits, so a child still running after this is stuck in a loop.
+    public static var timeoutSeconds: Double {
+        ProcessInfo.processInfo.environment["PERCEP_HDF5_PROBE_TIMEOUT"].flatMap(Double.init).map { max($0, 0.1) } ?? 600
+    }
+
     /// Reads `path` in a child process when probing is on.
-    /// - Throws: `HDF5Error` when the child died on a signal reading the file.
+    /// - Throws: `HDF5Error` when the child died on a signal or ran out of time reading the file.
     public static func check(_ path: String) throws {
         guard let command, !command.isEmpty else { return }
         let p = Process()
@@ -86,8 +92,16 @@ public enum HDF5Probe {
         p.arguments = Array(command.dropFirst()) + [path]
         p.standardOutput = FileHandle.nullDevice
         p.standardError = FileHandle.nullDevice
+        let finished = DispatchSemaphore(value: 0)
+        p.terminationHandler = { _ in finished.signal() }
         try p.run()
-        p.waitUntilExit()
+        let limit = timeoutSeconds
+        if finished.wait(timeout: .now() + limit) == .timedOut {
+            kill(p.processIdentifier, SIGKILL)
+            finished.wait()
+            throw HDF5Error(file: path, object: nil, operation: "checking the file in a separate process",
+                            message: "reading it took longer than \(Int(limit)) s (the child was stopped): the file is malformed")
+        }
         if p.terminationReason == .uncaughtSignal {
             throw HDF5Error(file: path, object: nil, operation: "checking the file in a separate process",
                             message: "reading it crashed the HDF5 library (signal \(p.terminationStatus)): the file is malformed")
@@ -106,8 +120,9 @@ extension HDF5File {
         return try HDF5File(reading: path)
     }
 
-    /// Reads every dataset (as floats or integers) and every attribute under `group`, recursively:
-    /// what the probe does to a file before the real reader opens it.
+    /// Reads every dataset (as floats or integers) under `group`, recursively: what the probe does
+    /// to a file before the real reader opens it. Attributes are not listed (the readers look up
+    /// a few by name; the seal covers the bytes they live in).
     public func readEverything(in group: String = "/") throws {
         for name in try datasetNames(in: group) {
             let path = group == "/" ? "/" + name : group + "/" + name

@@ -27,12 +27,17 @@ struct Canvas {
     /// An antialiased line of `thickness` pixels: every pixel near the segment is blended by its
     /// distance to it (simple and exact enough for charts a few hundred pixels wide).
     mutating func line(_ a: (Double, Double), _ b: (Double, Double), _ colour: (UInt8, UInt8, UInt8), thickness: Double = 1) {
+        guard [a.0, a.1, b.0, b.1].allSatisfy(\.isFinite) else { return }
         let r = thickness / 2 + 0.5
-        let (x0, x1) = (Int(floor(min(a.0, b.0) - r)), Int(ceil(max(a.0, b.0) + r)))
-        let (y0, y1) = (Int(floor(min(a.1, b.1) - r)), Int(ceil(max(a.1, b.1) + r)))
+        // Clamped to the canvas in floating point first: the end points come from results files
+        // and may lie anywhere (an Int conversion of 1e300 traps).
+        func clamp(_ v: Double, _ limit: Int) -> Int { Int(max(-1, min(Double(limit), v))) }
+        let (x0, x1) = (max(clamp(floor(min(a.0, b.0) - r), width), 0), min(clamp(ceil(max(a.0, b.0) + r), width), width - 1))
+        let (y0, y1) = (max(clamp(floor(min(a.1, b.1) - r), height), 0), min(clamp(ceil(max(a.1, b.1) + r), height), height - 1))
+        guard x0 <= x1, y0 <= y1 else { return }  // entirely off the canvas
         let dx = b.0 - a.0, dy = b.1 - a.1, len2 = dx * dx + dy * dy
-        for y in max(y0, 0)...min(y1, height - 1) where y0 <= min(y1, height - 1) {
-            for x in max(x0, 0)...min(x1, width - 1) where x0 <= min(x1, width - 1) {
+        for y in y0...y1 {
+            for x in x0...x1 {
                 let px = Double(x) + 0.5, py = Double(y) + 0.5
                 let t = len2 > 0 ? max(0, min(1, ((px - a.0) * dx + (py - a.1) * dy) / len2)) : 0
                 let ex = px - (a.0 + t * dx), ey = py - (a.1 + t * dy)
@@ -48,8 +53,12 @@ struct Canvas {
                        colour: (UInt8, UInt8, UInt8) = (0, 0, 0)) {
         let advance = 6 * scale
         let width = Double(text.count * advance - scale)
-        var left = Int((anchor == .left ? x : anchor == .middle ? x - width / 2 : x - width).rounded())
-        let top = Int((y - Double(7 * scale) / 2).rounded())
+        guard x.isFinite, y.isFinite else { return }
+        // Positions far off the canvas draw nothing; clamping first keeps the Int conversion safe.
+        let bound = Double(max(self.width, height) + 8 * scale * (text.count + 1))
+        func clamp(_ v: Double) -> Int { Int(max(-bound, min(bound, v.rounded()))) }
+        var left = clamp(anchor == .left ? x : anchor == .middle ? x - width / 2 : x - width)
+        let top = clamp(y - Double(7 * scale) / 2)
         for ch in text {
             let rows = BitmapFont.glyph(ch)
             for (r, bits) in rows.enumerated() {

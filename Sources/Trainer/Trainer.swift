@@ -22,6 +22,9 @@ public final class Trainer {
     /// Fingerprint of the task's loss network (0 without one): checked across ranks and stored
     /// in checkpoints.
     public let lossNetworkFingerprint: UInt64
+    /// The task's replica facts, stored in checkpoints and compared on resume (computed once:
+    /// fingerprints hash whole weight files).
+    lazy var taskFacts: [String: Int64] = Dictionary(task.replicaFacts.map { ($0.name, $0.value) }, uniquingKeysWith: { a, _ in a })
 
     /// Best primary metric so far (NaN before the first evaluation).
     public private(set) var bestMetric = Double.nan
@@ -141,7 +144,7 @@ public final class Trainer {
                 CheckpointState(iteration: done, epoch: sampler.batch(atCursor: done * batch).epoch, sampleCursor: Int64(done * batch),
                                 rngState: rng.state, learningRate: Double(lr[0]), scheduleIteration: done, worldSize: world.size,
                                 configText: cfg.resolvedYAML, configHash: cfg.hash, lossNetworkFingerprint: lossNetworkFingerprint,
-                                bestMetric: bestMetric)
+                                bestMetric: bestMetric, taskFacts: taskFacts)
             }
             if task.evaluationSetSize > 0 && ((evalPeriod > 0 && done % evalPeriod == 0) || done == maxIter) {
                 let result = try evaluate()
@@ -173,8 +176,10 @@ public final class Trainer {
         if skippedSteps > 0 { Log.warning("skipped \(skippedSteps) step(s) with a non-finite loss") }
     }
 
-    /// Evaluates the task on every rank's shard (sample i goes to rank i mod W), adds the partial
-    /// sums on all ranks and logs the result on rank 0; the model returns to training mode.
+    /// Evaluates the task on every rank's shard (sample i goes to rank i mod W), then either adds
+    /// the partial sums on all ranks (`.sums`, every rank gets the result) or gathers the records
+    /// to rank 0 (`.records`, only rank 0's result holds metrics), and logs the result on rank 0;
+    /// the model returns to training mode.
     public func evaluate() throws -> EvaluationResult {
         let model = task.model
         let n = task.evaluationSetSize
@@ -261,6 +266,13 @@ public final class Trainer {
             }
             guard checkpoint.state.lossNetworkFingerprint == lossNetworkFingerprint else {
                 throw DistributedError(rank: 0, message: "\(checkpoint.path) was trained against another loss network (fingerprint \(String(checkpoint.state.lossNetworkFingerprint, radix: 16)))")
+            }
+            // Files the config names by path (which may move between a run and its resume) must
+            // still hold the same contents.
+            for (name, value) in taskFacts.sorted(by: { $0.key < $1.key }) {
+                if let stored = checkpoint.state.taskFacts[name], stored != value {
+                    throw DistributedError(rank: 0, message: "\(checkpoint.path) was trained with other \(name) (fingerprint \(String(UInt64(bitPattern: stored), radix: 16)), now \(String(UInt64(bitPattern: value), radix: 16)))")
+                }
             }
             if checkpoint.state.worldSize != world.size {
                 Log.warning("\(checkpoint.path) was written by \(checkpoint.state.worldSize) rank(s), this run has \(world.size): training continues at the same global batch but not bit for bit")

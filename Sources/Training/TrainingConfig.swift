@@ -280,8 +280,9 @@ public struct ConfigDifference: Sendable {
 extension TrainingConfig {
     /// Whether `key` only says where things live or how often the run logs, checkpoints,
     /// evaluates or waits — never what it computes — so a resume may take a new value: paths
-    /// (OUTPUT_DIR, DATASETS.ROOT, *.WEIGHTS files, whose contents the replica check and the
-    /// checkpoint's loss-network fingerprint cover), LOG_PERIOD, SOLVER.CHECKPOINT_PERIOD,
+    /// (OUTPUT_DIR, DATASETS.ROOT, *.WEIGHTS files: MODEL.WEIGHTS only initialises a fresh run,
+    /// and the contents of a teacher's weights are fingerprinted into every checkpoint and compared
+    /// on resume, as task facts), LOG_PERIOD, SOLVER.CHECKPOINT_PERIOD,
     /// SOLVER.MAX_TO_KEEP, TEST.EVAL_PERIOD, DIST.TIMEOUT_SECONDS and the loader's threads.
     public static func isLogistics(_ key: String) -> Bool {
         let exact: Set<String> = ["OUTPUT_DIR", "DATASETS.ROOT", "LOG_PERIOD", "SOLVER.CHECKPOINT_PERIOD", "SOLVER.MAX_TO_KEEP",

@@ -1,4 +1,5 @@
 import Foundation
+import ImageCodecs
 @testable import Plot
 import XCTest
 
@@ -62,5 +63,19 @@ final class PlotTests: XCTestCase {
             }
             XCTAssertGreaterThan(hits.count, 10, "series colour (\(r),\(g),\(b)) drawn")
         }
+    }
+}
+
+final class InstanceOverlayTests: XCTestCase {
+    /// Results files may hold boxes anywhere: off the image, enormous, degenerate. They draw what
+    /// falls on the canvas and nothing else, without trapping.
+    func testBoxesOffTheCanvasDrawNothingAndDoNotTrap() throws {
+        let image = try RGBImage(height: 64, width: 64, pixels: [UInt8](repeating: 255, count: 64 * 64 * 3))
+        let far: [(x: Double, y: Double, width: Double, height: Double)] = [
+            (100, 100, 10, 10), (-500, -500, 10, 10), (1e300, 5, 1e300, 2), (-1e300, -1e300, 1e299, 1e299), (70, 10, 0, 0)]
+        let offCanvas = try InstanceOverlay.draw(image, far.map { OverlayInstance(mask: nil, box: $0, caption: "x 0.50", colourIndex: 0) })
+        XCTAssertEqual(offCanvas.pixels, image.pixels, "a box entirely off the image draws nothing")
+        let inside = try InstanceOverlay.draw(image, [OverlayInstance(mask: nil, box: (8, 20, 30, 30), caption: "x 0.50", colourIndex: 0)])
+        XCTAssertNotEqual(inside.pixels, image.pixels)
     }
 }

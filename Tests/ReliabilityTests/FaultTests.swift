@@ -131,7 +131,7 @@ final class FaultTests: XCTestCase {
                                                     "DIST.TIMEOUT_SECONDS", "3"]), command: ["train-demo"], limit: 60)
         XCTAssertNotEqual(r.status, 0, r.output)
         XCTAssertLessThan(r.seconds, 30, "the watchdog must end the job")
-        XCTAssertTrue(r.output.contains("longer than the 3 s timeout") && r.output.contains("evaluation"), r.output)
+        XCTAssertTrue(r.output.contains("longer than the 3 s timeout") && r.output.contains("evaluation sums (lengths)"), r.output)
         XCTAssertEqual(try assertValidPointer(run), 2, "iteration 4 evaluates before it checkpoints")
     }
 }

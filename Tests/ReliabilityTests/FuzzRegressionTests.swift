@@ -23,6 +23,30 @@ final class FuzzRegressionTests: XCTestCase {
         try assertCleanError(["checkpoint", "inspect", try fixture("fuzz_checkpoint_link_table")], mentions: "fuzz_checkpoint_link_table.h5")
     }
 
+    /// The probe itself, without relying on a file that happens to crash this build of libhdf5:
+    /// a child that dies on a signal, or never finishes, refuses the file and the command ends
+    /// with an error (PERCEP_FAULT_HDF5_PROBE makes the child do either).
+    func testProbeContainsACrashingOrHangingReader() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("probe-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("vgg.h5").path
+        let export = try ProcessRunner.run(ProcessRunner.percepDist, ["lossnet", "export", "--structure", "1,1", "--widths", "4,4",
+                                                                      "--in-channels", "3", "--out", file])
+        XCTAssertEqual(export.status, 0, export.err)
+        let eval = ["lossnet", "eval", "--lossnet", file, "--pred", "p.h5", "--target", "t.h5"]
+        setenv("PERCEP_FAULT_HDF5_PROBE", "signal", 1)
+        defer { unsetenv("PERCEP_FAULT_HDF5_PROBE") }
+        try assertCleanError(eval, mentions: "reading it crashed the HDF5 library (signal 11)")
+        setenv("PERCEP_FAULT_HDF5_PROBE", "hang", 1)
+        setenv("PERCEP_HDF5_PROBE_TIMEOUT", "2", 1)
+        defer { unsetenv("PERCEP_HDF5_PROBE_TIMEOUT") }
+        try assertCleanError(eval, mentions: "reading it took longer than 2 s")
+        // Without the fault the same file passes the probe (and the command stops later, at p.h5).
+        unsetenv("PERCEP_FAULT_HDF5_PROBE")
+        try assertCleanError(eval, mentions: "p.h5")
+    }
+
     /// A loss-network file whose structure attribute asks for 1 099 511 625 985 convolutions in
     /// one block: building it hung. Now the description is refused before anything is built.
     func testLossNetworkFileAskingForATrillionLayers() throws {

@@ -161,12 +161,19 @@ final class TransformLoaderTests: XCTestCase {
         XCTAssertTrue(log.lines[0].contains(ds.files[2].image) && log.lines[0].contains("JPEG"), log.lines[0])
         XCTAssertTrue(log.lines[1].contains(ds.files[4].annotation) && log.lines[1].contains("label value 40"), log.lines[1])
 
+        // 20 %: the first broken sample is tolerated (1 of 3 seen), the second is not (2 of 6).
         let strict = SegmentationLoader(dataset: ds, transform: t, steps: steps, threads: 2, maxBrokenFraction: 0.2, log: { _ in })
+        XCTAssertEqual(try strict.next()?.skipped, [2])
         XCTAssertThrowsError(try strict.next()) { error in
-            XCTAssertTrue("\(error)".contains("1 of 3 samples broken") && "\(error)".contains(ds.files[2].image), "\(error)")
+            XCTAssertTrue("\(error)".contains("2 of 6 samples broken") && "\(error)".contains(ds.files[4].annotation), "\(error)")
         }
         XCTAssertEqual(strict.runningThreads, 0)
         XCTAssertThrowsError(try strict.next())   // stays stopped
+        // 0: none tolerated.
+        let none = SegmentationLoader(dataset: ds, transform: t, steps: steps, threads: 2, maxBrokenFraction: 0, log: { _ in })
+        XCTAssertThrowsError(try none.next()) { error in
+            XCTAssertTrue("\(error)".contains("1 of 3 samples broken") && "\(error)".contains(ds.files[2].image), "\(error)")
+        }
     }
 
     func testCloseMidRunJoinsEveryThread() throws {

@@ -85,7 +85,8 @@ final class TrainSegJobTests: XCTestCase {
     /// and batch, and one rank with batch 4 and two ranks with batch 2 train the same student
     /// with it on.
     func testPerceptualTermWithATeacherIsTheLossOfTheNetworksAndWorldSizeIndependent() throws {
-        let teacher = try MPIJob.run(ranks: 1, ["--config", config("teacher.yaml")] + small("teacher", iterations: 1), command: ["train-seg"])
+        let teacher = try MPIJob.run(ranks: 1, ["--config", config("teacher.yaml")] + small("teacher", iterations: 2) + ["SOLVER.CHECKPOINT_PERIOD", "1"],
+                                     command: ["train-seg"])
         XCTAssertEqual(teacher.status, 0, teacher.output)
         let teacherWeights = dir.appendingPathComponent("teacher/model_0000001.h5").path
         let overrides = ["MODEL.TEACHER.WEIGHTS", teacherWeights, "MODEL.DROPOUT_RATIO", "0", "MODEL.SYNC_BN", "true"]
@@ -128,6 +129,17 @@ final class TrainSegJobTests: XCTestCase {
             let diff = zip(a, b).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThan(diff / scale, 1e-4, "\(name): 1×4 and 2×2 differ by \(diff) with the perceptual term")
         }
+        // A resume may find the teacher's file moved, but not replaced by another teacher.
+        let moved = dir.appendingPathComponent("moved-teacher.h5").path
+        try FileManager.default.copyItem(atPath: teacherWeights, toPath: moved)
+        let resume = ["--config", config("percep.yaml"), "--resume"] + overrides + small("p1", iterations: 3)
+        let fine = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg"] + resume + ["MODEL.TEACHER.WEIGHTS", moved])
+        XCTAssertEqual(fine.status, 0, fine.err)
+        XCTAssertTrue(fine.err.contains("MODEL.TEACHER.WEIGHTS \"\(moved)\""), fine.err)
+        let other = dir.appendingPathComponent("teacher/model_0000002.h5").path
+        let refused = try ProcessRunner.run(ProcessRunner.percepDist, ["train-seg"] + resume + ["MODEL.TEACHER.WEIGHTS", other])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.err.contains("was trained with other teacher weights"), refused.err)
     }
 
     /// With sync BN and the heads' channel dropout (MODEL.DROPOUT_RATIO 0.1, masks keyed by
