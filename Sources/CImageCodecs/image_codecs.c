@@ -92,6 +92,18 @@ static spng_ctx *png_open(const unsigned char *png, size_t size, struct spng_ihd
         spng_ctx_free(ctx);
         return NULL;
     }
+    /* Deflate expands at most 1032:1, so a file of `size` bytes cannot hold more filtered image
+     * data than about 1032 x size: a 32-byte file claiming 83886087x3 pixels is refused before
+     * hundreds of megabytes are allocated for it. */
+    int channels = ihdr->color_type == 2 ? 3 : ihdr->color_type == 4 ? 2 : ihdr->color_type == 6 ? 4 : 1;
+    size_t row_bytes = 1 + ((size_t)ihdr->width * channels * ihdr->bit_depth + 7) / 8;
+    size_t image_bytes = row_bytes * ihdr->height;
+    if (image_bytes / 1032 > size + 1024) {
+        if (err && err_len) snprintf(err, err_len, "PNG header: %ux%u image needs %zu bytes of image data, more than a %zu-byte file can hold",
+                                     ihdr->width, ihdr->height, image_bytes, size);
+        spng_ctx_free(ctx);
+        return NULL;
+    }
     return ctx;
 }
 

@@ -132,6 +132,21 @@ final class PNGTests: XCTestCase {
         }
     }
 
+    /// A 32-byte file (found by the fuzzer) whose header claims 83886087×3 palette pixels: within
+    /// the pixel limit, but far more data than deflate (at most 1032:1) can unpack from 32 bytes.
+    /// Refused from the header instead of allocating ~750 MB per decode. A uniform image, the most
+    /// compressible kind, still decodes.
+    func testHeaderClaimingMoreThanTheFileCanHoldIsRefused() throws {
+        let fuzzed: [UInt8] = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a, 0x00, 0x00, 0x00, 0x0d, 0x49, 0x48, 0x44, 0x52,
+                               0x05, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00, 0x03, 0x04, 0x03, 0x00, 0x00, 0x00, 0xed, 0x08, 0xf6]
+        for decode in [{ _ = try PNG.info(fuzzed) }, { _ = try PNG.decodeRGB(fuzzed) }, { _ = try PNG.decodeIndices(fuzzed) }] {
+            XCTAssertThrowsError(try decode()) { XCTAssertTrue("\($0)".contains("more than a 32-byte file can hold"), "\($0)") }
+        }
+        let uniform = try PNG.encode(try GreyImage(height: 2048, width: 2048, pixels: [UInt8](repeating: 7, count: 2048 * 2048)))
+        XCTAssertLessThan(uniform.count, 2048 * 2049 / 200, "the encoder should compress a uniform image hard")
+        XCTAssertEqual(try PNG.decodeGrey(uniform).pixels.count, 2048 * 2048)
+    }
+
     func testEncoderRefusesBadPalettes() throws {
         let image = try GreyImage(height: 1, width: 2, pixels: [0, 5])
         XCTAssertThrowsError(try PNG.encode(image, palette: [0, 0, 0, 1, 1, 1])) {
