@@ -12,8 +12,12 @@
 //    primitive actually consumes. When the layouts agree they are the same
 //    object; otherwise the wrapper owns an intermediate buffer in the
 //    primitive's layout and a cached reorder primitive between the two.
-//  * Scratchpads are in user mode and share one buffer per pd_conv, so the
-//    library never allocates during execution.
+//  * Scratchpads are in user mode. A pass's scratchpad and intermediate
+//    buffers are views into one process-wide workspace (grown to the largest
+//    pass, guarded by a mutex), pointed at it on each call: a network with
+//    many convolution shapes keeps one pass's worth of blocked copies, not
+//    one per shape and pass (for CondInst R-50 at 512x640 that was ~1.7 GB).
+//    The library never allocates during execution.
 //  * Backward passes are built lazily, using the forward descriptor as hint so
 //    oneDNN picks layouts consistent with the forward pass.
 
@@ -72,6 +76,7 @@ typedef struct conv_arg {
   dnnl_memory_t user;       // plain layout, no owned buffer; handle set per call
   dnnl_memory_t prim;       // what the primitive reads/writes (== user when no reorder)
   dnnl_primitive_t reorder; // user <-> prim, NULL when layouts already agree
+  size_t ws_offset;         // where `prim`'s buffer lies in the workspace (when reordered)
 } conv_arg;
 
 typedef struct conv_pass {
@@ -80,7 +85,9 @@ typedef struct conv_pass {
   dnnl_primitive_t prim;
   conv_arg args[MAX_ARGS];
   int nargs;
-  dnnl_memory_t scratch;    // user-mode scratchpad view of pd_conv.scratch_buf, or NULL
+  dnnl_memory_t scratch;    // user-mode scratchpad (a workspace view), or NULL
+  size_t scratch_offset;    // where the scratchpad lies in the workspace
+  size_t ws_size;           // workspace bytes this pass needs (intermediates + scratchpad)
   dnnl_exec_arg_t exec[MAX_ARGS + 1]; // prebuilt execute() argument list
   int nexec;
 } conv_pass;
@@ -96,8 +103,6 @@ struct pd_conv {
   dnnl_primitive_attr_t attr;  // scratchpad_mode = user
   int fuse_relu;               // forward applies ReLU as a post-op
   dnnl_primitive_attr_t fwd_attr;  // attr plus the ReLU post-op (forward only), or NULL
-  void *scratch_buf;           // shared by all passes (they never run concurrently)
-  size_t scratch_size;
   float *bias_sink;            // receives diff_bias when the caller passes NULL
   conv_pass pass[PASS_COUNT];
   char err[512];
@@ -128,26 +133,35 @@ static int check(pd_conv *c, const char *context, dnnl_status_t st, const char *
 // ---------------------------------------------------------------------------
 // Pass construction.
 
-// Makes sure the shared scratch buffer holds at least `size` bytes and points
-// every existing pass's scratchpad memory at it (the buffer may have moved).
-static int ensure_scratch(pd_conv *c, const char *ctx, size_t size) {
-  if (size > c->scratch_size) {
-    void *p = NULL;
-    // 64-byte alignment: oneDNN's JIT kernels prefer cache-line aligned buffers.
-    if (posix_memalign(&p, 64, size) != 0) {
-      set_err(c, "%s: cannot allocate %zu-byte scratchpad", ctx, size);
-      return 1;
-    }
-    free(c->scratch_buf);
-    c->scratch_buf = p;
-    c->scratch_size = size;
+// The process-wide workspace behind every pass's intermediate buffers and
+// scratchpad. Passes run one at a time under the mutex (the stream is shared
+// anyway), so one buffer the size of the largest pass serves them all.
+static pthread_mutex_t g_ws_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *g_ws = NULL;
+static size_t g_ws_size = 0;
+
+// Rounds a workspace offset up to 64 bytes: oneDNN's JIT kernels prefer
+// cache-line aligned buffers.
+static size_t ws_align(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Reserves `size` bytes of the pass's workspace share and returns its offset.
+static size_t ws_reserve(conv_pass *p, size_t size) {
+  size_t at = p->ws_size;
+  p->ws_size = ws_align(at + size);
+  return at;
+}
+
+// Grows the workspace to `size` bytes (caller holds g_ws_lock).
+static int ws_ensure(pd_conv *c, const char *ctx, size_t size) {
+  if (size <= g_ws_size) return 0;
+  void *p = NULL;
+  if (posix_memalign(&p, 64, size) != 0) {
+    set_err(c, "%s: cannot allocate a %zu-byte convolution workspace", ctx, size);
+    return 1;
   }
-  for (int i = 0; i < PASS_COUNT; i++) {
-    if (c->pass[i].scratch &&
-        check(c, ctx, dnnl_memory_set_data_handle(c->pass[i].scratch, c->scratch_buf),
-              "dnnl_memory_set_data_handle(scratchpad)"))
-      return 1;
-  }
+  free(g_ws);
+  g_ws = p;
+  g_ws_size = size;
   return 0;
 }
 
@@ -175,9 +189,10 @@ static int add_arg(pd_conv *c, const char *ctx, conv_pass *p, int arg,
     return 0;
   }
 
-  if (check(c, ctx, dnnl_memory_create(&a->prim, prim_md, g_engine, DNNL_MEMORY_ALLOCATE),
+  if (check(c, ctx, dnnl_memory_create(&a->prim, prim_md, g_engine, DNNL_MEMORY_NONE),
             "dnnl_memory_create(intermediate)"))
     return 1;
+  a->ws_offset = ws_reserve(p, dnnl_memory_desc_get_size(prim_md));
   const dnnl_memory_desc_t *from = is_output ? prim_md : user_md;
   const dnnl_memory_desc_t *to = is_output ? user_md : prim_md;
   dnnl_primitive_desc_t rpd = NULL;
@@ -212,7 +227,7 @@ static int finish_pass(pd_conv *c, const char *ctx, conv_pass *p) {
     p->exec[p->nexec].arg = DNNL_ARG_SCRATCHPAD;
     p->exec[p->nexec].memory = p->scratch;
     p->nexec++;
-    if (ensure_scratch(c, ctx, sp_size)) return 1;
+    p->scratch_offset = ws_reserve(p, sp_size);
   }
   p->ready = 1;
   return 0;
@@ -321,11 +336,33 @@ static int ensure_pass(pd_conv *c, int which) {
 // ---------------------------------------------------------------------------
 // Execution.
 
+static int run_pass_locked(pd_conv *c, int which, void *const *ptrs);
+
 // Binds caller pointers (in argument order), runs input reorders, the
 // convolution, output reorders, and waits for the stream.
 static int run_pass(pd_conv *c, int which, void *const *ptrs) {
+  pthread_mutex_lock(&g_ws_lock);
+  int rc = run_pass_locked(c, which, ptrs);
+  pthread_mutex_unlock(&g_ws_lock);
+  return rc;
+}
+
+static int run_pass_locked(pd_conv *c, int which, void *const *ptrs) {
   const char *ctx = k_pass_name[which];
   conv_pass *p = &c->pass[which];
+  if (ws_ensure(c, ctx, p->ws_size)) return 1;
+  char *ws = (char *)g_ws;
+  if (p->scratch &&
+      check(c, ctx, dnnl_memory_set_data_handle(p->scratch, ws + p->scratch_offset),
+            "dnnl_memory_set_data_handle(scratchpad)"))
+    return 1;
+  for (int i = 0; i < p->nargs; i++) {
+    conv_arg *a = &p->args[i];
+    if (a->reorder &&
+        check(c, ctx, dnnl_memory_set_data_handle(a->prim, ws + a->ws_offset),
+              "dnnl_memory_set_data_handle(intermediate)"))
+      return 1;
+  }
   for (int i = 0; i < p->nargs; i++) {
     if (check(c, ctx, dnnl_memory_set_data_handle(p->args[i].user, ptrs[i]),
               "dnnl_memory_set_data_handle"))
@@ -575,7 +612,6 @@ void pd_conv_destroy(pd_conv *c) {
   for (int i = 0; i < PASS_COUNT; i++) destroy_pass(&c->pass[i]);
   if (c->attr) dnnl_primitive_attr_destroy(c->attr);
   if (c->fwd_attr) dnnl_primitive_attr_destroy(c->fwd_attr);
-  free(c->scratch_buf);
   free(c->bias_sink);
   free(c);
 }

@@ -11,11 +11,14 @@
 //   bias / diff_bias   [C_out]
 //   output / diff_dst  [N, C_out, OH, OW]              (NCHW, contiguous)
 // Internally oneDNN may use blocked layouts; the wrapper reorders to and from
-// them with cached primitives and buffers, so repeated calls do not allocate.
+// them with cached primitives and one process-wide workspace (as large as the
+// largest pass run so far), so repeated calls do not allocate and the blocked
+// copies cost one pass's worth of memory, not one per convolution shape.
 //
 // Threading: meant for single-threaded callers. A pd_conv must never be used
 // from two threads at once, and all pd_conv objects share one process-wide
-// oneDNN engine and stream. oneDNN itself parallelises each call with OpenMP
+// oneDNN engine, stream and workspace (calls on different objects are
+// serialised by a mutex). oneDNN itself parallelises each call with OpenMP
 // (see pd_omp_set_num_threads in COpenMP).
 //
 // Error convention: functions returning int give 0 on success and non-zero on
