@@ -39,8 +39,20 @@ public final class NormedConv2d: Module, Layer {
     }
 
     /// norm(conv(x)).
-    public func callAsFunction(_ x: Tensor) -> Tensor {
-        norm(x.conv2d(weight: weight, stride: stride, padding: padding))
+    public func callAsFunction(_ x: Tensor) -> Tensor { callAsFunction(x, relu: false) }
+
+    /// norm(conv(x)), then max(·, 0) when `relu`. A frozen BatchNorm is a constant affine map, so
+    /// it is folded into the convolution (weight × scale per output channel, shift as the bias)
+    /// and the ReLU runs inside it: one pass and one stored activation instead of three, with the
+    /// weight's gradient flowing through the product (d/dW = scale · d/dW').
+    public func callAsFunction(_ x: Tensor, relu: Bool) -> Tensor {
+        guard let frozen = norm as? FrozenBatchNorm2d else {
+            let y = norm(x.conv2d(weight: weight, stride: stride, padding: padding))
+            return relu ? y.relu() : y
+        }
+        let (scale, shift) = frozen.scaleAndShift()
+        let folded = weight * scale.reshaped([weight.shape[0], 1, 1, 1])
+        return x.conv2d(weight: folded, bias: shift, stride: stride, padding: padding, fusedReLU: relu)
     }
 }
 
@@ -59,7 +71,7 @@ public final class BasicStem: Module, Layer {
 
     /// maxpool(relu(conv1(x))).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv1(x).relu().maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        conv1(x, relu: true).maxPool2d(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
     }
 }
 
@@ -88,7 +100,7 @@ public final class BottleneckBlock: Module, Layer {
 
     /// relu(conv3(relu(conv2(relu(conv1(x))))) + shortcut(x)).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        let y = conv3(conv2(conv1(x).relu()).relu())
+        let y = conv3(conv2(conv1(x, relu: true), relu: true))
         return (y + (shortcut?(x) ?? x)).relu()
     }
 }
@@ -113,7 +125,7 @@ public final class BasicResidualBlock: Module, Layer {
 
     /// relu(conv2(relu(conv1(x))) + shortcut(x)).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        (conv2(conv1(x).relu()) + (shortcut?(x) ?? x)).relu()
+        (conv2(conv1(x, relu: true)) + (shortcut?(x) ?? x)).relu()
     }
 }
 

@@ -162,6 +162,20 @@ public final class FrozenBatchNorm2d: Module, Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         x.batchNorm(weight: weight, bias: bias, runningMean: runningMean, runningVar: runningVar, training: false, eps: eps)
     }
+
+    /// The affine map as y = x · scale + shift, scale = γ / √(var + ε), shift = β − mean · scale
+    /// (detectron2's FrozenBatchNorm2d.forward), both [C] and constants of the tape: what a
+    /// convolution before this layer folds into its weights and bias.
+    public func scaleAndShift() -> (scale: Tensor, shift: Tensor) {
+        let c = weight.count
+        let scale = Tensor(uninitialized: [c]), shift = Tensor(uninitialized: [c])
+        for i in 0..<c {
+            let s = weight.data[i] / (runningVar.data[i] + eps).squareRoot()
+            scale.data[i] = s
+            shift.data[i] = bias.data[i] - runningMean.data[i] * s
+        }
+        return (scale, shift)
+    }
 }
 
 /// Group normalisation (`nn.GroupNorm`): weight, bias [C]; input [N, C, H, W].
