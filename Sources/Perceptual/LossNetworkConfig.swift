@@ -28,6 +28,8 @@ public enum LossNetworkInit: Equatable, Codable, Sendable, CustomStringConvertib
     /// Parses `he`, `xavier_normal`, `normal:σ` or `uniform:a`.
     public init(parsing text: String) throws {
         let parts = text.split(separator: ":", maxSplits: 1).map(String.init)
+        // An empty text (a damaged file's attribute, `--init ""`) has no parts at all.
+        guard !parts.isEmpty else { throw LossNetworkError.invalidOption("init", text, "expected he, xavier_normal, normal:σ or uniform:a") }
         func number() throws -> Float {
             guard parts.count == 2, let v = Float(parts[1]), v.isFinite, v > 0 else {
                 throw LossNetworkError.invalidOption("init", text, "expected \(parts[0]):<positive number>")

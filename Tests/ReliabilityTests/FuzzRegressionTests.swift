@@ -54,6 +54,17 @@ final class FuzzRegressionTests: XCTestCase {
                              mentions: "structure")
     }
 
+    /// A loss-network file whose `init` attribute is empty (the fuzzer's file had a damaged
+    /// string there): parsing it indexed the first ':'-separated part of nothing and trapped, in
+    /// `lossnet eval` and in `lossnet export --init ""` alike. Both are now errors naming `init`.
+    func testLossNetworkWithAnEmptyInitScheme() throws {
+        try assertCleanError(["lossnet", "eval", "--lossnet", try fixture("fuzz_lossnet_empty_init"), "--pred", "p.h5", "--target", "t.h5"],
+                             mentions: "init")
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("empty-init-\(UUID().uuidString).h5").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        try assertCleanError(["lossnet", "export", "--structure", "1,1", "--widths", "4,4", "--init", "", "--out", out], mentions: "init")
+    }
+
     /// A polygon with a coordinate of 3.06·10⁶ on a 48×64 image: rasterising walked its whole
     /// boundary (43 s under the fuzzer). Coordinates are now bounded relative to the image.
     func testPolygonFarOutsideItsImage() throws {
