@@ -66,9 +66,8 @@ public enum SegmentationSynth {
             rgb[3 * p] = r; rgb[3 * p + 1] = g; rgb[3 * p + 2] = b
         }
 
-        /// Pixel indices lo..<hi clipped to 0..<n; empty when they miss. (Release builds use
-        /// -Ounchecked, where a range with lower > upper is not caught but loops, so every loop
-        /// bound goes through here.)
+        /// Pixel indices lo..<hi clipped to 0..<n; empty when they miss (a range with lower > upper
+        /// would trap, so every loop bound goes through here).
         static func clip(_ lo: Int, _ hi: Int, _ n: Int) -> Range<Int> {
             let a = max(lo, 0), b = min(hi, n)
             return a < b ? a..<b : 0..<0
