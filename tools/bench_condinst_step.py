@@ -68,6 +68,12 @@ def main():
                                   level_weights=[0.0] * (len(structure) - 1) + [1.0], lam=0.1)
         lossnet = twin.LossNet(lcfg).float()
     params = [p for _, p in twin.trainable_parameters(model)]
+    # detectron2's ResNet.freeze(): the frozen stem and res2 take no gradient, so autograd neither
+    # keeps their activations nor runs their backward (percep-dist's tape skips them the same way).
+    trainable = {id(p) for p in params}
+    for p in model.parameters():
+        if id(p) not in trainable:
+            p.requires_grad_(False)
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(7)
     images = torch.randn(a.batch, 3, h, w, generator=gen) * 50

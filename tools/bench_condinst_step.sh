@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; steps=${2:-2}; size=${3:-512,640}; batch=${4:-2}
-swift build -c release --product percep-dist >/dev/null
+# PERCEP_BIN: an already built binary (as in launch/mpirun-local.sh), skipping the build.
+bin=${PERCEP_BIN:-.build/release/percep-dist}
+[ -n "${PERCEP_BIN:-}" ] || swift build -c release --product percep-dist >/dev/null
 echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $threads threads, PyTorch $(python3 -c 'import torch; print(torch.__version__)'), condinst_r50 ${size}, batch $batch, mean of $steps steps after one warm-up"
 echo
 echo "| perceptual mask term | run | ours s/step | PyTorch s/step | ours ÷ PyTorch time | ours peak RSS MiB | PyTorch peak RSS MiB |"
@@ -15,7 +17,7 @@ for label in none vgg16; do
   extra=(); [ "$label" = vgg16 ] && extra=(--perceptual 2,2,3,3,3)
   for run in 1 2; do
     args=(--model condinst_r50 --size "$size" --batch "$batch" --steps "$steps" --threads "$threads" --json "${extra[@]}")
-    ours=$(.build/release/percep-dist bench step "${args[@]}")
+    ours=$("$bin" bench step "${args[@]}")
     torch=$(python3 tools/bench_condinst_step.py "${args[@]}")
     python3 - "$label" "$run" "$ours" "$torch" <<'PY'
 import json, sys

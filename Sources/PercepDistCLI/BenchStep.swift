@@ -29,7 +29,8 @@ struct BenchStep: ParsableCommand {
     @Option(help: "condinst_r50: instances per image (boxes and masks by a fixed formula, the same in tools/bench_condinst_step.py).")
     var instances = 6
     @Option(help: "Batch size.") var batch = 2
-    @Option(help: "Number of classes.") var classes = 150
+    @Option(help: "Number of classes (default: 150, ADE20K's, for segmentation; 80, COCO's, for condinst_r50).")
+    var classes: Int?
     @Option(help: "Output stride of the backbone: 8 or 16.") var outputStride = 8
     @Flag(inversion: .prefixedNo, help: "Build the auxiliary FCN head (loss weight 0.4).") var aux = true
     @Option(help: "VGG loss-network structure N_1,…,N_5 (e.g. 1,1,1,1,1 or 2,2,3,3,3); none when omitted.") var perceptual: String?
@@ -49,7 +50,7 @@ struct BenchStep: ParsableCommand {
     }
 
     func validate() throws {
-        guard dimensions != nil, batch > 1, classes > 0, steps > 0, warmup >= 0, instances >= 0 else {
+        guard dimensions != nil, batch > 1, (classes ?? 1) > 0, steps > 0, warmup >= 0, instances >= 0 else {
             throw ValidationError("--size (S or H,W), --classes and --steps must be positive, --batch at least 2 (batch norm), --warmup and --instances ≥ 0")
         }
         if model == "condinst_r50", let (h, w) = dimensions, h % 32 != 0 || w % 32 != 0 || h < 256 || w < 256 {
@@ -59,7 +60,8 @@ struct BenchStep: ParsableCommand {
 
     func run() throws {
         if let threads { ThreadBudget.set(threads) }
-        if model == "condinst_r50" { return try runCondInst() }
+        if model == "condinst_r50" { return try runCondInst(classes: classes ?? 80) }
+        let classes = self.classes ?? 150
         let size = dimensions!.0
         var rng = SeededRNG(seed: 0, stream: "model")
         let net = try makeSegmentationModel(name: model, classes: classes, rng: &rng, outputStride: outputStride, auxiliaryHead: aux)
@@ -132,7 +134,7 @@ struct BenchStep: ParsableCommand {
     /// PyTorch twin computes the same instances), with `--perceptual` the VGG mask term on every
     /// instance (1 input channel, widths 64…512), backward, SGD (lr 0.01, momentum 0.9, weight
     /// decay 1e-4). Instances: `condinstBenchInstances`, the formula the twin uses too.
-    func runCondInst() throws {
+    func runCondInst(classes: Int) throws {
         let (h, w) = dimensions!
         var spec = CondInstSpec()
         spec.numClasses = classes
