@@ -14,6 +14,8 @@ public struct CheckpointError: Error, CustomStringConvertible {
         case unreadable(underlying: String)
         /// A root attribute every checkpoint has is absent or has the wrong type.
         case missingAttribute(String)
+        /// A root attribute whose value cannot be right (a negative counter).
+        case invalidAttribute(String, problem: String)
         /// The file was written by a newer format than this build understands.
         case unsupportedVersion(found: Int64, supported: Int64)
         /// The model's state dict does not match the checkpoint's names or shapes.
@@ -48,6 +50,8 @@ public struct CheckpointError: Error, CustomStringConvertible {
             return "checkpoint '\(file)' cannot be read (truncated or damaged?): \(underlying)"
         case .missingAttribute(let name):
             return "checkpoint '\(file)' is missing root attribute '\(name)' (or it has the wrong type)"
+        case .invalidAttribute(let name, let problem):
+            return "checkpoint '\(file)' is damaged: root attribute '\(name)' \(problem)"
         case .unsupportedVersion(let found, let supported):
             return "checkpoint '\(file)' has format version \(found); this build reads up to \(supported)"
         case .stateDict(let error):

@@ -164,6 +164,14 @@ public struct CheckpointFile {
                 state.taskFacts[String(line[..<eq])] = v
             }
         }
+        // Counters become loop bounds and sampler positions: a negative one (or a world of no
+        // ranks) is damage, refused here rather than trapping where it is used.
+        let counters: [(String, Int64)] = [("iteration", Int64(state.iteration)), ("epoch", Int64(state.epoch)),
+                                           ("sample_cursor", Int64(state.sampleCursor)), ("schedule_iteration", Int64(state.scheduleIteration)),
+                                           ("world_size", Int64(state.worldSize) - 1)]
+        if let (name, _) = counters.first(where: { $0.1 < 0 }) {
+            throw CheckpointError(file: path, .invalidAttribute(name, problem: "is negative"))
+        }
         return state
     }
 

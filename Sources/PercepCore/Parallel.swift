@@ -18,17 +18,20 @@ public enum ThreadBudget {
     /// Sets the thread count for the engine, OpenBLAS and oneDNN (call it from the thread that
     /// runs the model: OpenMP's default team size is per thread).
     public static func set(_ n: Int) {
-        threads = max(1, n)
+        threads = min(max(1, n), maxThreads)
         pd_omp_set_num_threads(Int32(threads))
         openblas_set_num_threads(Int32(threads))
         ConvDispatch.threadsChanged()
     }
 
     static func defaultThreads() -> Int {
-        if let s = ProcessInfo.processInfo.environment["PERCEP_THREADS"], let n = Int(s), n > 0 { return n }
-        if let s = ProcessInfo.processInfo.environment["OMP_NUM_THREADS"], let n = Int(s), n > 0 { return n }
-        return ProcessInfo.processInfo.activeProcessorCount
+        if let s = ProcessInfo.processInfo.environment["PERCEP_THREADS"], let n = Int(s), n > 0 { return min(n, maxThreads) }
+        if let s = ProcessInfo.processInfo.environment["OMP_NUM_THREADS"], let n = Int(s), n > 0 { return min(n, maxThreads) }
+        return min(ProcessInfo.processInfo.activeProcessorCount, maxThreads)
     }
+
+    /// The most threads a team gets: more than any machine has, and far inside OpenMP's Int32.
+    static let maxThreads = 4096
 }
 
 /// A range split over an OpenMP team; passed to the C trampoline by pointer.

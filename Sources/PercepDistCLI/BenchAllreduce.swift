@@ -25,8 +25,8 @@ struct BenchAllreduce: ParsableCommand {
         let world = try Communicator.start()
         var results: [[String: Double]] = []
         for text in mb.split(separator: ",") {
-            guard let megabytes = Double(text.trimmingCharacters(in: .whitespaces)), megabytes > 0 else {
-                throw ValidationError("invalid --mb '\(mb)': expected comma-separated positive numbers")
+            guard let megabytes = Double(text.trimmingCharacters(in: .whitespaces)), megabytes >= 0.001, megabytes <= 16384 else {
+                throw ValidationError("invalid --mb '\(mb)': expected comma-separated sizes of 0.001…16384 MB")
             }
             let count = Int(megabytes * 1_048_576 / 4)
             // The project's path: parameter-sized gradients in the flat buffer, bucketed, averaged.

@@ -40,7 +40,7 @@ public enum LossNetworkFile {
         }
         func int(_ name: String) throws -> Int {
             let v = try attr(name)
-            guard let i = v.intValue ?? v.uintValue.map(Int64.init) else { throw LossNetworkError.badFile(file.path, "attribute '\(name)' is not an integer") }
+            guard let i = v.intValue ?? v.uintValue.flatMap({ Int64(exactly: $0) }) else { throw LossNetworkError.badFile(file.path, "attribute '\(name)' is not an integer a network can have") }
             return Int(i)
         }
         var c = LossNetworkConfig(inChannels: try int("in_channels"))
@@ -52,7 +52,9 @@ public enum LossNetworkFile {
         c.structure = try ints("structure")
         c.widths = try ints("widths")
         c.kernelSize = try int("kernel_size")
-        c.initScheme = try LossNetworkInit(parsing: try attr("init").stringValue ?? "")
+        do { c.initScheme = try LossNetworkInit(parsing: try attr("init").stringValue ?? "") } catch let error as LossNetworkError {
+            throw LossNetworkError.badFile(file.path, "attribute 'init': \(error)")
+        }
         let seed = try attr("seed")
         c.seed = seed.uintValue ?? UInt64(bitPattern: seed.intValue ?? 0)
         guard let weights = try attr("level_weights").doublesValue else {

@@ -76,7 +76,9 @@ public struct LineChart {
         let step = [1.0, 2, 5, 10].map { $0 * magnitude }.first { $0 >= raw } ?? 10 * magnitude
         var out: [Double] = []
         var t = ceil(range.0 / step) * step
-        while t <= range.1 + step * 1e-9 {
+        // A step below the values' precision (huge iteration numbers 16 apart) would never
+        // advance t; an axis needs a handful of ticks anyway.
+        while t <= range.1 + step * 1e-9, t + step > t, out.count < 64 {
             out.append(abs(t) < step * 1e-9 ? 0 : t)
             t += step
         }

@@ -82,7 +82,8 @@ public final class Trainer {
         let sampler = try DistributedSampler(datasetSize: task.trainingSetSize, globalBatch: globalBatch,
                                              seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), worldSize: world.size, rank: world.rank,
                                              groups: task.samplingGroups)
-        let start = resume ? try restore(model: model, optimizer: sgd, parameters: params) : 0
+        // A checkpoint past SOLVER.MAX_ITER (a shortened schedule) has nothing left to train.
+        let start = min(resume ? try restore(model: model, optimizer: sgd, parameters: params) : 0, maxIter)
         let writer = CheckpointWriter(directory: outputDirectory, keepLast: cfg.int("SOLVER.MAX_TO_KEEP"))
         let metrics = world.rank == 0 ? try MetricsLog(directory: outputDirectory) : nil
         defer { metrics?.close() }

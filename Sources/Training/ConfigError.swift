@@ -8,6 +8,8 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
     case wrongType(source: String, key: String, expected: ConfigType, found: String)
     /// A value of the right type outside the key's allowed values.
     case invalidValue(source: String, key: String, value: String, allowed: [String])
+    /// A number outside the key's range.
+    case outOfRange(source: String, key: String, value: Double, range: ClosedRange<Double>)
     /// The same key twice in one mapping (YAML would silently keep one).
     case duplicateKey(source: String, key: String)
     /// A file Yams could not parse, with Yams' line and column (1-based) where it has them.
@@ -30,6 +32,9 @@ public enum ConfigError: Error, Equatable, CustomStringConvertible {
             return "\(source): \(key) must be \(expected), got \(found)"
         case let .invalidValue(source, key, value, allowed):
             return "\(source): \(key) = \(value) is not one of \(allowed.joined(separator: ", "))"
+        case let .outOfRange(source, key, value, range):
+            func show(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
+            return "\(source): \(key) = \(show(value)) is outside \(show(range.lowerBound))…\(show(range.upperBound))"
         case let .duplicateKey(source, key):
             return "\(source): duplicate key \(key)"
         case let .malformedYAML(source, line, column, problem):

@@ -7,12 +7,17 @@ public struct ConfigKey: Sendable, Equatable {
     public let defaultValue: ConfigValue
     /// The allowed values of a string key; nil when any string goes.
     public let allowed: [String]?
+    /// The range every number of a numeric key (or list) must lie in; nil when any finite value
+    /// goes. Bounds keep values the code turns into sizes, counts and loop bounds from trapping
+    /// or running away (`SOLVER.MAX_ITER -1`, `DIST.BUCKET_MB 1e14`).
+    public let range: ClosedRange<Double>?
 
-    /// A key with its default and optional allowed values.
-    public init(_ path: String, _ defaultValue: ConfigValue, allowed: [String]? = nil) {
+    /// A key with its default, optional allowed values and optional numeric range.
+    public init(_ path: String, _ defaultValue: ConfigValue, allowed: [String]? = nil, range: ClosedRange<Double>? = nil) {
         self.path = path
         self.defaultValue = defaultValue
         self.allowed = allowed
+        self.range = range
     }
 
     /// The key's type.
@@ -59,7 +64,7 @@ public struct ConfigSchema: Sendable {
     /// its default, the last level only).
     public static let trainer = ConfigSchema([
         ConfigKey("SOLVER.IMS_PER_BATCH", .int(16)),
-        ConfigKey("SOLVER.MAX_ITER", .int(40000)),
+        ConfigKey("SOLVER.MAX_ITER", .int(40000), range: 0...1e9),
         ConfigKey("SOLVER.BASE_LR", .double(0.001)),
         ConfigKey("SOLVER.MOMENTUM", .double(0.9)),
         ConfigKey("SOLVER.WEIGHT_DECAY", .double(0.0001)),
@@ -84,9 +89,9 @@ public struct ConfigSchema: Sendable {
         // Iterations between log lines and metrics.jsonl records (detectron2 writes every 20).
         ConfigKey("LOG_PERIOD", .int(20)),
         ConfigKey("SEED", .int(0)),
-        ConfigKey("DIST.BUCKET_MB", .double(25)),
+        ConfigKey("DIST.BUCKET_MB", .double(25), range: 0.001...4096),
         ConfigKey("DIST.OVERLAP", .bool(true)),
-        ConfigKey("DIST.TIMEOUT_SECONDS", .double(600)),
+        ConfigKey("DIST.TIMEOUT_SECONDS", .double(600), range: 0.1...1e7),
         ConfigKey("MODEL.SYNC_BN", .bool(false)),
         // Segmentation (`train-seg`, `eval-seg`): mmseg's recipes, detectron2-style keys.
         ConfigKey("MODEL.NAME", .string("pspnet_r18")),
@@ -107,9 +112,9 @@ public struct ConfigSchema: Sendable {
         // Splits: train/val for the segmentation formats, the COCO split names (train2017, val2017).
         ConfigKey("DATASETS.TRAIN", .string("train")),
         ConfigKey("DATASETS.TEST", .string("val")),
-        ConfigKey("INPUT.SCALE", .intList([2048, 512])),  // mmseg's RandomResize scale (long, short side)
-        ConfigKey("INPUT.RATIO_RANGE", .doubleList([0.5, 2.0])),
-        ConfigKey("INPUT.CROP_SIZE", .intList([512, 512])),
+        ConfigKey("INPUT.SCALE", .intList([2048, 512]), range: 1...16384),  // mmseg's RandomResize scale (long, short side)
+        ConfigKey("INPUT.RATIO_RANGE", .doubleList([0.5, 2.0]), range: 0.01...64),
+        ConfigKey("INPUT.CROP_SIZE", .intList([512, 512]), range: 1...16384),
         ConfigKey("INPUT.CAT_MAX_RATIO", .double(0.75)),
         ConfigKey("INPUT.FLIP", .bool(true)),
         ConfigKey("INPUT.PIXEL_MEAN", .doubleList([123.675, 116.28, 103.53])),
@@ -143,8 +148,8 @@ public struct ConfigSchema: Sendable {
         ConfigKey("MODEL.RESNETS.DEPTH", .int(50)),
         ConfigKey("MODEL.RESNETS.STEM_OUT_CHANNELS", .int(64)),
         ConfigKey("MODEL.RESNETS.RES2_OUT_CHANNELS", .int(256)),
-        ConfigKey("MODEL.RESNETS.NUM_GROUPS", .int(1)),
-        ConfigKey("MODEL.RESNETS.WIDTH_PER_GROUP", .int(64)),
+        ConfigKey("MODEL.RESNETS.NUM_GROUPS", .int(1), range: 1...64),
+        ConfigKey("MODEL.RESNETS.WIDTH_PER_GROUP", .int(64), range: 1...4096),
         ConfigKey("MODEL.RESNETS.STRIDE_IN_1X1", .bool(true)),
         ConfigKey("MODEL.RESNETS.NORM", .string("FrozenBN"), allowed: ["FrozenBN", "BN"]),
         ConfigKey("MODEL.BACKBONE.FREEZE_AT", .int(2)),
@@ -171,10 +176,10 @@ public struct ConfigSchema: Sendable {
         ConfigKey("MODEL.CONDINST.MASK_BRANCH.CHANNELS", .int(128)),
         ConfigKey("MODEL.CONDINST.MASK_BRANCH.NUM_CONVS", .int(4)),
         ConfigKey("MODEL.CONDINST.MASK_BRANCH.OUT_CHANNELS", .int(8)),
-        ConfigKey("INPUT.MIN_SIZE_TRAIN", .intList([640, 672, 704, 736, 768, 800])),
-        ConfigKey("INPUT.MAX_SIZE_TRAIN", .int(1333)),
-        ConfigKey("INPUT.MIN_SIZE_TEST", .int(800)),
-        ConfigKey("INPUT.MAX_SIZE_TEST", .int(1333)),
+        ConfigKey("INPUT.MIN_SIZE_TRAIN", .intList([640, 672, 704, 736, 768, 800]), range: 1...16384),
+        ConfigKey("INPUT.MAX_SIZE_TRAIN", .int(1333), range: 1...16384),
+        ConfigKey("INPUT.MIN_SIZE_TEST", .int(800), range: 1...16384),
+        ConfigKey("INPUT.MAX_SIZE_TEST", .int(1333), range: 1...16384),
         ConfigKey("INPUT.HFLIP_TRAIN", .bool(true)),
         // AdelaiDet's per-GPU semantics (mask-branch BN statistics, the proposal cap, the dice
         // mean) apply per group of this many images, however the groups are spread over ranks.

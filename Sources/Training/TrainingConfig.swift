@@ -192,6 +192,19 @@ public struct TrainingConfig: Sendable, Equatable {
         if let allowed = spec.allowed, case .string(let s) = value, !allowed.contains(s) {
             throw ConfigError.invalidValue(source: source, key: spec.path, value: s, allowed: allowed)
         }
+        if let range = spec.range {
+            let numbers: [Double]
+            switch value {
+            case .int(let v): numbers = [Double(v)]
+            case .double(let v): numbers = [v]
+            case .intList(let v): numbers = v.map(Double.init)
+            case .doubleList(let v): numbers = v
+            default: numbers = []
+            }
+            if let bad = numbers.first(where: { !range.contains($0) }) {
+                throw ConfigError.outOfRange(source: source, key: spec.path, value: bad, range: range)
+            }
+        }
         return value
     }
 

@@ -44,6 +44,10 @@ final class PlotTests: XCTestCase {
         for (k, t) in unit.enumerated() { XCTAssertEqual(t, Double(k) * 0.2, accuracy: 1e-12) }
         let t = LineChart.ticks((3, 997))
         XCTAssertEqual(t, [200, 400, 600, 800])
+        // Iterations 16 apart near 1e17: the step (5) is below the values' spacing, so adding it
+        // never advanced and the loop ran until memory ran out. Now it ends.
+        let huge = LineChart.ticks((1e17, 1e17 + 16))
+        XCTAssertLessThanOrEqual(huge.count, 64)
     }
 
     func testSVGAndRasterDrawEverySeries() throws {

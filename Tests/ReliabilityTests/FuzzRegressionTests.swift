@@ -65,6 +65,15 @@ final class FuzzRegressionTests: XCTestCase {
         try assertCleanError(["lossnet", "export", "--structure", "1,1", "--widths", "4,4", "--init", "", "--out", out], mentions: "init")
     }
 
+    /// Review findings of the same kind: a loss-network attribute holding 2⁶³ as an unsigned
+    /// integer trapped converting to Int64, and a checkpoint whose iteration is −1 trapped when a
+    /// resume turned it into a sampler position. Both files are unsealed, as hand-edited ones are.
+    func testOutOfRangeCountersInFiles() throws {
+        try assertCleanError(["lossnet", "eval", "--lossnet", try fixture("lossnet_huge_unsigned_channels"), "--pred", "p.h5", "--target", "t.h5"],
+                             mentions: "in_channels")
+        try assertCleanError(["checkpoint", "inspect", try fixture("checkpoint_negative_iteration")], mentions: "'iteration' is negative")
+    }
+
     /// A polygon with a coordinate of 3.06·10⁶ on a 48×64 image: rasterising walked its whole
     /// boundary (43 s under the fuzzer). Coordinates are now bounded relative to the image.
     func testPolygonFarOutsideItsImage() throws {

@@ -116,6 +116,33 @@ final class ConfigTests: XCTestCase {
                        .unknownKey(source: g, key: "SOLVR", suggestion: "SOLVER"))
     }
 
+    /// Numbers the code turns into loop bounds, sizes and counts are range-checked on load, so a
+    /// mistyped override is an error naming the key instead of a trap later (review findings).
+    func testNumbersOutsideTheirRangeAreErrors() throws {
+        let cases: [([String], String, Double)] = [
+            (["SOLVER.MAX_ITER", "-1"], "SOLVER.MAX_ITER", -1),
+            (["DIST.BUCKET_MB", "1e14"], "DIST.BUCKET_MB", 1e14),
+            (["DIST.BUCKET_MB", "0"], "DIST.BUCKET_MB", 0),
+            (["DIST.TIMEOUT_SECONDS", "0"], "DIST.TIMEOUT_SECONDS", 0),
+            (["INPUT.RATIO_RANGE", "0.5,1e300"], "INPUT.RATIO_RANGE", 1e300),
+            (["INPUT.SCALE", "9223372036854775807,512"], "INPUT.SCALE", 9223372036854775807),
+            (["MODEL.RESNETS.WIDTH_PER_GROUP", "4611686018427387904"], "MODEL.RESNETS.WIDTH_PER_GROUP", 4611686018427387904),
+        ]
+        for (overrides, key, value) in cases {
+            var config = try TrainingConfig.parse(yaml: "SEED: 1\n")
+            guard case let .outOfRange(source, k, v, _)? = configError({ try config.apply(overrides: overrides) }) else {
+                XCTFail("no range error for \(overrides)"); continue
+            }
+            XCTAssertEqual([source, k], ["command line", key])
+            XCTAssertEqual(v, value)
+        }
+        let f = try write("range.yaml", "SOLVER:\n  MAX_ITER: -5\n")
+        let error = configError { _ = try TrainingConfig.load(file: f) }
+        XCTAssertEqual(error?.description, "\(f): SOLVER.MAX_ITER = -5 is outside 0…1000000000")
+        var fine = try TrainingConfig.parse(yaml: "SEED: 1\n")
+        XCTAssertNoThrow(try fine.apply(overrides: ["SOLVER.MAX_ITER", "0", "INPUT.RATIO_RANGE", "0.5,2.0", "DIST.BUCKET_MB", "0.5"]))
+    }
+
     func testWrongTypeNamesKeyPath() throws {
         let cases: [(String, String, ConfigType)] = [
             ("SOLVER:\n  MAX_ITER: abc\n", "SOLVER.MAX_ITER", .int),
