@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 threads=${1:-2}; repeats=${2:-2}
 # PERCEP_BIN / PERCEP_UNCHECKED_BIN: already built binaries of each kind, skipping the builds.
 checked_bin=${PERCEP_BIN:-.build/release/percep-dist}; fast_bin=${PERCEP_UNCHECKED_BIN:-.build-unchecked/release/percep-dist}
-[ -n "${PERCEP_BIN:-}" ] || swift build -c release --product percep-dist >/dev/null
+[ -n "${PERCEP_BIN:-}" ] || env -u PERCEP_UNCHECKED_KERNELS swift build -c release --product percep-dist >/dev/null
 [ -n "${PERCEP_UNCHECKED_BIN:-}" ] || PERCEP_UNCHECKED_KERNELS=1 swift build -c release --scratch-path .build-unchecked --product percep-dist >/dev/null
 echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $threads threads"
 echo
