@@ -356,6 +356,9 @@ static int run_pass_locked(pd_conv *c, int which, void *const *ptrs) {
       check(c, ctx, dnnl_memory_set_data_handle(p->scratch, ws + p->scratch_offset),
             "dnnl_memory_set_data_handle(scratchpad)"))
     return 1;
+  // Padded blocked layouts (channels rounded up to the block) need their padding
+  // zeroed; oneDNN 2.x's set_data_handle does that on every rebind, which is what
+  // makes sharing the buffer across shapes safe. Re-check this before moving to 3.x.
   for (int i = 0; i < p->nargs; i++) {
     conv_arg *a = &p->args[i];
     if (a->reorder &&
