@@ -57,6 +57,7 @@ let package = Package(
         .library(name: "COCOSynth", targets: ["COCOSynth"]),
         .library(name: "SegmentationData", targets: ["SegmentationData"]),
         .library(name: "Checkpoint", targets: ["Checkpoint"]),
+        .library(name: "PretrainedWeights", targets: ["PretrainedWeights"]),
         .library(name: "Training", targets: ["Training"]),
         .library(name: "Trainer", targets: ["Trainer"]),
     ],
@@ -84,7 +85,7 @@ let package = Package(
         .systemLibrary(name: "COpenMPISystem", pkgConfig: "ompi-c", providers: [.apt(["libopenmpi-dev"])]),
         .target(name: "CMPI", dependencies: ["COpenMPISystem"]),
         .target(name: "Distributed", dependencies: ["CMPI", "PercepCore", "PercepNN"], swiftSettings: checked),
-        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5"], swiftSettings: checked),
+        .target(name: "Perceptual", dependencies: ["PercepNN", "PercepCore", "PercepHDF5", "Checkpoint"], swiftSettings: checked),
         // mmseg's dilated ResNets, PSPNet and DeepLabV3+ heads, auxiliary FCN head, with its names.
         .target(name: "SegmentationModels", dependencies: ["PercepNN", "PercepCore"], swiftSettings: kernels),
         // detectron2's ResNet, FPN, AdelaiDet's FCOS head, mask branch, dynamic mask head: CondInst
@@ -99,7 +100,7 @@ let package = Package(
         // `train-inst`/`eval-inst`: the CondInst task on the shared loop (groups of images, global
         // normalisers, COCO evaluation of gathered detections, the one-step dump).
         .target(name: "InstanceTraining",
-                dependencies: ["InstanceData", "CondInst", "InstanceModels", "DataLoading", "COCO", "Trainer", "Training", "Checkpoint",
+                dependencies: ["InstanceData", "CondInst", "InstanceModels", "DataLoading", "COCO", "Trainer", "Training", "Checkpoint", "Distributed",
                                "PercepHDF5", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: checked),
         // COCO instances data, the COCO mask API and a pycocotools-identical evaluator (Foundation only).
@@ -119,8 +120,14 @@ let package = Package(
         // The trainer's YAML configs (`_BASE_` inheritance, schema, overrides) and LR schedules.
         .target(name: "Training", dependencies: ["PercepCore", "PercepNN", .product(name: "Yams", package: "Yams")],
                 swiftSettings: checked),
+        // zlib (Debian package zlib1g-dev): raw DEFLATE for deflated members of PyTorch zip files.
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        // PyTorch `.pth` (zip and legacy) and pickled NumPy `.pkl` weights read without Python: a
+        // bounds-checked zip reader, a restricted unpickler (an allowlist of globals, nothing
+        // executed), detectron2's Caffe2 rename and the name maps onto our models.
+        .target(name: "PretrainedWeights", dependencies: ["CZlib"], swiftSettings: checked),
         // Training checkpoints: atomic HDF5 writes with per-dataset checksums, strict and remapped loads.
-        .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5"], swiftSettings: checked),
+        .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5", "PretrainedWeights"], swiftSettings: checked),
         // The training loop every task shares: replicas, gradient sync, schedule, logs, evaluation,
         // checkpoints and resume around a `TrainingTask`.
         .target(name: "Trainer", dependencies: ["BuildInfo", "Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
@@ -128,7 +135,7 @@ let package = Package(
         // `train-seg`/`eval-seg`: the segmentation task on the shared loop (datasets, student,
         // teacher, perceptual term, mmseg mIoU, whole/slide inference).
         .target(name: "SegmentationTraining",
-                dependencies: ["SegmentationData", "SegmentationModels", "Trainer", "Training", "Checkpoint", "Perceptual", "PercepNN", "PercepCore"],
+                dependencies: ["SegmentationData", "SegmentationModels", "Trainer", "Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: checked),
         // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
         .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: checked),
@@ -136,7 +143,7 @@ let package = Package(
             name: "PercepDistCLI",
             dependencies: ["BuildInfo", "InstanceTraining", "InstanceData", "CondInst", "InstanceModels", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
-                           "Checkpoint", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           "Checkpoint", "PretrainedWeights", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
@@ -171,6 +178,11 @@ let package = Package(
         .testTarget(name: "InstanceJobTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
         // The malformed-input catalogue of docs/reliability.md, run through the percep-dist binary.
         .testTarget(name: "ReliabilityTests", dependencies: ["PercepDistCLI", "TestSupport"], resources: [.copy("Fixtures")]),
+        // .pth / .pkl files written by PyTorch and NumPy (tools/pytorch/make_weights_fixtures.py),
+        // hostile files, the name maps against our models, and `weights import/inspect`.
+        .testTarget(name: "PretrainedWeightsTests", dependencies: ["PretrainedWeights", "Checkpoint", "PercepHDF5", "PercepCore", "PercepNN",
+                                                                 "Perceptual", "SegmentationModels", "InstanceModels", "PercepDistCLI", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",
                                                           "PercepHDF5", "TestSupport"],

@@ -9,7 +9,7 @@
 #   libspng (PNG label maps, Cityscapes images, depth maps)  libspng-dev
 set -euo pipefail
 
-packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev libhdf5-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libspng-dev pkg-config)
+packages=(libopenblas-dev libopenblas-openmp-dev libdnnl-dev libhdf5-dev libopenmpi-dev openmpi-bin libturbojpeg0-dev libspng-dev zlib1g-dev pkg-config)
 
 missing=()
 for p in "${packages[@]}"; do

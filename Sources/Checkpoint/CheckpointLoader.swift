@@ -2,6 +2,7 @@ import Foundation
 import PercepCore
 import PercepHDF5
 import PercepNN
+import PretrainedWeights
 
 /// A rewrite of state-dict names for weights-only loads: returns the name in the target model, or
 /// nil to drop the tensor (e.g. a classifier head the backbone does not have).
@@ -14,6 +15,16 @@ public struct NameRemap: Sendable {
 
     /// Names unchanged.
     public static let identity = NameRemap { $0 }
+
+    /// The segmentation models: mmseg names kept, a torchvision ResNet under `backbone.`.
+    public static let segmentation = NameRemap { WeightNames.segmentation($0) }
+
+    /// CondInst: AdelaiDet names kept; detectron2's `R-50.pkl` (Caffe2), detectron2 ImageNet
+    /// `.pkl` files and torchvision ResNets under `backbone.bottom_up.` in detectron2's names.
+    public static let condInst = NameRemap { WeightNames.condInst($0) }
+
+    /// Pretrained loss networks: torchvision names, classifiers dropped.
+    public static let lossNetwork = NameRemap { WeightNames.lossNetwork($0) }
 
     /// Replaces a leading `prefix` by `replacement` (`backbone.` → `` loads a detector's backbone
     /// into a bare network). Names without the prefix are dropped when `dropOthers`, else kept.
@@ -105,51 +116,114 @@ public enum CheckpointLoader {
     }
 
     /// Loads only weights from `path` into `model` after renaming them with `remap`: for
-    /// fine-tuning from a checkpoint, teachers and imported backbones.
+    /// fine-tuning from a checkpoint, teachers and pretrained backbones.
     ///
-    /// Reads the `/model` group when the file has one (a checkpoint) and the root group otherwise
-    /// (plain weight files). Checksums are verified where present; files from other tools have
-    /// none, which is accepted. `strict` is `Module.loadStateDict`'s.
+    /// `path` is one of our HDF5 files (the `/model` group of a checkpoint, else the root group of
+    /// a plain weight file; checksums verified where present) or a PyTorch `.pth` / pickled
+    /// `.pkl` file, read by the restricted reader of `PretrainedWeights` (the format is
+    /// recognised by content, not by extension). `strict` loads need every name on both sides and
+    /// every shape to match, and change nothing otherwise. Non-strict loads (an ImageNet backbone
+    /// into a detector) copy what matches and, like detectron2, skip misshapen tensors; the
+    /// returned report names what was loaded, missing, unused and skipped. A file that shares no
+    /// name with the model is an error either way.
+    @discardableResult
     public static func loadWeights(from path: String, into model: Module, remap: NameRemap = .identity,
-                                   strict: Bool = true) throws {
-        var tensors: [String: Tensor] = [:]
-        do {
-            let file = try HDF5File.openChecked(reading: path)
-            defer { try? file.close() }
-            let group = try file.exists(CheckpointFile.modelGroup) ? CheckpointFile.modelGroup : "/"
-            // Shapes first, from the headers: a dataset the model would refuse is named before
-            // anything is read (a hostile file may claim billions of elements).
-            let expected = Dictionary(model.stateDict().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
-            // A strict load names the missing and unexpected ones in the same message.
-            var misshapen: [String] = [], unexpected: [String] = [], present = Set<String>()
-            for name in try file.datasetNames(in: group) {
-                guard let mapped = remap.map(name) else { continue }
-                guard let want = expected[mapped] else { unexpected.append(mapped); continue }
-                present.insert(mapped)
-                let have = try file.shape(at: group == "/" ? "/" + name : group + "/" + name)
-                if have != want { misshapen.append("\(mapped): checkpoint \(have), model \(want)") }
+                                   strict: Bool = true) throws -> WeightLoadReport {
+        let expected = Dictionary(model.stateDict().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
+        var tensors: [String: Tensor] = [:], fileShapes: [String: [Int]] = [:], order: [String] = [], dropped = 0
+        let format: String
+        if WeightsReader.isPickleOrZip(path) {
+            let imported = try WeightsReader.read(path)
+            format = imported.format.rawValue + (imported.renamedFromCaffe2 ? " (Caffe2 names renamed as detectron2 does)" : "")
+            for t in imported.tensors {
+                guard let mapped = remap.map(t.name) else { dropped += 1; continue }
+                guard fileShapes[mapped] == nil else {
+                    throw CheckpointError(file: path, .io("two tensors map to '\(mapped)' (the second is '\(t.name)')"))
+                }
+                fileShapes[mapped] = t.shape; order.append(mapped)
+                if let want = expected[mapped], want == t.shape { tensors[mapped] = Tensor(shape: t.shape, values: t.values) }
             }
-            if !misshapen.isEmpty {
-                let missing = strict ? model.stateDict().map(\.0).filter { !present.contains($0) } : []
-                throw CheckpointError(file: path, .stateDict(StateDictError(missing: missing, unexpected: strict ? unexpected : [],
-                                                                            mismatched: misshapen)))
+        } else {
+            format = "HDF5"
+            do {
+                let file = try HDF5File.openChecked(reading: path)
+                defer { try? file.close() }
+                let group = try file.exists(CheckpointFile.modelGroup) ? CheckpointFile.modelGroup : "/"
+                // Shapes first, from the headers: a dataset the model would refuse is named before
+                // anything is read (a hostile file may claim billions of elements).
+                for name in try file.datasetNames(in: group) {
+                    guard let mapped = remap.map(name) else { dropped += 1; continue }
+                    fileShapes[mapped] = try file.shape(at: group == "/" ? "/" + name : group + "/" + name); order.append(mapped)
+                }
+                if !strict || fileShapes.allSatisfy({ expected[$0.key] == $0.value }) {
+                    var bad: [String] = []
+                    let all = try CheckpointFile.readGroup(file, group, path: path, requireChecksums: false, bad: &bad)
+                    if !bad.isEmpty { throw CheckpointError(file: path, .checksumMismatch(datasets: bad)) }
+                    for (name, tensor) in all {
+                        if let mapped = remap.map(name), expected[mapped] == tensor.shape { tensors[mapped] = tensor }
+                    }
+                }
+            } catch let error as HDF5Error {
+                throw CheckpointError(file: path, .unreadable(underlying: error.description))
             }
-            var bad: [String] = []
-            let all = try CheckpointFile.readGroup(file, group, path: path, requireChecksums: false, bad: &bad)
-            if !bad.isEmpty { throw CheckpointError(file: path, .checksumMismatch(datasets: bad)) }
-            for (name, tensor) in all { if let mapped = remap.map(name) { tensors[mapped] = tensor } }
-        } catch let error as HDF5Error {
-            throw CheckpointError(file: path, .unreadable(underlying: error.description))
         }
-        // Non-strict loads (an ImageNet backbone into a segmentation network) may leave names out,
-        // but a file that shares no name with the model is a wrong file, not a partial one.
-        let known = Set(model.stateDict().map(\.0))
-        if !strict && !tensors.keys.contains(where: known.contains) {
-            let theirs = tensors.keys.sorted().prefix(3).joined(separator: ", "), ours = model.stateDict().prefix(3).map(\.0).joined(separator: ", ")
+        let modelNames = model.stateDict().map(\.0)
+        let report = WeightLoadReport(
+            file: path, format: format, loaded: tensors.count, modelTotal: modelNames.count,
+            missing: modelNames.filter { fileShapes[$0] == nil },
+            unused: order.filter { expected[$0] == nil },
+            misshapen: order.compactMap { name in
+                guard let want = expected[name], let have = fileShapes[name], have != want else { return nil }
+                return "\(name): checkpoint \(have), model \(want)"
+            },
+            dropped: dropped)
+        if strict && (!report.missing.isEmpty || !report.unused.isEmpty || !report.misshapen.isEmpty) {
+            throw CheckpointError(file: path, .stateDict(StateDictError(missing: report.missing, unexpected: report.unused, mismatched: report.misshapen)))
+        }
+        // Non-strict loads may leave names out, but a file that shares no name with the model is
+        // a wrong file, not a partial one.
+        if !strict && !fileShapes.keys.contains(where: { expected[$0] != nil }) {
+            let theirs = order.prefix(3).joined(separator: ", "), ours = modelNames.prefix(3).joined(separator: ", ")
             throw CheckpointError(file: path, .io("shares no tensor name with the model (the file has \(theirs), …; the model \(ours), …)"))
         }
-        do { try model.loadStateDict(tensors, strict: strict) } catch let error as StateDictError {
+        do { try model.loadStateDict(tensors, strict: false) } catch let error as StateDictError {
             throw CheckpointError(file: path, .stateDict(error))
         }
+        return report
+    }
+}
+
+/// What a weights-only load did, as detectron2's checkpointer reports it: how many of the
+/// model's tensors came from the file, and every name that did not match.
+public struct WeightLoadReport: CustomStringConvertible, Sendable {
+    /// The file loaded.
+    public let file: String
+    /// Its format (HDF5, PyTorch zip, …).
+    public let format: String
+    /// Model tensors assigned from the file.
+    public let loaded: Int
+    /// Tensors (parameters and buffers) the model has.
+    public let modelTotal: Int
+    /// Model names the file lacks: they keep their initialisation.
+    public let missing: [String]
+    /// File names (after the rename) the model does not have.
+    public let unused: [String]
+    /// Names in both with other shapes (`name: checkpoint [..], model [..]`), not loaded.
+    public let misshapen: [String]
+    /// File tensors the rename drops on purpose (ImageNet classifiers).
+    public let dropped: Int
+
+    /// A summary line, then one line per list that is not empty.
+    public var description: String {
+        var lines = ["loaded \(loaded) of \(modelTotal) model tensors from \(file) (\(format))" +
+                     (dropped > 0 ? "; \(dropped) classifier tensor(s) of the file dropped" : "")]
+        func list(_ title: String, _ names: [String]) {
+            guard !names.isEmpty else { return }
+            lines.append("  \(title) (\(names.count)): " + names.joined(separator: ", "))
+        }
+        list("not in the file, left at their initialisation", missing)
+        list("in the file but not in the model, unused", unused)
+        list("shapes differ, skipped", misshapen)
+        return lines.joined(separator: "\n")
     }
 }

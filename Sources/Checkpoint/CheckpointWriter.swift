@@ -57,21 +57,38 @@ public struct CheckpointWriter {
     private func writeAtomically(model: Module, optimizer: SGD?, state: CheckpointState, name: String) throws -> String {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let final = directory + "/" + name
+        try Self.writeAtomically(to: final) { file in
+            for (key, tensor) in model.stateDict() {
+                try Self.writeDataset(tensor, at: CheckpointFile.modelGroup + "/" + key, in: file)
+            }
+            if let optimizer {
+                for (key, parameter) in model.namedParameters() {
+                    guard let buffer = optimizer.momentumBuffer(parameter) else { continue }
+                    try Self.writeDataset(buffer, at: CheckpointFile.momentumGroup + "/" + key, in: file)
+                }
+            }
+            try CheckpointFile.writeState(state, to: file)
+        }
+        return final
+    }
+
+    /// A plain weight file (what `weights import` writes): one checksummed float32 dataset per
+    /// tensor at the root, a `source` attribute, sealed and written atomically, so an existing
+    /// file at `path` is replaced only by a complete one.
+    public static func writeWeights(_ tensors: [(name: String, tensor: Tensor)], source: String, to path: String) throws {
+        try writeAtomically(to: path) { file in
+            for (name, tensor) in tensors { try writeDataset(tensor, at: "/" + name, in: file) }
+            try file.setAttribute("source", .string(source))
+        }
+    }
+
+    private static func writeAtomically(to final: String, _ body: (HDF5File) throws -> Void) throws {
         // The pid keeps two writers (which should not happen: only rank 0 writes) from sharing a
         // temp file; the `.tmp` suffix keeps the loader from ever taking it for a checkpoint.
         let temp = final + ".\(getpid()).tmp"
         do {
             let file = try HDF5File(creating: temp, sealable: true)
-            for (key, tensor) in model.stateDict() {
-                try writeDataset(tensor, at: CheckpointFile.modelGroup + "/" + key, in: file)
-            }
-            if let optimizer {
-                for (key, parameter) in model.namedParameters() {
-                    guard let buffer = optimizer.momentumBuffer(parameter) else { continue }
-                    try writeDataset(buffer, at: CheckpointFile.momentumGroup + "/" + key, in: file)
-                }
-            }
-            try CheckpointFile.writeState(state, to: file)
+            try body(file)
             try file.flush()
             try file.close()
             // A whole-file checksum in the user block: a damaged checkpoint is refused before the
@@ -79,19 +96,18 @@ public struct CheckpointWriter {
             try HDF5Seal.seal(temp)
             // HDF5 has no fsync of its own: without this a power loss after the rename could leave
             // a final name on a file whose data never reached the disk.
-            try Self.fsync(path: temp)
-            try Self.rename(temp, to: final)
+            try fsync(path: temp)
+            try rename(temp, to: final)
             // The rename itself is durable only once the directory entry is on disk.
-            try Self.fsync(path: directory)
+            try fsync(path: (final as NSString).deletingLastPathComponent.isEmpty ? "." : (final as NSString).deletingLastPathComponent)
         } catch {
             try? FileManager.default.removeItem(atPath: temp)
             if let error = error as? HDF5Error { throw CheckpointError(file: final, .io(error.description)) }
             throw error
         }
-        return final
     }
 
-    private func writeDataset(_ tensor: Tensor, at path: String, in file: HDF5File) throws {
+    private static func writeDataset(_ tensor: Tensor, at path: String, in file: HDF5File) throws {
         try file.write(tensor, at: path)
         try file.setAttribute(CheckpointFile.checksumAttribute, .uint(fnv1a64(tensor)), on: path)
     }

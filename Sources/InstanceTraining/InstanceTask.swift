@@ -1,4 +1,5 @@
 import Checkpoint
+import Distributed
 import COCO
 import CondInst
 import DataLoading
@@ -66,7 +67,7 @@ public final class InstanceTask: TrainingTask {
         // weights-only and non-strict: a backbone file lacks the heads.
         let weights = cfg.string("MODEL.WEIGHTS")
         if !weights.isEmpty {
-            do { try CheckpointLoader.loadWeights(from: weights, into: network, strict: false) } catch {
+            do { Log.info("\(try CheckpointLoader.loadWeights(from: weights, into: network, remap: .condInst, strict: false))") } catch {
                 throw InstanceConfigError("MODEL.WEIGHTS", "\(error)")
             }
         }

@@ -29,7 +29,7 @@ struct EvalInst: ParsableCommand {
         if let resultsDir { try FileManager.default.createDirectory(atPath: resultsDir, withIntermediateDirectories: true) }
         try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try InstanceTask(cfg)
-            try CheckpointLoader.loadWeights(from: checkpoint, into: task.network, strict: true)
+            try CheckpointLoader.loadWeights(from: checkpoint, into: task.network, remap: .condInst, strict: true)
             let result = try Trainer(config: cfg, world: world, task: task, lossNetworkFingerprint: task.criterion.settings.perceptual?.fingerprint ?? 0)
                 .evaluate()
             guard world.rank == 0 else { return }

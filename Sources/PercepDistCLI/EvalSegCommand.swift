@@ -72,7 +72,7 @@ struct ModelEvaluationOptions: ParsableArguments {
         let cfg = try TrainingConfig.load(file: config!, overrides: set)
         try Communicator.run(timeout: cfg.double("DIST.TIMEOUT_SECONDS")) { world in
             let task = try SegmentationTask(cfg)
-            try CheckpointLoader.loadWeights(from: checkpoint!, into: task.student, strict: true)
+            try CheckpointLoader.loadWeights(from: checkpoint!, into: task.student, remap: .segmentation, strict: true)
             if let savePred {
                 try FileManager.default.createDirectory(atPath: savePred, withIntermediateDirectories: true)
                 task.predictionDirectory = savePred

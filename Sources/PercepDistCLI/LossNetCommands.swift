@@ -14,13 +14,13 @@ struct LossNet: ParsableCommand {
     struct Export: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Write a seeded loss network to an HDF5 file.")
         @OptionGroup var network: LossNetOptions
-        @Option(help: "Pretrained 3-channel weights (HDF5, torchvision names) to use behind a seeded 1×1 C→3 conv.")
+        @Option(help: "Pretrained 3-channel weights behind a seeded 1×1 C→3 conv: torchvision's .pth (e.g. vgg16-397923af.pth) or HDF5 with torchvision names.")
         var pretrained: String?
         @Option(help: "Output file.") var out: String
 
         func run() throws {
             let config = try network.config()
-            let loss = try pretrained.map { try LossNetworkFile.pretrained(config, weights: $0) } ?? PerceptualLoss(config)
+            let loss = try pretrained.map { try LossNetworkFile.pretrained(config, weights: $0, report: { print($0) }) } ?? PerceptualLoss(config)
             try LossNetworkFile.export(loss, to: out)
             print(String(format: "wrote %@: %@ network, %d tensors, fingerprint %016llx", out, config.family.rawValue,
                          loss.network.stateDict().count, loss.fingerprint))

@@ -1,3 +1,4 @@
+import Checkpoint
 import Foundation
 import PercepCore
 import PercepHDF5
@@ -100,17 +101,19 @@ public enum LossNetworkFile {
     }
 
     /// The 'T' variant: a 3-channel network of `config.family` with pretrained weights read from
-    /// `weightsPath` (torchvision names), behind a fixed 1×1 convolution C → 3 drawn from the
-    /// config's seed.
-    public static func pretrained(_ config: LossNetworkConfig, weights weightsPath: String) throws -> PerceptualLoss {
+    /// `weightsPath` — torchvision's own `.pth` file or an HDF5 file under torchvision's names —
+    /// behind a fixed 1×1 convolution C → 3 drawn from the config's seed. Every weight of the
+    /// network must be in the file (classifiers are ignored); `report` receives what was loaded.
+    public static func pretrained(_ config: LossNetworkConfig, weights weightsPath: String,
+                                  report: (WeightLoadReport) -> Void = { _ in }) throws -> PerceptualLoss {
         var skeleton = config
         skeleton.inChannels = 3
         let network = try makeLossNetwork(skeleton)
-        let file = try HDF5File.openChecked(reading: weightsPath)
-        var state: [String: Tensor] = [:]
-        let wanted = Set(network.stateDict().map(\.0))
-        for name in try file.datasetNames() where wanted.contains(name) { state[name] = try file.readTensor(at: name) }
-        do { try network.loadStateDict(state) } catch { throw LossNetworkError.badFile(weightsPath, "\(error)") }
+        let loaded = try CheckpointLoader.loadWeights(from: weightsPath, into: network, remap: .lossNetwork, strict: false)
+        guard loaded.missing.isEmpty, loaded.misshapen.isEmpty else {
+            throw LossNetworkError.badFile(weightsPath, "not the pretrained weights of this \(config.family.rawValue) network:\n\(loaded)")
+        }
+        report(loaded)
         var rng = SeededRNG(seed: config.seed, stream: "adapter")
         let adapter = Conv2d(config.inChannels, 3, kernel: (1, 1), bias: false, initializer: config.initScheme.initializer, rng: &rng)
         return try PerceptualLoss(config: config, network: network, adapter: adapter)

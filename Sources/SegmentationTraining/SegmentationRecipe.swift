@@ -1,4 +1,5 @@
 import Checkpoint
+import Distributed
 import Foundation
 import PercepCore
 import PercepNN
@@ -108,7 +109,7 @@ public enum SegmentationRecipe {
         } catch { throw SegmentationConfigError("MODEL", "\(error)") }
         let weights = cfg.string("MODEL.WEIGHTS")
         if !weights.isEmpty {
-            do { try CheckpointLoader.loadWeights(from: weights, into: model, strict: false) } catch {
+            do { Log.info("\(try CheckpointLoader.loadWeights(from: weights, into: model, remap: .segmentation, strict: false))") } catch {
                 throw SegmentationConfigError("MODEL.WEIGHTS", "\(error)")
             }
         }
@@ -131,7 +132,7 @@ public enum SegmentationRecipe {
                                               auxiliaryHead: cfg.bool("MODEL.TEACHER.AUX_HEAD"),
                                               baseChannels: cfg.int("MODEL.TEACHER.BASE_CHANNELS"))
         } catch { throw SegmentationConfigError("MODEL.TEACHER", "\(error)") }
-        try CheckpointLoader.loadWeights(from: weights, into: model, strict: true)
+        try CheckpointLoader.loadWeights(from: weights, into: model, remap: .segmentation, strict: true)
         model.train(false)
         model.freeze()
         return model

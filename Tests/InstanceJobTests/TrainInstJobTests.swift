@@ -180,13 +180,42 @@ final class TrainInstJobTests: XCTestCase {
         for trace in ["Fatal error", "Stack dump"] { XCTAssertFalse(strict.err.contains(trace), strict.err) }
     }
 
+    /// MODEL.WEIGHTS takes detectron2's Caffe2 `R-50.pkl` layout directly (here the stem and res2
+    /// of a narrow R-50, written by tools/pytorch/make_weights_fixtures.py): the blobs are renamed
+    /// as detectron2 renames them, land under `backbone.bottom_up.`, the log says how many loaded
+    /// and which model tensors kept their initialisation, and the step starts from those values.
+    func testCaffe2PickleStartsCondInst() throws {
+        let pkl = Self.repo.appendingPathComponent("Tests/PretrainedWeightsTests/Fixtures/caffe2_r50_stem_res2.pkl").path
+        let path = dir.appendingPathComponent("step.h5").path
+        let r = try ProcessRunner.run(ProcessRunner.percepDist, ["train-inst", "--config", Self.config, "--dump-step", path] + small("c2") + Self.narrowR50
+                                      + ["MODEL.WEIGHTS", pkl])
+        XCTAssertEqual(r.status, 0, r.err)
+        // Stem (conv + FrozenBN scale/shift) and res2's 3 blocks (3 convs each, plus the shortcut).
+        XCTAssertTrue(r.out.contains("loaded 33 of ") && r.out.contains("(pickle of NumPy arrays (Caffe2 names renamed as detectron2 does))")
+                      && r.out.contains("2 classifier tensor(s) of the file dropped"), r.out)
+        XCTAssertTrue(r.out.contains("not in the file, left at their initialisation") && r.out.contains("backbone.bottom_up.res3.0.conv1.weight"), r.out)
+        XCTAssertFalse(r.out.contains("in the file but not in the model"), r.out)
+        let file = try HDF5File(reading: path)
+        let stem = try file.readTensor(at: "/model/backbone.bottom_up.stem.conv1.weight")
+        XCTAssertEqual(stem.shape, [8, 3, 7, 7])
+        // Values against the fixture's own numbers (expected.h5 holds them under detectron2's names).
+        let expected = try HDF5File(reading: Self.repo.appendingPathComponent("Tests/PretrainedWeightsTests/Fixtures/expected.h5").path)
+        for name in ["stem.conv1.weight", "stem.conv1.norm.weight", "res2.0.shortcut.weight", "res2.2.conv3.norm.bias"] {
+            XCTAssertEqual(try file.readTensor(at: "/model/backbone.bottom_up." + name).values,
+                           try expected.readTensor(at: "/caffe2_r50_stem_res2.pkl/" + name).values, name)
+        }
+    }
+
+    /// A narrow R-50 with FrozenBN (stem 8, res2 32, bottleneck 8) and FREEZE_AT 2, as AdelaiDet's.
+    static let narrowR50 = ["MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.RESNETS.STEM_OUT_CHANNELS", "8",
+                            "MODEL.RESNETS.RES2_OUT_CHANNELS", "32", "MODEL.RESNETS.WIDTH_PER_GROUP", "8", "MODEL.BACKBONE.FREEZE_AT", "2",
+                            "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.GN_GROUPS", "8", "MODEL.CONDINST.MAX_PROPOSALS", "-1"]
+
     /// --dump-step writes the step in the twin's layout: AdelaiDet names before the update,
     /// gradients of exactly the trainable parameters, inputs, losses and the architecture.
     func testDumpStepWritesTheTwinsLayout() throws {
         let path = dir.appendingPathComponent("step.h5").path
-        let narrow = ["MODEL.RESNETS.DEPTH", "50", "MODEL.RESNETS.NORM", "FrozenBN", "MODEL.RESNETS.STEM_OUT_CHANNELS", "8",
-                      "MODEL.RESNETS.RES2_OUT_CHANNELS", "32", "MODEL.RESNETS.WIDTH_PER_GROUP", "8", "MODEL.BACKBONE.FREEZE_AT", "2",
-                      "MODEL.FPN.OUT_CHANNELS", "32", "MODEL.FCOS.GN_GROUPS", "8", "MODEL.CONDINST.MAX_PROPOSALS", "-1"]
+        let narrow = Self.narrowR50
         let r = try ProcessRunner.run(ProcessRunner.percepDist, ["train-inst", "--config", Self.config, "--dump-step", path] + small("dump") + narrow)
         XCTAssertEqual(r.status, 0, r.err)
         let file = try HDF5File(reading: path)
