@@ -37,6 +37,7 @@ let openblasOpenMP: [LinkerSetting] = {
 let fuzzTargets: [Target] = ProcessInfo.processInfo.environment["PERCEP_FUZZ"] == "1" ? [
     ("COCOInstances", ["COCO"]), ("COCOResults", ["COCO"]), ("RLE", ["COCO"]), ("PNG", ["ImageCodecs"]), ("JPEG", ["ImageCodecs"]),
     ("Config", ["Training"]), ("Checkpoint", ["Checkpoint", "PercepHDF5"]), ("LossNetwork", ["Perceptual", "PercepHDF5"]),
+    ("Weights", ["PretrainedWeights"]),
 ].map { name, deps in
     .executableTarget(name: "Fuzz\(name)", dependencies: (deps + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
 } + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")] : []
@@ -181,7 +182,7 @@ let package = Package(
         // .pth / .pkl files written by PyTorch and NumPy (tools/pytorch/make_weights_fixtures.py),
         // hostile files, the name maps against our models, and `weights import/inspect`.
         .testTarget(name: "PretrainedWeightsTests", dependencies: ["PretrainedWeights", "Checkpoint", "PercepHDF5", "PercepCore", "PercepNN",
-                                                                 "Perceptual", "SegmentationModels", "InstanceModels", "PercepDistCLI", "TestSupport"],
+                                                                 "Perceptual", "SegmentationModels", "InstanceModels", "Trainer", "Training", "PercepDistCLI", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",

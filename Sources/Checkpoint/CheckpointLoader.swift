@@ -129,6 +129,9 @@ public enum CheckpointLoader {
     @discardableResult
     public static func loadWeights(from path: String, into model: Module, remap: NameRemap = .identity,
                                    strict: Bool = true) throws -> WeightLoadReport {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw CheckpointError(file: path, .io("no such file (for pretrained ImageNet weights, docs/weights.md says where to get each file)"))
+        }
         let expected = Dictionary(model.stateDict().map { ($0.0, $0.1.shape) }, uniquingKeysWith: { a, _ in a })
         var tensors: [String: Tensor] = [:], fileShapes: [String: [Int]] = [:], order: [String] = [], dropped = 0
         let format: String
@@ -219,11 +222,28 @@ public struct WeightLoadReport: CustomStringConvertible, Sendable {
                      (dropped > 0 ? "; \(dropped) classifier tensor(s) of the file dropped" : "")]
         func list(_ title: String, _ names: [String]) {
             guard !names.isEmpty else { return }
-            lines.append("  \(title) (\(names.count)): " + names.joined(separator: ", "))
+            lines.append("  \(title) (\(names.count)): " + Self.grouped(names).joined(separator: ", "))
         }
         list("not in the file, left at their initialisation", missing)
         list("in the file but not in the model, unused", unused)
         list("shapes differ, skipped", misshapen)
         return lines.joined(separator: "\n")
+    }
+
+    /// Names sharing everything before their last dot written once, as detectron2 groups them:
+    /// `a.conv.norm.{weight, bias}`. Order of first appearance is kept.
+    static func grouped(_ names: [String]) -> [String] {
+        var order: [String] = [], leaves: [String: [String]] = [:]
+        for name in names {
+            // Misshapen entries carry ": checkpoint …": never grouped.
+            guard !name.contains(":"), let dot = name.lastIndex(of: ".") else { order.append(name); leaves[name] = []; continue }
+            let stem = String(name[..<dot]), leaf = String(name[name.index(after: dot)...])
+            if leaves[stem] == nil { order.append(stem); leaves[stem] = [] }
+            leaves[stem]!.append(leaf)
+        }
+        return order.map { stem in
+            let l = leaves[stem] ?? []
+            return l.isEmpty ? stem : l.count == 1 ? stem + "." + l[0] : stem + ".{" + l.joined(separator: ", ") + "}"
+        }
     }
 }

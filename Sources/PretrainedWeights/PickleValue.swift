@@ -8,7 +8,9 @@ public indirect enum PickleValue {
     /// An integer wider than 64 bits (little-endian two's complement): the legacy PyTorch magic number.
     case bigInt([UInt8])
     case float(Double)
-    case string(String)
+    /// A `str`, as the UTF-8 bytes the pickle holds (decoded on demand: NumPy buffers pickled at
+    /// protocol 2 arrive as hundreds of MB of latin-1 text that is never needed as a String).
+    case string([UInt8])
     /// A Python 2 `str` (BINSTRING): text for names, bytes for NumPy buffers, read as latin-1.
     case pyString([UInt8])
     case bytes([UInt8])
@@ -50,7 +52,7 @@ public indirect enum PickleValue {
     /// Text of a `str` (a Python 2 `str` read as latin-1), else nil.
     var text: String? {
         switch self {
-        case .string(let s): return s
+        case .string(let b): return String(validating: b, as: UTF8.self)
         case .pyString(let b): return String(b.map { Character(Unicode.Scalar($0)) })
         default: return nil
         }

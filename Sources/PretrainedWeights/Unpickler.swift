@@ -178,9 +178,7 @@ struct Unpickler {
                 try push(.float(v))
             case 0x58, 0x8C, 0x8D: // BINUNICODE, SHORT_BINUNICODE, BINUNICODE8
                 let n = try length(op == 0x8C ? 1 : (op == 0x58 ? 4 : 8), "BINUNICODE")
-                let raw = try take(n, "BINUNICODE")
-                guard let s = String(validating: raw, as: UTF8.self) else { throw fail(.malformed("string at offset \(at) is not UTF-8")) }
-                try push(.string(s))
+                try push(.string(Array(try take(n, "BINUNICODE"))))
             case 0x43, 0x42, 0x8E, 0x96: // SHORT_BINBYTES, BINBYTES, BINBYTES8, BYTEARRAY8
                 let n = try length(op == 0x43 ? 1 : (op == 0x42 ? 4 : 8), "BINBYTES")
                 try push(.bytes(Array(try take(n, "BINBYTES"))))
@@ -360,15 +358,31 @@ struct Unpickler {
             return type == .float32 || type == .float16 || type == .float64 ? .float(v) : .int(Int64(v))
         case "_codecs.encode":
             // How Python 3 pickles bytes at protocol 2: the text of the bytes as latin-1.
-            guard let s = args.first?.text, args.count == 1 || ["latin1", "latin-1", "iso-8859-1"].contains(args[1].text ?? "") else {
+            guard args.count == 1 || ["latin1", "latin-1", "iso-8859-1"].contains(args[1].text ?? "") else {
                 throw fail(.refusedOpcode("_codecs.encode at offset \(at) with another encoding"))
             }
-            var out: [UInt8] = []
-            out.reserveCapacity(s.unicodeScalars.count)
-            for u in s.unicodeScalars {
-                guard u.value < 256 else { throw fail(.malformed("latin-1 bytes at offset \(at) hold U+\(String(u.value, radix: 16))")) }
-                out.append(UInt8(u.value))
+            if case .pyString(let b)? = args.first { return .bytes(b) }
+            guard case .string(let utf8)? = args.first else { throw fail(.malformed("_codecs.encode at offset \(at) without a str")) }
+            // Straight from the UTF-8: code points below 256 are one byte, or two with lead 0xC2/0xC3.
+            var out = [UInt8](repeating: 0, count: utf8.count), count = 0, bad = false
+            utf8.withUnsafeBufferPointer { src in
+                out.withUnsafeMutableBufferPointer { dst in
+                    var i = 0
+                    while i < src.count {
+                        let b = src[i]
+                        if b < 0x80 {
+                            dst[count] = b; i += 1
+                        } else if (b == 0xC2 || b == 0xC3) && i + 1 < src.count && src[i + 1] & 0xC0 == 0x80 {
+                            dst[count] = (b & 0x03) << 6 | (src[i + 1] & 0x3F); i += 2
+                        } else {
+                            bad = true; return
+                        }
+                        count += 1
+                    }
+                }
             }
+            guard !bad else { throw fail(.malformed("latin-1 bytes at offset \(at) hold a code point above U+00FF or invalid UTF-8")) }
+            out.removeLast(out.count - count)
             return .bytes(out)
         default:
             throw fail(.refusedOpcode("REDUCE at offset \(at) calls \(full), which is a type, not a constructor a state dict uses"))
@@ -395,6 +409,11 @@ struct Unpickler {
                 guard !o2, !o3 else { throw fail(.tooLarge("a tensor of size \(shape) and stride \(strides)")) }
                 last = end
             }
+        }
+        // Stride-0 views can be far larger than their storage; a state dict never needs one that
+        // is, and materialising it would be a memory bomb.
+        guard count <= max(storage.count, 1 << 24) else {
+            throw fail(.tooLarge("a view of \(count) elements over storage '\(storage.key)' of \(storage.count)"))
         }
         guard count == 0 || last < storage.count else {
             throw fail(.malformed("a tensor of size \(shape) (stride \(strides), offset \(offset)) reaches element \(last) of storage '\(storage.key)', which holds \(storage.count)"))

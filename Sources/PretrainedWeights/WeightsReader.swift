@@ -63,8 +63,17 @@ public enum WeightsReader {
         do { bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path), options: .mappedIfSafe)) } catch {
             throw WeightsError(file: path, .io("cannot read: \(error.localizedDescription)"))
         }
-        if ZipArchive.looksLikeZip(bytes) { return try readZip(bytes, path) }
-        return try readPickle(bytes, path)
+        return try read(bytes: bytes, file: path)
+    }
+
+    /// The state dict of a weights file already in memory (`file` names it in errors).
+    public static func read(bytes: [UInt8], file: String) throws -> ImportedWeights {
+        if ZipArchive.looksLikeZip(bytes) { return try readZip(bytes, file) }
+        // PyTorch before 0.1.10 wrote a tar archive ("ustar" at offset 257).
+        if bytes.count > 262, Array(bytes[257..<262]) == Array("ustar".utf8) {
+            throw WeightsError(file: file, .unsupported("the tar format of PyTorch < 0.1.10; load it in PyTorch and torch.save it again"))
+        }
+        return try readPickle(bytes, file)
     }
 
     // MARK: formats
@@ -81,13 +90,9 @@ public enum WeightsReader {
             guard order == "little" || order == "big" else { throw WeightsError(file: path, .malformed("byteorder member says '\(order.prefix(20))'")) }
             bigEndian = order == "big"
         }
-        var storages: [String: [UInt8]] = [:]
-        let storage: (StorageReference) throws -> [UInt8] = { ref in
-            if let s = storages[ref.key] { return s }
-            let s = try zip.data(prefix + "data/" + ref.key)
-            storages[ref.key] = s
-            return s
-        }
+        // Each storage is read when its tensor is converted and dropped after, so at most one
+        // member's bytes are held beside the file and the converted tensors.
+        let storage: (StorageReference) throws -> [UInt8] = { try zip.data(prefix + "data/" + $0.key) }
         var unpickler = Unpickler(bytes: try zip.data(pickleName), file: path, persistentLoad: { try storageReference($0, path) })
         defer { unpickler.release() }
         let root = try unpickler.load()

@@ -25,7 +25,20 @@ public func makePerceptualLoss(_ cfg: TrainingConfig, inChannels: Int) throws ->
     let w = cfg.doubles("LOSS.PERCEPTUAL.LEVEL_WEIGHTS")
     lc.levelWeights = w.isEmpty ? nil : w.map(Float.init)
     lc.lambda = Float(cfg.double("LOSS.PERCEPTUAL.LAMBDA"))
-    return try PerceptualLoss(lc)
+    let weights = cfg.string("LOSS.PERCEPTUAL.WEIGHTS")
+    guard !weights.isEmpty else { return try PerceptualLoss(lc) }
+    do {
+        return try LossNetworkFile.pretrained(lc, weights: weights, report: { Log.info("loss network: \($0)") })
+    } catch {
+        throw PerceptualWeightsError(description: "LOSS.PERCEPTUAL.WEIGHTS: \(error)")
+    }
+}
+
+/// The pretrained loss network of `LOSS.PERCEPTUAL.WEIGHTS` could not be built (names the key,
+/// the file and the problem).
+public struct PerceptualWeightsError: Error, CustomStringConvertible {
+    /// The message.
+    public let description: String
 }
 
 /// `h:mm:ss`, as detectron2 prints ETAs.

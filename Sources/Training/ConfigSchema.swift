@@ -135,6 +135,9 @@ public struct ConfigSchema: Sendable {
         ConfigKey("LOSS.PERCEPTUAL.SEED", .int(0)),
         ConfigKey("LOSS.PERCEPTUAL.LEVEL_WEIGHTS", .doubleList([])),
         ConfigKey("LOSS.PERCEPTUAL.LAMBDA", .double(0.1)),
+        // The pretrained ('T') variant of Table 1: ImageNet weights of FAMILY (torchvision's .pth,
+        // or HDF5 under torchvision's names) behind a seeded 1×1 C → 3 convolution; empty: random.
+        ConfigKey("LOSS.PERCEPTUAL.WEIGHTS", .string("")),
         // What the student's softmax is compared with: the teacher's softmax, or the one-hot
         // ground truth (the paper's ablation).
         ConfigKey("LOSS.PERCEPTUAL.TARGET", .string("teacher"), allowed: ["teacher", "ground_truth"]),

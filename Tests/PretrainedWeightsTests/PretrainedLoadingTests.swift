@@ -8,6 +8,8 @@ import Perceptual
 import PretrainedWeights
 import SegmentationModels
 import TestSupport
+import Trainer
+import Training
 import XCTest
 
 /// `.pth` / `.pkl` files into our models through `MODEL.WEIGHTS`' loader and the name maps, the
@@ -138,6 +140,28 @@ final class PretrainedLoadingTests: XCTestCase {
         config.widths = [8, 8, 8, 8, 8]
         XCTAssertThrowsError(try LossNetworkFile.pretrained(config, weights: try fixture("torchvision_vgg_w4.pth"))) { error in
             XCTAssertTrue("\(error)".contains("features.0.weight: checkpoint [4, 3, 3, 3], model [8, 3, 3, 3]"), "\(error)")
+        }
+    }
+
+    /// `LOSS.PERCEPTUAL.WEIGHTS` gives training the same 'T' network (Table 1's pretrained row).
+    func testPretrainedLossNetworkFromTheConfig() throws {
+        let yaml = dir.appendingPathComponent("t.yaml")
+        try Data("""
+            LOSS:
+              PERCEPTUAL:
+                ENABLED: true
+                STRUCTURE: [1, 1, 1, 1, 1]
+                WIDTHS: [4, 4, 4, 4, 4]
+                WEIGHTS: \(try fixture("torchvision_vgg_w4.pth"))
+            """.utf8).write(to: yaml)
+        let cfg = try TrainingConfig.load(file: yaml.path)
+        let loss = try XCTUnwrap(try makePerceptualLoss(cfg, inChannels: 5))
+        let file = try values("torchvision_vgg_w4.pth")
+        for (name, t) in loss.network.stateDict() { XCTAssertEqual(t.values, file[name], name) }
+        XCTAssertEqual(loss.adapter?.weight.shape, [3, 5, 1, 1])
+        let wrong = try TrainingConfig.load(file: yaml.path, overrides: ["LOSS.PERCEPTUAL.WIDTHS", "[8, 8, 8, 8, 8]"])
+        XCTAssertThrowsError(try makePerceptualLoss(wrong, inChannels: 5)) { error in
+            XCTAssertTrue("\(error)".hasPrefix("LOSS.PERCEPTUAL.WEIGHTS: ") && "\(error)".contains("torchvision_vgg_w4.pth"), "\(error)")
         }
     }
 

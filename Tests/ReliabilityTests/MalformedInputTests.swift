@@ -13,6 +13,10 @@ final class MalformedInputTests: XCTestCase {
     static let demoConfig = repo.appendingPathComponent("configs/demo/tiny-synthetic.yaml").path
     static let instConfig = repo.appendingPathComponent("configs/synthetic/condinst.yaml").path
     static let segConfig = repo.appendingPathComponent("configs/synthetic/baseline.yaml").path
+    /// A hostile weights file of Tests/PretrainedWeightsTests/Fixtures.
+    static func weightsFixture(_ name: String) -> String {
+        repo.appendingPathComponent("Tests/PretrainedWeightsTests/Fixtures/" + name).path
+    }
     static var root: URL!
 
     /// One malformed input: what it is, how to make it, the command, and what the error must say.
@@ -211,6 +215,30 @@ final class MalformedInputTests: XCTestCase {
             try Data("model_0000001.h5\n".utf8).write(to: run.appendingPathComponent("last_checkpoint"))
             return demo(demoConfig, out: dir)
         }, expect: ["already holds a run", "--resume"]),
+        // Pretrained weights (.pth / .pkl, the hostile files of tools/pytorch/make_weights_fixtures.py)
+        Row(area: "weights", input: "MODEL.WEIGHTS: a .pth whose pickle calls os.system", arguments: { dir in
+            ["train-seg", "--config", segConfig, "DATASETS.ROOT", root.appendingPathComponent("seg/ADEChallengeData2016").path,
+             "OUTPUT_DIR", dir.appendingPathComponent("run").path, "SOLVER.IMS_PER_BATCH", "2", "MODEL.WEIGHTS", weightsFixture("hostile_os_system.pth")]
+        }, expect: ["MODEL.WEIGHTS", "hostile_os_system.pth", "posix.system", "nothing was executed"]),
+        Row(area: "weights", input: "MODEL.WEIGHTS file missing", arguments: { dir in
+            ["train-seg", "--config", segConfig, "DATASETS.ROOT", root.appendingPathComponent("seg/ADEChallengeData2016").path,
+             "OUTPUT_DIR", dir.appendingPathComponent("run").path, "SOLVER.IMS_PER_BATCH", "2", "MODEL.WEIGHTS", dir.appendingPathComponent("R-50.pkl").path]
+        }, expect: ["MODEL.WEIGHTS", "R-50.pkl", "no such file", "docs/weights.md"]),
+        Row(area: "weights", input: "a pickle calling builtins.eval", arguments: { _ in ["weights", "inspect", weightsFixture("hostile_eval.pkl")] },
+            expect: ["hostile_eval.pkl", "eval", "not on the state-dict allowlist"]),
+        Row(area: "weights", input: "a .pth cut at 60 % of its length", arguments: { dir in
+            ["weights", "import", weightsFixture("hostile_truncated.pth"), "--out", dir.appendingPathComponent("w.h5").path]
+        }, expect: ["hostile_truncated.pth", "end-of-central-directory"]),
+        Row(area: "weights", input: "a storage shorter than its tensor", arguments: { _ in ["weights", "inspect", weightsFixture("hostile_short_storage.pth")] },
+            expect: ["hostile_short_storage.pth", "has 8 bytes"]),
+        Row(area: "weights", input: "a tensor of size (-1,)", arguments: { _ in ["weights", "inspect", weightsFixture("hostile_negative_size.pth")] },
+            expect: ["negative size"]),
+        Row(area: "weights", input: "a tensor of size (2⁴⁰, 2⁴⁰)", arguments: { _ in ["weights", "inspect", weightsFixture("hostile_huge_size.pth")] },
+            expect: ["1099511627776"]),
+        Row(area: "weights", input: "a list that contains itself", arguments: { _ in ["weights", "inspect", weightsFixture("hostile_recursive.pkl")] },
+            expect: ["recursive structure"]),
+        Row(area: "weights", input: "one storage byte flipped", arguments: { _ in ["weights", "inspect", weightsFixture("hostile_bad_crc.pth")] },
+            expect: ["CRC-32"]),
         // Loss-network files
         Row(area: "loss network", input: "`--lossnet` is not HDF5", arguments: { dir in
             ["lossnet", "eval", "--lossnet", try write("{}", dir, "ln.h5"), "--pred", "p.h5", "--target", "t.h5"]
