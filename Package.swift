@@ -115,6 +115,9 @@ let package = Package(
         // Semantic segmentation data: ADE20K / Cityscapes / VOC readers, mmseg augmentation, the
         // prefetching loader, mmseg's IoUMetric and the `synth seg` generator.
         .target(name: "SegmentationData", dependencies: ["DataLoading", "PercepCore", "ImageCodecs"], swiftSettings: checked),
+        // NYU Depth v2: the labeled v7.3 file (HDF5 behind MATLAB's user block), `splits.mat` (a
+        // MAT v5 reader of our own), VNL's pooled depth metrics and 16-bit PNG folders.
+        .target(name: "DepthData", dependencies: ["PercepHDF5", "ZlibCodec", "ImageCodecs", "DataLoading"], swiftSettings: checked),
         // The one prefetching loader every task uses (threads, bounded window, broken samples
         // skipped and counted, step order).
         .target(name: "DataLoading", swiftSettings: checked),
@@ -126,7 +129,9 @@ let package = Package(
         // PyTorch `.pth` (zip and legacy) and pickled NumPy `.pkl` weights read without Python: a
         // bounds-checked zip reader, a restricted unpickler (an allowlist of globals, nothing
         // executed), detectron2's Caffe2 rename and the name maps onto our models.
-        .target(name: "PretrainedWeights", dependencies: ["CZlib"], swiftSettings: checked),
+        // zlib's inflate and CRC-32 behind two functions (zip members, MATLAB v5 elements).
+        .target(name: "ZlibCodec", dependencies: ["CZlib"], swiftSettings: checked),
+        .target(name: "PretrainedWeights", dependencies: ["ZlibCodec"], swiftSettings: checked),
         // Training checkpoints: atomic HDF5 writes with per-dataset checksums, strict and remapped loads.
         .target(name: "Checkpoint", dependencies: ["PercepCore", "PercepNN", "PercepHDF5", "PretrainedWeights"], swiftSettings: checked),
         // The training loop every task shares: replicas, gradient sync, schedule, logs, evaluation,
@@ -144,7 +149,7 @@ let package = Package(
             name: "PercepDistCLI",
             dependencies: ["BuildInfo", "InstanceTraining", "InstanceData", "CondInst", "InstanceModels", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
-                           "Checkpoint", "PretrainedWeights", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           "Checkpoint", "PretrainedWeights", "DepthData", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
@@ -184,6 +189,8 @@ let package = Package(
         .testTarget(name: "PretrainedWeightsTests", dependencies: ["PretrainedWeights", "Checkpoint", "PercepHDF5", "PercepCore", "PercepNN",
                                                                  "Perceptual", "SegmentationModels", "InstanceModels", "Trainer", "Training", "PercepDistCLI", "TestSupport"],
                     resources: [.copy("Fixtures")]),
+        // NYU's v7.3 and v5 files as h5py and SciPy write them, VNL's metrics against NumPy, `eval-depth`.
+        .testTarget(name: "DepthDataTests", dependencies: ["DepthData", "PercepDistCLI", "TestSupport"], resources: [.copy("Fixtures")]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",
                                                           "PercepHDF5", "TestSupport"],

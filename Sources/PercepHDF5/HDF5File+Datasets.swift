@@ -102,6 +102,43 @@ extension HDF5File {
         return tensor
     }
 
+    /// Reads `dataset[index, ...]` of a numeric dataset of any type, converted to float32 by
+    /// HDF5 (uint8 images, uint16 labels, float depths): one image of a stack such as NYU's
+    /// `images` (N, 3, 640, 480) without reading the others. Returns the values row-major and the
+    /// slice's shape (the dataset's shape without its first axis).
+    public func readSlice(at path: String, index: Int) throws -> (values: [Float], shape: [Int]) {
+        let op = try begin("reading a slice of dataset", path)
+        let dataset = try openObject(path, ofType: H5I_DATASET, op)
+        defer { H5Oclose(dataset) }
+        let type = try op.id(H5Dget_type(dataset), "H5Dget_type")
+        defer { H5Tclose(type) }
+        let kind = H5Tget_class(type)
+        guard kind == H5T_INTEGER || kind == H5T_FLOAT else {
+            throw op.error("element type is \(HDF5.describe(type)), expected numbers")
+        }
+        let shape = try datasetShape(dataset, op)
+        guard shape.count >= 1, index >= 0, index < shape[0] else {
+            throw op.error("index \(index) is outside the first axis of shape \(shape)")
+        }
+        let sliceShape = Array(shape.dropFirst())
+        let count = sliceShape.reduce(1, *)
+        guard count <= 1 << 28 else { throw op.error("a slice of shape \(sliceShape) is larger than 2^28 elements") }
+        var values = [Float](repeating: 0, count: count)
+        guard count > 0 else { return (values, sliceShape) }
+        let fileSpace = try op.id(H5Dget_space(dataset), "H5Dget_space")
+        defer { H5Sclose(fileSpace) }
+        var start = [hsize_t](repeating: 0, count: shape.count), extent = shape.map { hsize_t($0) }
+        start[0] = hsize_t(index); extent[0] = 1
+        try op.ok(H5Sselect_hyperslab(fileSpace, H5S_SELECT_SET, start, nil, extent, nil), "H5Sselect_hyperslab")
+        var memoryDims = [hsize_t(count)]
+        let memorySpace = try op.id(H5Screate_simple(1, &memoryDims, nil), "H5Screate_simple")
+        defer { H5Sclose(memorySpace) }
+        try values.withUnsafeMutableBytes { raw in
+            try op.ok(H5Dread(dataset, chdf5_native_float(), memorySpace, fileSpace, chdf5_p_default(), raw.baseAddress), "H5Dread")
+        }
+        return (values, sliceShape)
+    }
+
     /// The shape of the dataset at `path` (`[]` for a scalar dataset), without reading its data.
     public func shape(at path: String) throws -> [Int] {
         let op = try begin("reading dataset shape", path)

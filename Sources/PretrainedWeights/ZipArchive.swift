@@ -1,4 +1,4 @@
-import CZlib
+import ZlibCodec
 
 /// Little-endian reads from a byte array with every offset checked, so a hostile length or
 /// offset is an error naming what was being read, never an out-of-range access.
@@ -164,46 +164,15 @@ struct ZipArchive {
             }
             out = try inflate(packed, size: e.size, what: what)
         }
-        let crc = out.withUnsafeBufferPointer { buffer -> UInt32 in
-            var c = crc32(0, nil, 0)
-            var p = buffer.baseAddress, left = buffer.count
-            while left > 0 {
-                let n = min(left, Int(UInt32.max))
-                c = crc32(c, p, uInt(n)); p = p.map { $0 + n }; left -= n
-            }
-            return UInt32(c)
-        }
+        let crc = Inflate.crc32(out)
         guard crc == e.crc32 else { throw WeightsError(file: file, .malformed("\(what) fails its CRC-32 check (damaged)")) }
         return out
     }
 
     /// Raw DEFLATE of `packed` into exactly `size` bytes.
     private func inflate(_ packed: ArraySlice<UInt8>, size: Int, what: String) throws -> [UInt8] {
-        let file = reader.file
-        var out = [UInt8](repeating: 0, count: size)
-        var stream = z_stream()
-        guard czlib_inflate_init_raw(&stream) == Z_OK else { throw WeightsError(file: file, .io("\(what): zlib could not start")) }
-        defer { inflateEnd(&stream) }
-        let status: Int32 = packed.withUnsafeBufferPointer { input in
-            out.withUnsafeMutableBufferPointer { output in
-                var inLeft = input.count, outLeft = output.count
-                stream.next_in = UnsafeMutablePointer(mutating: input.baseAddress)
-                stream.next_out = output.baseAddress
-                var status = Z_OK
-                repeat {
-                    // zlib counts in 32 bits: feed at most 1 GiB per call either way.
-                    let inChunk = min(inLeft, 1 << 30), outChunk = min(outLeft, 1 << 30)
-                    stream.avail_in = uInt(inChunk); stream.avail_out = uInt(outChunk)
-                    status = CZlib.inflate(&stream, Z_NO_FLUSH)
-                    inLeft -= inChunk - Int(stream.avail_in); outLeft -= outChunk - Int(stream.avail_out)
-                    if status == Z_BUF_ERROR && (inLeft == 0 || outLeft == 0) { break }
-                } while status == Z_OK
-                return outLeft == 0 && status == Z_STREAM_END ? Z_STREAM_END : (status == Z_STREAM_END ? Z_DATA_ERROR : status)
-            }
+        do { return try Inflate.raw(packed, size: size) } catch {
+            throw WeightsError(file: reader.file, .malformed("\(what) \(error)"))
         }
-        guard status == Z_STREAM_END else {
-            throw WeightsError(file: file, .malformed("\(what) does not inflate to its declared \(size) bytes (zlib status \(status))"))
-        }
-        return out
     }
 }

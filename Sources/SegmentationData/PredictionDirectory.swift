@@ -1,3 +1,4 @@
+import DataLoading
 import Foundation
 import ImageCodecs
 
@@ -10,23 +11,18 @@ public enum SegmentationPredictionFolder {
     ///   size mismatch, an unreadable PNG, or empty folders.
     public static func evaluate(predDir: String, gtDir: String, numClasses: Int,
                                 reduceZeroLabel: Bool) throws(SegmentationDataError) -> IoUAccumulator {
-        let preds = try SegmentationDataset.listing(predDir, suffix: ".png", recursive: false)
-        let gts = try SegmentationDataset.listing(gtDir, suffix: ".png", recursive: false)
-        if let stem = preds.keys.sorted().first(where: { gts[$0] == nil }) {
-            throw SegmentationDataError(path: preds[stem]!, problem: "prediction has no annotation \(gtDir)/\(stem).png")
+        let pairs: [(stem: String, prediction: String, truth: String)]
+        do { pairs = try FileListing.pairByStem(predDir: predDir, truthDir: gtDir, suffix: ".png", what: ("prediction", "annotation")) } catch {
+            throw SegmentationDataError(path: error.path, problem: error.problem)
         }
-        if let stem = gts.keys.sorted().first(where: { preds[$0] == nil }) {
-            throw SegmentationDataError(path: gts[stem]!, problem: "annotation has no prediction \(predDir)/\(stem).png")
-        }
-        guard !preds.isEmpty else { throw SegmentationDataError(path: predDir, problem: "no *.png predictions") }
         var acc = IoUAccumulator(numClasses: numClasses)
-        for stem in preds.keys.sorted() {
+        for (_, predPath, gtPath) in pairs {
             let p: GreyImage, g: GreyImage
-            do { p = try ImageFile.readIndices(preds[stem]!) } catch { throw SegmentationDataError(path: error.path, problem: error.problem) }
-            do { g = try ImageFile.readIndices(gts[stem]!) } catch { throw SegmentationDataError(path: error.path, problem: error.problem) }
+            do { p = try ImageFile.readIndices(predPath) } catch { throw SegmentationDataError(path: error.path, problem: error.problem) }
+            do { g = try ImageFile.readIndices(gtPath) } catch { throw SegmentationDataError(path: error.path, problem: error.problem) }
             guard p.width == g.width, p.height == g.height else {
-                throw SegmentationDataError(path: preds[stem]!,
-                                            problem: "prediction is \(p.height)×\(p.width) but annotation \(gts[stem]!) is \(g.height)×\(g.width)")
+                throw SegmentationDataError(path: predPath,
+                                            problem: "prediction is \(p.height)×\(p.width) but annotation \(gtPath) is \(g.height)×\(g.width)")
             }
             acc.add(prediction: p.pixels, label: g.pixels, reduceZeroLabel: reduceZeroLabel)
         }

@@ -1,3 +1,4 @@
+import DataLoading
 import Foundation
 import ImageCodecs
 
@@ -200,21 +201,9 @@ public struct SegmentationDataset: Sendable {
     /// Files under `dir` ending in `suffix`, keyed by path relative to `dir` minus the suffix
     /// (so Cityscapes' `<city>/<stem>` pairs within the same city).
     static func listing(_ dir: String, suffix: String, recursive: Bool) throws(SegmentationDataError) -> [String: String] {
-        guard isDirectory(dir) else { throw SegmentationDataError(path: dir, problem: "folder does not exist") }
-        let names: [String]
-        if recursive {
-            guard let e = FileManager.default.enumerator(atPath: dir) else { throw SegmentationDataError(path: dir, problem: "cannot list the folder") }
-            names = e.compactMap { $0 as? String }
-        } else {
-            do { names = try FileManager.default.contentsOfDirectory(atPath: dir) } catch {
-                throw SegmentationDataError(path: dir, problem: "cannot list the folder")
-            }
+        do { return try FileListing.byStem(dir, suffix: suffix, recursive: recursive) } catch {
+            throw SegmentationDataError(path: error.path, problem: error.problem)
         }
-        var out = [String: String]()
-        for name in names where name.hasSuffix(suffix) && !name.hasPrefix(".") {
-            out[String(name.dropLast(suffix.count))] = dir + "/" + name
-        }
-        return out
     }
 
     static func pairByStem(imageDir: String, imageSuffix: String, annotationDir: String, annotationSuffix: String,
