@@ -118,6 +118,9 @@ let package = Package(
         // NYU Depth v2: the labeled v7.3 file (HDF5 behind MATLAB's user block), `splits.mat` (a
         // MAT v5 reader of our own), VNL's pooled depth metrics and 16-bit PNG folders.
         .target(name: "DepthData", dependencies: ["PercepHDF5", "ZlibCodec", "ImageCodecs", "DataLoading"], swiftSettings: checked),
+        // VNL's depth maths: log-space bins, soft-argmax depth, weighted cross-entropy, the
+        // virtual-normal loss (fused ops with their gradients).
+        .target(name: "Depth", dependencies: ["PercepCore"], swiftSettings: kernels),
         // The one prefetching loader every task uses (threads, bounded window, broken samples
         // skipped and counted, step order).
         .target(name: "DataLoading", swiftSettings: checked),
@@ -190,7 +193,8 @@ let package = Package(
                                                                  "Perceptual", "SegmentationModels", "InstanceModels", "Trainer", "Training", "PercepDistCLI", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // NYU's v7.3 and v5 files as h5py and SciPy write them, VNL's metrics against NumPy, `eval-depth`.
-        .testTarget(name: "DepthDataTests", dependencies: ["DepthData", "PercepDistCLI", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DepthDataTests", dependencies: ["DepthData", "Depth", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"],
+                    resources: [.copy("Fixtures")]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",
                                                           "PercepHDF5", "TestSupport"],

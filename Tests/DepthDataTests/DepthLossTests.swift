@@ -1,0 +1,54 @@
+import Depth
+import Foundation
+import PercepCore
+import PercepHDF5
+import XCTest
+
+/// Bins, soft-argmax depth, WCE and the virtual-normal loss against the float64 PyTorch twin
+/// (tools/pytorch/depth_twin.py, fixture depth_losses.h5): losses within 1e-5 relative, the
+/// gradient of WCE + 6·VNL with respect to the logits within 1e-4 relative norm.
+final class DepthLossTests: XCTestCase {
+    func testLossesAndGradientMatchTheTwin() throws {
+        let file = try HDF5File(reading: try DepthDataTests.fixture("depth_losses.h5"))
+        let logits = try file.readTensor(at: "logits"), gt = try file.readTensor(at: "gt")
+        let triplets = try file.readIntegers(at: "triplets").values
+        let bins = DepthBins()
+        let (binned, clamped) = bins.binned(gt.values)
+        XCTAssertEqual(binned.map(Int64.init), try file.readIntegers(at: "bins").values)
+        XCTAssertEqual(clamped, try file.readTensor(at: "clamped").values)
+
+        logits.requiresGrad = true
+        let wce = DepthLoss.weightedCrossEntropy(logits, bins: binned, clampedDepth: clamped, weights: bins.crossEntropyWeights())
+        let depth = logits.binsToDepth(bins)
+        let twinDepth = try file.readTensor(at: "pred_depth").values
+        for (a, b) in zip(depth.values, twinDepth) { XCTAssertEqual(a, b, accuracy: 2e-6 * b) }
+        var settings = DepthLoss.VirtualNormalSettings()
+        guard case .double(let focal)? = try file.attribute("focal_length") else { return XCTFail("no focal_length") }
+        settings.focalX = Float(focal); settings.focalY = Float(focal)
+        let picks = stride(from: 0, to: triplets.count, by: 3).map { (Int32(triplets[$0]), Int32(triplets[$0 + 1]), Int32(triplets[$0 + 2])) }
+        let (vnl, kept) = DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: picks, settings: settings)
+        XCTAssertEqual(kept.flatMap { $0.map { Int64($0 ? 1 : 0) } }, try file.readIntegers(at: "kept").values, "the float32 filter keeps the same triplets")
+        for (name, value) in [("loss_wce", wce), ("loss_vnl", vnl)] {
+            guard case .double(let want)? = try file.attribute(name) else { return XCTFail("no \(name)") }
+            XCTAssertEqual(Double(value.values[0]), want, accuracy: 1e-5 * abs(want), name)
+            print("\(name): \(value.values[0]) vs twin \(want), relative \(abs(Double(value.values[0]) - want) / abs(want))")
+        }
+        (wce + vnl * 6).backward()
+        let grad = try XCTUnwrap(logits.grad).values, want = try file.readTensor(at: "grad_logits").values
+        var diff = 0.0, norm = 0.0
+        for (a, b) in zip(grad, want) { diff += Double(a - b) * Double(a - b); norm += Double(b) * Double(b) }
+        XCTAssertLessThan((diff / norm).squareRoot(), 1e-4, "relative L2 of the gradient")
+        print("grad_logits: relative L2 \((diff / norm).squareRoot())")
+    }
+
+    /// The bins: Δ and the centres as VNL's config computes them, padding and clamping.
+    func testBinsOfPaddingZeroAndTheTop() {
+        let bins = DepthBins()
+        XCTAssertEqual(bins.interval, (log10(1.7) - log10(0.01)) / 150, accuracy: 1e-15)
+        let (b, c) = bins.binned([-1, 0, 1.7, 5, 0.01])
+        XCTAssertEqual(b, [151, 0, 149, 149, 0])
+        XCTAssertEqual(c, [-1, 0.01, 1.7, 1.7, 0.01])
+        let w = bins.crossEntropyWeights()
+        for j in [0, 75, 149] { XCTAssertEqual(w[(j * 150)..<(j * 150 + 150)].reduce(0, +), 1, accuracy: 1e-5) }
+    }
+}
