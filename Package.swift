@@ -116,8 +116,9 @@ let package = Package(
         // prefetching loader, mmseg's IoUMetric and the `synth seg` generator.
         .target(name: "SegmentationData", dependencies: ["DataLoading", "PercepCore", "ImageCodecs"], swiftSettings: checked),
         // NYU Depth v2: the labeled v7.3 file (HDF5 behind MATLAB's user block), `splits.mat` (a
-        // MAT v5 reader of our own), VNL's pooled depth metrics and 16-bit PNG folders.
-        .target(name: "DepthData", dependencies: ["PercepHDF5", "ZlibCodec", "ImageCodecs", "DataLoading"], swiftSettings: checked),
+        // MAT v5 reader and writer of our own), VNL's pooled depth metrics and 16-bit PNG folders,
+        // `synth depth` (ray-cast rooms written as the two official files).
+        .target(name: "DepthData", dependencies: ["PercepHDF5", "PercepCore", "ZlibCodec", "ImageCodecs", "DataLoading"], swiftSettings: checked),
         // VNL's depth maths: log-space bins, soft-argmax depth, weighted cross-entropy, the
         // virtual-normal loss (fused ops with their gradients).
         .target(name: "Depth", dependencies: ["PercepCore"], swiftSettings: kernels),

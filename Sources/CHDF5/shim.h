@@ -18,6 +18,7 @@ static inline hid_t chdf5_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t chdf5_native_uint64(void) { return H5T_NATIVE_UINT64; }
 static inline hid_t chdf5_native_int32(void) { return H5T_NATIVE_INT32; }
 static inline hid_t chdf5_native_uint8(void) { return H5T_NATIVE_UINT8; }
+static inline hid_t chdf5_native_uint16(void) { return H5T_NATIVE_UINT16; }
 static inline hid_t chdf5_c_s1(void) { return H5T_C_S1; }
 static inline size_t chdf5_variable(void) { return H5T_VARIABLE; }
 
@@ -30,6 +31,7 @@ static inline hid_t chdf5_e_default(void) { return H5E_DEFAULT; }
 static inline hid_t chdf5_p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline hid_t chdf5_p_file_create(void) { return H5P_FILE_CREATE; }
 static inline hid_t chdf5_p_link_create(void) { return H5P_LINK_CREATE; }
+static inline hid_t chdf5_p_dataset_create(void) { return H5P_DATASET_CREATE; }
 
 // File creation / access flags.
 static inline unsigned chdf5_acc_trunc(void) { return H5F_ACC_TRUNC; }

@@ -61,7 +61,7 @@ public enum MATv5 {
             var (type, body) = element
             if type == 15 { // miCOMPRESSED: a zlib stream holding one element
                 let inflated: [UInt8]
-                do { inflated = try Inflate.zlib(body, limit: maxElementBytes) } catch {
+                do { inflated = try Zlib.inflateStream(body, limit: maxElementBytes) } catch {
                     throw DepthDataError(file: file, "a compressed element at byte \(reader.lastOffset): \(error)")
                 }
                 var inner = Elements(bytes: inflated[...], file: file)
@@ -72,6 +72,36 @@ public enum MATv5 {
             if let array = try matrix(body, file: file) { out[array.name] = array }
         }
         return out
+    }
+
+    /// Writes double column vectors as a level-5 MAT file, as `scipy.io.savemat(…,
+    /// oned_as='column')` does: each variable a miMATRIX of class double and dimensions [n, 1],
+    /// wrapped in a zlib-compressed element when `compressed`.
+    public static func write(_ arrays: [(name: String, values: [Double])], to path: String, compressed: Bool) throws {
+        var out = [UInt8]()
+        var header = Array("MATLAB 5.0 MAT-file, written by percep-dist synth depth".utf8)
+        header += [UInt8](repeating: 0x20, count: 116 - header.count)
+        out += header + [UInt8](repeating: 0, count: 8) + [0x00, 0x01] + Array("IM".utf8)
+        func u32(_ v: Int) -> [UInt8] { (0..<4).map { UInt8(truncatingIfNeeded: v >> (8 * $0)) } }
+        func element(_ type: Int, _ body: [UInt8]) -> [UInt8] {
+            u32(type) + u32(body.count) + body + [UInt8](repeating: 0, count: (8 - body.count % 8) % 8)
+        }
+        for (name, values) in arrays {
+            var matrix = element(6, u32(6) + u32(0))                     // flags: class mxDOUBLE
+            matrix += element(5, u32(values.count) + u32(1))             // dimensions [n, 1]
+            matrix += element(1, Array(name.utf8))                       // name
+            matrix += element(9, values.flatMap { v in (0..<8).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * UInt64($0))) } })
+            let variable = element(14, matrix)
+            if compressed {
+                let packed = Zlib.deflateStream(variable)
+                out += u32(15) + u32(packed.count) + packed
+            } else {
+                out += variable
+            }
+        }
+        do { try Data(out).write(to: URL(fileURLWithPath: path), options: .atomic) } catch {
+            throw DepthDataError(file: path, "cannot write: \(error.localizedDescription)")
+        }
     }
 
     /// The data elements of a byte range: (type, body), 8-byte tags or 4-byte small elements.

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DepthData
 import COCOSynth
 import Foundation
 import SegmentationData
@@ -6,7 +7,7 @@ import SegmentationData
 /// `percep-dist synth …`: synthetic data sets for the training pipelines.
 struct Synth: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Write synthetic data sets.", subcommands: [SynthCOCOCommand.self, SynthSegCommand.self])
+        abstract: "Write synthetic data sets.", subcommands: [SynthCOCOCommand.self, SynthSegCommand.self, SynthDepthCommand.self])
 }
 
 /// `percep-dist synth coco`: a synthetic instance-segmentation set in the COCO layout
@@ -81,5 +82,26 @@ struct SynthSegCommand: ParsableCommand {
         let (h, w) = try parsedSize()
         let root = try SegmentationSynth.write(to: out, train: train, val: val, height: h, width: w, seed: seed, quality: quality)
         print("wrote \(train) training and \(val) validation images (\(SegmentationSynth.classNames.count) classes) to \(root)")
+    }
+}
+
+/// `synth depth`: ray-cast rooms with boxes as NYU Depth v2's two official files.
+struct SynthDepthCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "depth",
+        abstract: "Write ray-cast rooms with boxes as nyu_depth_v2_labeled.mat (MATLAB v7.3) and splits.mat (every 5th image is a test image).")
+    @Option(help: "Output folder (created if missing).") var out: String
+    @Option(help: "Number of images (default 240, or 48 with --tiny).") var images: Int?
+    @Option(help: "Seed (the same seed gives the same set).") var seed: UInt64
+    @Flag(help: "120×160 images with f = 129.75 instead of NYU's 480×640 with f = 519.") var tiny = false
+
+    func run() throws {
+        var spec = tiny ? SynthDepthSpec.tiny : SynthDepthSpec()
+        if let images {
+            guard (1...100_000).contains(images) else { throw ValidationError("--images must be 1…100000, not \(images)") }
+            spec.images = images
+        }
+        try SynthDepth.write(spec, seed: seed, to: out)
+        print("wrote \(out)/\(SynthDepth.labeledFileName) and \(out)/\(SynthDepth.splitsFileName): \(spec.images) images of \(spec.height)×\(spec.width), f = \(spec.focal)")
     }
 }

@@ -23,13 +23,33 @@ extension HDF5File {
         try writeRaw(values, shape: shape, type: chdf5_native_uint8(), at: path)
     }
 
-    private func writeRaw<T>(_ values: [T], shape: [Int], type: hid_t, at path: String) throws {
-        try values.withUnsafeBytes { raw in try writeElements(raw.baseAddress, count: values.count, shape: shape, type: type, at: path) }
+    /// Writes 16-bit values as a uint16 dataset (label maps, depth PNG values).
+    public func write(uint16 values: [UInt16], shape: [Int], at path: String, gzipLevel: Int? = nil) throws {
+        try writeRaw(values, shape: shape, type: chdf5_native_uint16(), at: path, gzipLevel: gzipLevel)
+    }
+
+    /// Writes bytes as a uint8 dataset, stored in chunks of one first-axis slice each and
+    /// deflate-compressed at `gzipLevel` (0–9): how image stacks such as NYU's are stored.
+    public func write(uint8 values: [UInt8], shape: [Int], at path: String, gzipLevel: Int) throws {
+        try writeRaw(values, shape: shape, type: chdf5_native_uint8(), at: path, gzipLevel: gzipLevel)
+    }
+
+    /// Writes `tensor` as float32, chunked per first-axis slice and deflate-compressed.
+    public func write(_ tensor: Tensor, at path: String, gzipLevel: Int) throws {
+        try writeElements(UnsafeRawPointer(tensor.data), count: tensor.count, shape: tensor.shape, type: chdf5_native_float(), at: path,
+                          gzipLevel: gzipLevel)
+    }
+
+    private func writeRaw<T>(_ values: [T], shape: [Int], type: hid_t, at path: String, gzipLevel: Int? = nil) throws {
+        try values.withUnsafeBytes { raw in
+            try writeElements(raw.baseAddress, count: values.count, shape: shape, type: type, at: path, gzipLevel: gzipLevel)
+        }
     }
 
     /// Creates (or replaces) the dataset at `path` of `shape` and element `type` and writes
     /// `count` elements from `bytes`.
-    private func writeElements(_ bytes: UnsafeRawPointer?, count: Int, shape: [Int], type: hid_t, at path: String) throws {
+    private func writeElements(_ bytes: UnsafeRawPointer?, count: Int, shape: [Int], type: hid_t, at path: String,
+                               gzipLevel: Int? = nil) throws {
         let op = try begin("writing dataset", path)
         guard isWritable else { throw op.error("the file is open read-only") }
         guard shape.allSatisfy({ $0 >= 0 }), shape.reduce(1, *) == count else {
@@ -46,7 +66,16 @@ extension HDF5File {
         defer { H5Pclose(lcpl) }
         try op.ok(H5Pset_create_intermediate_group(lcpl, 1), "H5Pset_create_intermediate_group")
         try op.ok(H5Pset_char_encoding(lcpl, H5T_CSET_UTF8), "H5Pset_char_encoding")
-        let dataset = try op.id(H5Dcreate2(fileID, path, type, space, lcpl, chdf5_p_default(), chdf5_p_default()), "H5Dcreate2")
+        let dcpl = try op.id(H5Pcreate(chdf5_p_dataset_create()), "H5Pcreate")
+        defer { H5Pclose(dcpl) }
+        if let gzipLevel, !shape.isEmpty, count > 0 {
+            guard (0...9).contains(gzipLevel) else { throw op.error("gzip level \(gzipLevel) is not in 0…9") }
+            var chunk = shape.map { hsize_t($0) }
+            chunk[0] = 1
+            try op.ok(H5Pset_chunk(dcpl, Int32(shape.count), chunk), "H5Pset_chunk")
+            try op.ok(H5Pset_deflate(dcpl, UInt32(gzipLevel)), "H5Pset_deflate")
+        }
+        let dataset = try op.id(H5Dcreate2(fileID, path, type, space, lcpl, dcpl, chdf5_p_default()), "H5Dcreate2")
         defer { H5Dclose(dataset) }
         // HDF5 rejects a null buffer even for zero elements; an empty dataset needs no write.
         if count > 0 {

@@ -36,6 +36,12 @@ public final class HDF5File {
         try self.init(path: path, mode: .create, userBlock: sealable ? HDF5Seal.userBlockSize : 0)
     }
 
+    /// Creates a new file at `path` whose first `userBlockBytes` bytes (a power of two ≥ 512) are
+    /// left to the caller: MATLAB v7.3 files keep their 512-byte text header there.
+    public convenience init(creating path: String, userBlockBytes: Int) throws {
+        try self.init(path: path, mode: .create, userBlock: userBlockBytes)
+    }
+
     /// Opens an existing file read-only. A missing file, a file that is not HDF5 or a truncated
     /// file throws an `HDF5Error` naming the file.
     public convenience init(reading path: String) throws { try self.init(path: path, mode: .read) }

@@ -164,14 +164,14 @@ struct ZipArchive {
             }
             out = try inflate(packed, size: e.size, what: what)
         }
-        let crc = Inflate.crc32(out)
+        let crc = Zlib.crc32(out)
         guard crc == e.crc32 else { throw WeightsError(file: file, .malformed("\(what) fails its CRC-32 check (damaged)")) }
         return out
     }
 
     /// Raw DEFLATE of `packed` into exactly `size` bytes.
     private func inflate(_ packed: ArraySlice<UInt8>, size: Int, what: String) throws -> [UInt8] {
-        do { return try Inflate.raw(packed, size: size) } catch {
+        do { return try Zlib.inflateRaw(packed, size: size) } catch {
             throw WeightsError(file: reader.file, .malformed("\(what) \(error)"))
         }
     }

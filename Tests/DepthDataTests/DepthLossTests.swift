@@ -1,4 +1,5 @@
 import Depth
+import DepthData
 import Foundation
 import PercepCore
 import PercepHDF5
@@ -50,5 +51,44 @@ final class DepthLossTests: XCTestCase {
         XCTAssertEqual(c, [-1, 0.01, 1.7, 1.7, 0.01])
         let w = bins.crossEntropyWeights()
         for j in [0, 75, 149] { XCTAssertEqual(w[(j * 150)..<(j * 150 + 150)].reduce(0, +), 1, accuracy: 1e-5) }
+    }
+}
+
+/// `synth depth` writes what the real readers read: the v7.3 file and splits.mat, planes whose
+/// virtual normals agree with themselves (the VNL loss of the ground truth against itself is 0).
+final class SynthDepthTests: XCTestCase {
+    func testSyntheticSetReadsBackThroughTheNYUReaders() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("synthdepth-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var spec = SynthDepthSpec.tiny
+        spec.images = 6
+        try SynthDepth.write(spec, seed: 4, to: dir + "/a")
+        try SynthDepth.write(spec, seed: 4, to: dir + "/b")
+        try SynthDepth.write(spec, seed: 5, to: dir + "/c")
+        let nyu = try NYULabeledFile(path: dir + "/a/" + SynthDepth.labeledFileName)
+        XCTAssertEqual([nyu.count, nyu.height, nyu.width], [6, 120, 160])
+        let splits = try NYUSplits(path: dir + "/a/" + SynthDepth.splitsFileName, imageCount: 6)
+        XCTAssertEqual(splits.test, [4])
+        XCTAssertEqual(splits.train, [0, 1, 2, 3, 5])
+        let header = try XCTUnwrap(FileHandle(forReadingAtPath: dir + "/a/" + SynthDepth.labeledFileName)).readData(ofLength: 128)
+        XCTAssertTrue(String(decoding: header.prefix(19), as: UTF8.self) == "MATLAB 7.3 MAT-file" && header[126] == UInt8(ascii: "I"))
+        let same = try NYULabeledFile(path: dir + "/b/" + SynthDepth.labeledFileName).sample(3)
+        let other = try NYULabeledFile(path: dir + "/c/" + SynthDepth.labeledFileName).sample(3)
+        let sample = try nyu.sample(3)
+        XCTAssertEqual(sample.rgb, same.rgb, "a seed gives the same set")
+        XCTAssertNotEqual(sample.depth, other.depth)
+        for i in 0..<6 {
+            let s = try nyu.sample(i)
+            XCTAssertTrue(s.depth.allSatisfy { $0 > 0.3 && $0 < 9.5 }, "depth range of image \(i)")
+            // Normalised depth (metres / 10) against itself: every kept triplet has identical normals.
+            let z = s.depth.map { $0 / 10 }
+            var settings = DepthLoss.VirtualNormalSettings()
+            settings.focalX = 129.75; settings.focalY = 129.75
+            var rng = SeededRNG(seed: 9)
+            let triplets = DepthLoss.sampleTriplets(count: 2000, pixels: 120 * 160, rng: &rng)
+            let (loss, kept) = DepthLoss.virtualNormal(Tensor(shape: [1, 1, 120, 160], values: z), groundTruth: z, triplets: triplets, settings: settings)
+            XCTAssertEqual(loss.values[0], 0, "image \(i)")
+            XCTAssertGreaterThan(kept[0].filter { $0 }.count, 100, "image \(i) keeps triplets")
+        }
     }
 }

@@ -1,32 +1,45 @@
 import CZlib
 
 /// Why compressed data could not be inflated.
-public struct InflateError: Error, CustomStringConvertible, Sendable {
+public struct ZlibError: Error, CustomStringConvertible, Sendable {
     /// What went wrong, e.g. "does not inflate to its declared 1024 bytes (zlib status -3)".
     public let description: String
 }
 
-/// zlib's DEFLATE decoder, the one place the project inflates: zip members of PyTorch files
+/// zlib behind four functions, the one place the project inflates or deflates: zip members of PyTorch files
 /// (raw DEFLATE, size known) and MATLAB v5 compressed elements (zlib streams, size unknown).
-public enum Inflate {
+public enum Zlib {
     /// Raw DEFLATE (zip method 8) of `packed` into exactly `size` bytes; anything else (a shorter
     /// or longer stream, corrupt data) throws.
-    public static func raw(_ packed: ArraySlice<UInt8>, size: Int) throws -> [UInt8] {
+    public static func inflateRaw(_ packed: ArraySlice<UInt8>, size: Int) throws -> [UInt8] {
         let (out, complete) = try run(packed, windowBits: -15, initial: size, limit: size)
         guard complete, out.count == size else {
-            throw InflateError(description: "does not inflate to its declared \(size) bytes")
+            throw ZlibError(description: "does not inflate to its declared \(size) bytes")
         }
         return out
     }
 
     /// A zlib stream (header and Adler-32 trailer) of unknown inflated size, refused beyond
     /// `limit` bytes (a bomb) or when the stream is truncated or corrupt.
-    public static func zlib(_ packed: ArraySlice<UInt8>, limit: Int) throws -> [UInt8] {
+    public static func inflateStream(_ packed: ArraySlice<UInt8>, limit: Int) throws -> [UInt8] {
         let (out, complete) = try run(packed, windowBits: 15, initial: min(limit, max(1024, packed.count * 4)), limit: limit)
         guard complete else {
-            throw InflateError(description: out.count >= limit ? "inflates beyond \(limit) bytes" : "the zlib stream is truncated")
+            throw ZlibError(description: out.count >= limit ? "inflates beyond \(limit) bytes" : "the zlib stream is truncated")
         }
         return out
+    }
+
+    /// `bytes` as a zlib stream (header, DEFLATE at `level`, Adler-32): what MATLAB v5's
+    /// compressed elements hold.
+    public static func deflateStream(_ bytes: [UInt8], level: Int32 = 6) -> [UInt8] {
+        var size = compressBound(uLong(bytes.count))
+        var out = [UInt8](repeating: 0, count: Int(size))
+        let status = out.withUnsafeMutableBufferPointer { o in
+            bytes.withUnsafeBufferPointer { i in compress2(o.baseAddress, &size, i.baseAddress, uLong(i.count), level) }
+        }
+        // compress2 only fails for lack of memory or a bad level; the bound above is always enough.
+        precondition(status == Z_OK, "compress2 failed with status \(status)")
+        return Array(out[..<Int(size)])
     }
 
     /// CRC-32 of `bytes` (zip's checksum).
@@ -46,7 +59,7 @@ public enum Inflate {
     /// the output and whether the stream ended.
     private static func run(_ packed: ArraySlice<UInt8>, windowBits: Int32, initial: Int, limit: Int) throws -> ([UInt8], Bool) {
         var stream = z_stream()
-        guard czlib_inflate_init(&stream, windowBits) == Z_OK else { throw InflateError(description: "zlib could not start") }
+        guard czlib_inflate_init(&stream, windowBits) == Z_OK else { throw ZlibError(description: "zlib could not start") }
         defer { inflateEnd(&stream) }
         var out = [UInt8](repeating: 0, count: max(1, initial)), produced = 0, status = Z_OK
         try packed.withUnsafeBufferPointer { input in
@@ -69,7 +82,7 @@ public enum Inflate {
                 if status == Z_STREAM_END { return }
                 if status == Z_BUF_ERROR && consumed == input.count { return }
                 guard status == Z_OK || status == Z_BUF_ERROR else {
-                    throw InflateError(description: "corrupt compressed data (zlib status \(status))")
+                    throw ZlibError(description: "corrupt compressed data (zlib status \(status))")
                 }
             }
         }
