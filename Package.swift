@@ -119,9 +119,9 @@ let package = Package(
         // MAT v5 reader and writer of our own), VNL's pooled depth metrics and 16-bit PNG folders,
         // `synth depth` (ray-cast rooms written as the two official files).
         .target(name: "DepthData", dependencies: ["PercepHDF5", "PercepCore", "ZlibCodec", "ImageCodecs", "DataLoading"], swiftSettings: checked),
-        // VNL's depth maths: log-space bins, soft-argmax depth, weighted cross-entropy, the
-        // virtual-normal loss (fused ops with their gradients).
-        .target(name: "Depth", dependencies: ["PercepCore"], swiftSettings: kernels),
+        // VNL's depth network (ResNet-50 body, FTB laterals, ASPP, AFA decoder; VNL's names) and its
+        // maths: log-space bins, soft-argmax depth, weighted cross-entropy, the virtual-normal loss.
+        .target(name: "Depth", dependencies: ["PercepNN", "PercepCore"], swiftSettings: kernels),
         // The one prefetching loader every task uses (threads, bounded window, broken samples
         // skipped and counted, step order).
         .target(name: "DataLoading", swiftSettings: checked),

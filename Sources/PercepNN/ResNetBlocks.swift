@@ -63,14 +63,17 @@ public final class BasicBlock: Module, Layer {
 public final class Bottleneck: Module, Layer {
     /// Output channels per `planes` (4 for Bottleneck).
     public static let expansion = 4
+    /// How the projection shortcut is named: torchvision's `downsample.0` / `downsample.1`, or
+    /// VNL's `shortcut.conv` / `shortcut.bn` (its ResNeXt body in the ResNet-50 configuration).
+    public enum ShortcutNames: Sendable { case torchvision, vnl }
     /// The block's layers, with PyTorch's names.
     public let conv1: Conv2d, bn1: BatchNorm2d, conv2: Conv2d, bn2: BatchNorm2d, conv3: Conv2d, bn3: BatchNorm2d
     /// 1×1 conv (stride) + BN on the shortcut, or nil for the identity.
-    public let downsample: Sequential?
+    public let downsample: (any Layer)?
 
     /// A block; `downsample` defaults to "needed" (stride ≠ 1 or cin ≠ 4·planes).
     public init(_ cin: Int, _ planes: Int, stride: Int = 1, dilation: Int = 1, downsample: Bool? = nil,
-                initializer: Initializer, rng: inout SeededRNG) {
+                shortcutNames: ShortcutNames = .torchvision, initializer: Initializer, rng: inout SeededRNG) {
         let cout = planes * Self.expansion
         conv1 = conv1x1(cin, planes, initializer, &rng)
         bn1 = BatchNorm2d(planes)
@@ -79,12 +82,17 @@ public final class Bottleneck: Module, Layer {
         conv3 = conv1x1(planes, cout, initializer, &rng)
         bn3 = BatchNorm2d(cout)
         let needsDownsample = downsample ?? (stride != 1 || cin != cout)
-        self.downsample = needsDownsample ? Sequential([conv1x1(cin, cout, stride: stride, initializer, &rng), BatchNorm2d(cout)]) : nil
+        var shortcut: (any Layer)?
+        if needsDownsample {
+            let conv = conv1x1(cin, cout, stride: stride, initializer, &rng), bn = BatchNorm2d(cout)
+            shortcut = shortcutNames == .torchvision ? Sequential([conv, bn]) : ConvBN(conv, bn)
+        }
+        self.downsample = shortcut
         super.init()
         registerModule("conv1", conv1); registerModule("bn1", bn1)
         registerModule("conv2", conv2); registerModule("bn2", bn2)
         registerModule("conv3", conv3); registerModule("bn3", bn3)
-        if let d = self.downsample { registerModule("downsample", d) }
+        if let d = shortcut { registerModule(shortcutNames == .torchvision ? "downsample" : "shortcut", d) }
     }
 
     /// relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)).
@@ -92,4 +100,21 @@ public final class Bottleneck: Module, Layer {
         let y = bn3(conv3(bn2(conv2(bn1(conv1(x)).relu())).relu()))
         return (y + (downsample?(x) ?? x)).relu()
     }
+}
+
+/// A convolution followed by BatchNorm, named `conv` and `bn` (VNL's shortcut).
+/// input: [N, cin, H, W] → [N, cout, H', W'].
+public final class ConvBN: Module, Layer {
+    /// The two layers.
+    public let conv: Conv2d, bn: BatchNorm2d
+
+    /// The pair.
+    public init(_ conv: Conv2d, _ bn: BatchNorm2d) {
+        self.conv = conv; self.bn = bn
+        super.init()
+        registerModule("conv", conv); registerModule("bn", bn)
+    }
+
+    /// bn(conv(x)).
+    public func callAsFunction(_ x: Tensor) -> Tensor { bn(conv(x)) }
 }

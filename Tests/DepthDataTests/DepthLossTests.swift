@@ -92,3 +92,74 @@ final class SynthDepthTests: XCTestCase {
         }
     }
 }
+
+/// VNL's network: names and the trainable-parameter count of the full ResNet-50 model (VNL's
+/// 71,815,382), and forward and gradients against the float64 PyTorch twin at narrow widths.
+final class VNLModelTests: XCTestCase {
+    static var narrow: VNLModelSpec {
+        var s = VNLModelSpec()
+        s.baseWidth = 4; s.blocks = [2, 1, 1, 2]; s.lateralOut = [16, 8, 8, 8]; s.asppChannels = 8
+        s.fcnIn = [16, 8, 8, 8, 8, 8]; s.fcnOut = [8, 8, 8, 8, 8]; s.bins = 40
+        return s
+    }
+
+    func testFullModelHasVNLsParameterCountAndNames() {
+        var rng = SeededRNG(seed: 0)
+        let model = VNLDepthModel(rng: &rng)
+        XCTAssertEqual(model.namedParameters().reduce(0) { $0 + $1.1.count }, 71_815_382)
+        let names = Set(model.stateDict().map(\.0))
+        for name in ["depth_model.encoder_modules.bottomup.res1.conv1.weight", "depth_model.encoder_modules.bottomup.res5.2.conv2.weight",
+                     "depth_model.encoder_modules.bottomup.res3.0.shortcut.bn.running_var",
+                     "depth_model.encoder_modules.topdown_lateral_modules.3.lateral.conv2.bias",
+                     "depth_model.encoder_modules.bottomup_top.aspp_conv3_3.weight", "depth_model.encoder_modules.bottomup_top.globalpool_bn.weight",
+                     "depth_model.decoder_modules.top.1.running_mean", "depth_model.decoder_modules.topdown_fcn2.afa_block.conv1.weight",
+                     "depth_model.decoder_modules.topdown_fcn4.ftb_block.bn1.weight", "depth_model.decoder_modules.topdown_fcn5.ftb.conv3.weight",
+                     "depth_model.decoder_modules.topdown_predict.conv1.bias"] {
+            XCTAssertTrue(names.contains(name), name)
+        }
+    }
+
+    func testNarrowModelMatchesTheTwin() throws {
+        let file = try HDF5File(reading: try DepthDataTests.fixture("vnl_model.h5"))
+        var rng = SeededRNG(seed: 1)
+        let model = VNLDepthModel(Self.narrow, rng: &rng)
+        var state: [String: Tensor] = [:]
+        for (name, t) in model.stateDict() {
+            state[name] = name.hasSuffix("num_batches_tracked")
+                ? Tensor(shape: [], values: [Float(try file.readIntegers(at: "state/" + name).values[0])])
+                : try file.readTensor(at: "state/" + name)
+        }
+        XCTAssertEqual(Set(try file.datasetNames(in: "state")), Set(model.stateDict().map(\.0)), "names and entries")
+        try model.loadStateDict(state)
+        model.train(true)
+        let x = try file.readTensor(at: "input")
+        x.requiresGrad = true
+        let logits = model(x)
+        func relativeL2(_ a: [Float], _ b: [Float]) -> Double {
+            var d = 0.0, n = 0.0
+            for (p, q) in zip(a, b) { d += Double(p - q) * Double(p - q); n += Double(q) * Double(q) }
+            return (d / max(n, 1e-30)).squareRoot()
+        }
+        let want = try file.readTensor(at: "logits")
+        XCTAssertEqual(logits.shape, want.shape)
+        XCTAssertLessThan(relativeL2(logits.values, want.values), 1e-4, "logits")
+        (logits * (try file.readTensor(at: "r"))).sum().backward()
+        XCTAssertLessThan(relativeL2(try XCTUnwrap(x.grad).values, try file.readTensor(at: "input_grad").values), 1e-3, "d/d input")
+        var worst = (0.0, ""), grads: [(String, [Float], [Float])] = []
+        for (name, p) in model.namedParameters() { grads.append((name, try XCTUnwrap(p.grad, name).values, try file.readTensor(at: "grad/" + name).values)) }
+        func norm(_ v: [Float]) -> Double { v.reduce(0.0) { $0 + Double($1) * Double($1) }.squareRoot() }
+        let largest = grads.map { norm($0.2) }.max() ?? 1
+        for (name, mine, twin) in grads {
+            // A bias right before a training-mode BatchNorm has a zero gradient (BN removes the
+            // mean): there both sides must be negligible next to the largest gradient.
+            if norm(twin) < 1e-7 * largest {
+                XCTAssertLessThan(norm(mine), 1e-5 * largest, "\(name) should have a vanishing gradient")
+                continue
+            }
+            let e = relativeL2(mine, twin)
+            if e > worst.0 { worst = (e, name) }
+        }
+        XCTAssertLessThan(worst.0, 1e-3, "worst parameter gradient: \(worst.1)")
+        print("VNL narrow twin: worst parameter gradient relative L2 \(worst.0) (\(worst.1))")
+    }
+}

@@ -4,6 +4,12 @@ depth.md §3 (VNL @10dd987: lib/models/{WCEL_loss,VNL_loss,image_transfer}.py), 
 Tests/DepthDataTests/Fixtures/depth_losses.h5 they produce.
 
   python3 tools/pytorch/depth_twin.py make [OUT.h5]
+  python3 tools/pytorch/depth_twin.py model [OUT.h5]
+
+`model` builds VNL's network (depth.md §1, with VNL's state-dict names) at narrow widths, in
+float64 with random weights, and stores its state dict, a batch of 2 images, the logits (BatchNorm
+in training mode), and the gradients of sum(logits · R) for a fixed random R with respect to the
+input and every parameter: Tests/DepthDataTests/Fixtures/vnl_model.h5.
 
 The fixture holds the inputs (logits [N,150,H,W], raw ground truth [N,1,H,W] in normalised depth
 with a padded band (−1) and a zero, the triplets [n,3]) and what the twin computes from them: bins,
@@ -133,7 +139,192 @@ def make(out):
     print(f"wrote {out}: wce {loss_w.item():.6f}, vnl {loss_v.item():.6f}, kept {kept.sum(1).tolist()} of {len(triplets)}")
 
 
+# ---- the network (depth.md §1) ----
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class FTB(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 1, bias=False)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=2, dilation=2, bias=True)
+        self.bn1 = nn.BatchNorm2d(cout, momentum=0.5)
+        self.conv3 = nn.Conv2d(cout, cout, 3, padding=2, dilation=2, bias=False)
+
+    def forward(self, x):
+        r = self.conv1(x)
+        return F.relu(r + self.conv3(F.relu(self.bn1(self.conv2(r)))))
+
+
+class AFA(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2 * c, max(1, c // 8), 1, bias=False)
+        self.conv2 = nn.Conv2d(max(1, c // 8), c, 1, bias=False)
+
+    def forward(self, lateral, top):
+        w = torch.sigmoid(self.conv2(F.relu(self.conv1(F.adaptive_avg_pool2d(torch.cat([lateral, top], 1), 1)))))
+        return w * lateral + top
+
+
+class Fcn(nn.Module):
+    def __init__(self, cin, cout):
+        super().__init__()
+        self.afa_block = AFA(cin)
+        self.ftb_block = FTB(cin, cout)
+
+    def forward(self, lateral, top):
+        if top.shape != lateral.shape:
+            top = F.interpolate(top, size=lateral.shape[2:], mode="bilinear", align_corners=True)
+        return self.ftb_block(self.afa_block(lateral, top))
+
+
+class ASPP(nn.Module):
+    def __init__(self, cin, c, dilations=(2, 4, 6)):
+        super().__init__()
+        self.aspp_conv1x1 = nn.Conv2d(cin, c, 1, bias=False)
+        self.aspp_bn1x1 = nn.BatchNorm2d(c, momentum=0.5)
+        for k, d in enumerate(dilations):
+            setattr(self, f"aspp_conv3_{k + 1}", nn.Conv2d(cin, c, 3, padding=d, dilation=d, bias=False))
+            setattr(self, f"aspp_bn3_{k + 1}", nn.BatchNorm2d(c, momentum=0.5))
+        self.globalpool_conv1x1 = nn.Conv2d(cin, c, 1, bias=False)
+        self.globalpool_bn = nn.BatchNorm2d(c, momentum=0.5)
+
+    def forward(self, x):
+        g = self.globalpool_bn(self.globalpool_conv1x1(F.adaptive_avg_pool2d(x, 1)))
+        g = F.interpolate(g, size=x.shape[2:], mode="bilinear", align_corners=True)
+        parts = [self.aspp_bn1x1(self.aspp_conv1x1(x))]
+        parts += [getattr(self, f"aspp_bn3_{k}")(getattr(self, f"aspp_conv3_{k}")(x)) for k in (1, 2, 3)]
+        return torch.cat(parts + [g], 1)
+
+
+class Shortcut(nn.Module):
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv = nn.Conv2d(cin, cout, 1, stride=stride, bias=False)
+        self.bn = nn.BatchNorm2d(cout)
+
+    def forward(self, x):
+        return self.bn(self.conv(x))
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, cin, planes, stride, dilation, shortcut):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, planes, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=stride, padding=dilation, dilation=dilation, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(planes * 4)
+        if shortcut:
+            self.shortcut = Shortcut(cin, planes * 4, stride)
+
+    def forward(self, x):
+        y = self.bn3(self.conv3(F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))))))
+        return F.relu(y + (self.shortcut(x) if hasattr(self, "shortcut") else x))
+
+
+class Res1(nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, c, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        return F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 3, 2, 1)
+
+
+class Body(nn.Module):
+    def __init__(self, base, blocks):
+        super().__init__()
+        self.res1 = Res1(base)
+        cin = base
+        for k, n in enumerate(blocks):
+            planes, stride, dilation = base << k, (2 if k in (1, 2) else 1), (2 if k == 3 else 1)
+            layers = []
+            for b in range(n):
+                layers.append(Bottleneck(cin, planes, stride if b == 0 else 1, dilation, b == 0))
+                cin = planes * 4
+            setattr(self, f"res{k + 2}", nn.Sequential(*layers))
+
+    def forward(self, x):
+        y = self.res1(x)
+        outs = []
+        for k in range(2, 6):
+            y = getattr(self, f"res{k}")(y)
+            outs.append(y)
+        return outs
+
+
+class Holder(nn.Module):
+    def __init__(self, **children):
+        super().__init__()
+        for k, v in children.items():
+            setattr(self, k, v)
+
+
+class VNLNet(nn.Module):
+    def __init__(self, base=64, blocks=(3, 4, 6, 3), lateral=(512, 256, 256, 256), aspp=512,
+                 fcn_in=(512, 256, 256, 256, 256, 256), fcn_out=(256, 256, 256, 256, 256), bins=150):
+        super().__init__()
+        outs = [(base << k) * 4 for k in range(4)]
+        encoder = Holder(bottomup=Body(base, blocks),
+                         topdown_lateral_modules=nn.ModuleList([Holder(lateral=FTB(outs[3 - i], lateral[i])) for i in range(4)]),
+                         bottomup_top=ASPP(outs[3], aspp))
+        decoder = Holder(top=nn.Sequential(nn.Conv2d(5 * aspp, fcn_in[0], 1, bias=False), nn.BatchNorm2d(fcn_in[0], eps=0.5)),
+                         **{f"topdown_fcn{i + 1}": Fcn(fcn_in[i], fcn_out[i]) for i in range(4)},
+                         topdown_fcn5=Holder(ftb=FTB(fcn_in[4], fcn_out[4])),
+                         topdown_predict=Holder(conv1=nn.Conv2d(fcn_out[4], bins, 3, padding=2, dilation=2, bias=True)))
+        self.depth_model = Holder(encoder_modules=encoder, decoder_modules=decoder)
+
+    def forward(self, x):
+        e, d = self.depth_model.encoder_modules, self.depth_model.decoder_modules
+        h, w = x.shape[2:]
+        res = e.bottomup(x)
+        lat = [e.topdown_lateral_modules[i].lateral(res[3 - i]) for i in range(4)]
+        y = d.top(e.bottomup_top(res[3]))
+        for i in range(4):
+            y = getattr(d, f"topdown_fcn{i + 1}")(lat[i], y)
+        y = F.interpolate(y, size=((h + 1) // 2, (w + 1) // 2), mode="bilinear", align_corners=True)
+        y = d.topdown_fcn5.ftb(y)
+        y = F.interpolate(y, size=(h, w), mode="bilinear", align_corners=True)
+        return d.topdown_predict.conv1(y)
+
+
+NARROW = dict(base=4, blocks=(2, 1, 1, 2), lateral=(16, 8, 8, 8), aspp=8, fcn_in=(16, 8, 8, 8, 8, 8), fcn_out=(8, 8, 8, 8, 8), bins=40)
+
+
+def model(out):
+    torch.manual_seed(0)
+    net = VNLNet(**NARROW).train()
+    with torch.no_grad():  # BN affine parameters away from 1/0 so that they matter
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    x = torch.randn(2, 3, 21, 23, requires_grad=True)
+    logits = net(x)
+    r = torch.randn_like(logits)
+    (logits * r).sum().backward()
+    with h5py.File(out, "w") as f:
+        for k, v in net.state_dict().items():
+            f["state/" + k] = v.detach().numpy().astype(np.float32 if v.is_floating_point() else np.int64)
+        for k, p in net.named_parameters():
+            f["grad/" + k] = p.grad.numpy().astype(np.float32)
+        f["input"] = x.detach().numpy().astype(np.float32)
+        f["input_grad"] = x.grad.numpy().astype(np.float32)
+        f["logits"] = logits.detach().numpy().astype(np.float32)
+        f["r"] = r.numpy().astype(np.float32)
+    full = VNLNet()
+    print(f"wrote {out}: logits {tuple(logits.shape)}; full-width trainable parameters {sum(p.numel() for p in full.parameters())}")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] != "make":
+    if len(sys.argv) < 2 or sys.argv[1] not in ("make", "model"):
         sys.exit(__doc__)
-    make(sys.argv[2] if len(sys.argv) > 2 else "Tests/DepthDataTests/Fixtures/depth_losses.h5")
+    if sys.argv[1] == "make":
+        make(sys.argv[2] if len(sys.argv) > 2 else "Tests/DepthDataTests/Fixtures/depth_losses.h5")
+    else:
+        model(sys.argv[2] if len(sys.argv) > 2 else "Tests/DepthDataTests/Fixtures/vnl_model.h5")
