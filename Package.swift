@@ -37,7 +37,7 @@ let openblasOpenMP: [LinkerSetting] = {
 let fuzzTargets: [Target] = ProcessInfo.processInfo.environment["PERCEP_FUZZ"] == "1" ? [
     ("COCOInstances", ["COCO"]), ("COCOResults", ["COCO"]), ("RLE", ["COCO"]), ("PNG", ["ImageCodecs"]), ("JPEG", ["ImageCodecs"]),
     ("Config", ["Training"]), ("Checkpoint", ["Checkpoint", "PercepHDF5"]), ("LossNetwork", ["Perceptual", "PercepHDF5"]),
-    ("Weights", ["PretrainedWeights"]),
+    ("Weights", ["PretrainedWeights"]), ("MAT", ["DepthData"]),
 ].map { name, deps in
     .executableTarget(name: "Fuzz\(name)", dependencies: (deps + ["FuzzDriver"]).map { .target(name: $0) }, path: "Fuzz/\(name)")
 } + [.target(name: "FuzzDriver", path: "Fuzz/FuzzDriver")] : []

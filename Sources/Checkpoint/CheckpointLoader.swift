@@ -156,6 +156,9 @@ public enum CheckpointLoader {
                 // anything is read (a hostile file may claim billions of elements).
                 for name in try file.datasetNames(in: group) {
                     guard let mapped = remap.map(name) else { dropped += 1; continue }
+                    guard fileShapes[mapped] == nil else {
+                        throw CheckpointError(file: path, .io("two datasets map to '\(mapped)' (the second is '\(name)')"))
+                    }
                     fileShapes[mapped] = try file.shape(at: group == "/" ? "/" + name : group + "/" + name); order.append(mapped)
                 }
                 if !strict || fileShapes.allSatisfy({ expected[$0.key] == $0.value }) {

@@ -36,7 +36,8 @@ public struct DepthBins: Sendable {
         var bins = [Int32](repeating: 0, count: depth.count), clamped = depth
         let logMin = Float(logMinDepth), width = Float(interval)
         for i in 0..<depth.count {
-            if depth[i] < 0 {
+            // Padding (< 0), and anything that is not a number, is invalid.
+            if !(depth[i] >= 0) {
                 bins[i] = Int32(count + 1); clamped[i] = -1
                 continue
             }

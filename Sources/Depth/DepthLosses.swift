@@ -138,6 +138,7 @@ public enum DepthLoss {
         }
         // Stable sort so that ties keep their (image, triplet) order, as the gradient must know which were dropped.
         let order = terms.indices.sorted { terms[$0].loss < terms[$1].loss || (terms[$0].loss == terms[$1].loss && $0 < $1) }
+        precondition(s.trim >= 0 && s.trim < 1, "VNL: trim \(s.trim) must be in [0, 1)")
         let first = Int(Float(terms.count) * s.trim)
         let used = Array(order[first...])
         let mean = used.isEmpty ? 0 : used.reduce(0.0) { $0 + terms[$1].loss } / Double(used.count)

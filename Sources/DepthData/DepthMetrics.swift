@@ -12,6 +12,7 @@ public struct DepthCrop: Equatable, Sendable {
 
     /// A crop; `parsing` reads "r0,r1,c0,c1".
     public init(rowStart: Int, rowEnd: Int, colStart: Int, colEnd: Int) {
+        precondition(0 <= rowStart && rowStart < rowEnd && 0 <= colStart && colStart < colEnd, "DepthCrop: empty or negative crop")
         self.rowStart = rowStart; self.rowEnd = rowEnd; self.colStart = colStart; self.colEnd = colEnd
     }
 

@@ -34,8 +34,8 @@ public struct MATArray: Sendable {
 /// Cells, structs, sparse, character and complex arrays are skipped. Every tag is checked against
 /// the bytes that remain.
 public enum MATv5 {
-    /// Largest inflated element accepted (NYU's splits are a few KB).
-    static let maxElementBytes = 1 << 30
+    /// Largest inflated element and array accepted (NYU's splits are a few KB).
+    static let maxElementBytes = 1 << 26
 
     /// The numeric arrays of the MAT file at `path`, by name.
     public static func read(_ path: String) throws -> [String: MATArray] {
@@ -169,6 +169,11 @@ public enum MATv5 {
             count = c
         }
         guard let real = try parts.next() else { throw DepthDataError(file: file, item: name, "no data") }
+        // Count first: the data may be stored narrower than Double, and decoding would multiply it.
+        let width = [1: 1, 2: 1, 3: 2, 4: 2, 5: 4, 6: 4, 7: 4, 9: 8, 12: 8, 13: 8][real.type] ?? 1
+        guard real.body.count == count * width else {
+            throw DepthDataError(file: file, item: name, "dimensions \(dimensions) need \(count) values, the data holds \(real.body.count / width)")
+        }
         // The data may be stored in a narrower type than the class (MATLAB does this).
         let values = try decode(real.body, type: real.type, file: file, name: name)
         guard values.count == count else {

@@ -68,7 +68,13 @@ public final class NYULabeledFile {
         let plane = width * height
         for y in 0..<height {
             for x in 0..<width {
-                for c in 0..<3 { rgb[(y * width + x) * 3 + c] = UInt8(clamping: Int(image[c * plane + x * height + y])) }
+                for c in 0..<3 {
+                    let v = image[c * plane + x * height + y]
+                    guard v.isFinite, v >= 0, v <= 255 else {
+                        throw DepthDataError(file: path, item: "images[\(index)]", "value \(v) at row \(y), column \(x), channel \(c) is not a byte")
+                    }
+                    rgb[(y * width + x) * 3 + c] = UInt8(v)
+                }
                 let d = columnMajorDepth[x * height + y]
                 guard d.isFinite, d >= 0 else {
                     throw DepthDataError(file: path, item: "\(depthSource)[\(index)]", "depth \(d) at row \(y), column \(x) (depths must be finite and ≥ 0)")

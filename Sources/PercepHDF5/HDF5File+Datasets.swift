@@ -150,8 +150,12 @@ extension HDF5File {
             throw op.error("index \(index) is outside the first axis of shape \(shape)")
         }
         let sliceShape = Array(shape.dropFirst())
-        let count = sliceShape.reduce(1, *)
-        guard count <= 1 << 28 else { throw op.error("a slice of shape \(sliceShape) is larger than 2^28 elements") }
+        var count = 1
+        for d in sliceShape {
+            let (c, overflow) = count.multipliedReportingOverflow(by: d)
+            guard !overflow, c <= 1 << 28 else { throw op.error("a slice of shape \(sliceShape) is larger than 2^28 elements") }
+            count = c
+        }
         var values = [Float](repeating: 0, count: count)
         guard count > 0 else { return (values, sliceShape) }
         let fileSpace = try op.id(H5Dget_space(dataset), "H5Dget_space")
@@ -205,7 +209,10 @@ extension HDF5File {
         guard let dims = try HDF5.dimensions(of: space, op) else {
             throw op.error("dataset has a null dataspace (no elements and no shape)")
         }
-        return dims.map { Int($0) }
+        return try dims.map { d in
+            guard let n = Int(exactly: d) else { throw op.error("a dimension of \(d) elements is beyond this reader") }
+            return n
+        }
     }
 
     /// A scalar dataspace for `[]`, a simple one otherwise.

@@ -354,11 +354,21 @@ struct Unpickler {
             guard let type = WeightDType(numpy: dt.code), raw.count == type.size else {
                 throw fail(.unsupported("numpy scalar of dtype '\(dt.code)' with \(raw.count) bytes"))
             }
-            let v = Double(decodeElements(raw[...], type, count: 1, bigEndian: dt.byteOrder == ">")[0])
-            return type == .float32 || type == .float16 || type == .float64 ? .float(v) : .int(Int64(v))
+            let ordered = dt.byteOrder == ">" ? Array(raw.reversed()) : raw
+            var bits: UInt64 = 0
+            for (i, b) in ordered.enumerated() { bits |= UInt64(b) << (8 * UInt64(i)) }
+            switch type {
+            case .float64: return .float(Double(bitPattern: bits))
+            case .float32, .float16, .bfloat16: return .float(Double(decodeElements(ordered[...], type, count: 1)[0]))
+            case .int64: return .int(Int64(bitPattern: bits))
+            case .int32: return .int(Int64(Int32(truncatingIfNeeded: bits)))
+            case .int16: return .int(Int64(Int16(truncatingIfNeeded: bits)))
+            case .int8: return .int(Int64(Int8(truncatingIfNeeded: bits)))
+            case .uint8, .bool: return .int(Int64(bits))
+            }
         case "_codecs.encode":
             // How Python 3 pickles bytes at protocol 2: the text of the bytes as latin-1.
-            guard args.count == 1 || ["latin1", "latin-1", "iso-8859-1"].contains(args[1].text ?? "") else {
+            guard args.count == 1 || (args.count == 2 && ["latin1", "latin-1", "iso-8859-1"].contains(args[1].text ?? "")) else {
                 throw fail(.refusedOpcode("_codecs.encode at offset \(at) with another encoding"))
             }
             if case .pyString(let b)? = args.first { return .bytes(b) }

@@ -90,13 +90,21 @@ public enum WeightsReader {
             guard order == "little" || order == "big" else { throw WeightsError(file: path, .malformed("byteorder member says '\(order.prefix(20))'")) }
             bigEndian = order == "big"
         }
-        // Each storage is read when its tensor is converted and dropped after, so at most one
-        // member's bytes are held beside the file and the converted tensors.
-        let storage: (StorageReference) throws -> [UInt8] = { try zip.data(prefix + "data/" + $0.key) }
+        // A storage used by one tensor is read for it and dropped after; one shared by several
+        // (tied weights, views) is read once and kept until its last use.
+        var cache: [String: [UInt8]] = [:], remaining: [String: Int] = [:]
+        let storage: (StorageReference) throws -> [UInt8] = { ref in
+            if remaining[ref.key] == nil { remaining[ref.key] = 0 }
+            let bytes = try cache[ref.key] ?? zip.data(prefix + "data/" + ref.key)
+            remaining[ref.key]! -= 1
+            if remaining[ref.key]! > 0 { cache[ref.key] = bytes } else { cache[ref.key] = nil }
+            return bytes
+        }
         var unpickler = Unpickler(bytes: try zip.data(pickleName), file: path, persistentLoad: { try storageReference($0, path) })
         defer { unpickler.release() }
         let root = try unpickler.load()
-        return try extract(root, path: path, format: .pytorchZip, bigEndian: bigEndian, storage: storage)
+        return try extract(root, path: path, format: .pytorchZip, bigEndian: bigEndian, storage: storage,
+                           uses: { remaining = $0 })
     }
 
     private static func readPickle(_ bytes: [UInt8], _ path: String) throws -> ImportedWeights {
@@ -112,9 +120,14 @@ public enum WeightsReader {
         var offset = start
         func next(_ load: Unpickler.PersistentLoad?) throws -> (PickleValue, Unpickler) {
             var u = Unpickler(bytes: bytes, offset: offset, file: path, persistentLoad: load)
-            let v = try u.load()
-            offset = u.offset
-            return (v, u)
+            do {
+                let v = try u.load()
+                offset = u.offset
+                return (v, u)
+            } catch {
+                u.release()
+                throw error
+            }
         }
         var (version, u1) = try next(nil)
         u1.release()
@@ -170,7 +183,8 @@ public enum WeightsReader {
     // MARK: the state dict
 
     private static func extract(_ root: PickleValue, path: String, format: WeightsFormat, bigEndian: Bool,
-                                storage: (StorageReference) throws -> [UInt8]) throws -> ImportedWeights {
+                                storage: (StorageReference) throws -> [UInt8],
+                                uses: ([String: Int]) -> Void = { _ in }) throws -> ImportedWeights {
         guard case .dict(let top) = root else {
             throw WeightsError(file: path, .noStateDict("the pickle holds a \(root.kind), not a dict of tensors"))
         }
@@ -183,7 +197,29 @@ public enum WeightsReader {
         let otherKeys = wrapper == nil ? [] : top.entries.compactMap(\.key.text).filter { $0 != wrapper }
         // A pickle of NumPy arrays without detectron2's "__author__" is Caffe2's: detectron2
         // renames its blobs and drops the solver's momentum blobs when it loads one.
-        let caffe2 = format == .numpyPickle && top["__author__"] == nil
+        let caffe2 = format == .numpyPickle && !(top["__author__"] != nil && top["model"] != nil)
+        // The elements a file may make us produce: what its distinct storages and arrays hold
+        // (plus slack for small expanded views). A pickle can name one storage under any number of
+        // keys; without this budget a small file could demand terabytes.
+        var storageUses: [String: Int] = [:], distinct = 0, arrays = Set<ObjectIdentifier>()
+        for (_, value) in dict.entries {
+            switch value {
+            case .tensor(let ref):
+                if storageUses[ref.storage.key] == nil { distinct += ref.storage.count }
+                storageUses[ref.storage.key, default: 0] += 1
+            case .ndarray(let a):
+                if arrays.insert(ObjectIdentifier(a)).inserted { distinct += a.data.count }
+            default: break
+            }
+        }
+        uses(storageUses)
+        var budget = distinct + (1 << 24)
+        func charge(_ n: Int, _ name: String) throws {
+            budget -= n
+            guard budget >= 0 else {
+                throw WeightsError(file: path, .tooLarge("'\(name)': the state dict reads its storages for more elements than they hold"))
+            }
+        }
         var tensors: [ImportedTensor] = [], skipped: [(String, String)] = [], seen = Set<String>()
         for (keyValue, value) in dict.entries {
             guard let raw = keyValue.text else { throw WeightsError(file: path, .malformed("a state-dict key is a \(keyValue.kind), not a name")) }
@@ -192,6 +228,7 @@ public enum WeightsReader {
             guard seen.insert(name).inserted else { throw WeightsError(file: path, .malformed("'\(name)' appears twice")) }
             switch value {
             case .tensor(let ref):
+                try charge(max(ref.shape.reduce(1, *), span(ref) + 1), name)
                 let bytes = try storage(ref.storage)
                 tensors.append(try materialize(ref, bytes, name: name, path: path, bigEndian: bigEndian))
             case .ndarray(let a):
@@ -199,6 +236,7 @@ public enum WeightsReader {
                     throw WeightsError(file: path, .malformed("array '\(raw)' was never filled in"))
                 }
                 let count = a.shape.reduce(1, *)
+                try charge(count, name)
                 var values = decodeElements(a.data[...], type, count: count, bigEndian: dt.byteOrder == ">")
                 if a.fortranOrder && a.shape.count > 1 { values = fortranToRowMajor(values, a.shape) }
                 tensors.append(ImportedTensor(name: name, shape: a.shape, dtype: type, values: values))
@@ -233,12 +271,14 @@ public enum WeightsReader {
             return ImportedTensor(name: name, shape: ref.shape, dtype: ref.storage.dtype,
                                   values: decodeElements(bytes[start..<(start + count * size)], ref.storage.dtype, count: count, bigEndian: bigEndian))
         }
-        // A general view (offsets were bounds-checked when the tensor was built).
-        let all = decodeElements(bytes[0..<(ref.storage.count * size)], ref.storage.dtype, count: ref.storage.count, bigEndian: bigEndian)
+        // A general view (offsets were bounds-checked when the tensor was built): decode the
+        // span it touches, then gather.
+        let last = ref.offset + span(ref)
+        let all = decodeElements(bytes[(ref.offset * size)..<((last + 1) * size)], ref.storage.dtype, count: last + 1 - ref.offset, bigEndian: bigEndian)
         var values = [Float](repeating: 0, count: count)
         var index = [Int](repeating: 0, count: ref.shape.count)
         for i in 0..<count {
-            var at = ref.offset
+            var at = 0
             for d in 0..<index.count { at += index[d] * ref.strides[d] }
             values[i] = all[at]
             var d = index.count - 1
@@ -249,6 +289,13 @@ public enum WeightsReader {
             }
         }
         return ImportedTensor(name: name, shape: ref.shape, dtype: ref.storage.dtype, values: values)
+    }
+
+    /// How far past its offset a view reaches in its storage (Σ (size − 1)·stride; checked for
+    /// overflow and against the storage when the view was built).
+    private static func span(_ ref: TensorReference) -> Int {
+        guard !ref.shape.contains(0) else { return 0 }
+        return zip(ref.shape, ref.strides).reduce(0) { $0 + ($1.0 - 1) * $1.1 }
     }
 
     /// Column-major (Fortran) values of `shape` in row-major order.

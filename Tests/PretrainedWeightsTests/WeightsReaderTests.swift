@@ -92,6 +92,7 @@ final class WeightsReaderTests: XCTestCase {
             ("hostile_huge_size.pth", { if case .tooLarge = $0 { return true }; return false }, "1099511627776"),
             ("hostile_recursive.pkl", { if case .recursive = $0 { return true }; return false }, "contains itself"),
             ("hostile_bad_crc.pth", { if case .malformed = $0 { return true }; return false }, "CRC-32"),
+            ("hostile_reused_storage.pth", { if case .tooLarge = $0 { return true }; return false }, "more elements than they hold"),
         ]
         for (file, kind, text) in cases {
             let path = try Self.fixture(file)
@@ -137,6 +138,19 @@ final class WeightsReaderTests: XCTestCase {
         // REDUCE on an allowlisted type that is not a constructor.
         let reduceType: [UInt8] = Array("cnumpy\nndarray\n".utf8) + [0x29, 0x52, 0x2E]
         guard case .refusedOpcode? = problem(proto + reduceType) else { return XCTFail("REDUCE numpy.ndarray") }
+    }
+
+    /// Review findings: `_codecs.encode` without arguments, and a NumPy int64 scalar at its
+    /// maximum (which a Float detour would round past Int64).
+    func testAllowlistedCallablesCheckTheirArguments() throws {
+        let encode: [UInt8] = [0x80, 0x02] + Array("c_codecs\nencode\n".utf8) + [0x29, 0x52, 0x2E]
+        XCTAssertNotNil(problem(encode))
+        var scalar: [UInt8] = [0x80, 0x02] + Array("cnumpy.core.multiarray\nscalar\n".utf8) + Array("cnumpy\ndtype\n".utf8)
+        scalar += [0x8C, 0x02] + Array("i8".utf8) + [0x89, 0x88, 0x87, 0x52]
+        scalar += [0x28, 0x4B, 0x03, 0x8C, 0x01, 0x3C, 0x4E, 0x4E, 0x4E, 0x4A, 0xFF, 0xFF, 0xFF, 0xFF, 0x4A, 0xFF, 0xFF, 0xFF, 0xFF, 0x4B, 0x00, 0x74, 0x62]
+        scalar += [0x43, 0x08, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F, 0x86, 0x52, 0x2E]
+        guard case .int(let v) = try unpickle(scalar) else { return XCTFail("not an int") }
+        XCTAssertEqual(v, Int64.max)
     }
 
     func testDeepNestingAndSelfContainingDictsAreRefused() {

@@ -30,6 +30,8 @@ Hostile files (each must be refused with a clear error, nothing executed):
   hostile_huge_size.pth   a tensor of size (2**40, 2**40)
   hostile_recursive.pkl   a list that contains itself
   hostile_bad_crc.pth     tiny_zip.pth with one storage byte flipped
+  hostile_reused_storage.pth  one 2^20-element storage (4 MiB of zeros, deflated to 4 KB) named by
+                          2000 keys through the pickle memo: 2·10^9 elements from a 9 KB file
 """
 import collections
 import io
@@ -258,6 +260,12 @@ loop = []
 loop.append(loop)
 with open(path("hostile_recursive.pkl"), "wb") as f:
     pickle.dump({"w": loop}, f, protocol=2)
+
+shared = FakeTensor(FakeStorage("0", 1 << 20), (1 << 20,), (1,))
+with zipfile.ZipFile(path("hostile_reused_storage.pth"), "w", zipfile.ZIP_DEFLATED) as z:
+    z.writestr("archive/data.pkl", fake_pkl({f"w{i}": shared for i in range(2000)}))
+    z.writestr("archive/data/0", bytes(4 << 20))
+    z.writestr("archive/version", "3\n")
 
 with zipfile.ZipFile(path("tiny_zip.pth")) as z:
     info = z.getinfo("tiny_zip/data/0")
