@@ -145,7 +145,7 @@ let package = Package(
         // `train-seg`/`eval-seg`: the segmentation task on the shared loop (datasets, student,
         // teacher, perceptual term, mmseg mIoU, whole/slide inference).
         .target(name: "SegmentationTraining",
-                dependencies: ["SegmentationData", "SegmentationModels", "Trainer", "Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
+                dependencies: ["SegmentationData", "SegmentationModels", "ImageCodecs", "Trainer", "Training", "Checkpoint", "Distributed", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: checked),
         // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
         .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: checked),

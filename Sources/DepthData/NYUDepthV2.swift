@@ -11,6 +11,12 @@ public struct NYUSample: Sendable {
     public let rgb: [UInt8]
     /// Depth in metres, height × width.
     public let depth: [Float]
+
+    /// A sample from its pixels (rgb: height × width × 3, depth: height × width).
+    public init(height: Int, width: Int, rgb: [UInt8], depth: [Float]) {
+        precondition(rgb.count == height * width * 3 && depth.count == height * width, "NYUSample: sizes do not match \(height)×\(width)")
+        self.height = height; self.width = width; self.rgb = rgb; self.depth = depth
+    }
 }
 
 /// The official labeled file `nyu_depth_v2_labeled.mat` (MATLAB v7.3: HDF5 behind a 512-byte

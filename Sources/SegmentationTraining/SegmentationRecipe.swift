@@ -1,6 +1,7 @@
 import Checkpoint
 import Distributed
 import Foundation
+import ImageCodecs
 import PercepCore
 import PercepNN
 import SegmentationData

@@ -130,3 +130,47 @@ final class DepthDataTests: XCTestCase {
         XCTAssertTrue(crop.err.contains("--crop must be r0,r1,c0,c1"), crop.err)
     }
 }
+
+/// VNL's augmentation and test pipeline on a frame of constant depth: the training units carry
+/// the side/crop factor, padding is −1 on top, draws are a function of (seed, epoch, index), and
+/// the test pipeline maps a consistent prediction back to the frame's metres.
+final class DepthTransformTests: XCTestCase {
+    func frame(_ g: DepthGeometry, metres: Float) -> NYUSample {
+        let rgb = (0..<(g.rawHeight * g.rawWidth * 3)).map { UInt8($0 % 251) }
+        return NYUSample(height: g.rawHeight, width: g.rawWidth, rgb: rgb, depth: [Float](repeating: metres, count: g.rawHeight * g.rawWidth))
+    }
+
+    func testTrainingUnitsPaddingAndDeterminism() {
+        let g = DepthGeometry.tiny, sample = frame(g, metres: 2)
+        let t = DepthTrainTransform(geometry: g, seed: 3)
+        var padded = 0
+        for index in 0..<40 {
+            let out = t.apply(sample, epoch: 0, index: index)
+            XCTAssertEqual(out.image.count, 3 * g.crop * g.crop)
+            XCTAssertEqual(out.depth.count, g.crop * g.crop)
+            // Valid pixels hold 0.2 · side / crop for the drawn side, except the one row where the
+            // resize mixes padding (−1) with depth; padding rows are negative.
+            let valid = out.depth.filter { $0 >= 0 }
+            let sides = valid.map { ($0 / 0.2 * Float(g.crop)).rounded() }
+            let side = Dictionary(grouping: sides, by: { $0 }).max { $0.value.count < $1.value.count }!.key
+            XCTAssertTrue(g.trainSides.map(Float.init).contains(side), "\(side)")
+            XCTAssertLessThanOrEqual(sides.filter { $0 != side }.count, g.crop, "only the boundary row is mixed")
+            if out.depth[0] < 0 { padded += 1; XCTAssertGreaterThan(out.depth[g.crop * (g.crop - 1)], 0, "padding is on top") }
+            XCTAssertEqual(out.depth, t.apply(sample, epoch: 0, index: index).depth, "the same draws for the same sample")
+        }
+        XCTAssertGreaterThan(padded, 5, "sides above the frame height pad the top")
+        XCTAssertNotEqual(t.apply(sample, epoch: 1, index: 0).image, t.apply(sample, epoch: 2, index: 0).image)
+    }
+
+    func testTestPipelineMapsAConsistentPredictionBackToMetres() {
+        for g in [DepthGeometry(), DepthGeometry.tiny] {
+            let t = DepthTestTransform(geometry: g)
+            XCTAssertEqual(t.input(frame(g, metres: 2)).count, 3 * g.crop * g.crop)
+            // A network that predicts the truth in training units: 0.2 m/10 · testSide / crop.
+            let prediction = [Float](repeating: 0.2 * Float(g.testSide) / Float(g.crop), count: g.crop * g.crop)
+            let metres = t.metres(prediction)
+            XCTAssertEqual(metres.count, g.rawHeight * g.rawWidth)
+            for m in metres { XCTAssertEqual(m, 2, accuracy: 1e-5) }
+        }
+    }
+}

@@ -63,7 +63,7 @@ final class TransformLoaderTests: XCTestCase {
         XCTAssertEqual(r.height, 512); XCTAssertEqual(r.width, 683)
         // cv2.resize INTER_LINEAR of [[0, 100]] to width 4: half-pixel centres → 0, 25, 75, 100.
         let img = try RGBImage(height: 1, width: 2, pixels: [0, 0, 0, 100, 100, 100])
-        XCTAssertEqual(SegmentationImageOps.resizeBilinear(img, height: 1, width: 4).pixels.enumerated().filter { $0.offset % 3 == 0 }.map(\.element),
+        XCTAssertEqual(OpenCVImageOps.resizeBilinear(img, height: 1, width: 4).pixels.enumerated().filter { $0.offset % 3 == 0 }.map(\.element),
                        [0, 25, 75, 100])
         // INTER_NEAREST: floor(dst · src/dst).
         let labels = LabelMap(height: 1, width: 3, values: [1, 2, 3])
@@ -76,7 +76,7 @@ final class TransformLoaderTests: XCTestCase {
         let out = SegmentationEvalTransform(scale: (long: 80, short: 20)).apply(s)
         XCTAssertEqual(out.height, 20); XCTAssertEqual(out.width, 27)
         XCTAssertEqual(out.labelHeight, 30); XCTAssertEqual(out.labels, s.labels.values)
-        XCTAssertEqual(SegmentationEvalTransform(scale: nil).apply(s).image, SegmentationImageOps.normalize(s.image, .imagenet))
+        XCTAssertEqual(SegmentationEvalTransform(scale: nil).apply(s).image, OpenCVImageOps.normalize(s.image, .imagenet))
     }
 
     // MARK: loader
