@@ -122,6 +122,10 @@ let package = Package(
         // VNL's depth network (ResNet-50 body, FTB laterals, ASPP, AFA decoder; VNL's names) and its
         // maths: log-space bins, soft-argmax depth, weighted cross-entropy, the virtual-normal loss.
         .target(name: "Depth", dependencies: ["PercepNN", "PercepCore"], swiftSettings: kernels),
+        // `train-depth`: VNL's network and losses (+ the perceptual term) on NYU's files, on the
+        // shared loop.
+        .target(name: "DepthTraining", dependencies: ["Depth", "DepthData", "Trainer", "Training", "Perceptual", "PercepNN", "PercepCore"],
+                swiftSettings: checked),
         // The one prefetching loader every task uses (threads, bounded window, broken samples
         // skipped and counted, step order).
         .target(name: "DataLoading", swiftSettings: checked),
@@ -153,7 +157,7 @@ let package = Package(
             name: "PercepDistCLI",
             dependencies: ["BuildInfo", "InstanceTraining", "InstanceData", "CondInst", "InstanceModels", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
-                           "Checkpoint", "PretrainedWeights", "DepthData", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           "Checkpoint", "PretrainedWeights", "DepthData", "DepthTraining", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),

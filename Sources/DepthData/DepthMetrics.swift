@@ -66,39 +66,47 @@ public struct DepthMetricSums: Equatable, Sendable {
     /// Adds an image of depths in metres (row-major, `height` × `width`): pixels with ground truth
     /// > 0 inside `crop` count. δ is decided in floating point, as VNL does.
     public mutating func add(prediction: [Float], truth: [Float], height: Int, width: Int, crop: DepthCrop?) {
-        let (r0, r1, c0, c1) = Self.bounds(crop, height: height, width: width)
-        for y in r0..<r1 {
-            for x in c0..<c1 {
-                let g = Double(truth[y * width + x])
-                guard g > 0 else { continue }
-                let p = Double(prediction[y * width + x])
-                let ratio = max(g / p, p / g)
-                add(prediction: p, truth: g, deltaHits: (ratio < 1.25, ratio < 1.25 * 1.25, ratio < 1.25 * 1.25 * 1.25))
-            }
+        for i in Self.pixels(crop, height: height, width: width) where truth[i] > 0 {
+            let g = Double(truth[i]), p = Double(prediction[i])
+            let ratio = max(g / p, p / g)
+            add(prediction: p, truth: g, deltaHits: (ratio < 1.25, ratio < 1.25 * 1.25, ratio < 1.25 * 1.25 * 1.25))
         }
     }
 
     /// Adds an image of integer depths (16-bit PNG values; metres = value / `scale`). δ compares
     /// the integers exactly (max·4 < min·5 for 1.25), so a ratio of exactly 1.25 never counts.
     public mutating func add(prediction: [UInt16], truth: [UInt16], height: Int, width: Int, scale: Double, crop: DepthCrop?) {
-        let (r0, r1, c0, c1) = Self.bounds(crop, height: height, width: width)
-        for y in r0..<r1 {
-            for x in c0..<c1 {
-                let gi = Int(truth[y * width + x])
-                guard gi > 0 else { continue }
-                let pi = Int(prediction[y * width + x])
-                let hi = max(gi, pi), lo = min(gi, pi)
-                // 1.25 = 5/4, 1.25² = 25/16, 1.25³ = 125/64.
-                add(prediction: Double(pi) / scale, truth: Double(gi) / scale,
-                    deltaHits: (hi * 4 < lo * 5, hi * 16 < lo * 25, hi * 64 < lo * 125))
-            }
+        for i in Self.pixels(crop, height: height, width: width) where truth[i] > 0 {
+            let gi = Int(truth[i]), pi = Int(prediction[i])
+            let hi = max(gi, pi), lo = min(gi, pi)
+            // 1.25 = 5/4, 1.25² = 25/16, 1.25³ = 125/64.
+            add(prediction: Double(pi) / scale, truth: Double(gi) / scale,
+                deltaHits: (hi * 4 < lo * 5, hi * 16 < lo * 25, hi * 64 < lo * 125))
         }
+    }
+
+    /// Row-major indices of the pixels inside `crop` (the whole image without one).
+    static func pixels(_ crop: DepthCrop?, height: Int, width: Int) -> [Int] {
+        let (r0, r1, c0, c1) = bounds(crop, height: height, width: width)
+        return (r0..<r1).flatMap { y in (c0..<c1).map { y * width + $0 } }
     }
 
     static func bounds(_ crop: DepthCrop?, height: Int, width: Int) -> (Int, Int, Int, Int) {
         guard let crop else { return (0, height, 0, width) }
         // Half-open slices as NumPy takes them: clipped to the image.
         return (min(crop.rowStart, height), min(crop.rowEnd, height), min(crop.colStart, width), min(crop.colEnd, width))
+    }
+
+    /// The sums as a flat list (the trainer all-reduces them), in a fixed order.
+    public var flat: [Double] {
+        [count, absRel, sqRel, squaredError, squaredLogError, log10Error] + delta + [logDifference, squaredLogDifference]
+    }
+
+    /// Sums from `flat`.
+    public init(flat f: [Double]) {
+        precondition(f.count == 11, "DepthMetricSums: \(f.count) sums, expected 11")
+        count = f[0]; absRel = f[1]; sqRel = f[2]; squaredError = f[3]; squaredLogError = f[4]; log10Error = f[5]
+        delta = Array(f[6..<9]); logDifference = f[9]; squaredLogDifference = f[10]
     }
 
     /// Sums of two shards (images or ranks).

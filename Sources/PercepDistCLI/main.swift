@@ -12,7 +12,7 @@ struct PercepDist: ParsableCommand {
         commandName: "percep-dist",
         abstract: "Data-parallel training with the generic perceptual loss.",
         version: "percep-dist \(BuildInfo.description)",
-        subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, TrainInst.self, EvalInst.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, EvalDepth.self, Synth.self,
+        subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, TrainInst.self, EvalInst.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, TrainDepth.self, EvalDepth.self, Synth.self,
                       CheckpointCommand.self, WeightsCommand.self, PlotCommand.self, Visualize.self, HDF5ProbeCommand.self])
 }
 

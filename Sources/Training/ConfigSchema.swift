@@ -108,7 +108,7 @@ public struct ConfigSchema: Sendable {
         ConfigKey("MODEL.TEACHER.AUX_HEAD", .bool(true)),
         ConfigKey("MODEL.TEACHER.WEIGHTS", .string("")),
         ConfigKey("DATASETS.ROOT", .string("datasets/ADEChallengeData2016")),
-        ConfigKey("DATASETS.FORMAT", .string("ade20k"), allowed: ["ade20k", "cityscapes", "voc", "coco"]),
+        ConfigKey("DATASETS.FORMAT", .string("ade20k"), allowed: ["ade20k", "cityscapes", "voc", "coco", "nyu"]),
         // Splits: train/val for the segmentation formats, the COCO split names (train2017, val2017).
         ConfigKey("DATASETS.TRAIN", .string("train")),
         ConfigKey("DATASETS.TEST", .string("val")),
@@ -189,6 +189,38 @@ public struct ConfigSchema: Sendable {
         ConfigKey("SOLVER.IMS_PER_GROUP", .int(2)),
         ConfigKey("DATALOADER.ASPECT_RATIO_GROUPING", .bool(true)),
         ConfigKey("DATALOADER.FILTER_EMPTY_ANNOTATIONS", .bool(true)),
+        // Depth (`train-depth`): VNL's network, bins, losses and NYU's geometry
+        // (../shared/specs/depth.md §8). INPUT.CROP_SIZE[0] is the square crop (385).
+        ConfigKey("MODEL.DEPTH.BASE_WIDTH", .int(64), range: 1...1024),
+        ConfigKey("MODEL.DEPTH.BLOCKS", .intList([3, 4, 6, 3]), range: 1...64),
+        ConfigKey("MODEL.DEPTH.LATERAL_OUT", .intList([512, 256, 256, 256]), range: 1...8192),
+        ConfigKey("MODEL.DEPTH.FCN_DIM_IN", .intList([512, 256, 256, 256, 256, 256]), range: 1...8192),
+        ConfigKey("MODEL.DEPTH.FCN_DIM_OUT", .intList([256, 256, 256, 256, 256]), range: 1...8192),
+        ConfigKey("MODEL.DEPTH.ASPP_CHANNELS", .int(512), range: 1...8192),
+        ConfigKey("MODEL.DEPTH.ASPP_DILATIONS", .intList([2, 4, 6]), range: 1...64),
+        ConfigKey("MODEL.DEPTH.BINS", .int(150), range: 2...4096),
+        ConfigKey("MODEL.DEPTH.MIN", .double(0.01), range: 1e-6...1e6),
+        ConfigKey("MODEL.DEPTH.MAX", .double(1.7), range: 1e-6...1e6),
+        ConfigKey("MODEL.DEPTH.SCALE", .double(10.0), range: 1e-6...1e6),
+        ConfigKey("INPUT.RAW_SIZE", .intList([480, 640]), range: 1...16384),
+        ConfigKey("INPUT.TRAIN_SQUARE_SIZES", .intList([385, 416, 448, 480, 512, 544, 576, 608, 640]), range: 1...16384),
+        ConfigKey("INPUT.TEST_SQUARE_SIZE", .int(640), range: 1...16384),
+        ConfigKey("DATASETS.NYU.MAT", .string("nyu_depth_v2_labeled.mat")),
+        ConfigKey("DATASETS.NYU.SPLITS", .string("splits.mat")),
+        ConfigKey("DATASETS.NYU.FOCAL", .doubleList([519.0, 519.0]), range: 1e-3...1e6),
+        ConfigKey("DATASETS.NYU.DEPTH_SOURCE", .string("depths"), allowed: ["depths", "rawDepths"]),
+        ConfigKey("LOSS.WCE.WEIGHT", .double(1.0)),
+        ConfigKey("LOSS.WCE.COEF", .double(0.2), range: 0...100),
+        ConfigKey("LOSS.VNL.WEIGHT", .double(6.0)),
+        ConfigKey("LOSS.VNL.SAMPLE_RATIO", .double(0.15), range: 0...10),
+        ConfigKey("LOSS.VNL.COS_THRESH", .double(0.867), range: 0...1),
+        ConfigKey("LOSS.VNL.NEAR_THRESH", .double(0.005), range: 0...1e6),
+        ConfigKey("LOSS.VNL.MIN_Z", .double(1e-4), range: 0...1e6),
+        ConfigKey("LOSS.VNL.TRIM", .double(0.25), range: 0...0.99),
+        // Pixels without ground truth (padding) in the perceptual term of depth: masked out of both
+        // maps (`mask`) or fed as they are (`raw`, the target's −1 band).
+        ConfigKey("LOSS.PERCEPTUAL.INVALID", .string("mask"), allowed: ["mask", "raw"]),
+        ConfigKey("TEST.EVAL_CROP", .intList([45, 471, 41, 601]), range: 0...16384),
     ])
 }
 

@@ -1,0 +1,180 @@
+import Depth
+import DepthData
+import Foundation
+import PercepCore
+import PercepNN
+import Perceptual
+import Trainer
+import Training
+
+/// A config or data problem of the depth job, naming the key or file.
+public struct DepthConfigError: Error, CustomStringConvertible {
+    /// What is wrong, prefixed with the key or file.
+    public let description: String
+    init(_ key: String, _ problem: String) { description = "\(key): \(problem)" }
+}
+
+/// Monocular depth for the shared `Trainer` (../shared/specs/depth.md): VNL's network, WCE over
+/// the log-depth bins + `LOSS.VNL.WEIGHT` · virtual-normal loss (+ λ·perceptual between the
+/// predicted and the ground-truth depth when `LOSS.PERCEPTUAL.ENABLED`), and VNL's pooled metrics
+/// on the test split through the NYU test pipeline.
+///
+/// Data: `DATASETS.ROOT/DATASETS.NYU.MAT` (the v7.3 labeled file) and `DATASETS.NYU.SPLITS`. Each
+/// rank reads the frames of both splits once at start-up: libhdf5's serial build is not
+/// thread-safe, and reading in loader threads while rank 0 writes checkpoints would need a
+/// process-wide HDF5 lock; NYU's 1449 frames are 2.8 GB, the synthetic sets megabytes.
+public final class DepthTask: TrainingTask {
+    /// The config.
+    public let config: TrainingConfig
+    /// The network.
+    public let network: VNLDepthModel
+    /// The perceptual loss on depth (1 input channel), if enabled.
+    public let perceptual: PerceptualLoss?
+    let bins: DepthBins
+    let weights: [Float]
+    let train: [NYUSample], test: [NYUSample]
+    let trainTransform: DepthTrainTransform
+    let testTransform: DepthTestTransform
+    let vnl: DepthLoss.VirtualNormalSettings
+    let evalCrop: DepthCrop?
+    private var collectives: TaskCollectives = SingleRank()
+    private var plan: [Int: (epoch: Int, indices: [Int])] = [:]
+    private var batchAt: (@Sendable (Int) -> (epoch: Int, indices: [Int]))?
+    private var dataWait = 0.0
+
+    /// Builds data, network and losses from `cfg`; every config or data problem surfaces here.
+    public init(_ cfg: TrainingConfig) throws {
+        config = cfg
+        var spec = VNLModelSpec()
+        spec.baseWidth = cfg.int("MODEL.DEPTH.BASE_WIDTH"); spec.blocks = cfg.ints("MODEL.DEPTH.BLOCKS")
+        spec.lateralOut = cfg.ints("MODEL.DEPTH.LATERAL_OUT"); spec.fcnIn = cfg.ints("MODEL.DEPTH.FCN_DIM_IN")
+        spec.fcnOut = cfg.ints("MODEL.DEPTH.FCN_DIM_OUT"); spec.asppChannels = cfg.int("MODEL.DEPTH.ASPP_CHANNELS")
+        spec.asppDilations = cfg.ints("MODEL.DEPTH.ASPP_DILATIONS"); spec.bins = cfg.int("MODEL.DEPTH.BINS")
+        if let problem = spec.problem { throw DepthConfigError("MODEL.DEPTH", problem) }
+        let (lo, hi) = (cfg.double("MODEL.DEPTH.MIN"), cfg.double("MODEL.DEPTH.MAX"))
+        guard lo < hi else { throw DepthConfigError("MODEL.DEPTH.MIN", "\(lo) must be below MODEL.DEPTH.MAX \(hi)") }
+        bins = DepthBins(count: spec.bins, minDepth: lo, maxDepth: hi)
+        weights = bins.crossEntropyWeights(coefficient: Float(cfg.double("LOSS.WCE.COEF")))
+
+        var geometry = DepthGeometry()
+        let raw = cfg.ints("INPUT.RAW_SIZE"), crop = cfg.ints("INPUT.CROP_SIZE")
+        guard raw.count == 2, crop.count == 2, crop[0] == crop[1] else {
+            throw DepthConfigError("INPUT.CROP_SIZE", "depth needs a square crop and INPUT.RAW_SIZE [H, W]")
+        }
+        geometry.rawHeight = raw[0]; geometry.rawWidth = raw[1]; geometry.crop = crop[0]
+        geometry.trainSides = cfg.ints("INPUT.TRAIN_SQUARE_SIZES"); geometry.testSide = cfg.int("INPUT.TEST_SQUARE_SIZE")
+        geometry.depthScale = Float(cfg.double("MODEL.DEPTH.SCALE"))
+        if let problem = geometry.problem { throw DepthConfigError("INPUT", problem) }
+        var transform = DepthTrainTransform(geometry: geometry, seed: UInt64(bitPattern: Int64(cfg.int("SEED"))))
+        transform.flip = cfg.bool("INPUT.HFLIP_TRAIN")
+        trainTransform = transform
+        testTransform = DepthTestTransform(geometry: geometry)
+        let c = cfg.ints("TEST.EVAL_CROP")
+        if c.isEmpty { evalCrop = nil } else {
+            guard c.count == 4, c[0] < c[1], c[2] < c[3] else { throw DepthConfigError("TEST.EVAL_CROP", "must be [r0, r1, c0, c1] with r0 < r1, c0 < c1, or []") }
+            evalCrop = DepthCrop(rowStart: c[0], rowEnd: c[1], colStart: c[2], colEnd: c[3])
+        }
+        var v = DepthLoss.VirtualNormalSettings()
+        let focal = cfg.doubles("DATASETS.NYU.FOCAL")
+        guard focal.count == 2 else { throw DepthConfigError("DATASETS.NYU.FOCAL", "needs [fx, fy]") }
+        v.focalX = Float(focal[0]); v.focalY = Float(focal[1])
+        v.sampleRatio = Float(cfg.double("LOSS.VNL.SAMPLE_RATIO")); v.cosThreshold = Float(cfg.double("LOSS.VNL.COS_THRESH"))
+        v.nearThreshold = Float(cfg.double("LOSS.VNL.NEAR_THRESH")); v.minZ = Float(cfg.double("LOSS.VNL.MIN_Z"))
+        v.trim = Float(cfg.double("LOSS.VNL.TRIM"))
+        vnl = v
+
+        let root = cfg.string("DATASETS.ROOT")
+        let matPath = (root as NSString).appendingPathComponent(cfg.string("DATASETS.NYU.MAT"))
+        let file = try NYULabeledFile(path: matPath, depthSource: cfg.string("DATASETS.NYU.DEPTH_SOURCE"))
+        guard file.height == geometry.rawHeight, file.width == geometry.rawWidth else {
+            throw DepthConfigError(matPath, "frames are \(file.height)×\(file.width), INPUT.RAW_SIZE says \(raw)")
+        }
+        let splits = try NYUSplits(path: (root as NSString).appendingPathComponent(cfg.string("DATASETS.NYU.SPLITS")), imageCount: file.count)
+        guard !splits.train.isEmpty else { throw DepthConfigError(matPath, "the training split is empty") }
+        train = try splits.train.map { try file.sample($0) }
+        test = try splits.test.map { try file.sample($0) }
+
+        var rng = SeededRNG(seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), stream: "depth model")
+        network = VNLDepthModel(spec, rng: &rng)
+        perceptual = try makePerceptualLoss(cfg, inChannels: 1)
+        if let perceptual {
+            // Fail now, not at the first step, when the crop is too small for the loss network.
+            let probe = Tensor.zeros([1, 1, geometry.crop, geometry.crop])
+            try perceptual.check(prediction: probe, target: probe)
+        }
+    }
+
+    /// The network.
+    public var model: Module { network }
+    /// Training frames.
+    public var trainingSetSize: Int { train.count }
+    /// Test frames.
+    public var evaluationSetSize: Int { test.count }
+    /// Seconds the last step spent preparing its batch (augmentation runs inline).
+    public var lastDataTime: Double { dataWait }
+    /// Keeps the job's collectives for the cross-rank WCE normaliser.
+    public func attach(_ collectives: TaskCollectives) { self.collectives = collectives }
+
+    /// Remembers which samples each step takes.
+    public func prepare(steps: Range<Int>, batchAt: @escaping @Sendable (Int) -> (epoch: Int, indices: [Int])) throws {
+        self.batchAt = batchAt
+    }
+
+    /// WCE, the virtual-normal loss and the perceptual term of step `step` on this rank's batch.
+    public func lossTerms(step: Int, rng: inout SeededRNG) throws -> [LossTerm] {
+        guard let batchAt else { throw DepthConfigError("trainer", "no batch plan before step \(step)") }
+        let t0 = Date()
+        let batch = batchAt(step)
+        let crop = trainTransform.geometry.crop, plane = crop * crop
+        let samples = batch.indices.map { trainTransform.apply(train[$0], epoch: batch.epoch, index: $0) }
+        let images = Tensor(shape: [samples.count, 3, crop, crop], values: samples.flatMap(\.image))
+        let (bin, clamped) = bins.binned(samples.flatMap(\.depth))
+        dataWait = Date().timeIntervalSince(t0)
+
+        let logits = network(images)
+        // Σ over this rank's valid pixels ÷ the ranks' mean valid count: after the gradient
+        // average this is the mean over the global batch at any world size.
+        var counts = [Double(clamped.reduce(0) { $0 + ($1 > 0 ? 1 : 0) })]
+        collectives.allreduceSum(&counts)
+        let meanValid = max(1, counts[0] / Double(collectives.worldSize))
+        // weightedCrossEntropy divides by this rank's own valid count; rescale to the mean.
+        let normaliser = Float(max(1, Double(clamped.reduce(0) { $0 + ($1 > 0 ? 1 : 0) })) / meanValid)
+        var terms = [LossTerm("loss_wce", DepthLoss.weightedCrossEntropy(logits, bins: bin, clampedDepth: clamped, weights: weights)
+                                            * (normaliser * Float(config.double("LOSS.WCE.WEIGHT"))))]
+        let depth = logits.binsToDepth(bins)
+        let vnlWeight = Float(config.double("LOSS.VNL.WEIGHT"))
+        if vnlWeight != 0 {
+            let triplets = DepthLoss.sampleTriplets(count: Int(vnl.sampleRatio * Float(plane)), pixels: plane, rng: &rng)
+            terms.append(LossTerm("loss_vnl", DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: triplets, settings: vnl).loss * vnlWeight))
+        }
+        if let perceptual {
+            let target = Tensor(shape: depth.shape, values: clamped)
+            if config.string("LOSS.PERCEPTUAL.INVALID") == "mask" {
+                let mask = Tensor(shape: depth.shape, values: clamped.map { $0 > 0 ? 1 : 0 })
+                terms.append(LossTerm("loss_perceptual", perceptual.weighted(depth * mask, target * mask)))
+            } else {
+                terms.append(LossTerm("loss_perceptual", perceptual.weighted(depth, target)))
+            }
+        }
+        return terms
+    }
+
+    /// The test pipeline on `indices`: VNL's pooled metric sums in metres (additive across ranks).
+    public func evaluate(indices: [Int], progress: (Int) -> Void) throws -> [Double] {
+        var sums = DepthMetricSums()
+        let g = testTransform.geometry
+        for (k, i) in indices.enumerated() {
+            let x = Tensor(shape: [1, 3, g.crop, g.crop], values: testTransform.input(test[i]))
+            let prediction = network(x).binsToDepth(bins).values
+            sums.add(prediction: testTransform.metres(prediction), truth: test[i].depth, height: g.rawHeight, width: g.rawWidth, crop: evalCrop)
+            progress(k + 1)
+        }
+        return sums.flat
+    }
+
+    /// abs_rel (the primary metric, lower is better), the other VNL metrics.
+    public func summarize(_ sums: [Double]) -> EvaluationResult {
+        let values = DepthMetricSums(flat: sums).values
+        return EvaluationResult(metrics: Array(zip(DepthMetricSums.names, values)), primary: "abs_rel", higherIsBetter: false)
+    }
+}
