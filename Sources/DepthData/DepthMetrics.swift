@@ -151,6 +151,20 @@ public enum DepthPredictionFolder {
         return (sums, pairs.count)
     }
 
+    /// Writes 16-bit depth values (height × width) as a grey PNG, creating the folder.
+    public static func writeDepthPNG(_ values: [UInt16], height: Int, width: Int, to path: String) throws {
+        let folder = (path as NSString).deletingLastPathComponent
+        do {
+            try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+            let bytes = try PNG.encode(try Grey16Image(height: height, width: width, pixels: values))
+            try Data(bytes).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch let error as PNGError {
+            throw DepthDataError(file: path, error.message)
+        } catch {
+            throw DepthDataError(file: path, "cannot write: \(error.localizedDescription)")
+        }
+    }
+
     /// A grey 16-bit PNG; any other bit depth or colour type is refused (an 8-bit PNG of depths
     /// would silently mean metres/255).
     public static func readDepthPNG(_ path: String) throws -> Grey16Image {

@@ -33,6 +33,14 @@ public final class DepthTask: TrainingTask {
     let bins: DepthBins
     let weights: [Float]
     let train: [NYUSample], test: [NYUSample]
+    /// The labeled file's 0-based index of each test frame (names saved predictions).
+    let testIndices: [Int]
+    /// When set, `evaluate` writes `pred/<index>.png` and `gt/<index>.png` under it: 16-bit PNGs of
+    /// round(metres · 1000) at the frame's size, the prediction clamped to [1, 65535], the index
+    /// that of the labeled file (0-based, 4 digits), for `eval-depth --pred-dir/--gt-dir`.
+    public var predictionDirectory: String?
+    /// The summed metrics of the last evaluation (every rank), for `eval-depth --json`.
+    public private(set) var lastEvaluation: DepthMetricSums?
     let trainTransform: DepthTrainTransform
     let testTransform: DepthTestTransform
     let vnl: DepthLoss.VirtualNormalSettings
@@ -93,6 +101,7 @@ public final class DepthTask: TrainingTask {
         guard !splits.train.isEmpty else { throw DepthConfigError(matPath, "the training split is empty") }
         train = try splits.train.map { try file.sample($0) }
         test = try splits.test.map { try file.sample($0) }
+        testIndices = splits.test
 
         var rng = SeededRNG(seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), stream: "depth model")
         network = VNLDepthModel(spec, rng: &rng)
@@ -165,8 +174,16 @@ public final class DepthTask: TrainingTask {
         let g = testTransform.geometry
         for (k, i) in indices.enumerated() {
             let x = Tensor(shape: [1, 3, g.crop, g.crop], values: testTransform.input(test[i]))
-            let prediction = network(x).binsToDepth(bins).values
-            sums.add(prediction: testTransform.metres(prediction), truth: test[i].depth, height: g.rawHeight, width: g.rawWidth, crop: evalCrop)
+            let metres = testTransform.metres(network(x).binsToDepth(bins).values)
+            sums.add(prediction: metres, truth: test[i].depth, height: g.rawHeight, width: g.rawWidth, crop: evalCrop)
+            if let predictionDirectory {
+                let name = String(format: "%04d.png", testIndices[i])
+                func millimetres(_ v: [Float], floor: Float) -> [UInt16] { v.map { UInt16(max(floor, min(65535, ($0 * 1000).rounded()))) } }
+                try DepthPredictionFolder.writeDepthPNG(millimetres(metres, floor: 1), height: g.rawHeight, width: g.rawWidth,
+                                                        to: predictionDirectory + "/pred/" + name)
+                try DepthPredictionFolder.writeDepthPNG(millimetres(test[i].depth, floor: 0), height: g.rawHeight, width: g.rawWidth,
+                                                        to: predictionDirectory + "/gt/" + name)
+            }
             progress(k + 1)
         }
         return sums.flat
@@ -174,7 +191,9 @@ public final class DepthTask: TrainingTask {
 
     /// abs_rel (the primary metric, lower is better), the other VNL metrics.
     public func summarize(_ sums: [Double]) -> EvaluationResult {
-        let values = DepthMetricSums(flat: sums).values
+        let total = DepthMetricSums(flat: sums)
+        lastEvaluation = total
+        let values = total.values
         return EvaluationResult(metrics: Array(zip(DepthMetricSums.names, values)), primary: "abs_rel", higherIsBetter: false)
     }
 }

@@ -61,6 +61,34 @@ final class TrainDepthJobTests: XCTestCase {
         XCTAssertLessThan(worst, 1e-3, "1 rank × 4 images vs 2 ranks × 2")
     }
 
+    /// `eval-depth --config/--checkpoint` (1 and 2 ranks) and `--save-pred` PNGs read back by the
+    /// PNG mode give the same metrics (the PNGs round to millimetres).
+    func testEvalDepthModelModeAgreesWithItsSavedPNGs() throws {
+        let train = try ProcessRunner.run(ProcessRunner.percepDist, ["train-depth", "--config", Self.config] + overrides("m", iterations: 2))
+        XCTAssertEqual(train.status, 0, train.err)
+        let checkpoint = dir.appendingPathComponent("m/model_0000002.h5").path, preds = dir.appendingPathComponent("preds").path
+        let set = ["--set", "DATASETS.ROOT", dir.appendingPathComponent("data").path]
+        func metrics(_ text: String) throws -> [String: Double] {
+            let line = try XCTUnwrap(text.split(separator: "\n").last { $0.hasPrefix("{") })
+            let object = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+            return object.compactMapValues { $0 as? Double }
+        }
+        let model = try ProcessRunner.run(ProcessRunner.percepDist, ["eval-depth", "--config", Self.config, "--checkpoint", checkpoint,
+                                                                     "--save-pred", preds, "--json"] + set)
+        XCTAssertEqual(model.status, 0, model.err)
+        let pngs = try ProcessRunner.run(ProcessRunner.percepDist, ["eval-depth", "--pred-dir", preds + "/pred", "--gt-dir", preds + "/gt",
+                                                                    "--crop", "11,118,10,150", "--json"])
+        XCTAssertEqual(pngs.status, 0, pngs.err)
+        let two = try MPIJob.run(ranks: 2, ["--config", Self.config, "--checkpoint", checkpoint, "--json"] + set, command: ["eval-depth"], limit: 120)
+        XCTAssertEqual(two.status, 0, two.output)
+        let (a, b, c) = (try metrics(model.out), try metrics(pngs.out), try metrics(two.output))
+        for key in ["abs_rel", "rms", "delta1", "silog"] {
+            let v = try XCTUnwrap(a[key], key)
+            XCTAssertEqual(v, try XCTUnwrap(b[key]), accuracy: 2e-3 * max(1, v), "\(key): model vs its PNGs")
+            XCTAssertEqual(v, try XCTUnwrap(c[key]), accuracy: 1e-7 * max(1, v), "\(key): 1 vs 2 ranks (summation order)")
+        }
+    }
+
     func testBadDataIsANamedError() throws {
         let r = try ProcessRunner.run(ProcessRunner.percepDist, ["train-depth", "--config", Self.config] + overrides("bad")
                                       + ["DATASETS.NYU.SPLITS", "missing.mat"])
