@@ -92,7 +92,8 @@ extension Tensor {
                     let ck = centres[k], base = (img * c + k) * plane
                     for q in 0..<plane {
                         let i = img * plane + q
-                        gz[base + q] = go[i] * dst[i] * ln10 * p[base + q] * (ck - Float(expectation[i]))
+                        // c_k − E[c] in double: it cancels where the probability mass sits.
+                        gz[base + q] = Float(Double(go[i] * dst[i] * ln10 * p[base + q]) * (Double(ck) - expectation[i]))
                     }
                 }
             }

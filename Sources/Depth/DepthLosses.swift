@@ -86,9 +86,10 @@ public enum DepthLoss {
     /// diagonal included, above the threshold), decided in float32. Per kept triplet and image,
     /// Σ|n̂_gt − n̂_pred| of the unit normals (a zero normal is divided by 0.01 instead); all are
     /// pooled, sorted, the lowest `trim` share dropped, and the rest averaged.
-    /// prediction: [N, 1, H, W]; groundTruth: N·H·W clamped depths → (loss scalar, kept per image).
+    /// prediction: [N, 1, H, W]; groundTruth: N·H·W clamped depths → (loss scalar, kept per image,
+    /// and which kept triplets survived the trim, per image).
     public static func virtualNormal(_ prediction: Tensor, groundTruth: [Float], triplets: [(Int32, Int32, Int32)],
-                                     settings: VirtualNormalSettings = .init()) -> (loss: Tensor, kept: [[Bool]]) {
+                                     settings: VirtualNormalSettings = .init()) -> (loss: Tensor, kept: [[Bool]], used: [[Bool]]) {
         precondition(prediction.rank == 4 && prediction.shape[1] == 1, "VNL: prediction \(prediction.shape) must be [N, 1, H, W]")
         let (n, h, w) = (prediction.shape[0], prediction.shape[2], prediction.shape[3]), plane = h * w
         precondition(groundTruth.count == n * plane, "VNL: \(groundTruth.count) ground-truth depths for \(n * plane) pixels")
@@ -143,6 +144,8 @@ public enum DepthLoss {
         let used = Array(order[first...])
         let mean = used.isEmpty ? 0 : used.reduce(0.0) { $0 + terms[$1].loss } / Double(used.count)
         let out = Tensor(scalar: Float(mean))
+        var survivors = [[Bool]](repeating: [Bool](repeating: false, count: triplets.count), count: n)
+        for index in used { survivors[terms[index].image][terms[index].triplet] = true }
         let inShape = prediction.shape
         Tape.record(out, inputs: [prediction]) { [prediction] g in
             let dz = Tensor.zeros(inShape)
@@ -177,6 +180,6 @@ public enum DepthLoss {
             }
             return [dz]
         }
-        return (out, kept)
+        return (out, kept, survivors)
     }
 }

@@ -3,6 +3,7 @@ import DepthData
 import Foundation
 import PercepCore
 import PercepNN
+import PercepHDF5
 import Perceptual
 import Trainer
 import Training
@@ -166,6 +167,58 @@ public final class DepthTask: TrainingTask {
             }
         }
         return terms
+    }
+
+    /// One training step written out for the parity check against `tools/pytorch/depth_twin.py
+    /// check`: the first `SOLVER.IMS_PER_BATCH` training frames at epoch 0, `logits`
+    /// [N, bins, H, W], `gt` [N, 1, H, W] (clamped training units, padding −1), `triplets` [n, 3]
+    /// (int32 flat indices row·W + col, shared by the batch), `vnl_keep` [N, n] (uint8: the
+    /// filter), `vnl_used` [N, n] (uint8: kept and not trimmed),
+    /// `grad_logits` = d(WCE_weight·WCE + VNL_weight·VNL)/d logits, and attributes
+    /// `focal_length`, `loss_wce`, `loss_vnl`, `loss_percep` (when on), `depth_min`, `depth_max`,
+    /// `vnl_weight`, `wce_coef`. Returns the losses.
+    public func dumpStep(to path: String) throws -> [(String, Double)] {
+        let count = min(config.int("SOLVER.IMS_PER_BATCH"), train.count)
+        let crop = trainTransform.geometry.crop, plane = crop * crop
+        let samples = (0..<count).map { trainTransform.apply(train[$0], epoch: 0, index: $0) }
+        let images = Tensor(shape: [count, 3, crop, crop], values: samples.flatMap(\.image))
+        let (bin, clamped) = bins.binned(samples.flatMap(\.depth))
+        let logits = Tape.withoutGrad { network(images) }.detached()
+        logits.requiresGrad = true
+        let wceWeight = Float(config.double("LOSS.WCE.WEIGHT")), vnlWeight = Float(config.double("LOSS.VNL.WEIGHT"))
+        let wce = DepthLoss.weightedCrossEntropy(logits, bins: bin, clampedDepth: clamped, weights: weights)
+        var rng = SeededRNG(seed: UInt64(bitPattern: Int64(config.int("SEED"))), stream: "depth dump triplets")
+        let triplets = DepthLoss.sampleTriplets(count: Int(vnl.sampleRatio * Float(plane)), pixels: plane, rng: &rng)
+        let depth = logits.binsToDepth(bins)
+        let (vnlLoss, kept, used) = DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: triplets, settings: vnl)
+        var losses: [(String, Double)] = [("loss_wce", Double(wce.values[0])), ("loss_vnl", Double(vnlLoss.values[0]))]
+        if let perceptual {
+            let target = Tensor(shape: depth.shape, values: clamped)
+            let value = Tape.withoutGrad { () -> Float in
+                if config.string("LOSS.PERCEPTUAL.INVALID") == "mask" {
+                    let mask = Tensor(shape: depth.shape, values: clamped.map { $0 > 0 ? 1 : 0 })
+                    return perceptual.weighted(depth.detached() * mask, target * mask).values[0]
+                }
+                return perceptual.weighted(depth.detached(), target).values[0]
+            }
+            losses.append(("loss_percep", Double(value)))
+        }
+        (wce * wceWeight + vnlLoss * vnlWeight).backward()
+        let file = try HDF5File(creating: path)
+        try file.write(logits.detached(), at: "/logits")
+        try file.write(Tensor(shape: [count, 1, crop, crop], values: clamped), at: "/gt")
+        try file.write(int32: triplets.flatMap { [$0.0, $0.1, $0.2] }, shape: [triplets.count, 3], at: "/triplets")
+        try file.write(uint8: kept.flatMap { $0.map { $0 ? 1 : 0 } }, shape: [count, triplets.count], at: "/vnl_keep")
+        try file.write(uint8: used.flatMap { $0.map { $0 ? 1 : 0 } }, shape: [count, triplets.count], at: "/vnl_used")
+        guard let grad = logits.grad else { throw DepthConfigError("dump", "no gradient reached the logits") }
+        try file.write(grad, at: "/grad_logits")
+        for (name, value) in losses + [("focal_length", Double(vnl.focalX)), ("depth_min", Double(bins.minDepth)), ("depth_max", Double(bins.maxDepth)),
+                                       ("vnl_weight", Double(vnlWeight)), ("wce_weight", Double(wceWeight)), ("wce_coef", config.double("LOSS.WCE.COEF"))] {
+            try file.setAttribute(name, .double(value))
+        }
+        try file.setAttribute("bins", .int(Int64(bins.count)))
+        try file.close()
+        return losses
     }
 
     /// The test pipeline on `indices`: VNL's pooled metric sums in metres (additive across ranks).

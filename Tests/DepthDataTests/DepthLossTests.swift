@@ -27,7 +27,7 @@ final class DepthLossTests: XCTestCase {
         guard case .double(let focal)? = try file.attribute("focal_length") else { return XCTFail("no focal_length") }
         settings.focalX = Float(focal); settings.focalY = Float(focal)
         let picks = stride(from: 0, to: triplets.count, by: 3).map { (Int32(triplets[$0]), Int32(triplets[$0 + 1]), Int32(triplets[$0 + 2])) }
-        let (vnl, kept) = DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: picks, settings: settings)
+        let (vnl, kept, _) = DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: picks, settings: settings)
         XCTAssertEqual(kept.flatMap { $0.map { Int64($0 ? 1 : 0) } }, try file.readIntegers(at: "kept").values, "the float32 filter keeps the same triplets")
         for (name, value) in [("loss_wce", wce), ("loss_vnl", vnl)] {
             guard case .double(let want)? = try file.attribute(name) else { return XCTFail("no \(name)") }
@@ -86,7 +86,7 @@ final class SynthDepthTests: XCTestCase {
             settings.focalX = 129.75; settings.focalY = 129.75
             var rng = SeededRNG(seed: 9)
             let triplets = DepthLoss.sampleTriplets(count: 2000, pixels: 120 * 160, rng: &rng)
-            let (loss, kept) = DepthLoss.virtualNormal(Tensor(shape: [1, 1, 120, 160], values: z), groundTruth: z, triplets: triplets, settings: settings)
+            let (loss, kept, _) = DepthLoss.virtualNormal(Tensor(shape: [1, 1, 120, 160], values: z), groundTruth: z, triplets: triplets, settings: settings)
             XCTAssertEqual(loss.values[0], 0, "image \(i)")
             XCTAssertGreaterThan(kept[0].filter { $0 }.count, 100, "image \(i) keeps triplets")
         }

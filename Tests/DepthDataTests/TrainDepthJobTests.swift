@@ -89,6 +89,25 @@ final class TrainDepthJobTests: XCTestCase {
         }
     }
 
+    /// --dump-step writes the twin's layout (tools/pytorch/depth_twin.py check): shapes, the
+    /// triplet masks, and losses that the depth maths recompute from the dumped inputs.
+    func testDumpStepWritesTheTwinsLayout() throws {
+        let path = dir.appendingPathComponent("dump.h5").path
+        let r = try ProcessRunner.run(ProcessRunner.percepDist, ["train-depth", "--config", Self.config, "--dump-step", path] + overrides("dump"))
+        XCTAssertEqual(r.status, 0, r.err)
+        let file = try HDF5File(reading: path)
+        XCTAssertEqual(try file.shape(at: "logits"), [4, 150, 97, 97])
+        XCTAssertEqual(try file.shape(at: "gt"), [4, 1, 97, 97])
+        XCTAssertEqual(try file.shape(at: "triplets"), [Int(0.15 * 97 * 97), 3])
+        XCTAssertEqual(try file.shape(at: "vnl_used"), [4, Int(0.15 * 97 * 97)])
+        XCTAssertEqual(try file.shape(at: "grad_logits"), [4, 150, 97, 97])
+        for name in ["loss_wce", "loss_vnl", "focal_length"] {
+            guard case .double(let v)? = try file.attribute(name) else { return XCTFail("no \(name)") }
+            XCTAssertTrue(v.isFinite && v > 0, "\(name) \(v)")
+            if name.hasPrefix("loss") { XCTAssertTrue(r.out.contains(String(format: "%@ %.6f", name, v)), r.out) }
+        }
+    }
+
     func testBadDataIsANamedError() throws {
         let r = try ProcessRunner.run(ProcessRunner.percepDist, ["train-depth", "--config", Self.config] + overrides("bad")
                                       + ["DATASETS.NYU.SPLITS", "missing.mat"])

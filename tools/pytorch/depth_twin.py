@@ -5,6 +5,12 @@ Tests/DepthDataTests/Fixtures/depth_losses.h5 they produce.
 
   python3 tools/pytorch/depth_twin.py make [OUT.h5]
   python3 tools/pytorch/depth_twin.py model [OUT.h5]
+  python3 tools/pytorch/depth_twin.py check DUMP.h5
+
+`check` reads a `percep-dist train-depth --dump-step` file (logits, clamped gt, triplets, focal
+length, weights), recomputes WCE, the virtual-normal loss and d(WCE + w·VNL)/d logits here, and
+prints the relative differences (losses ≤ 1e-5, gradient ≤ 1e-4 relative L2 away from the |·|
+kinks of the virtual-normal loss pass; the whole gradient's difference is printed too).
 
 `model` builds VNL's network (depth.md §1, with VNL's state-dict names) at narrow widths, in
 float64 with random weights, and stores its state dict, a batch of 2 images, the logits (BatchNorm
@@ -63,7 +69,8 @@ def bins_to_depth(logits):
 FOCAL = 10.0  # small images: VNL's 519 px would make every triplet 'near'
 
 
-def points(z, idx, h, w, f=FOCAL, dtype=np.float64):
+def points(z, idx, h, w, f=None, dtype=np.float64):
+    f = FOCAL if f is None else f
     u = (idx % w).astype(dtype) - dtype(w // 2)
     v = (idx // w).astype(dtype) - dtype(h // 2)
     if isinstance(z, torch.Tensor):
@@ -91,7 +98,10 @@ def unit_normals(p):
     return n / torch.where(norm == 0, torch.full_like(norm, 0.01), norm)
 
 
-def vnl(pred, clamped, triplets, trim=0.25):
+def vnl(pred, clamped, triplets, trim=0.25, used=None):
+    """The trimmed mean; with `used` ([N, n] booleans, a dump's vnl_used) the mean runs over those
+    triplets instead of the twin's own trim (near-equal losses can cross the cut between float32
+    and float64, which moves whole triplets in or out of the gradient)."""
     n_img, _, h, w = pred.shape
     losses, kept = [], []
     for i in range(n_img):
@@ -103,6 +113,9 @@ def vnl(pred, clamped, triplets, trim=0.25):
         pp = torch.stack([points(pred[i, 0].reshape(-1)[torch.from_numpy(t[:, k])], t[:, k], h, w) for k in range(3)], 1)
         losses.append((unit_normals(pg) - unit_normals(pp)).abs().sum(1))
     all_losses = torch.cat(losses)
+    if used is not None:
+        mask = torch.from_numpy(np.concatenate([used[i][kept[i]] for i in range(n_img)]))
+        return all_losses[mask].mean(), np.stack(kept)
     ordered, _ = torch.sort(all_losses)
     return ordered[int(all_losses.numel() * trim):].mean(), np.stack(kept)
 
@@ -321,9 +334,59 @@ def model(out):
     print(f"wrote {out}: logits {tuple(logits.shape)}; full-width trainable parameters {sum(p.numel() for p in full.parameters())}")
 
 
+def check(dump):
+    global FOCAL
+    with h5py.File(dump, "r") as f:
+        logits = f["logits"][:].astype(np.float64)
+        gt = f["gt"][:]
+        triplets = f["triplets"][:].astype(np.int64)
+        keep_ours = f["vnl_keep"][:].astype(bool)
+        used_ours = f["vnl_used"][:].astype(bool)
+        grad_ours = f["grad_logits"][:].astype(np.float64)
+        attrs = dict(f.attrs)
+    FOCAL = float(attrs["focal_length"])
+    bins, clamped = depth_to_bins(gt)
+    z = torch.from_numpy(logits).requires_grad_(True)
+    loss_w = wce(z, bins, clamped, coef=float(attrs["wce_coef"]))
+    loss_v, keep = vnl(bins_to_depth(z), clamped, triplets)
+    # The gradient with the dump's own trim: near-equal triplet losses may sit on either side of
+    # the 25 % cut in float32 and float64; the loss value is the same either way.
+    loss_same, _ = vnl(bins_to_depth(z), clamped, triplets, used=used_ours)
+    (float(attrs["wce_weight"]) * loss_w + float(attrs["vnl_weight"]) * loss_same).backward()
+    g = z.grad.numpy()
+    # |n_gt − n_pred| has kinks: a component where both normals agree to float32 precision can
+    # take either sign in float32 and float64, which flips that triplet's gradient. Pixels of used
+    # triplets with such a component (< 1e-5) are compared separately.
+    kink = np.zeros(gt.shape[0:1] + gt.shape[2:], dtype=bool)
+    h, w = gt.shape[2:]
+    with torch.no_grad():
+        pred = bins_to_depth(torch.from_numpy(logits))
+    for i in range(gt.shape[0]):
+        t = triplets[used_ours[i]]
+        gflat, pflat = torch.from_numpy(clamped[i, 0].reshape(-1).astype(np.float64)), pred[i, 0].reshape(-1)
+        ng = unit_normals(torch.stack([points(gflat[torch.from_numpy(t[:, k])], t[:, k], h, w) for k in range(3)], 1))
+        npred = unit_normals(torch.stack([points(pflat[torch.from_numpy(t[:, k])], t[:, k], h, w) for k in range(3)], 1))
+        near = ((ng - npred).abs() < 1e-5).any(1).numpy()
+        for k in range(3):
+            flat = kink[i].reshape(-1)
+            flat[t[near, k]] = True
+    away = ~kink[:, None, :, :].repeat(g.shape[1], 1)
+    rel = lambda a, b: abs(a - b) / abs(b)
+    res = {"loss_wce": rel(float(attrs["loss_wce"]), loss_w.item()), "loss_vnl": rel(float(attrs["loss_vnl"]), loss_v.item()),
+           "grad_logits": float(np.linalg.norm(grad_ours - g) / np.linalg.norm(g)),
+           "grad_away_from_kinks": float(np.linalg.norm((grad_ours - g)[away]) / np.linalg.norm(g[away])),
+           "kink_pixels": int(kink.sum()),
+           "vnl_keep_mismatches": int((keep != keep_ours).sum()), "trim_vs_own": rel(loss_same.item(), loss_v.item())}
+    ok = res["loss_wce"] <= 1e-5 and res["loss_vnl"] <= 1e-5 and res["grad_away_from_kinks"] <= 1e-4
+    print(("PASS " if ok else "FAIL ") + "  ".join(f"{k} {v:.3g}" for k, v in res.items()))
+    return ok
+
+
 if __name__ == "__main__":
-    if len(sys.argv) < 2 or sys.argv[1] not in ("make", "model"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("make", "model", "check"):
         sys.exit(__doc__)
+    if sys.argv[1] == "check":
+        sys.exit(0 if check(sys.argv[2]) else 1)
     if sys.argv[1] == "make":
         make(sys.argv[2] if len(sys.argv) > 2 else "Tests/DepthDataTests/Fixtures/depth_losses.h5")
     else:
