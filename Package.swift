@@ -124,7 +124,7 @@ let package = Package(
         .target(name: "Depth", dependencies: ["PercepNN", "PercepCore"], swiftSettings: kernels),
         // `train-depth`: VNL's network and losses (+ the perceptual term) on NYU's files, on the
         // shared loop.
-        .target(name: "DepthTraining", dependencies: ["Depth", "DepthData", "Trainer", "Training", "Perceptual", "PercepNN", "PercepCore"],
+        .target(name: "DepthTraining", dependencies: ["Depth", "DepthData", "ImageCodecs", "Trainer", "Training", "Perceptual", "PercepNN", "PercepCore"],
                 swiftSettings: checked),
         // The one prefetching loader every task uses (threads, bounded window, broken samples
         // skipped and counted, step order).
@@ -198,7 +198,7 @@ let package = Package(
                                                                  "Perceptual", "SegmentationModels", "InstanceModels", "Trainer", "Training", "PercepDistCLI", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // NYU's v7.3 and v5 files as h5py and SciPy write them, VNL's metrics against NumPy, `eval-depth`.
-        .testTarget(name: "DepthDataTests", dependencies: ["DepthData", "Depth", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"],
+        .testTarget(name: "DepthDataTests", dependencies: ["DepthData", "Depth", "ImageCodecs", "PercepCore", "PercepHDF5", "PercepDistCLI", "TestSupport"],
                     resources: [.copy("Fixtures")]),
         // CondInst's maths and one training step against the PyTorch twin's fixtures.
         .testTarget(name: "CondInstTests", dependencies: ["CondInst", "InstanceTraining", "InstanceModels", "Perceptual", "PercepNN", "PercepCore",

@@ -181,3 +181,39 @@ public enum DepthPredictionFolder {
         }
     }
 }
+
+/// Depth maps as pictures: the frame, its ground truth and the prediction side by side, both
+/// depths colour-mapped over the same range (the ground truth's valid 1st–99th percentile), near
+/// in warm and far in cool colours, invalid ground truth black.
+public enum DepthVisual {
+    /// Colour stops from near to far (red, yellow, green, cyan, blue, violet).
+    static let stops: [SIMD3<Double>] = [[0.85, 0.1, 0.1], [0.95, 0.8, 0.1], [0.2, 0.75, 0.2], [0.1, 0.7, 0.8], [0.15, 0.3, 0.85], [0.35, 0.1, 0.55]]
+
+    /// RGB of `value` in [lo, hi].
+    static func colour(_ value: Float, lo: Float, hi: Float) -> (UInt8, UInt8, UInt8) {
+        let t = Double(max(0, min(1, (value - lo) / max(hi - lo, 1e-6)))) * Double(stops.count - 1)
+        let i = min(Int(t), stops.count - 2), f = t - Double(i)
+        let c = stops[i] * (1 - f) + stops[i + 1] * f
+        return (UInt8(c.x * 255), UInt8(c.y * 255), UInt8(c.z * 255))
+    }
+
+    /// A (height × 3·width) RGB picture: `rgb` | ground truth | prediction (metres, row-major).
+    public static func sideBySide(rgb: [UInt8], truth: [Float], prediction: [Float], height: Int, width: Int) -> RGBImage {
+        let valid = truth.filter { $0 > 0 }.sorted()
+        let lo = valid.isEmpty ? 0 : valid[valid.count / 100], hi = valid.isEmpty ? 1 : valid[valid.count * 99 / 100]
+        var out = [UInt8](repeating: 0, count: height * width * 3 * 3)
+        for y in 0..<height {
+            for x in 0..<width {
+                let row = y * width * 3, i = y * width + x
+                for c in 0..<3 { out[(row + x) * 3 + c] = rgb[i * 3 + c] }
+                if truth[i] > 0 {
+                    let (r, g, b) = colour(truth[i], lo: lo, hi: hi)
+                    out[(row + width + x) * 3] = r; out[(row + width + x) * 3 + 1] = g; out[(row + width + x) * 3 + 2] = b
+                }
+                let (r, g, b) = colour(prediction[i], lo: lo, hi: hi)
+                out[(row + 2 * width + x) * 3] = r; out[(row + 2 * width + x) * 3 + 1] = g; out[(row + 2 * width + x) * 3 + 2] = b
+            }
+        }
+        return try! RGBImage(height: height, width: 3 * width, pixels: out)   // sizes are positive
+    }
+}

@@ -1,6 +1,7 @@
 import Depth
 import DepthData
 import Foundation
+import ImageCodecs
 import PercepCore
 import PercepNN
 import PercepHDF5
@@ -38,7 +39,8 @@ public final class DepthTask: TrainingTask {
     let testIndices: [Int]
     /// When set, `evaluate` writes `pred/<index>.png` and `gt/<index>.png` under it: 16-bit PNGs of
     /// round(metres · 1000) at the frame's size, the prediction clamped to [1, 65535], the index
-    /// that of the labeled file (0-based, 4 digits), for `eval-depth --pred-dir/--gt-dir`.
+    /// that of the labeled file (0-based, 4 digits), for `eval-depth --pred-dir/--gt-dir`; and
+    /// `vis/<index>.png`, the frame, ground truth and prediction side by side in colour.
     public var predictionDirectory: String?
     /// The summed metrics of the last evaluation (every rank), for `eval-depth --json`.
     public private(set) var lastEvaluation: DepthMetricSums?
@@ -236,6 +238,9 @@ public final class DepthTask: TrainingTask {
                                                         to: predictionDirectory + "/pred/" + name)
                 try DepthPredictionFolder.writeDepthPNG(millimetres(test[i].depth, floor: 0), height: g.rawHeight, width: g.rawWidth,
                                                         to: predictionDirectory + "/gt/" + name)
+                let picture = DepthVisual.sideBySide(rgb: test[i].rgb, truth: test[i].depth, prediction: metres, height: g.rawHeight, width: g.rawWidth)
+                try FileManager.default.createDirectory(atPath: predictionDirectory + "/vis", withIntermediateDirectories: true)
+                try Data(try PNG.encode(picture)).write(to: URL(fileURLWithPath: predictionDirectory + "/vis/" + name))
             }
             progress(k + 1)
         }

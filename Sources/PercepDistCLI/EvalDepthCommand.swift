@@ -22,7 +22,7 @@ struct EvalDepth: ParsableCommand {
     var crop: String = "45,471,41,601"
     @Option(help: "Training config describing the data set, model and test pipeline (model mode).") var config: String?
     @Option(help: "Checkpoint or weights (model mode).") var checkpoint: String?
-    @Option(name: .customLong("save-pred"), help: "Model mode: write pred/<index>.png and gt/<index>.png (16-bit, millimetres) here.") var savePred: String?
+    @Option(name: .customLong("save-pred"), help: "Model mode: write pred/<index>.png and gt/<index>.png (16-bit, millimetres) and vis/<index>.png (frame | ground truth | prediction in colour) here.") var savePred: String?
     @Flag(help: "Print the metrics as JSON (abs_rel, sq_rel, rms, rms_log, log10, delta1, delta2, delta3, silog; NaN as null).") var json = false
     @Option(parsing: .remaining, help: "Model mode: config overrides as KEY VALUE pairs; everything after --set.") var set: [String] = []
 

@@ -71,6 +71,8 @@ public struct ConfigSchema: Sendable {
         ConfigKey("SOLVER.WEIGHT_DECAY_NORM", .double(0.0)),
         ConfigKey("SOLVER.LR_SCHEDULER_NAME", .string("WarmupMultiStepLR"), allowed: LRSchedulerName.allCases.map(\.rawValue)),
         ConfigKey("SOLVER.POLY_POWER", .double(0.9)),
+        // VNL's loop steps its scheduler before each iteration: iteration k uses the rate of k + 1.
+        ConfigKey("SOLVER.STEP_BEFORE_ITER", .bool(false)),
         ConfigKey("SOLVER.STEPS", .intList([30000])),
         ConfigKey("SOLVER.GAMMA", .double(0.1)),
         ConfigKey("SOLVER.WARMUP_ITERS", .int(1000)),

@@ -44,6 +44,9 @@ public struct LRSchedule: Sendable, Equatable {
     public var warmupFactor: Double
     /// SOLVER.WARMUP_METHOD.
     public var warmupMethod: WarmupMethod
+    /// SOLVER.STEP_BEFORE_ITER: the scheduler steps before each update, as VNL's training loop
+    /// does, so the update at iteration k uses the rate of k + 1 (and the last one poly's 0).
+    public var stepBeforeIteration = false
 
     /// A schedule from explicit values; defaults are detectron2's.
     public init(name: LRSchedulerName, baseLR: Double, maxIter: Int, polyPower: Double = 0.9, steps: [Int] = [],
@@ -66,6 +69,7 @@ public struct LRSchedule: Sendable, Equatable {
                   polyPower: c.double("SOLVER.POLY_POWER"), steps: c.ints("SOLVER.STEPS"), gamma: c.double("SOLVER.GAMMA"),
                   warmupIters: c.int("SOLVER.WARMUP_ITERS"), warmupFactor: c.double("SOLVER.WARMUP_FACTOR"),
                   warmupMethod: WarmupMethod(rawValue: c.string("SOLVER.WARMUP_METHOD"))!)
+        stepBeforeIteration = c.bool("SOLVER.STEP_BEFORE_ITER")
     }
 
     /// The warmup multiplier at `iteration` (detectron2's `_get_warmup_factor_at_iter`).
@@ -80,7 +84,8 @@ public struct LRSchedule: Sendable, Equatable {
     }
 
     /// The learning rate for the update made at `iteration` (0-based).
-    public func lr(at iteration: Int) -> Double {
+    public func lr(at update: Int) -> Double {
+        let iteration = update + (stepBeforeIteration ? 1 : 0)
         let shape: Double
         switch name {
         case .constant: shape = 1

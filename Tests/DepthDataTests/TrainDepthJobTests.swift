@@ -1,4 +1,5 @@
 import Foundation
+import ImageCodecs
 import PercepHDF5
 import TestSupport
 import XCTest
@@ -76,6 +77,11 @@ final class TrainDepthJobTests: XCTestCase {
         let model = try ProcessRunner.run(ProcessRunner.percepDist, ["eval-depth", "--config", Self.config, "--checkpoint", checkpoint,
                                                                      "--save-pred", preds, "--json"] + set)
         XCTAssertEqual(model.status, 0, model.err)
+        // The pictures: frame | ground truth | prediction, three frames wide.
+        let vis = try FileManager.default.contentsOfDirectory(atPath: preds + "/vis").sorted()
+        XCTAssertEqual(vis.count, 2)
+        let picture = try ImageFile.readRGB(preds + "/vis/" + vis[0])
+        XCTAssertEqual([picture.height, picture.width], [120, 480])
         let pngs = try ProcessRunner.run(ProcessRunner.percepDist, ["eval-depth", "--pred-dir", preds + "/pred", "--gt-dir", preds + "/gt",
                                                                     "--crop", "11,118,10,150", "--json"])
         XCTAssertEqual(pngs.status, 0, pngs.err)

@@ -38,6 +38,16 @@ final class LRScheduleTests: XCTestCase {
     }
 
     /// Poly with linear warmup: the two factors multiply.
+    /// VNL steps its scheduler before each iteration: update k uses poly's rate at k + 1, and the
+    /// last update of MAX_ITER uses 0.
+    func testPolyStepBeforeIteration() {
+        var s = LRSchedule(name: .poly, baseLR: 0.01, maxIter: 100, polyPower: 0.9, warmupIters: 0)
+        s.stepBeforeIteration = true
+        XCTAssertEqual(s.lr(at: 0), 0.01 * pow(0.99, 0.9), accuracy: 1e-15)
+        XCTAssertEqual(s.lr(at: 50), 0.01 * pow(0.49, 0.9), accuracy: 1e-15)
+        XCTAssertEqual(s.lr(at: 99), 0)
+    }
+
     func testPolyWithWarmup() {
         let s = LRSchedule(name: .poly, baseLR: 0.1, maxIter: 100, polyPower: 1, warmupIters: 10, warmupFactor: 0.1)
         XCTAssertEqual(s.lr(at: 0), 0.1 * 0.1, accuracy: 1e-15)
