@@ -69,16 +69,30 @@ extension Tensor {
     public func binsToDepth(_ bins: DepthBins) -> Tensor {
         precondition(rank == 4 && shape[1] == bins.count, "binsToDepth: logits \(shape) need \(bins.count) channels")
         let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
-        let probabilities = Tape.withoutGrad { softmax(axis: 1) }
+        // The softmax and the expected log-depth in double: 10^E turns an error in E into ln 10
+        // times that relative error in depth, and the virtual-normal loss amplifies depth errors
+        // further (nearly flat triplets), so float32 sums over 150 bins are not enough.
+        let probabilities = Tensor(uninitialized: shape)
+        let z = data, p = probabilities.data, centres = bins.centres
         let out = Tensor(uninitialized: [n, 1, shape[2], shape[3]])
-        let p = probabilities.data, centres = bins.centres, dst = out.data
-        // Expected log-depth per pixel, summed in double: 10^x turns an error in x into
-        // ln 10 times that relative error in depth.
+        let dst = out.data
         var expectation = [Double](repeating: 0, count: n * plane)
+        var peak = [Float](repeating: -.infinity, count: plane), total = [Double](repeating: 0, count: plane)
         for img in 0..<n {
+            for q in 0..<plane { peak[q] = -.infinity; total[q] = 0 }
+            for k in 0..<c { let base = (img * c + k) * plane; for q in 0..<plane { peak[q] = Swift.max(peak[q], z[base + q]) } }
             for k in 0..<c {
-                let ck = Double(centres[k]), base = (img * c + k) * plane
-                for q in 0..<plane { expectation[img * plane + q] += Double(p[base + q]) * ck }
+                let base = (img * c + k) * plane, ck = Double(centres[k])
+                for q in 0..<plane {
+                    let e = Foundation.exp(Double(z[base + q]) - Double(peak[q]))
+                    total[q] += e
+                    expectation[img * plane + q] += e * ck
+                }
+            }
+            for q in 0..<plane { expectation[img * plane + q] /= total[q] }
+            for k in 0..<c {
+                let base = (img * c + k) * plane
+                for q in 0..<plane { p[base + q] = Float(Foundation.exp(Double(z[base + q]) - Double(peak[q])) / total[q]) }
             }
         }
         for i in 0..<(n * plane) { dst[i] = Float(Foundation.pow(10, expectation[i])) }

@@ -175,7 +175,8 @@ public final class DepthTask: TrainingTask {
     /// check`: the first `SOLVER.IMS_PER_BATCH` training frames at epoch 0, `logits`
     /// [N, bins, H, W], `gt` [N, 1, H, W] (clamped training units, padding −1), `triplets` [n, 3]
     /// (int32 flat indices row·W + col, shared by the batch), `vnl_keep` [N, n] (uint8: the
-    /// filter), `vnl_used` [N, n] (uint8: kept and not trimmed),
+    /// filter), `vnl_used` [N, n] (uint8: kept and not trimmed), `pred_depth` [N, 1, H, W] and
+    /// `grad_depth_vnl` (d VNL / d depth, unweighted),
     /// `grad_logits` = d(WCE_weight·WCE + VNL_weight·VNL)/d logits, and attributes
     /// `focal_length`, `loss_wce`, `loss_vnl`, `loss_percep` (when on), `depth_min`, `depth_max`,
     /// `vnl_weight`, `wce_coef`. Returns the losses.
@@ -192,7 +193,15 @@ public final class DepthTask: TrainingTask {
         var rng = SeededRNG(seed: UInt64(bitPattern: Int64(config.int("SEED"))), stream: "depth dump triplets")
         let triplets = DepthLoss.sampleTriplets(count: Int(vnl.sampleRatio * Float(plane)), pixels: plane, rng: &rng)
         let depth = logits.binsToDepth(bins)
+        // The depth as a leaf of its own too, so the dump can hold d VNL / d depth.
+        let depthLeaf = depth.detached()
+        depthLeaf.requiresGrad = true
         let (vnlLoss, kept, used) = DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: triplets, settings: vnl)
+        let vnlOnLeaf = Tape.isolated { () -> Tensor? in
+            let l = DepthLoss.virtualNormal(depthLeaf, groundTruth: clamped, triplets: triplets, settings: vnl).loss
+            l.backward()
+            return depthLeaf.grad
+        }
         var losses: [(String, Double)] = [("loss_wce", Double(wce.values[0])), ("loss_vnl", Double(vnlLoss.values[0]))]
         if let perceptual {
             let target = Tensor(shape: depth.shape, values: clamped)
@@ -214,6 +223,10 @@ public final class DepthTask: TrainingTask {
         try file.write(uint8: used.flatMap { $0.map { $0 ? 1 : 0 } }, shape: [count, triplets.count], at: "/vnl_used")
         guard let grad = logits.grad else { throw DepthConfigError("dump", "no gradient reached the logits") }
         try file.write(grad, at: "/grad_logits")
+        if let g = vnlOnLeaf {
+            try file.write(depthLeaf.detached(), at: "/pred_depth")
+            try file.write(g, at: "/grad_depth_vnl")
+        }
         for (name, value) in losses + [("focal_length", Double(vnl.focalX)), ("depth_min", Double(bins.minDepth)), ("depth_max", Double(bins.maxDepth)),
                                        ("vnl_weight", Double(vnlWeight)), ("wce_weight", Double(wceWeight)), ("wce_coef", config.double("LOSS.WCE.COEF"))] {
             try file.setAttribute(name, .double(value))

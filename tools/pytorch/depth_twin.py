@@ -9,8 +9,7 @@ Tests/DepthDataTests/Fixtures/depth_losses.h5 they produce.
 
 `check` reads a `percep-dist train-depth --dump-step` file (logits, clamped gt, triplets, focal
 length, weights), recomputes WCE, the virtual-normal loss and d(WCE + w·VNL)/d logits here, and
-prints the relative differences (losses ≤ 1e-5, gradient ≤ 1e-4 relative L2 away from the |·|
-kinks of the virtual-normal loss pass; the whole gradient's difference is printed too).
+prints the relative differences (losses ≤ 1e-5, gradient ≤ 1e-4 relative L2 pass).
 
 `model` builds VNL's network (depth.md §1, with VNL's state-dict names) at narrow widths, in
 float64 with random weights, and stores its state dict, a batch of 2 images, the logits (BatchNorm
@@ -354,30 +353,11 @@ def check(dump):
     loss_same, _ = vnl(bins_to_depth(z), clamped, triplets, used=used_ours)
     (float(attrs["wce_weight"]) * loss_w + float(attrs["vnl_weight"]) * loss_same).backward()
     g = z.grad.numpy()
-    # |n_gt − n_pred| has kinks: a component where both normals agree to float32 precision can
-    # take either sign in float32 and float64, which flips that triplet's gradient. Pixels of used
-    # triplets with such a component (< 1e-5) are compared separately.
-    kink = np.zeros(gt.shape[0:1] + gt.shape[2:], dtype=bool)
-    h, w = gt.shape[2:]
-    with torch.no_grad():
-        pred = bins_to_depth(torch.from_numpy(logits))
-    for i in range(gt.shape[0]):
-        t = triplets[used_ours[i]]
-        gflat, pflat = torch.from_numpy(clamped[i, 0].reshape(-1).astype(np.float64)), pred[i, 0].reshape(-1)
-        ng = unit_normals(torch.stack([points(gflat[torch.from_numpy(t[:, k])], t[:, k], h, w) for k in range(3)], 1))
-        npred = unit_normals(torch.stack([points(pflat[torch.from_numpy(t[:, k])], t[:, k], h, w) for k in range(3)], 1))
-        near = ((ng - npred).abs() < 1e-5).any(1).numpy()
-        for k in range(3):
-            flat = kink[i].reshape(-1)
-            flat[t[near, k]] = True
-    away = ~kink[:, None, :, :].repeat(g.shape[1], 1)
     rel = lambda a, b: abs(a - b) / abs(b)
     res = {"loss_wce": rel(float(attrs["loss_wce"]), loss_w.item()), "loss_vnl": rel(float(attrs["loss_vnl"]), loss_v.item()),
            "grad_logits": float(np.linalg.norm(grad_ours - g) / np.linalg.norm(g)),
-           "grad_away_from_kinks": float(np.linalg.norm((grad_ours - g)[away]) / np.linalg.norm(g[away])),
-           "kink_pixels": int(kink.sum()),
            "vnl_keep_mismatches": int((keep != keep_ours).sum()), "trim_vs_own": rel(loss_same.item(), loss_v.item())}
-    ok = res["loss_wce"] <= 1e-5 and res["loss_vnl"] <= 1e-5 and res["grad_away_from_kinks"] <= 1e-4
+    ok = res["loss_wce"] <= 1e-5 and res["loss_vnl"] <= 1e-5 and res["grad_logits"] <= 1e-4
     print(("PASS " if ok else "FAIL ") + "  ".join(f"{k} {v:.3g}" for k, v in res.items()))
     return ok
 
