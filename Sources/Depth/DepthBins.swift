@@ -73,44 +73,60 @@ extension Tensor {
         // times that relative error in depth, and the virtual-normal loss amplifies depth errors
         // further (nearly flat triplets), so float32 sums over 150 bins are not enough.
         let probabilities = Tensor(uninitialized: shape)
-        let z = data, p = probabilities.data, centres = bins.centres
         let out = Tensor(uninitialized: [n, 1, shape[2], shape[3]])
-        let dst = out.data
-        var expectation = [Double](repeating: 0, count: n * plane)
-        var peak = [Float](repeating: -.infinity, count: plane), total = [Double](repeating: 0, count: plane)
-        for img in 0..<n {
-            for q in 0..<plane { peak[q] = -.infinity; total[q] = 0 }
-            for k in 0..<c { let base = (img * c + k) * plane; for q in 0..<plane { peak[q] = Swift.max(peak[q], z[base + q]) } }
-            for k in 0..<c {
-                let base = (img * c + k) * plane, ck = Double(centres[k])
-                for q in 0..<plane {
-                    let e = Foundation.exp(Double(z[base + q]) - Double(peak[q]))
-                    total[q] += e
-                    expectation[img * plane + q] += e * ck
+        let z = data, p = probabilities.data, dst = out.data, centres = bins.centres
+        var expectedLogDepth = [Double](repeating: 0, count: n * plane)
+        // Blocks of up to 256 positions of one image, so every inner loop runs over contiguous
+        // memory of one channel; exp is taken once per logit and kept in p until the total is known.
+        let block = Swift.min(256, plane), blocksPerImage = (plane + block - 1) / block
+        expectedLogDepth.withUnsafeMutableBufferPointer { expectation in parallelChunks(n * blocksPerImage, grain: 1) { range in
+            let peak = UnsafeMutablePointer<Float>.allocate(capacity: block)
+            let total = UnsafeMutablePointer<Double>.allocate(capacity: block)
+            let weighted = UnsafeMutablePointer<Double>.allocate(capacity: block)
+            defer { peak.deallocate(); total.deallocate(); weighted.deallocate() }
+            for task in range {
+                let img = task / blocksPerImage, q0 = (task % blocksPerImage) * block
+                let len = Swift.min(block, plane - q0), first = img * c * plane + q0
+                peak.update(repeating: -.infinity, count: len)
+                total.update(repeating: 0, count: len)
+                weighted.update(repeating: 0, count: len)
+                for k in 0..<c { let row = first + k * plane; for j in 0..<len { peak[j] = Swift.max(peak[j], z[row + j]) } }
+                for k in 0..<c {
+                    let row = first + k * plane, ck = Double(centres[k])
+                    for j in 0..<len {
+                        let e = Foundation.exp(Double(z[row + j]) - Double(peak[j]))
+                        total[j] += e
+                        weighted[j] += e * ck
+                        p[row + j] = Float(e)
+                    }
+                }
+                for j in 0..<len {
+                    let i = img * plane + q0 + j
+                    expectation[i] = weighted[j] / total[j]
+                    dst[i] = Float(Foundation.pow(10, expectation[i]))
+                    total[j] = 1 / total[j]
+                }
+                for k in 0..<c {
+                    let row = first + k * plane
+                    for j in 0..<len { p[row + j] = Float(Double(p[row + j]) * total[j]) }
                 }
             }
-            for q in 0..<plane { expectation[img * plane + q] /= total[q] }
-            for k in 0..<c {
-                let base = (img * c + k) * plane
-                for q in 0..<plane { p[base + q] = Float(Foundation.exp(Double(z[base + q]) - Double(peak[q])) / total[q]) }
-            }
-        }
-        for i in 0..<(n * plane) { dst[i] = Float(Foundation.pow(10, expectation[i])) }
+        } }
         let inShape = shape
-        Tape.record(out, inputs: [self]) { [probabilities, out] g in
+        Tape.record(out, inputs: [self]) { [probabilities, out, expectedLogDepth] g in
             // d depth / d z_k = depth · ln 10 · p_k · (c_k − E[c]).
             let dz = Tensor(uninitialized: inShape)
             let gz = dz.data, go = g.data, ln10: Float = Foundation.log(10), p = probabilities.data, dst = out.data
-            for img in 0..<n {
-                for k in 0..<c {
-                    let ck = centres[k], base = (img * c + k) * plane
+            expectedLogDepth.withUnsafeBufferPointer { mean in parallelChunks(n * c, grain: 1) { range in
+                for row in range {
+                    let img = row / c, ck = Double(centres[row % c]), base = row * plane
                     for q in 0..<plane {
                         let i = img * plane + q
                         // c_k − E[c] in double: it cancels where the probability mass sits.
-                        gz[base + q] = Float(Double(go[i] * dst[i] * ln10 * p[base + q]) * (Double(ck) - expectation[i]))
+                        gz[base + q] = Float(Double(go[i] * dst[i] * ln10 * p[base + q]) * (ck - mean[i]))
                     }
                 }
-            }
+            } }
             return [dz]
         }
         return out

@@ -15,36 +15,57 @@ public enum DepthLoss {
         precondition(bins.count == n * plane && clampedDepth.count == n * plane && weights.count == c * c, "WCE: sizes do not match \(logits.shape)")
         let logP = Tape.withoutGrad { logits.logSoftmax(axis: 1) }
         let valid = clampedDepth.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
+        // Blocks of up to 256 positions of one image: the inner loops run along one channel's
+        // contiguous row, the W[bin, k] gather stays in cache (C × C floats).
+        let block = Swift.min(256, plane), blocksPerImage = (plane + block - 1) / block
         let lp = logP.data
-        var total = 0.0
-        for img in 0..<n {
-            for q in 0..<plane {
-                let b = Int(bins[img * plane + q])
-                guard b < c else { continue }
-                var s: Float = 0
-                for k in 0..<c { s += weights[b * c + k] * lp[(img * c + k) * plane + q] }
-                total += Double(s)
-            }
+        // One partial sum per block, added in block order, so the loss does not depend on the
+        // number of threads.
+        var partial = [Double](repeating: 0, count: n * blocksPerImage)
+        partial.withUnsafeMutableBufferPointer { partial in
+            weights.withUnsafeBufferPointer { w in bins.withUnsafeBufferPointer { bin in
+                parallelChunks(n * blocksPerImage, grain: 1) { range in
+                    let s = UnsafeMutablePointer<Float>.allocate(capacity: block)
+                    defer { s.deallocate() }
+                    for task in range {
+                        let img = task / blocksPerImage, q0 = (task % blocksPerImage) * block
+                        let len = Swift.min(block, plane - q0), first = img * c * plane + q0, b0 = img * plane + q0
+                        s.update(repeating: 0, count: len)
+                        for k in 0..<c {
+                            let row = first + k * plane
+                            for j in 0..<len where Int(bin[b0 + j]) < c { s[j] += w[Int(bin[b0 + j]) * c + k] * lp[row + j] }
+                        }
+                        var sum = 0.0
+                        for j in 0..<len where Int(bin[b0 + j]) < c { sum += Double(s[j]) }
+                        partial[task] = sum
+                    }
+                }
+            } }
         }
+        let total = partial.reduce(0, +)
         let scale = valid > 0 ? 1 / Double(valid) : 0
         let out = Tensor(scalar: Float(-total * scale))
         let inShape = logits.shape
         Tape.record(out, inputs: [logits]) { [logP] g in
-            // d/dz_k = −(1/N)(W[b,k] − p_k Σ_i W[b,i]).
-            let dz = Tensor.zeros(inShape)
+            // d/dz_k = −(1/N)(W[b,k] − p_k Σ_i W[b,i]); padding rows get zero.
+            let dz = Tensor(uninitialized: inShape)
             let gz = dz.data, lp = logP.data, f = g.data[0] * Float(scale)
-            for img in 0..<n {
-                for q in 0..<plane {
-                    let b = Int(bins[img * plane + q])
-                    guard b < c else { continue }
-                    var rowSum: Float = 0
-                    for k in 0..<c { rowSum += weights[b * c + k] }
-                    for k in 0..<c {
-                        let i = (img * c + k) * plane + q
-                        gz[i] = -f * (weights[b * c + k] - Foundation.exp(lp[i]) * rowSum)
+            let rowSums = (0..<c).map { b in (0..<c).reduce(Float(0)) { $0 + weights[b * c + $1] } }
+            weights.withUnsafeBufferPointer { w in bins.withUnsafeBufferPointer { bin in
+                parallelChunks(n * blocksPerImage, grain: 1) { range in
+                    for task in range {
+                        let img = task / blocksPerImage, q0 = (task % blocksPerImage) * block
+                        let len = Swift.min(block, plane - q0), first = img * c * plane + q0, b0 = img * plane + q0
+                        for k in 0..<c {
+                            let row = first + k * plane
+                            for j in 0..<len {
+                                let b = Int(bin[b0 + j])
+                                gz[row + j] = b < c ? -f * (w[b * c + k] - Foundation.exp(lp[row + j]) * rowSums[b]) : 0
+                            }
+                        }
                     }
                 }
-            }
+            } }
             return [dz]
         }
         return out

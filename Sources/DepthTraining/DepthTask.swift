@@ -22,9 +22,11 @@ public struct DepthConfigError: Error, CustomStringConvertible {
 /// on the test split through the NYU test pipeline.
 ///
 /// Data: `DATASETS.ROOT/DATASETS.NYU.MAT` (the v7.3 labeled file) and `DATASETS.NYU.SPLITS`. Each
-/// rank reads the frames of both splits once at start-up: libhdf5's serial build is not
-/// thread-safe, and reading in loader threads while rank 0 writes checkpoints would need a
-/// process-wide HDF5 lock; NYU's 1449 frames are 2.8 GB, the synthetic sets megabytes.
+/// rank reads only the frames of its own batches and evaluation shard, one at a time when the step
+/// needs them, on the training thread: holding NYU's 1449 frames would cost 3 GB per rank, and
+/// libhdf5's serial build is not thread-safe, so a loader thread reading while rank 0 writes a
+/// checkpoint would need a process-wide HDF5 lock. A 640×480 frame reads in milliseconds, against
+/// steps of seconds.
 public final class DepthTask: TrainingTask {
     /// The config.
     public let config: TrainingConfig
@@ -34,7 +36,10 @@ public final class DepthTask: TrainingTask {
     public let perceptual: PerceptualLoss?
     let bins: DepthBins
     let weights: [Float]
-    let train: [NYUSample], test: [NYUSample]
+    /// The labeled file, read frame by frame.
+    let frames: NYULabeledFile
+    /// The labeled file's 0-based index of each training frame.
+    let trainIndices: [Int]
     /// The labeled file's 0-based index of each test frame (names saved predictions).
     let testIndices: [Int]
     /// When set, `evaluate` writes `pred/<index>.png` and `gt/<index>.png` under it: 16-bit PNGs of
@@ -102,8 +107,8 @@ public final class DepthTask: TrainingTask {
         }
         let splits = try NYUSplits(path: (root as NSString).appendingPathComponent(cfg.string("DATASETS.NYU.SPLITS")), imageCount: file.count)
         guard !splits.train.isEmpty else { throw DepthConfigError(matPath, "the training split is empty") }
-        train = try splits.train.map { try file.sample($0) }
-        test = try splits.test.map { try file.sample($0) }
+        frames = file
+        trainIndices = splits.train
         testIndices = splits.test
 
         var rng = SeededRNG(seed: UInt64(bitPattern: Int64(cfg.int("SEED"))), stream: "depth model")
@@ -119,10 +124,10 @@ public final class DepthTask: TrainingTask {
     /// The network.
     public var model: Module { network }
     /// Training frames.
-    public var trainingSetSize: Int { train.count }
+    public var trainingSetSize: Int { trainIndices.count }
     /// Test frames.
-    public var evaluationSetSize: Int { test.count }
-    /// Seconds the last step spent preparing its batch (augmentation runs inline).
+    public var evaluationSetSize: Int { testIndices.count }
+    /// Seconds the last step spent preparing its batch (reading and augmentation run inline).
     public var lastDataTime: Double { dataWait }
     /// Keeps the job's collectives for the cross-rank WCE normaliser.
     public func attach(_ collectives: TaskCollectives) { self.collectives = collectives }
@@ -138,7 +143,7 @@ public final class DepthTask: TrainingTask {
         let t0 = Date()
         let batch = batchAt(step)
         let crop = trainTransform.geometry.crop, plane = crop * crop
-        let samples = batch.indices.map { trainTransform.apply(train[$0], epoch: batch.epoch, index: $0) }
+        let samples = try batch.indices.map { trainTransform.apply(try frames.sample(trainIndices[$0]), epoch: batch.epoch, index: $0) }
         let images = Tensor(shape: [samples.count, 3, crop, crop], values: samples.flatMap(\.image))
         let (bin, clamped) = bins.binned(samples.flatMap(\.depth))
         dataWait = Date().timeIntervalSince(t0)
@@ -146,11 +151,12 @@ public final class DepthTask: TrainingTask {
         let logits = network(images)
         // Σ over this rank's valid pixels ÷ the ranks' mean valid count: after the gradient
         // average this is the mean over the global batch at any world size.
-        var counts = [Double(clamped.reduce(0) { $0 + ($1 > 0 ? 1 : 0) })]
+        let localValid = Double(clamped.reduce(0) { $0 + ($1 > 0 ? 1 : 0) })
+        var counts = [localValid]
         collectives.allreduceSum(&counts)
         let meanValid = max(1, counts[0] / Double(collectives.worldSize))
         // weightedCrossEntropy divides by this rank's own valid count; rescale to the mean.
-        let normaliser = Float(max(1, Double(clamped.reduce(0) { $0 + ($1 > 0 ? 1 : 0) })) / meanValid)
+        let normaliser = Float(max(1, localValid) / meanValid)
         var terms = [LossTerm("loss_wce", DepthLoss.weightedCrossEntropy(logits, bins: bin, clampedDepth: clamped, weights: weights)
                                             * (normaliser * Float(config.double("LOSS.WCE.WEIGHT"))))]
         let depth = logits.binsToDepth(bins)
@@ -160,15 +166,18 @@ public final class DepthTask: TrainingTask {
             terms.append(LossTerm("loss_vnl", DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: triplets, settings: vnl).loss * vnlWeight))
         }
         if let perceptual {
-            let target = Tensor(shape: depth.shape, values: clamped)
-            if config.string("LOSS.PERCEPTUAL.INVALID") == "mask" {
-                let mask = Tensor(shape: depth.shape, values: clamped.map { $0 > 0 ? 1 : 0 })
-                terms.append(LossTerm("loss_perceptual", perceptual.weighted(depth * mask, target * mask)))
-            } else {
-                terms.append(LossTerm("loss_perceptual", perceptual.weighted(depth, target)))
-            }
+            terms.append(LossTerm("loss_perceptual", perceptualTerm(perceptual, depth: depth, clamped: clamped)))
         }
         return terms
+    }
+
+    /// λ·perceptual between the predicted depth [N, 1, H, W] and the clamped ground truth (padding
+    /// −1), with the invalid pixels zeroed on both sides when `LOSS.PERCEPTUAL.INVALID` is `mask`.
+    func perceptualTerm(_ perceptual: PerceptualLoss, depth: Tensor, clamped: [Float]) -> Tensor {
+        let target = Tensor(shape: depth.shape, values: clamped)
+        guard config.string("LOSS.PERCEPTUAL.INVALID") == "mask" else { return perceptual.weighted(depth, target) }
+        let mask = Tensor(shape: depth.shape, values: clamped.map { $0 > 0 ? 1 : 0 })
+        return perceptual.weighted(depth * mask, target * mask)
     }
 
     /// One training step written out for the parity check against `tools/pytorch/depth_twin.py
@@ -181,9 +190,9 @@ public final class DepthTask: TrainingTask {
     /// `focal_length`, `loss_wce`, `loss_vnl`, `loss_percep` (when on), `depth_min`, `depth_max`,
     /// `vnl_weight`, `wce_coef`. Returns the losses.
     public func dumpStep(to path: String) throws -> [(String, Double)] {
-        let count = min(config.int("SOLVER.IMS_PER_BATCH"), train.count)
+        let count = min(config.int("SOLVER.IMS_PER_BATCH"), trainIndices.count)
         let crop = trainTransform.geometry.crop, plane = crop * crop
-        let samples = (0..<count).map { trainTransform.apply(train[$0], epoch: 0, index: $0) }
+        let samples = try (0..<count).map { trainTransform.apply(try frames.sample(trainIndices[$0]), epoch: 0, index: $0) }
         let images = Tensor(shape: [count, 3, crop, crop], values: samples.flatMap(\.image))
         let (bin, clamped) = bins.binned(samples.flatMap(\.depth))
         let logits = Tape.withoutGrad { network(images) }.detached()
@@ -204,14 +213,7 @@ public final class DepthTask: TrainingTask {
         }
         var losses: [(String, Double)] = [("loss_wce", Double(wce.values[0])), ("loss_vnl", Double(vnlLoss.values[0]))]
         if let perceptual {
-            let target = Tensor(shape: depth.shape, values: clamped)
-            let value = Tape.withoutGrad { () -> Float in
-                if config.string("LOSS.PERCEPTUAL.INVALID") == "mask" {
-                    let mask = Tensor(shape: depth.shape, values: clamped.map { $0 > 0 ? 1 : 0 })
-                    return perceptual.weighted(depth.detached() * mask, target * mask).values[0]
-                }
-                return perceptual.weighted(depth.detached(), target).values[0]
-            }
+            let value = Tape.withoutGrad { perceptualTerm(perceptual, depth: depth.detached(), clamped: clamped).values[0] }
             losses.append(("loss_percep", Double(value)))
         }
         (wce * wceWeight + vnlLoss * vnlWeight).backward()
@@ -241,17 +243,18 @@ public final class DepthTask: TrainingTask {
         var sums = DepthMetricSums()
         let g = testTransform.geometry
         for (k, i) in indices.enumerated() {
-            let x = Tensor(shape: [1, 3, g.crop, g.crop], values: testTransform.input(test[i]))
+            let frame = try frames.sample(testIndices[i])
+            let x = Tensor(shape: [1, 3, g.crop, g.crop], values: testTransform.input(frame))
             let metres = testTransform.metres(network(x).binsToDepth(bins).values)
-            sums.add(prediction: metres, truth: test[i].depth, height: g.rawHeight, width: g.rawWidth, crop: evalCrop)
+            sums.add(prediction: metres, truth: frame.depth, height: g.rawHeight, width: g.rawWidth, crop: evalCrop)
             if let predictionDirectory {
                 let name = String(format: "%04d.png", testIndices[i])
                 func millimetres(_ v: [Float], floor: Float) -> [UInt16] { v.map { UInt16(max(floor, min(65535, ($0 * 1000).rounded()))) } }
                 try DepthPredictionFolder.writeDepthPNG(millimetres(metres, floor: 1), height: g.rawHeight, width: g.rawWidth,
                                                         to: predictionDirectory + "/pred/" + name)
-                try DepthPredictionFolder.writeDepthPNG(millimetres(test[i].depth, floor: 0), height: g.rawHeight, width: g.rawWidth,
+                try DepthPredictionFolder.writeDepthPNG(millimetres(frame.depth, floor: 0), height: g.rawHeight, width: g.rawWidth,
                                                         to: predictionDirectory + "/gt/" + name)
-                let picture = DepthVisual.sideBySide(rgb: test[i].rgb, truth: test[i].depth, prediction: metres, height: g.rawHeight, width: g.rawWidth)
+                let picture = DepthVisual.sideBySide(rgb: frame.rgb, truth: frame.depth, prediction: metres, height: g.rawHeight, width: g.rawWidth)
                 try FileManager.default.createDirectory(atPath: predictionDirectory + "/vis", withIntermediateDirectories: true)
                 try Data(try PNG.encode(picture)).write(to: URL(fileURLWithPath: predictionDirectory + "/vis/" + name))
             }
