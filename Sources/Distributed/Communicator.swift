@@ -63,6 +63,13 @@ public final class Communicator {
             throw DistributedError(rank: c.rank, message: "mpirun started \(launched) processes but this one sees a world of \(c.size): the launcher and the MPI library do not match (each process is a singleton)")
         }
         Log.rank = c.rank
+        let fixed = ThreadBudget.isFixed
+        let hostCores = ThreadBudget.shareHost(localRanks: c.localSize)
+        if c.size > 1 {
+            let why = fixed ? "fixed by PERCEP_THREADS, OMP_NUM_THREADS or the command"
+                            : "\(hostCores) host cores / \(c.localSize) local ranks"
+            Log.everyRank("host \(hostName()): local rank \(c.localRank) of \(c.localSize), \(ThreadBudget.threads) threads (\(why))")
+        }
         c.startThreads()
         world = c
         return c
@@ -299,6 +306,13 @@ public final class JobQueue {
     func close() { cond.lock(); closed = true; cond.broadcast(); cond.unlock() }
 }
 
+/// This machine's host name (gethostname), as the launcher's hostfile knows it.
+func hostName() -> String {
+    var name = [CChar](repeating: 0, count: 256)
+    guard gethostname(&name, name.count - 1) == 0 else { return "?" }
+    return String(cString: name)
+}
+
 /// Rank-aware logging: rank 0 prints everything; other ranks print only warnings and errors,
 /// prefixed with their rank.
 public enum Log {
@@ -318,6 +332,11 @@ public enum Log {
         }
         print(message)
         fflush(stdout)
+    }
+
+    /// Start-up facts worth seeing from every rank (stderr, prefixed with the rank).
+    public static func everyRank(_ message: String) {
+        FileHandle.standardError.write(Data("[rank \(rank)] \(message)\n".utf8))
     }
 
     /// Problems worth seeing from every rank.

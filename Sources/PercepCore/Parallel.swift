@@ -15,9 +15,33 @@ public enum ThreadBudget {
         return n
     }()
 
+    /// Whether the budget was fixed by the caller (`set`) or by PERCEP_THREADS / OMP_NUM_THREADS,
+    /// in which case `shareHost` leaves it alone.
+    public private(set) static var isFixed: Bool = environmentThreads() != nil
+
     /// Sets the thread count for the engine, OpenBLAS and oneDNN (call it from the thread that
     /// runs the model: OpenMP's default team size is per thread).
     public static func set(_ n: Int) {
+        isFixed = true
+        apply(n)
+    }
+
+    /// Gives this rank its share of its own host's cores: host cores / `localRanks` (at least 1),
+    /// where host cores are PERCEP_HOST_CORES when a launcher sets it (a share of a machine, as
+    /// `launch/netns-cluster.sh` gives each emulated host), else the cores this process may run
+    /// on. `localRanks` is the launcher's count of ranks on this host, not the world size, so
+    /// hosts with different core or rank counts each fill their own cores. Does nothing when the
+    /// budget is fixed (`isFixed`). Returns the host cores it divided.
+    @discardableResult
+    public static func shareHost(localRanks: Int) -> Int {
+        let env = ProcessInfo.processInfo.environment
+        let hostCores = env["PERCEP_HOST_CORES"].flatMap { Int($0) }.flatMap { $0 > 0 ? $0 : nil }
+            ?? ProcessInfo.processInfo.activeProcessorCount
+        if !isFixed { apply(hostCores / max(1, localRanks)) }
+        return hostCores
+    }
+
+    private static func apply(_ n: Int) {
         threads = min(max(1, n), maxThreads)
         pd_omp_set_num_threads(Int32(threads))
         openblas_set_num_threads(Int32(threads))
@@ -25,9 +49,16 @@ public enum ThreadBudget {
     }
 
     static func defaultThreads() -> Int {
-        if let s = ProcessInfo.processInfo.environment["PERCEP_THREADS"], let n = Int(s), n > 0 { return min(n, maxThreads) }
-        if let s = ProcessInfo.processInfo.environment["OMP_NUM_THREADS"], let n = Int(s), n > 0 { return min(n, maxThreads) }
-        return min(ProcessInfo.processInfo.activeProcessorCount, maxThreads)
+        min(environmentThreads() ?? ProcessInfo.processInfo.activeProcessorCount, maxThreads)
+    }
+
+    /// PERCEP_THREADS, else OMP_NUM_THREADS, when set to a positive number.
+    static func environmentThreads() -> Int? {
+        let env = ProcessInfo.processInfo.environment
+        for key in ["PERCEP_THREADS", "OMP_NUM_THREADS"] {
+            if let s = env[key], let n = Int(s), n > 0 { return n }
+        }
+        return nil
     }
 
     /// The most threads a team gets: more than any machine has, and far inside OpenMP's Int32.
