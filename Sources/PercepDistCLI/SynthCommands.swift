@@ -48,21 +48,24 @@ struct SynthCOCOCommand: ParsableCommand {
 }
 
 /// `percep-dist synth seg`: a synthetic semantic-segmentation set in the ADE20K layout
-/// (`ADEChallengeData2016/{images,annotations}/{training,validation}`, `classes.txt`), see
-/// `SegmentationSynth`.
+/// (`ADEChallengeData2016/{images,annotations}/{training,validation}`, `classes.txt`) or, with
+/// `--layout`, Cityscapes' or VOC's, see `SegmentationSynth`.
 struct SynthSegCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "seg",
-        abstract: "Write structured scenes (trees, houses, figures, poles; textured, occluding) as an ADE20K-layout set.")
+        abstract: "Write structured scenes (trees, houses, figures, poles; textured, occluding) as an ADE20K-, Cityscapes- or VOC-layout set.")
 
-    @Option(help: "Output folder (ADEChallengeData2016/ is created in it).") var out: String
+    @Option(help: "Output folder (the layout's root folder is created in it).") var out: String
     @Option(help: "Number of training images.") var train: Int
     @Option(help: "Number of validation images.") var val: Int
     @Option(help: "Image height,width.") var size = "96,96"
     @Option(help: "Seed (the same seed gives the same set).") var seed: UInt64
     @Option(help: "JPEG quality 1…100.") var quality = 95
+    @Option(help: "Layout: ade20k (ADEChallengeData2016/), cityscapes (cityscapes/, gtFine labelIds and labelTrainIds) or voc (VOC2012/).")
+    var layout = "ade20k"
 
     func validate() throws {
+        guard SegmentationDatasetFormat(rawValue: layout) != nil else { throw ValidationError("--layout must be ade20k, cityscapes or voc, not '\(layout)'") }
         guard train > 0 else { throw ValidationError("--train must be positive") }
         guard val >= 0 else { throw ValidationError("--val must not be negative") }
         guard (1...100).contains(quality) else { throw ValidationError("--quality must be 1…100") }
@@ -80,7 +83,8 @@ struct SynthSegCommand: ParsableCommand {
 
     func run() throws {
         let (h, w) = try parsedSize()
-        let root = try SegmentationSynth.write(to: out, train: train, val: val, height: h, width: w, seed: seed, quality: quality)
+        let root = try SegmentationSynth.write(to: out, train: train, val: val, height: h, width: w, seed: seed, quality: quality,
+                                               layout: SegmentationDatasetFormat(rawValue: layout)!)
         print("wrote \(train) training and \(val) validation images (\(SegmentationSynth.classNames.count) classes) to \(root)")
     }
 }

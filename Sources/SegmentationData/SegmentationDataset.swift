@@ -19,12 +19,27 @@ public enum SegmentationDatasetFormat: String, Sendable, CaseIterable {
     /// `ADEChallengeData2016/{images,annotations}/{training,validation}/`: `.jpg` images, 8-bit grey
     /// `.png` annotations with 0 = "other" (ignored by reduce_zero_label) and classes 1…K.
     case ade20k
-    /// `leftImg8bit/{train,val}/<city>/*_leftImg8bit.png`, `gtFine/{train,val}/<city>/*_gtFine_labelIds.png`,
-    /// labelIds mapped to the 19 trainIds.
+    /// `leftImg8bit/{train,val}/<city>/*_leftImg8bit.png` with `gtFine/{train,val}/<city>/`
+    /// `*_gtFine_labelIds.png` (mapped to the 19 trainIds) or `*_gtFine_labelTrainIds.png` (what
+    /// cityscapesScripts' createTrainIdLabelImgs writes, read as they are): `CityscapesLabels`.
     case cityscapes
     /// Pascal VOC 2012: `JPEGImages/*.jpg`, palette `SegmentationClass/*.png`,
     /// `ImageSets/Segmentation/{train,val}.txt`; 21 classes, 255 = boundary (ignored).
     case voc
+}
+
+/// Which Cityscapes annotation files a data set reads.
+public enum CityscapesLabels: String, Sendable, CaseIterable {
+    /// `*_gtFine_labelIds.png` when the split has them, else `*_gtFine_labelTrainIds.png`.
+    case auto
+    /// The official `*_gtFine_labelIds.png`, mapped through labels.py's labelId → trainId table.
+    case labelIds
+    /// `*_gtFine_labelTrainIds.png`: trainIds 0…18 and 255 already (mmseg's default
+    /// `seg_map_suffix`).
+    case labelTrainIds
+
+    /// The annotation file suffix.
+    public var suffix: String { self == .labelTrainIds ? "_gtFine_labelTrainIds.png" : "_gtFine_labelIds.png" }
 }
 
 /// Which part of a data set: ADE20K calls them `training`/`validation`, the others `train`/`val`.
@@ -86,6 +101,9 @@ public struct SegmentationDataset: Sendable {
     public let classNames: [String]
     /// Image and annotation files, in sample order.
     public let files: [SegmentationSampleFiles]
+    /// The Cityscapes annotations read (`labelIds` or `labelTrainIds`, never `auto`); `labelIds`
+    /// for the other layouts, where it means nothing.
+    public let cityscapesLabels: CityscapesLabels
 
     /// Number of samples.
     public var count: Int { files.count }
@@ -96,10 +114,14 @@ public struct SegmentationDataset: Sendable {
     ///
     /// ADE20K uses the 150 mmseg class names unless the root holds a `classes.txt` (one name per
     /// line, line k naming raw annotation value k), which synthetic sets write.
+    /// Cityscapes reads `cityscapesLabels`' annotation files (`auto`: labelIds where the split
+    /// has any, else labelTrainIds).
     /// - Throws: `SegmentationDataError` naming the path for a missing root or folder, an image
     ///   without annotation or the reverse, a split list naming missing files, or an empty split.
-    public init(format: SegmentationDatasetFormat, root: String, split: SegmentationSplit) throws(SegmentationDataError) {
+    public init(format: SegmentationDatasetFormat, root: String, split: SegmentationSplit,
+                cityscapesLabels: CityscapesLabels = .auto) throws(SegmentationDataError) {
         self.format = format; self.root = root; self.split = split
+        var labels = CityscapesLabels.labelIds
         guard Self.isDirectory(root) else { throw SegmentationDataError(path: root, problem: "data set root does not exist or is not a folder") }
         switch format {
         case .ade20k:
@@ -121,9 +143,15 @@ public struct SegmentationDataset: Sendable {
                                         annotationDir: "\(root)/annotations/\(folder)", annotationSuffix: ".png", recursive: false)
         case .cityscapes:
             classNames = SegmentationClasses.cityscapes
+            let annotationDir = "\(root)/gtFine/\(split.rawValue)"
+            labels = cityscapesLabels
+            if labels == .auto {
+                let official = try Self.listing(annotationDir, suffix: CityscapesLabels.labelIds.suffix, recursive: true)
+                let trainIds = official.isEmpty ? try Self.listing(annotationDir, suffix: CityscapesLabels.labelTrainIds.suffix, recursive: true) : [:]
+                labels = trainIds.isEmpty ? .labelIds : .labelTrainIds
+            }
             files = try Self.pairByStem(imageDir: "\(root)/leftImg8bit/\(split.rawValue)", imageSuffix: "_leftImg8bit.png",
-                                        annotationDir: "\(root)/gtFine/\(split.rawValue)", annotationSuffix: "_gtFine_labelIds.png",
-                                        recursive: true)
+                                        annotationDir: annotationDir, annotationSuffix: labels.suffix, recursive: true)
         case .voc:
             classNames = SegmentationClasses.voc
             let list = "\(root)/ImageSets/Segmentation/\(split.rawValue).txt"
@@ -144,6 +172,7 @@ public struct SegmentationDataset: Sendable {
             guard !pairs.isEmpty else { throw SegmentationDataError(path: list, problem: "split lists no images") }
             files = pairs
         }
+        self.cityscapesLabels = labels
     }
 
     /// Decodes sample `i` and maps its annotation to training ids.
@@ -174,9 +203,9 @@ public struct SegmentationDataset: Sendable {
     }
 
     /// Raw annotation value → training id (0…C−1 or 255), −1 for values that are invalid in this
-    /// layout. ADE20K: reduce_zero_label (0 → 255, v → v−1, 255 stays). Cityscapes: the official
-    /// labelId → trainId table, other ids 0…33 → 255, 255 (the licence plate's −1 as a byte) → 255.
-    /// VOC: identity on 0…20, 255 stays.
+    /// layout. ADE20K: reduce_zero_label (0 → 255, v → v−1, 255 stays). Cityscapes labelIds: the
+    /// official labelId → trainId table, other ids 0…33 → 255, 255 (the licence plate's −1 as a
+    /// byte) → 255; labelTrainIds: identity on 0…18, 255 stays. VOC: identity on 0…20, 255 stays.
     public var labelTable: [Int] {
         var lut = [Int](repeating: -1, count: 256)
         lut[255] = 255
@@ -184,6 +213,8 @@ public struct SegmentationDataset: Sendable {
         case .ade20k:
             lut[0] = 255
             for v in 1...numClasses { lut[v] = v - 1 }
+        case .cityscapes where cityscapesLabels == .labelTrainIds:
+            for v in 0..<numClasses { lut[v] = v }
         case .cityscapes:
             for id in 0...33 { lut[id] = 255 }
             for (id, train) in SegmentationClasses.cityscapesTrainIds { lut[id] = train }

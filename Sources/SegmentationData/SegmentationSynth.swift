@@ -2,7 +2,8 @@ import Foundation
 import ImageCodecs
 import PercepCore
 
-/// Synthetic semantic-segmentation sets in the ADE20K layout, where structure matters.
+/// Synthetic semantic-segmentation sets in the ADE20K (or Cityscapes, VOC) layout, where
+/// structure matters.
 ///
 /// Scenes: sky above a horizon, textured ground below, then trees (trunk below a crown), houses
 /// (wall, roof above it, door on the wall's bottom edge, windows in its upper half), person-like
@@ -210,13 +211,94 @@ public enum SegmentationSynth {
                 try! GreyImage(height: height, width: width, pixels: canvas.labels))
     }
 
-    /// Writes `<out>/ADEChallengeData2016` with `train` training and `val` validation images
-    /// (`images/{training,validation}/ADE_{train,val}_%08d.jpg`, 8-bit grey annotation PNGs under
-    /// `annotations/`) and `classes.txt`. Returns the data set root.
+    /// Writes the scenes in `layout`'s official layout with `train` training and `val` validation
+    /// images and returns the data set root:
+    /// - ADE20K: `<out>/ADEChallengeData2016`, `images/{training,validation}/ADE_{train,val}_%08d.jpg`,
+    ///   8-bit grey annotation PNGs under `annotations/`, and `classes.txt` (the 10 class names).
+    /// - Cityscapes: `<out>/cityscapes`, `leftImg8bit/{train,val}/synth/synth_%06d_000019_leftImg8bit.png`
+    ///   and, under `gtFine/`, both `*_gtFine_labelIds.png` and `*_gtFine_labelTrainIds.png` (as
+    ///   cityscapesScripts leaves them): class k becomes trainId k − 1 (the first 10 of the 19),
+    ///   "other" labelId 0 / trainId 255.
+    /// - VOC: `<out>/VOC2012`, `JPEGImages/synth_%06d.jpg`, palette `SegmentationClass/*.png`
+    ///   (class k is index k of the 21, "other" the background) and
+    ///   `ImageSets/Segmentation/{train,val}.txt`.
+    /// Cityscapes and VOC keep their own class lists, of which the scenes use the first ten.
     /// - Throws: `SegmentationDataError` naming the file that could not be written.
     @discardableResult
     public static func write(to out: String, train: Int, val: Int, height: Int, width: Int, seed: UInt64,
-                             quality: Int = 95) throws(SegmentationDataError) -> String {
+                             quality: Int = 95, layout: SegmentationDatasetFormat = .ade20k) throws(SegmentationDataError) -> String {
+        switch layout {
+        case .ade20k: return try writeADE20K(to: out, train: train, val: val, height: height, width: width, seed: seed, quality: quality)
+        case .cityscapes: return try writeCityscapes(to: out, train: train, val: val, height: height, width: width, seed: seed)
+        case .voc: return try writeVOC(to: out, train: train, val: val, height: height, width: width, seed: seed, quality: quality)
+        }
+    }
+
+    static func makeFolder(_ dir: String) throws(SegmentationDataError) {
+        do { try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
+            throw SegmentationDataError(path: dir, problem: "cannot create the folder: \(error.localizedDescription)")
+        }
+    }
+
+    static func save(_ bytes: [UInt8], _ path: String) throws(SegmentationDataError) {
+        guard FileManager.default.createFile(atPath: path, contents: Data(bytes)) else { throw SegmentationDataError(path: path, problem: "cannot write") }
+    }
+
+    static func jpeg(_ image: RGBImage, quality: Int, _ path: String) throws(SegmentationDataError) -> [UInt8] {
+        do { return try JPEG.encode(image, quality: quality) } catch { throw SegmentationDataError(path: path, problem: error.message) }
+    }
+
+    static func png(_ labels: GreyImage, palette: [UInt8]? = nil, _ path: String) throws(SegmentationDataError) -> [UInt8] {
+        do { return try PNG.encode(labels, palette: palette) } catch { throw SegmentationDataError(path: path, problem: error.message) }
+    }
+
+    static func png(_ image: RGBImage, _ path: String) throws(SegmentationDataError) -> [UInt8] {
+        do { return try PNG.encode(image) } catch { throw SegmentationDataError(path: path, problem: error.message) }
+    }
+
+    static func writeCityscapes(to out: String, train: Int, val: Int, height: Int, width: Int, seed: UInt64) throws(SegmentationDataError) -> String {
+        let root = out + "/cityscapes"
+        var labelIdOfTrainId = [Int: UInt8]()
+        for (id, trainId) in SegmentationClasses.cityscapesTrainIds { labelIdOfTrainId[trainId] = UInt8(id) }
+        for (split, n) in [(SegmentationSplit.train, train), (.val, val)] {
+            let images = "\(root)/leftImg8bit/\(split.rawValue)/synth", annotations = "\(root)/gtFine/\(split.rawValue)/synth"
+            try makeFolder(images); try makeFolder(annotations)
+            for i in 0..<n {
+                let (image, labels) = render(height: height, width: width, seed: seed, split: split, index: i)
+                let stem = String(format: "synth_%06d_000019", i)
+                let imagePath = "\(images)/\(stem)_leftImg8bit.png"
+                try save(try png(image, imagePath), imagePath)
+                let trainIds = labels.pixels.map { $0 == 0 ? 255 : $0 - 1 }
+                let labelIds = trainIds.map { $0 == 255 ? 0 : labelIdOfTrainId[Int($0)]! }
+                for (suffix, values) in [("_gtFine_labelIds.png", labelIds), ("_gtFine_labelTrainIds.png", trainIds)] {
+                    let path = "\(annotations)/\(stem)\(suffix)"
+                    try save(try png(try! GreyImage(height: height, width: width, pixels: values), path), path)   // sizes as rendered
+                }
+            }
+        }
+        return root
+    }
+
+    static func writeVOC(to out: String, train: Int, val: Int, height: Int, width: Int, seed: UInt64, quality: Int) throws(SegmentationDataError) -> String {
+        let root = out + "/VOC2012"
+        for folder in ["JPEGImages", "SegmentationClass", "ImageSets/Segmentation"] { try makeFolder("\(root)/\(folder)") }
+        for (split, n) in [(SegmentationSplit.train, train), (.val, val)] {
+            var ids = [String]()
+            for i in 0..<n {
+                let (image, labels) = render(height: height, width: width, seed: seed, split: split, index: i)
+                let id = String(format: "synth_\(split.rawValue)_%06d", i)
+                let imagePath = "\(root)/JPEGImages/\(id).jpg", annotationPath = "\(root)/SegmentationClass/\(id).png"
+                try save(try jpeg(image, quality: quality, imagePath), imagePath)
+                try save(try png(labels, palette: PNG.vocPalette, annotationPath), annotationPath)
+                ids.append(id)
+            }
+            try save(Array((ids.map { $0 + "\n" }.joined()).utf8), "\(root)/ImageSets/Segmentation/\(split.rawValue).txt")
+        }
+        return root
+    }
+
+    static func writeADE20K(to out: String, train: Int, val: Int, height: Int, width: Int, seed: UInt64,
+                            quality: Int) throws(SegmentationDataError) -> String {
         let root = out + "/ADEChallengeData2016"
         let fm = FileManager.default
         for (split, folder, prefix, n) in [(SegmentationSplit.train, "training", "ADE_train", train), (.val, "validation", "ADE_val", val)] {

@@ -29,7 +29,7 @@ public struct SegmentationConfigError: Error, CustomStringConvertible {
 /// teacher. Shared by `train-seg` and `eval-seg --config`, so both read the keys the same way.
 public enum SegmentationRecipe {
     /// The dataset of `DATASETS.FORMAT` under `DATASETS.ROOT`, split `DATASETS.TRAIN` or
-    /// `DATASETS.TEST`.
+    /// `DATASETS.TEST` (Cityscapes' annotation files by `DATASETS.CITYSCAPES.LABELS`).
     public static func dataset(_ cfg: TrainingConfig, training: Bool) throws -> SegmentationDataset {
         let key = training ? "DATASETS.TRAIN" : "DATASETS.TEST"
         guard let format = SegmentationDatasetFormat(rawValue: cfg.string("DATASETS.FORMAT")) else {
@@ -38,7 +38,10 @@ public enum SegmentationRecipe {
         guard let split = SegmentationSplit(rawValue: cfg.string(key)) else {
             throw SegmentationConfigError(key, "'\(cfg.string(key))' is not a segmentation split (train or val)")
         }
-        return try SegmentationDataset(format: format, root: cfg.string("DATASETS.ROOT"), split: split)
+        guard let labels = CityscapesLabels(rawValue: cfg.string("DATASETS.CITYSCAPES.LABELS")) else {
+            throw SegmentationConfigError("DATASETS.CITYSCAPES.LABELS", "'\(cfg.string("DATASETS.CITYSCAPES.LABELS"))' is not auto, labelIds or labelTrainIds")
+        }
+        return try SegmentationDataset(format: format, root: cfg.string("DATASETS.ROOT"), split: split, cityscapesLabels: labels)
     }
 
     /// The class count: `MODEL.NUM_CLASSES`, which must equal the dataset's when both are given.

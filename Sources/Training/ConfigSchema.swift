@@ -112,6 +112,9 @@ public struct ConfigSchema: Sendable {
         ConfigKey("DATASETS.ROOT", .string("datasets/ADEChallengeData2016")),
         ConfigKey("DATASETS.FORMAT", .string("ade20k"), allowed: ["ade20k", "cityscapes", "voc", "coco", "nyu"]),
         // Splits: train/val for the segmentation formats, the COCO split names (train2017, val2017).
+        // Cityscapes' annotation files: gtFine labelIds (mapped) or labelTrainIds (mmseg's
+        // seg_map_suffix default); auto takes labelIds where a split has them.
+        ConfigKey("DATASETS.CITYSCAPES.LABELS", .string("auto"), allowed: ["auto", "labelIds", "labelTrainIds"]),
         ConfigKey("DATASETS.TRAIN", .string("train")),
         ConfigKey("DATASETS.TEST", .string("val")),
         ConfigKey("INPUT.SCALE", .intList([2048, 512]), range: 1...16384),  // mmseg's RandomResize scale (long, short side)

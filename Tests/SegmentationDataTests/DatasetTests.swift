@@ -48,6 +48,39 @@ final class DatasetTests: XCTestCase {
         XCTAssertEqual(labels[34], 255); XCTAssertEqual(labels[35], 0)
     }
 
+    /// cityscapesScripts' `*_gtFine_labelTrainIds.png` read as they are: found by `auto` when a
+    /// split has no labelIds, chosen explicitly when both are present, and a value that is not a
+    /// trainId nor 255 is an error naming the file.
+    func testCityscapesReadsLabelTrainIds() throws {
+        let dir = TempDir()
+        let trainIds = (0...18).map(UInt8.init) + [255, 3, 18, 0, 255, 7]   // 25 pixels, 5 × 5
+        let ids: [UInt8] = trainIds.map { t in t == 255 ? 0 : UInt8(SegmentationClasses.cityscapesTrainIds.first { $0.1 == Int(t) }!.0) }
+        try dir.write("cityscapes/leftImg8bit/train/aachen/aachen_000000_000019_leftImg8bit.png", PNG.encode(testImage(height: 5, width: 5)))
+        try dir.write("cityscapes/gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png", greyPNG(height: 5, width: 5, trainIds))
+        let root = dir.path + "/cityscapes"
+        let auto = try SegmentationDataset(format: .cityscapes, root: root, split: .train)
+        XCTAssertEqual(auto.cityscapesLabels, .labelTrainIds)
+        XCTAssertTrue(auto.files[0].annotation.hasSuffix("aachen_000000_000019_gtFine_labelTrainIds.png"))
+        XCTAssertEqual(try auto.load(0).labels.values, trainIds)
+        XCTAssertThrowsError(try SegmentationDataset(format: .cityscapes, root: root, split: .train, cityscapesLabels: .labelIds)) { error in
+            XCTAssertTrue("\(error)".contains("image has no annotation") && "\(error)".contains("_gtFine_labelIds.png"), "\(error)")
+        }
+
+        // Both files present (as createTrainIdLabelImgs leaves them): auto reads the labelIds, and
+        // both choices give the same labels.
+        try dir.write("cityscapes/gtFine/train/aachen/aachen_000000_000019_gtFine_labelIds.png", greyPNG(height: 5, width: 5, ids))
+        let both = try SegmentationDataset(format: .cityscapes, root: root, split: .train)
+        XCTAssertEqual(both.cityscapesLabels, .labelIds)
+        let viaTrainIds = try SegmentationDataset(format: .cityscapes, root: root, split: .train, cityscapesLabels: .labelTrainIds)
+        XCTAssertEqual(try both.load(0).labels.values, try viaTrainIds.load(0).labels.values)
+
+        try dir.write("cityscapes/gtFine/train/aachen/aachen_000000_000019_gtFine_labelTrainIds.png",
+                      greyPNG(height: 5, width: 5, [19] + Array(trainIds.dropFirst())))
+        XCTAssertThrowsError(try viaTrainIds.load(0)) { error in
+            XCTAssertTrue("\(error)".contains("labelTrainIds.png: label value 19 at pixel (0, 0)"), "\(error)")
+        }
+    }
+
     func testVOCPaletteIndicesAndSplitList() throws {
         let dir = TempDir()
         let indices = (0...20).map(UInt8.init) + [255, 255, 15, 0]   // 25 pixels, 5 × 5

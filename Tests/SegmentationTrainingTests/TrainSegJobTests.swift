@@ -80,6 +80,35 @@ final class TrainSegJobTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: preds).count, 6)
     }
 
+    /// The paper's PSPNet-R18 recipe for each data set (`configs/<set>/pspnet_r101_teacher.yaml`,
+    /// then `pspnet_r18_percep.yaml` against that teacher's checkpoint) runs on a synthetic set in
+    /// the set's own layout (`synth seg --layout`; Cityscapes read through the labelTrainIds), one
+    /// iteration each at a narrow width, without the ImageNet files.
+    func testPaperPSPNetConfigsRunOnEachLayout() throws {
+        let repo = Self.repo.appendingPathComponent("configs")
+        for (layout, folder) in [("ade20k", "ADEChallengeData2016"), ("cityscapes", "cityscapes"), ("voc", "VOC2012")] {
+            let data = dir.appendingPathComponent("\(layout)-data")
+            let synth = try ProcessRunner.run(ProcessRunner.percepDist, ["synth", "seg", "--out", data.path, "--train", "4", "--val", "2",
+                                                                          "--size", "48,64", "--seed", "1", "--layout", layout])
+            XCTAssertEqual(synth.status, 0, synth.err)
+            let narrow = ["DATASETS.ROOT", data.appendingPathComponent(folder).path, "MODEL.WEIGHTS", "", "MODEL.BASE_CHANNELS", "8",
+                          "SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "2", "INPUT.CROP_SIZE", "[32, 32]", "INPUT.SCALE", "[128, 48]",
+                          "TEST.MODE", "whole", "TEST.SCALE", "[128, 48]", "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "LOG_PERIOD", "1"]
+                + (layout == "cityscapes" ? ["DATASETS.CITYSCAPES.LABELS", "labelTrainIds"] : [])
+            let teacherRun = dir.appendingPathComponent("\(layout)-teacher")
+            let teacher = try MPIJob.run(ranks: 1, ["--config", repo.appendingPathComponent("\(layout)/pspnet_r101_teacher.yaml").path,
+                                                    "OUTPUT_DIR", teacherRun.path] + narrow, command: ["train-seg"])
+            XCTAssertEqual(teacher.status, 0, "\(layout) teacher: \(teacher.output)")
+            XCTAssertTrue(teacher.output.contains("mIoU"), teacher.output)
+            let student = try MPIJob.run(ranks: 1, ["--config", repo.appendingPathComponent("\(layout)/pspnet_r18_percep.yaml").path,
+                                                    "OUTPUT_DIR", dir.appendingPathComponent("\(layout)-student").path,
+                                                    "MODEL.TEACHER.WEIGHTS", teacherRun.appendingPathComponent("model_0000001.h5").path,
+                                                    "MODEL.TEACHER.BASE_CHANNELS", "8"] + narrow, command: ["train-seg"])
+            XCTAssertEqual(student.status, 0, "\(layout) student: \(student.output)")
+            XCTAssertTrue(student.output.contains("loss_perceptual"), student.output)
+        }
+    }
+
     /// The perceptual term with a teacher: its logged value at the first step equals
     /// λ·ℓ(softmax(student), softmax(teacher)) computed outside the task from the same networks
     /// and batch, and one rank with batch 4 and two ranks with batch 2 train the same student

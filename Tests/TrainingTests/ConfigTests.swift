@@ -261,7 +261,15 @@ final class ShippedConfigTests: XCTestCase {
         XCTAssertEqual(percep.ints("INPUT.CROP_SIZE"), [769, 769])
         XCTAssertEqual(percep.int("SOLVER.MAX_ITER"), 40000)
         XCTAssertTrue(percep.bool("LOSS.PERCEPTUAL.ENABLED"))
-        XCTAssertEqual(percep.string("MODEL.TEACHER.NAME"), "deeplabv3plus_r101")
+        XCTAssertEqual(percep.string("MODEL.TEACHER.NAME"), "pspnet_r101")   // the paper's §4.1 teacher for PSPNet-R18
         XCTAssertEqual(percep.ints("LOSS.PERCEPTUAL.STRUCTURE"), [2, 2, 3, 3, 3])
+        for dataset in ["ade20k", "cityscapes", "voc"] {
+            let student = try TrainingConfig.load(file: root.appendingPathComponent("\(dataset)/pspnet_r18_percep.yaml").path)
+            let teacher = try TrainingConfig.load(file: root.appendingPathComponent("\(dataset)/pspnet_r101_teacher.yaml").path)
+            XCTAssertEqual(student.string("MODEL.TEACHER.WEIGHTS"), teacher.string("OUTPUT_DIR") + "/model_best.h5", dataset)
+            XCTAssertEqual(teacher.string("MODEL.NAME"), student.string("MODEL.TEACHER.NAME"), dataset)
+            let r50 = try TrainingConfig.load(file: root.appendingPathComponent("\(dataset)/deeplabv3plus_r50_percep.yaml").path)
+            XCTAssertEqual(r50.string("MODEL.TEACHER.NAME"), "deeplabv3plus_r101", dataset)
+        }
     }
 }
