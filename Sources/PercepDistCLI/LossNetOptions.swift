@@ -5,7 +5,7 @@ import Perceptual
 /// Loss-network options shared by every command that builds one (`lossnet export`,
 /// `bench lossnet`, and the training configs' equivalents).
 struct LossNetOptions: ParsableArguments {
-    @Option(help: "Network family: vgg, resnet18, alexnet or mobilenetv2.")
+    @Option(help: "Network family: vgg, resnet18, alexnet, mobilenetv2 or googlenet.")
     var family: String = "vgg"
     @Option(help: "Convolutions per block, N_1,…,N_k (VGG). VGG16 is 2,2,3,3,3.")
     var structure: String = "2,2,3,3,3"

@@ -12,6 +12,8 @@ public enum LossNetworkFamily: String, CaseIterable, Codable, Sendable {
     case alexnet
     /// torchvision's MobileNetV2 `features`, BN in eval mode.
     case mobilenetv2
+    /// torchvision's GoogLeNet without auxiliary classifiers, BN in eval mode.
+    case googlenet
 }
 
 /// How the frozen loss network's convolution weights are drawn (biases are 0).
@@ -98,6 +100,7 @@ public struct LossNetworkConfig: Equatable, Codable, Sendable {
         case .resnet18: return 4
         case .alexnet: return 3
         case .mobilenetv2: return 5
+        case .googlenet: return 3
         }
     }
 

@@ -23,6 +23,7 @@ public func makeLossNetwork(_ config: LossNetworkConfig) throws -> any LossNetwo
     case .resnet18: net = ResNet18LossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
     case .alexnet: net = AlexNetLossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
     case .mobilenetv2: net = MobileNetV2LossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
+    case .googlenet: net = GoogLeNetLossNetwork(inChannels: config.inChannels, initializer: config.initScheme.initializer, rng: &rng)
     }
     net.freeze()
     net.eval()
@@ -208,5 +209,80 @@ public final class MobileNetV2LossNetwork: Module, LossNetwork {
 
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
         collectLevels(features.layers, x, ends: levelEnds, upTo: last)
+    }
+}
+
+// MARK: - GoogLeNet
+
+/// conv (no bias)–BN (ε 0.001)–ReLU as torchvision's GoogLeNet `BasicConv2d` (children `conv`, `bn`).
+final class GoogLeNetConv: Module, Layer {
+    let conv: Conv2d, bn: BatchNorm2d
+    init(_ cin: Int, _ cout: Int, _ k: Int, stride: Int = 1, _ initializer: Initializer, _ rng: inout SeededRNG) {
+        conv = lossConv(cin, cout, k, stride: stride, bias: false, initializer, &rng)
+        bn = BatchNorm2d(cout, eps: 0.001)
+        super.init()
+        registerModule("conv", conv); registerModule("bn", bn)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { bn(conv(x)).relu() }
+}
+
+/// torchvision's `Inception` block: four branches concatenated along channels — 1×1; 1×1 → 3×3;
+/// 1×1 → 3×3 (torchvision's "5×5" branch uses a 3×3 kernel, kept for its names and shapes);
+/// 3×3/1 max-pool (ceil mode) → 1×1.
+final class InceptionBlock: Module, Layer {
+    let branch1: GoogLeNetConv, branch2: Sequential, branch3: Sequential, branch4: Sequential
+    init(_ cin: Int, _ c1: Int, _ c3reduce: Int, _ c3: Int, _ c5reduce: Int, _ c5: Int, _ poolProjection: Int,
+         _ initializer: Initializer, _ rng: inout SeededRNG) {
+        branch1 = GoogLeNetConv(cin, c1, 1, initializer, &rng)
+        branch2 = Sequential([GoogLeNetConv(cin, c3reduce, 1, initializer, &rng), GoogLeNetConv(c3reduce, c3, 3, initializer, &rng)])
+        branch3 = Sequential([GoogLeNetConv(cin, c5reduce, 1, initializer, &rng), GoogLeNetConv(c5reduce, c5, 3, initializer, &rng)])
+        branch4 = Sequential([MaxPool2d(kernel: (3, 3), stride: (1, 1), padding: (1, 1), ceilMode: true),
+                              GoogLeNetConv(cin, poolProjection, 1, initializer, &rng)])
+        super.init()
+        registerModule("branch1", branch1); registerModule("branch2", branch2)
+        registerModule("branch3", branch3); registerModule("branch4", branch4)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { Tensor.concat([branch1(x), branch2(x), branch3(x), branch4(x)], axis: 1) }
+}
+
+/// torchvision's GoogLeNet without the auxiliary classifiers, avgpool, dropout and fc (and
+/// without `transform_input`, which only re-normalises ImageNet RGB); levels are the outputs of
+/// the three inception stages: inception3b (stride 8), inception4e (16) and inception5b (32).
+public final class GoogLeNetLossNetwork: Module, LossNetwork {
+    let stem: [(String, any Layer)], stages: [[(String, any Layer)]]
+
+    init(inChannels: Int, initializer: Initializer, rng: inout SeededRNG) {
+        func pool(_ k: Int) -> MaxPool2d { MaxPool2d(kernel: (k, k), stride: (2, 2), ceilMode: true) }
+        func inception(_ a: Int, _ b: Int, _ c: Int, _ d: Int, _ e: Int, _ f: Int, _ g: Int) -> InceptionBlock {
+            InceptionBlock(a, b, c, d, e, f, g, initializer, &rng)
+        }
+        stem = [("conv1", GoogLeNetConv(inChannels, 64, 7, stride: 2, initializer, &rng)), ("maxpool1", pool(3)),
+                ("conv2", GoogLeNetConv(64, 64, 1, initializer, &rng)), ("conv3", GoogLeNetConv(64, 192, 3, initializer, &rng)),
+                ("maxpool2", pool(3))]
+        stages = [
+            [("inception3a", inception(192, 64, 96, 128, 16, 32, 32)), ("inception3b", inception(256, 128, 128, 192, 32, 96, 64))],
+            [("maxpool3", pool(3)), ("inception4a", inception(480, 192, 96, 208, 16, 48, 64)),
+             ("inception4b", inception(512, 160, 112, 224, 24, 64, 64)), ("inception4c", inception(512, 128, 128, 256, 24, 64, 64)),
+             ("inception4d", inception(512, 112, 144, 288, 32, 64, 64)), ("inception4e", inception(528, 256, 160, 320, 32, 128, 128))],
+            [("maxpool4", pool(2)), ("inception5a", inception(832, 256, 160, 320, 32, 128, 128)),
+             ("inception5b", inception(832, 384, 192, 384, 48, 128, 128))],
+        ]
+        super.init()
+        for (name, layer) in stem + stages.flatMap({ $0 }) {
+            if let module = layer as? Module, !(layer is MaxPool2d) { registerModule(name, module) }
+        }
+    }
+
+    /// The smallest side whose four ceil-mode max-pools still leave a pixel for inception5b.
+    public var minimumInputSize: Int { 17 }
+
+    public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
+        var h = stem.reduce(x) { $1.1($0) }
+        var out: [Tensor] = []
+        for stage in stages.prefix(last + 1) {
+            h = stage.reduce(h) { $1.1($0) }
+            out.append(h)
+        }
+        return out
     }
 }

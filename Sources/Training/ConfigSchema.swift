@@ -132,7 +132,7 @@ public struct ConfigSchema: Sendable {
         ConfigKey("DATALOADER.PREFETCH", .int(4)),
         ConfigKey("DATALOADER.MAX_BROKEN_FRACTION", .double(0.01)),
         ConfigKey("LOSS.PERCEPTUAL.ENABLED", .bool(false)),
-        ConfigKey("LOSS.PERCEPTUAL.FAMILY", .string("vgg"), allowed: ["vgg", "resnet18", "alexnet", "mobilenetv2"]),
+        ConfigKey("LOSS.PERCEPTUAL.FAMILY", .string("vgg"), allowed: ["vgg", "resnet18", "alexnet", "mobilenetv2", "googlenet"]),
         ConfigKey("LOSS.PERCEPTUAL.STRUCTURE", .intList([2, 2, 3, 3, 3])),
         ConfigKey("LOSS.PERCEPTUAL.WIDTHS", .intList([64, 128, 256, 512, 512])),
         ConfigKey("LOSS.PERCEPTUAL.KERNEL_SIZE", .int(3)),

@@ -84,7 +84,7 @@ final class LossNetCommandTests: XCTestCase {
         try assertFails(["lossnet", "eval", "--lossnet", path("missing.h5"), "--pred", pred, "--target", target], mentions: "missing.h5")
         try assertFails(["lossnet", "export", "--init", "kaiming", "--out", path("x.h5")], mentions: "--init")
         try assertFails(["lossnet", "export", "--structure", "2,x,3", "--out", path("x.h5")], mentions: "--structure")
-        try assertFails(["lossnet", "export", "--family", "googlenet", "--out", path("x.h5")], mentions: "--family")
+        try assertFails(["lossnet", "export", "--family", "inception_v3", "--out", path("x.h5")], mentions: "--family")
         try assertFails(["lossnet", "export", "--level-weights", "1,2", "--out", path("x.h5")], mentions: "--level-weights")
         // A network file whose weights were removed names what is missing.
         let broken = try HDF5File(creating: path("broken.h5"))

@@ -49,10 +49,11 @@ final class LossNetworkTests: XCTestCase {
 
     /// Pins each non-VGG family's weights for seed 0: the bytes were recorded before the ResNet
     /// BasicBlock moved into PercepNN (shared with the segmentation backbones), so a change to
-    /// the draw order or the names there cannot silently alter a loss network.
+    /// the draw order or the names there cannot silently alter a loss network (GoogLeNet's when it
+    /// was added, after its PyTorch parity test passed).
     func testFingerprintsArePinned() throws {
         for (family, expected) in [(LossNetworkFamily.resnet18, UInt64(5536145404936107762)), (.alexnet, 4217503057404626654),
-                                   (.mobilenetv2, 6677162801967238221)] {
+                                   (.mobilenetv2, 6677162801967238221), (.googlenet, 17762702963147460966)] {
             var c = LossNetworkConfig(inChannels: 19)
             c.family = family
             XCTAssertEqual(try PerceptualLoss(c).fingerprint, expected, "\(family)")
@@ -64,7 +65,8 @@ final class LossNetworkTests: XCTestCase {
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])
         let families = try XCTUnwrap(json["families"] as? [String: [[Any]]])
         let cin = try XCTUnwrap(json["in_channels"] as? Int)
-        for (key, family) in [("vgg16", LossNetworkFamily.vgg), ("resnet18", .resnet18), ("alexnet", .alexnet), ("mobilenetv2", .mobilenetv2)] {
+        for (key, family) in [("vgg16", LossNetworkFamily.vgg), ("resnet18", .resnet18), ("alexnet", .alexnet), ("mobilenetv2", .mobilenetv2),
+                              ("googlenet", .googlenet)] {
             var c = LossNetworkConfig(inChannels: cin)
             c.family = family
             let ours = try makeLossNetwork(c).stateDict().map { "\($0.0) \($0.1.shape)" }
@@ -91,7 +93,7 @@ final class LossNetworkTests: XCTestCase {
             ("vgg geometric", smallVGG { $0.levelWeights = LossNetworkConfig.geometricLevelWeights(3) }, 16),
             ("vgg k7 equal", smallVGG { $0.kernelSize = 7; $0.levelWeights = [1, 1, 1] }, 16),
         ]
-        for family in [LossNetworkFamily.resnet18, .alexnet, .mobilenetv2] {
+        for family in [LossNetworkFamily.resnet18, .alexnet, .mobilenetv2, .googlenet] {
             var c = LossNetworkConfig(inChannels: 2)
             c.family = family
             // MobileNetV2's He-initialised activations reach ReLU6's cap of 6 in so many units
@@ -181,12 +183,12 @@ final class LossNetworkTests: XCTestCase {
         return t
     }
 
-    /// ResNet-18, AlexNet and MobileNetV2 against PyTorch (tools/pytorch/make_lossnet_family_fixtures.py,
+    /// ResNet-18, AlexNet, MobileNetV2 and GoogLeNet against PyTorch (tools/pytorch/make_lossnet_family_fixtures.py,
     /// a float64 reference with torchvision's structures): loss within 1e-4 relative, gradient
     /// within 1e-3 relative norm. The full-width weights are not stored: both sides generate them
     /// with the fixture formula, and the stored fingerprint proves they are bit-identical.
     func testNonVGGFamiliesMatchPyTorch() throws {
-        for family in [LossNetworkFamily.resnet18, .alexnet, .mobilenetv2] {
+        for family in [LossNetworkFamily.resnet18, .alexnet, .mobilenetv2, .googlenet] {
             let name = "lossnet_\(family.rawValue)"
             let url = try XCTUnwrap(Bundle.module.url(forResource: name, withExtension: "h5", subdirectory: "Fixtures"), name)
             let file = try HDF5File(reading: url.path)

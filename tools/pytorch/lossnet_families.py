@@ -13,6 +13,10 @@
                     "0" conv, "1" BN, "2" ReLU6) and InvertedResidual (children under `conv`);
                     levels are the outputs of features.1, .3, .6, .13 and .18 (strides 2, 4, 8,
                     16, 32; 5 levels).
+  * GoogLeNetTrunk  googlenet(aux_logits=False, transform_input=False) without avgpool, dropout
+                    and fc: BasicConv2d (conv without bias, BN eps 0.001, ReLU), Inception blocks
+                    (torchvision's 3x3 "5x5" branch); levels are the outputs of inception3b,
+                    inception4e and inception5b (strides 8, 16, 32; 3 levels).
 
 `in_channels` replaces the first convolution's 3 input channels, as the Swift networks do for a
 task's C channels. BN runs with its running statistics (call `.eval()`); eps 1e-5 as torchvision.
@@ -194,6 +198,74 @@ class MobileNetV2Features(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
+# GoogLeNet (torchvision.models.googlenet, aux_logits=False, transform_input=False)
+
+
+class BasicConv2d(nn.Module):
+    def __init__(self, in_channels, out_channels, **kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, bias=False, **kwargs)
+        self.bn = nn.BatchNorm2d(out_channels, eps=0.001)
+        self.relu = nn.ReLU()   # torchvision calls F.relu; a module (no state) lets hooks see it
+
+    def forward(self, x):
+        return self.relu(self.bn(self.conv(x)))
+
+
+class Inception(nn.Module):
+    def __init__(self, in_channels, ch1x1, ch3x3red, ch3x3, ch5x5red, ch5x5, pool_proj):
+        super().__init__()
+        self.branch1 = BasicConv2d(in_channels, ch1x1, kernel_size=1)
+        self.branch2 = nn.Sequential(BasicConv2d(in_channels, ch3x3red, kernel_size=1),
+                                     BasicConv2d(ch3x3red, ch3x3, kernel_size=3, padding=1))
+        # torchvision's "5x5" branch has a 3x3 kernel (kept there for its pretrained weights).
+        self.branch3 = nn.Sequential(BasicConv2d(in_channels, ch5x5red, kernel_size=1),
+                                     BasicConv2d(ch5x5red, ch5x5, kernel_size=3, padding=1))
+        self.branch4 = nn.Sequential(nn.MaxPool2d(kernel_size=3, stride=1, padding=1, ceil_mode=True),
+                                     BasicConv2d(in_channels, pool_proj, kernel_size=1))
+
+    def forward(self, x):
+        return torch.cat([self.branch1(x), self.branch2(x), self.branch3(x), self.branch4(x)], 1)
+
+
+class GoogLeNetTrunk(nn.Module):
+    """Levels: the outputs of inception3b, inception4e and inception5b (strides 8, 16, 32)."""
+    LEVELS = 3
+
+    def __init__(self, in_channels=3):
+        super().__init__()
+        self.conv1 = BasicConv2d(in_channels, 64, kernel_size=7, stride=2, padding=3)
+        self.maxpool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.conv2 = BasicConv2d(64, 64, kernel_size=1)
+        self.conv3 = BasicConv2d(64, 192, kernel_size=3, padding=1)
+        self.maxpool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception3a = Inception(192, 64, 96, 128, 16, 32, 32)
+        self.inception3b = Inception(256, 128, 128, 192, 32, 96, 64)
+        self.maxpool3 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.inception4a = Inception(480, 192, 96, 208, 16, 48, 64)
+        self.inception4b = Inception(512, 160, 112, 224, 24, 64, 64)
+        self.inception4c = Inception(512, 128, 128, 256, 24, 64, 64)
+        self.inception4d = Inception(512, 112, 144, 288, 32, 64, 64)
+        self.inception4e = Inception(528, 256, 160, 320, 32, 128, 128)
+        self.maxpool4 = nn.MaxPool2d(2, stride=2, ceil_mode=True)
+        self.inception5a = Inception(832, 256, 160, 320, 32, 128, 128)
+        self.inception5b = Inception(832, 384, 192, 384, 48, 128, 128)
+
+    def levels(self, x, up_to=None):
+        up_to = self.LEVELS - 1 if up_to is None else up_to
+        x = self.maxpool2(self.conv3(self.conv2(self.maxpool1(self.conv1(x)))))
+        stages = [[self.inception3a, self.inception3b],
+                  [self.maxpool3, self.inception4a, self.inception4b, self.inception4c, self.inception4d, self.inception4e],
+                  [self.maxpool4, self.inception5a, self.inception5b]]
+        out = []
+        for stage in stages[:up_to + 1]:
+            for m in stage:
+                x = m(x)
+            out.append(x)
+        return out
+
+
+# ---------------------------------------------------------------------------------------------
 
 
 def _sequential_levels(seq, ends, x, up_to):
@@ -208,9 +280,10 @@ def _sequential_levels(seq, ends, x, up_to):
     return out
 
 
-FAMILIES = {"resnet18": ResNet18Trunk, "alexnet": AlexNetFeatures, "mobilenetv2": MobileNetV2Features}
+FAMILIES = {"resnet18": ResNet18Trunk, "alexnet": AlexNetFeatures, "mobilenetv2": MobileNetV2Features,
+            "googlenet": GoogLeNetTrunk}
 # The smallest input side each accepts (Swift `minimumInputSize`).
-MINIMUM_INPUT_SIZE = {"resnet18": 32, "alexnet": 63, "mobilenetv2": 32}
+MINIMUM_INPUT_SIZE = {"resnet18": 32, "alexnet": 63, "mobilenetv2": 32, "googlenet": 15}
 
 
 def build(family, in_channels, dtype=torch.float64):

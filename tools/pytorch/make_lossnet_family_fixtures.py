@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
-"""Reference loss and gradient of the perceptual loss for the ResNet-18, AlexNet and MobileNetV2
-loss networks, computed with PyTorch (tools/pytorch/lossnet_families.py) and written with h5py.
+"""Reference loss and gradient of the perceptual loss for the ResNet-18, AlexNet, MobileNetV2 and
+GoogLeNet loss networks, computed with PyTorch (tools/pytorch/lossnet_families.py) and written with h5py.
 
 The sibling of make_lossnet_fixtures.py (the VGG cases). These networks have torchvision's full
 widths (ResNet-18's trunk alone is 11.2 M weights, 45 MB), so their weights are not stored:
@@ -40,6 +40,7 @@ so that the test measures the engine, not ill-conditioning (ReLU/ReLU6 kinks, ma
 It also checks that every level contributes to the loss and to the gradient.
 
 Run: python3 tools/pytorch/make_lossnet_family_fixtures.py   (needs torch, numpy and h5py)
+     python3 tools/pytorch/make_lossnet_family_fixtures.py --only googlenet   (one family's fixture)
      python3 tools/pytorch/make_lossnet_family_fixtures.py --gradcheck        (+ autograd.gradcheck,
                                                                     fast mode, seconds)
      python3 tools/pytorch/make_lossnet_family_fixtures.py --gradcheck-full   (full Jacobians, ~5 min)
@@ -60,6 +61,7 @@ CASES = [
     ("resnet18", 3, [1, 1, 1, 1], 2, 35, 41, 18),
     ("alexnet", 2, [1, 1, 1], 2, 67, 75, 11),
     ("mobilenetv2", 5, [1, 1, 1, 1, 1], 2, 33, 37, 2),
+    ("googlenet", 3, [1, 1, 1], 2, 35, 41, 22),
 ]
 WEIGHTS_FORMULA = "splitmix64-uniform-v1"
 # The Swift test's tolerances; PyTorch's own float32 result must be within a tenth of them.
@@ -221,8 +223,11 @@ def gradcheck(full=False):
 def main():
     torch.set_num_threads(1)
     os.makedirs(OUT, exist_ok=True)
+    # `--only FAMILY[,FAMILY…]` regenerates just those fixtures.
+    only = sys.argv[sys.argv.index("--only") + 1].split(",") if "--only" in sys.argv else None
     for case in CASES:
-        make_case(*case)
+        if only is None or case[0] in only:
+            make_case(*case)
     if "--gradcheck" in sys.argv or "--gradcheck-full" in sys.argv:
         gradcheck(full="--gradcheck-full" in sys.argv)
 

@@ -18,6 +18,7 @@ The ResNet-18, AlexNet and MobileNetV2 cases (lossnet_<family>.h5): make_lossnet
 """
 import os
 import struct
+import sys
 
 import h5py
 import numpy as np
@@ -125,11 +126,21 @@ def main():
 
 
 def torchvision_names():
-    """State-dict names and shapes of torchvision's ResNet-18 trunk, AlexNet features and
-    MobileNetV2 features with a C-channel first layer: the project's networks must match them
+    """State-dict names and shapes of torchvision's ResNet-18 trunk, AlexNet features,
+    MobileNetV2 features and GoogLeNet (no auxiliary classifiers, no fc) with a C-channel first
+    layer: the project's networks must match them
     exactly (weights are not committed: ResNet-18 alone is 45 MB)."""
     import json
-    import torchvision
+    try:
+        import torchvision
+    except RuntimeError:
+        # A torchvision wheel built for another torch fails registering its C++ operators; the
+        # model definitions this needs do not use them.
+        import types
+        for name in [n for n in sys.modules if n.startswith("torchvision")]:
+            del sys.modules[name]
+        sys.modules["torchvision._meta_registrations"] = types.ModuleType("torchvision._meta_registrations")
+        import torchvision
     cin = 19
     out = {}
     m = torchvision.models.resnet18()
@@ -141,6 +152,9 @@ def torchvision_names():
     m = torchvision.models.mobilenet_v2()
     m.features[0][0] = torch.nn.Conv2d(cin, 32, 3, 2, 1, bias=False)
     out["mobilenetv2"] = [[k, list(v.shape)] for k, v in m.state_dict().items() if k.startswith("features.")]
+    m = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    m.conv1.conv = torch.nn.Conv2d(cin, 64, 7, 2, 3, bias=False)
+    out["googlenet"] = [[k, list(v.shape)] for k, v in m.state_dict().items() if not k.startswith("fc.")]
     m = torchvision.models.vgg16()
     m.features[0] = torch.nn.Conv2d(cin, 64, 3, 1, 1)
     out["vgg16"] = [[k, list(v.shape)] for k, v in m.state_dict().items() if k.startswith("features.")]
