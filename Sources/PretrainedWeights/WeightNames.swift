@@ -81,9 +81,10 @@ public enum WeightNames {
     }
 
     /// Names for the pretrained ('T') loss networks: torchvision's VGG / ResNet-18 / AlexNet /
-    /// MobileNetV2 names are the loss networks' own; the classifiers are dropped.
+    /// MobileNetV2 / GoogLeNet names are the loss networks' own; the classifiers (GoogLeNet's
+    /// auxiliary ones too) are dropped.
     public static func lossNetwork(_ name: String) -> String? {
-        if name.hasPrefix("classifier.") || name.hasPrefix("fc.") { return nil }
+        if name.hasPrefix("classifier.") || name.hasPrefix("fc.") || name.hasPrefix("aux1.") || name.hasPrefix("aux2.") { return nil }
         return name
     }
 }

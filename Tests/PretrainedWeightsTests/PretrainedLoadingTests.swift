@@ -143,6 +143,28 @@ final class PretrainedLoadingTests: XCTestCase {
         }
     }
 
+    /// GoogLeNet's 'T' network from a file under torchvision's names: every trunk tensor loads,
+    /// the auxiliary classifiers and fc are dropped.
+    func testPretrainedGoogLeNetDropsTheAuxiliaryClassifiers() throws {
+        var config = LossNetworkConfig(inChannels: 4)
+        config.family = .googlenet
+        var source = config
+        source.inChannels = 3
+        source.seed = 99
+        let trunk = try makeLossNetwork(source).stateDict().map { (name: $0.0, tensor: $0.1) }
+        let extras = ["aux1.conv.conv.weight", "aux1.fc1.weight", "aux2.fc2.bias", "fc.weight", "fc.bias"].map {
+            (name: $0, tensor: Tensor(shape: [2], values: [1, 2]))
+        }
+        let path = dir.appendingPathComponent("googlenet_like.h5").path
+        try CheckpointWriter.writeWeights(trunk + extras, source: "test", to: path)
+        var reported: WeightLoadReport?
+        let loss = try LossNetworkFile.pretrained(config, weights: path, report: { reported = $0 })
+        XCTAssertEqual(reported?.loaded, trunk.count)
+        XCTAssertEqual(reported?.dropped, extras.count)
+        let expected = Dictionary(uniqueKeysWithValues: trunk.map { ($0.name, $0.tensor.values) })
+        for (name, t) in loss.network.stateDict() { XCTAssertEqual(t.values, expected[name], name) }
+    }
+
     /// `LOSS.PERCEPTUAL.WEIGHTS` gives training the same 'T' network (Table 1's pretrained row).
     func testPretrainedLossNetworkFromTheConfig() throws {
         let yaml = dir.appendingPathComponent("t.yaml")
