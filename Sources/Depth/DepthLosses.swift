@@ -107,10 +107,19 @@ public enum DepthLoss {
     /// diagonal included, above the threshold), decided in float32. Per kept triplet and image,
     /// Σ|n̂_gt − n̂_pred| of the unit normals (a zero normal is divided by 0.01 instead); all are
     /// pooled, sorted, the lowest `trim` share dropped, and the rest averaged.
+    ///
+    /// VNL computes this on the whole batch; a data-parallel job passes `pool`, which returns
+    /// every rank's per-triplet losses concatenated in rank order, this rank's offset in them and
+    /// the world size (`allRanks`). The trim is then decided on the global pool (ties broken by
+    /// rank, then image and triplet) and this rank's loss is its survivors' sum divided by the
+    /// global survivor count / world size, so that the ranks' average, and the averaged
+    /// gradient, are the one-rank loss of the whole batch.
     /// prediction: [N, 1, H, W]; groundTruth: N·H·W clamped depths → (loss scalar, kept per image,
     /// and which kept triplets survived the trim, per image).
     public static func virtualNormal(_ prediction: Tensor, groundTruth: [Float], triplets: [(Int32, Int32, Int32)],
-                                     settings: VirtualNormalSettings = .init()) -> (loss: Tensor, kept: [[Bool]], used: [[Bool]]) {
+                                     settings: VirtualNormalSettings = .init(),
+                                     pool: ([Double]) -> (allRanks: [Double], offset: Int, worldSize: Int) = { ($0, 0, 1) })
+        -> (loss: Tensor, kept: [[Bool]], used: [[Bool]]) {
         precondition(prediction.rank == 4 && prediction.shape[1] == 1, "VNL: prediction \(prediction.shape) must be [N, 1, H, W]")
         let (n, h, w) = (prediction.shape[0], prediction.shape[2], prediction.shape[3]), plane = h * w
         precondition(groundTruth.count == n * plane, "VNL: \(groundTruth.count) ground-truth depths for \(n * plane) pixels")
@@ -158,12 +167,17 @@ public enum DepthLoss {
                 terms.append((Swift.abs(d.x) + Swift.abs(d.y) + Swift.abs(d.z), img, k))
             }
         }
-        // Stable sort so that ties keep their (image, triplet) order, as the gradient must know which were dropped.
-        let order = terms.indices.sorted { terms[$0].loss < terms[$1].loss || (terms[$0].loss == terms[$1].loss && $0 < $1) }
         precondition(s.trim >= 0 && s.trim < 1, "VNL: trim \(s.trim) must be in [0, 1)")
-        let first = Int(Float(terms.count) * s.trim)
-        let used = Array(order[first...])
-        let mean = used.isEmpty ? 0 : used.reduce(0.0) { $0 + terms[$1].loss } / Double(used.count)
+        let (pooled, offset, worldSize) = pool(terms.map(\.loss))
+        precondition(pooled.count >= offset + terms.count, "VNL: the pool holds \(pooled.count) losses, this rank's start at \(offset)")
+        // Stable sort so that ties keep their (rank, image, triplet) order, as the gradient must know which were dropped.
+        let order = pooled.indices.sorted { pooled[$0] < pooled[$1] || (pooled[$0] == pooled[$1] && $0 < $1) }
+        let first = Int(Float(pooled.count) * s.trim)
+        let survivorCount = pooled.count - first
+        let used = order[first...].filter { $0 >= offset && $0 < offset + terms.count }.map { $0 - offset }
+        // The rank's share of the global mean: Σ own survivors ÷ (global survivors ÷ ranks).
+        let perRank = Double(survivorCount) / Double(worldSize)
+        let mean = survivorCount == 0 ? 0 : used.reduce(0.0) { $0 + terms[$1].loss } / perRank
         let out = Tensor(scalar: Float(mean))
         var survivors = [[Bool]](repeating: [Bool](repeating: false, count: triplets.count), count: n)
         for index in used { survivors[terms[index].image][terms[index].triplet] = true }
@@ -171,7 +185,7 @@ public enum DepthLoss {
         Tape.record(out, inputs: [prediction]) { [prediction] g in
             let dz = Tensor.zeros(inShape)
             guard !used.isEmpty else { return [dz] }
-            let scale = Double(g.data[0]) / Double(used.count), pred = prediction.data
+            let scale = Double(g.data[0]) / perRank, pred = prediction.data
             for index in used {
                 let (img, k) = (terms[index].image, terms[index].triplet), t = triplets[k]
                 let ids = [t.0, t.1, t.2]

@@ -163,12 +163,30 @@ public final class DepthTask: TrainingTask {
         let vnlWeight = Float(config.double("LOSS.VNL.WEIGHT"))
         if vnlWeight != 0 {
             let triplets = DepthLoss.sampleTriplets(count: Int(vnl.sampleRatio * Float(plane)), pixels: plane, rng: &rng)
-            terms.append(LossTerm("loss_vnl", DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: triplets, settings: vnl).loss * vnlWeight))
+            terms.append(LossTerm("loss_vnl", DepthLoss.virtualNormal(depth, groundTruth: clamped, triplets: triplets, settings: vnl,
+                                                                      pool: poolAcrossRanks).loss * vnlWeight))
         }
         if let perceptual {
             terms.append(LossTerm("loss_perceptual", perceptualTerm(perceptual, depth: depth, clamped: clamped)))
         }
         return terms
+    }
+
+    /// Every rank's `values` concatenated in rank order, this rank's offset in them and the world
+    /// size: VNL trims over the whole batch. Two sums of small vectors (the counts, then the
+    /// values in each rank's own slot; adding zeros is exact).
+    func poolAcrossRanks(_ values: [Double]) -> (allRanks: [Double], offset: Int, worldSize: Int) {
+        let ranks = collectives.worldSize
+        guard ranks > 1 else { return (values, 0, 1) }
+        var counts = [Double](repeating: 0, count: ranks)
+        counts[collectives.rank] = Double(values.count)
+        collectives.allreduceSum(&counts)
+        let sizes = counts.map { Int($0) }
+        let offset = sizes.prefix(collectives.rank).reduce(0, +)
+        var pooled = [Double](repeating: 0, count: sizes.reduce(0, +))
+        for (i, v) in values.enumerated() { pooled[offset + i] = v }
+        collectives.allreduceSum(&pooled)
+        return (pooled, offset, ranks)
     }
 
     /// λ·perceptual between the predicted depth [N, 1, H, W] and the clamped ground truth (padding
