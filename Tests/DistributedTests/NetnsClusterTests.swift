@@ -30,33 +30,19 @@ final class NetnsClusterTests: XCTestCase {
     /// is stdout and stderr together.
     static func cluster(prefix: String, _ args: [String], environment: [String: String] = [:], limit: Double = 180) throws
         -> (status: Int32, output: String, seconds: Double) {
-        let p = process(prefix: prefix, args, environment: environment)
-        let pipe = Pipe()
-        p.standardOutput = pipe
-        p.standardError = pipe
-        let start = Date()
-        try p.run()
-        let killer = DispatchWorkItem { if p.isRunning { p.terminate() } }
-        DispatchQueue.global().asyncAfter(deadline: .now() + limit, execute: killer)
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        killer.cancel()
-        return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
+        try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), [script] + args,
+                                      environment: clusterEnvironment(prefix: prefix, environment), limit: limit)
     }
 
-    static func process(prefix: String, _ args: [String], environment: [String: String] = [:]) -> Process {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/bin/bash")
-        p.arguments = [script] + args
+    /// The test's environment for cluster `prefix`, with the test's binary and `extra` on top.
+    static func clusterEnvironment(prefix: String, _ extra: [String: String]) -> [String: String] {
         var env = ProcessInfo.processInfo.environment
         env["NETNS_PREFIX"] = prefix
         env["PERCEP_BIN"] = MPIJob.executable
         // Each rank's thread budget comes from its host's share of the cores, not from here.
         env["OMP_NUM_THREADS"] = nil
         env["PERCEP_THREADS"] = nil
-        for (k, v) in environment { env[k] = v }
-        p.environment = env
-        return p
+        return env.merging(extra) { _, new in new }
     }
 
     func up(_ hosts: Int) throws {
@@ -140,7 +126,10 @@ final class NetnsClusterTests: XCTestCase {
         let config = Self.repo.appendingPathComponent("configs/demo/tiny-synthetic.yaml").path
         let common = ["--config", config, "OUTPUT_DIR", output.path, "SOLVER.IMS_PER_BATCH", "4", "LOSS.PERCEPTUAL.ENABLED", "false",
                       "LOG_PERIOD", "50", "SOLVER.CHECKPOINT_PERIOD", "5", "TEST.EVAL_PERIOD", "0", "DIST.TIMEOUT_SECONDS", "4"]
-        let job = Self.process(prefix: prefix, ["run", "train-demo"] + common + ["SOLVER.MAX_ITER", "100000"], environment: ["KEEP_CLUSTER": "1"])
+        let job = Process()
+        job.executableURL = URL(fileURLWithPath: "/bin/bash")
+        job.arguments = [Self.script, "run", "train-demo"] + common + ["SOLVER.MAX_ITER", "100000"]
+        job.environment = Self.clusterEnvironment(prefix: prefix, ["KEEP_CLUSTER": "1"])
         // The job's output goes to a file, so nothing has to drain a pipe while the test waits.
         let logPath = dir.appendingPathComponent("lost.log").path
         FileManager.default.createFile(atPath: logPath, contents: nil)

@@ -39,22 +39,15 @@ public enum ProcessRunner {
     }
 }
 
-/// Runs `percep-dist` under mpirun, as CI and users do (`dist check` unless another command is given).
-public enum MPIJob {
-    /// The percep-dist binary next to the test binary.
-    public static var executable: String { ProcessRunner.percepDist.path }
-
-    /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
-    /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.
-    public static func run(ranks: Int, _ args: [String], command: [String] = ["dist", "check"], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
+extension ProcessRunner {
+    /// Exit status, standard output and error interleaved, and wall time of `executable arguments`
+    /// with `environment` (the test's own when nil), terminated after `limit` seconds.
+    public static func runCombined(_ executable: URL, _ arguments: [String], environment: [String: String]? = nil, limit: Double)
+        throws -> (status: Int32, output: String, seconds: Double) {
         let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        p.arguments = ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable] + command + args
-        var env = ProcessInfo.processInfo.environment
-        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
-        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
-        env["OMP_NUM_THREADS"] = "1"
-        p.environment = env
+        p.executableURL = executable
+        p.arguments = arguments
+        if let environment { p.environment = environment }
         let pipe = Pipe()
         p.standardOutput = pipe
         p.standardError = pipe
@@ -66,5 +59,23 @@ public enum MPIJob {
         p.waitUntilExit()
         killer.cancel()
         return (p.terminationStatus, String(decoding: data, as: UTF8.self), Date().timeIntervalSince(start))
+    }
+}
+
+/// Runs `percep-dist` under mpirun, as CI and users do (`dist check` unless another command is given).
+public enum MPIJob {
+    /// The percep-dist binary next to the test binary.
+    public static var executable: String { ProcessRunner.percepDist.path }
+
+    /// Exit status, combined output and wall time of `mpirun -np ranks percep-dist dist check args`
+    /// (oversubscribed, allowed as root, one thread per rank), killed after `limit` seconds.
+    public static func run(ranks: Int, _ args: [String], command: [String] = ["dist", "check"], limit: Double = 120) throws -> (status: Int32, output: String, seconds: Double) {
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+        env["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        env["OMP_NUM_THREADS"] = "1"
+        return try ProcessRunner.runCombined(URL(fileURLWithPath: "/usr/bin/env"),
+                                             ["mpirun", "-np", String(ranks), "--oversubscribe", "--bind-to", "none", executable] + command + args,
+                                             environment: env, limit: limit)
     }
 }
