@@ -37,7 +37,7 @@ host_count() { [ -f "$state/hosts" ] || die "no cluster '$prefix' is up (run: $0
 
 up() {
   local n=$1
-  [[ "$n" =~ ^[1-9][0-9]?$ ]] && [ "$n" -le 200 ] || die "up: N must be 1…200 hosts, got '$n'"
+  [[ "$n" =~ ^[1-9][0-9]{0,2}$ ]] && [ "$n" -le 200 ] || die "up: N must be 1…200 hosts, got '$n'"
   [ "$(id -u)" -eq 0 ] || die "up: needs root (ip netns add)"
   down >/dev/null 2>&1 || true
   mkdir -p "$state"
@@ -78,6 +78,7 @@ down() {
 # Open MPI's plm_rsh_agent: called as `agent HOST COMMAND…` like ssh; runs COMMAND with a shell
 # inside HOST's namespace under its own hostname.
 agent() {
+  [ $# -ge 2 ] || die "agent: usage: agent HOST COMMAND…"
   local target=$1; shift
   local line; line=$(awk -v h="$target" '$1 == h || $3 == h' "$state/hosts" | head -1)
   [ -n "$line" ] || die "agent: unknown host '$target' (known: $(cut -d' ' -f1 "$state/hosts" | paste -sd' '))"
@@ -88,7 +89,7 @@ agent() {
 
 run() {
   local per_host=1
-  if [ "${1:-}" = "-r" ]; then per_host=$2; shift 2; fi
+  if [ "${1:-}" = "-r" ]; then [ $# -ge 2 ] || die "run: -r needs a number of ranks per host"; per_host=$2; shift 2; fi
   [[ "$per_host" =~ ^[1-9][0-9]*$ ]] || die "run: -r needs a positive number of ranks per host"
   [ $# -ge 1 ] || die "run: give percep-dist's arguments"
   local n; n=$(host_count)
@@ -96,18 +97,23 @@ run() {
   [ -x "$bin" ] || die "run: no binary at $bin (swift build -c release, or set PERCEP_BIN)"
   bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
   awk -v s="$per_host" '{ print $1 " slots=" s }' "$state/hosts" > "$state/hostfile"
-  local cores; cores=$(nproc --all)
+  local cores; cores=$(nproc)   # the cores this process may use (cpuset and affinity included)
   local host_cores=${HOST_CORES:-$(( cores / n > 0 ? cores / n : 1 ))}
   if [ "${KEEP_CLUSTER:-0}" != 1 ]; then trap 'down' EXIT; fi
   if [ "$(id -u)" -eq 0 ]; then export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1; fi
   local status=0
+  # mpirun runs in the background and is waited for, so a TERM or INT reaches this shell at once
+  # and is passed on (the EXIT trap then removes whatever is left in the namespaces).
   # shellcheck disable=SC2086
   ip netns exec "$(host_ns 0)" unshare --uts sh -c 'hostname "$0" && exec "$@"' "$prefix-host0" \
     mpirun -np $(( n * per_host )) --hostfile "$state/hostfile" --oversubscribe --bind-to none \
       --mca plm_rsh_agent "$here/netns-cluster.sh agent" --mca plm_rsh_no_tree_spawn 1 \
       --mca btl tcp,self --mca btl_tcp_if_include "$subnet.0/24" --mca oob_tcp_if_include "$subnet.0/24" \
       -x NETNS_PREFIX="$prefix" -x NETNS_SUBNET="$subnet" -x NETNS_STATE="$state" \
-      -x PERCEP_HOST_CORES="$host_cores" ${MPIRUN_OPTIONS:-} "$bin" "$@" || status=$?
+      -x PERCEP_HOST_CORES="$host_cores" ${MPIRUN_OPTIONS:-} "$bin" "$@" &
+  local child=$!
+  trap 'kill -TERM "$child" 2>/dev/null; exit 143' TERM INT
+  wait "$child" || status=$?
   return "$status"
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Table 7's four rows at small scale (configs/synthetic/depth_{wce,wce_percep,,percep}.yaml) over
+# Table 7's four rows at small scale (configs/synthetic/depth_wce.yaml, depth_wce_percep.yaml,
+# depth.yaml, depth_percep.yaml) over
 # several seeds on `synth depth --tiny --images 240` (192 training, 48 test frames), one rank,
 # then a table of the final abs_rel and delta1 (mean ± std) and wall time per run, for
 # docs/benchmarks.md. Runs that finished are kept (delete output/depth-seeds to redo).

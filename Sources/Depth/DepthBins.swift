@@ -69,16 +69,17 @@ extension Tensor {
     public func binsToDepth(_ bins: DepthBins) -> Tensor {
         precondition(rank == 4 && shape[1] == bins.count, "binsToDepth: logits \(shape) need \(bins.count) channels")
         let (n, c, plane) = (shape[0], shape[1], shape[2] * shape[3])
-        // The softmax and the expected log-depth in double: 10^E turns an error in E into ln 10
-        // times that relative error in depth, and the virtual-normal loss amplifies depth errors
-        // further (nearly flat triplets), so float32 sums over 150 bins are not enough.
+        // The softmax sums and the expected log-depth in double: 10^E turns an error in E into
+        // ln 10 times that relative error in depth, and the virtual-normal loss amplifies depth
+        // errors further (nearly flat triplets), so float32 sums over 150 bins are not enough.
+        // The stored probabilities are float32 (within 2 ulp); the backward's c_k − E[c] is double.
         let probabilities = Tensor(uninitialized: shape)
         let out = Tensor(uninitialized: [n, 1, shape[2], shape[3]])
         let z = data, p = probabilities.data, dst = out.data, centres = bins.centres
         var expectedLogDepth = [Double](repeating: 0, count: n * plane)
         // Blocks of up to 256 positions of one image, so every inner loop runs over contiguous
         // memory of one channel; exp is taken once per logit and kept in p until the total is known.
-        let block = Swift.min(256, plane), blocksPerImage = (plane + block - 1) / block
+        let block = Swift.max(1, Swift.min(256, plane)), blocksPerImage = (plane + block - 1) / block
         expectedLogDepth.withUnsafeMutableBufferPointer { expectation in parallelChunks(n * blocksPerImage, grain: 1) { range in
             let peak = UnsafeMutablePointer<Float>.allocate(capacity: block)
             let total = UnsafeMutablePointer<Double>.allocate(capacity: block)

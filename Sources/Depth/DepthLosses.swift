@@ -17,7 +17,7 @@ public enum DepthLoss {
         let valid = clampedDepth.reduce(0) { $0 + ($1 > 0 ? 1 : 0) }
         // Blocks of up to 256 positions of one image: the inner loops run along one channel's
         // contiguous row, the W[bin, k] gather stays in cache (C × C floats).
-        let block = Swift.min(256, plane), blocksPerImage = (plane + block - 1) / block
+        let block = Swift.max(1, Swift.min(256, plane)), blocksPerImage = (plane + block - 1) / block
         let lp = logP.data
         // One partial sum per block, added in block order, so the loss does not depend on the
         // number of threads.

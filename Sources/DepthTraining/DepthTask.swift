@@ -26,7 +26,9 @@ public struct DepthConfigError: Error, CustomStringConvertible {
 /// needs them, on the training thread: holding NYU's 1449 frames would cost 3 GB per rank, and
 /// libhdf5's serial build is not thread-safe, so a loader thread reading while rank 0 writes a
 /// checkpoint would need a process-wide HDF5 lock. A 640×480 frame reads in milliseconds, against
-/// steps of seconds.
+/// steps of seconds. Start-up checks the files' datasets, shapes and splits; a frame with NaN or
+/// negative depths is reported (file, dataset, index, pixel) by the step that reads it, ending the
+/// job on every rank with the checkpoints so far kept.
 public final class DepthTask: TrainingTask {
     /// The config.
     public let config: TrainingConfig

@@ -85,7 +85,7 @@ struct SynthSegCommand: ParsableCommand {
         let (h, w) = try parsedSize()
         let root = try SegmentationSynth.write(to: out, train: train, val: val, height: h, width: w, seed: seed, quality: quality,
                                                layout: SegmentationDatasetFormat(rawValue: layout)!)
-        print("wrote \(train) training and \(val) validation images (\(SegmentationSynth.classNames.count) classes) to \(root)")
+        print("wrote \(train) training and \(val) validation images (\(SegmentationSynth.classNames.count) scene classes) to \(root)")
     }
 }
 

@@ -273,8 +273,10 @@ public final class GoogLeNetLossNetwork: Module, LossNetwork {
         }
     }
 
-    /// The smallest side whose four ceil-mode max-pools still leave a pixel for inception5b.
-    public var minimumInputSize: Int { 17 }
+    /// The smallest side for which every max-pool window fits its input (conv1 16, then 8, 4, 2
+    /// and 1 after the four pools). PyTorch accepts down to 15: its ceil mode also keeps a window
+    /// one pixel larger than its input, which `poolOutputSize` refuses.
+    public var minimumInputSize: Int { 31 }
 
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
         var h = stem.reduce(x) { $1.1($0) }

@@ -219,7 +219,7 @@ public enum SegmentationSynth {
     ///   and, under `gtFine/`, both `*_gtFine_labelIds.png` and `*_gtFine_labelTrainIds.png` (as
     ///   cityscapesScripts leaves them): class k becomes trainId k − 1 (the first 10 of the 19),
     ///   "other" labelId 0 / trainId 255.
-    /// - VOC: `<out>/VOC2012`, `JPEGImages/synth_%06d.jpg`, palette `SegmentationClass/*.png`
+    /// - VOC: `<out>/VOC2012`, `JPEGImages/synth_{train,val}_%06d.jpg`, palette `SegmentationClass/*.png`
     ///   (class k is index k of the 21, "other" the background) and
     ///   `ImageSets/Segmentation/{train,val}.txt`.
     /// Cityscapes and VOC keep their own class lists, of which the scenes use the first ten.

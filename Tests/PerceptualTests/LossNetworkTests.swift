@@ -60,6 +60,21 @@ final class LossNetworkTests: XCTestCase {
         }
     }
 
+    /// GoogLeNet at exactly its minimum side runs all three levels; one pixel less is a named
+    /// error from `check`, not a trap inside a pooling layer.
+    func testGoogLeNetMinimumInputSize() throws {
+        var c = LossNetworkConfig(inChannels: 2)
+        c.family = .googlenet
+        c.levelWeights = [1, 1, 1]
+        let loss = try PerceptualLoss(c)
+        let side = loss.network.minimumInputSize
+        let fits = randomTensor([1, 2, side, side], seed: 1, lo: 0, hi: 1)
+        XCTAssertNoThrow(try loss.check(prediction: fits, target: fits))
+        XCTAssertEqual(loss.network.levels(fits, upTo: 2).map { Array($0.shape.suffix(2)) }, [[4, 4], [2, 2], [1, 1]])
+        let small = randomTensor([1, 2, side - 1, side], seed: 1, lo: 0, hi: 1)
+        XCTAssertThrowsError(try loss.check(prediction: small, target: small))
+    }
+
     func testNamesMatchTorchvision() throws {
         let url = try XCTUnwrap(Bundle.module.url(forResource: "torchvision_names", withExtension: "json", subdirectory: "Fixtures"))
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: url)) as? [String: Any])

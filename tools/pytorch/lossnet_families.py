@@ -283,7 +283,7 @@ def _sequential_levels(seq, ends, x, up_to):
 FAMILIES = {"resnet18": ResNet18Trunk, "alexnet": AlexNetFeatures, "mobilenetv2": MobileNetV2Features,
             "googlenet": GoogLeNetTrunk}
 # The smallest input side each accepts (Swift `minimumInputSize`).
-MINIMUM_INPUT_SIZE = {"resnet18": 32, "alexnet": 63, "mobilenetv2": 32, "googlenet": 15}
+MINIMUM_INPUT_SIZE = {"resnet18": 32, "alexnet": 63, "mobilenetv2": 32, "googlenet": 31}
 
 
 def build(family, in_channels, dtype=torch.float64):
