@@ -19,11 +19,16 @@ public enum DepthLoss {
         // contiguous row, the W[bin, k] gather stays in cache (C × C floats).
         let block = Swift.max(1, Swift.min(256, plane)), blocksPerImage = (plane + block - 1) / block
         let lp = logP.data
+        // W with one more row of zeros: padding pixels (bin C + 1) read it, so the inner loops
+        // need no branch and padding contributes exactly 0 to the loss and its gradient.
+        let paddedWeights = weights + [Float](repeating: 0, count: c)
+        let rowSums = (0..<c).map { b in (0..<c).reduce(Float(0)) { $0 + weights[b * c + $1] } } + [0]
+        let weightRow = bins.map { Int($0) < c ? Int($0) : c }
         // One partial sum per block, added in block order, so the loss does not depend on the
         // number of threads.
         var partial = [Double](repeating: 0, count: n * blocksPerImage)
         partial.withUnsafeMutableBufferPointer { partial in
-            weights.withUnsafeBufferPointer { w in bins.withUnsafeBufferPointer { bin in
+            paddedWeights.withUnsafeBufferPointer { w in weightRow.withUnsafeBufferPointer { wr in
                 parallelChunks(n * blocksPerImage, grain: 1) { range in
                     let s = UnsafeMutablePointer<Float>.allocate(capacity: block)
                     defer { s.deallocate() }
@@ -33,10 +38,10 @@ public enum DepthLoss {
                         s.update(repeating: 0, count: len)
                         for k in 0..<c {
                             let row = first + k * plane
-                            for j in 0..<len where Int(bin[b0 + j]) < c { s[j] += w[Int(bin[b0 + j]) * c + k] * lp[row + j] }
+                            for j in 0..<len { s[j] += w[wr[b0 + j] * c + k] * lp[row + j] }
                         }
                         var sum = 0.0
-                        for j in 0..<len where Int(bin[b0 + j]) < c { sum += Double(s[j]) }
+                        for j in 0..<len { sum += Double(s[j]) }
                         partial[task] = sum
                     }
                 }
@@ -47,11 +52,10 @@ public enum DepthLoss {
         let out = Tensor(scalar: Float(-total * scale))
         let inShape = logits.shape
         Tape.record(out, inputs: [logits]) { [logP] g in
-            // d/dz_k = −(1/N)(W[b,k] − p_k Σ_i W[b,i]); padding rows get zero.
+            // d/dz_k = −(1/N)(W[b,k] − p_k Σ_i W[b,i]); padding reads the zero row and gets 0.
             let dz = Tensor(uninitialized: inShape)
             let gz = dz.data, lp = logP.data, f = g.data[0] * Float(scale)
-            let rowSums = (0..<c).map { b in (0..<c).reduce(Float(0)) { $0 + weights[b * c + $1] } }
-            weights.withUnsafeBufferPointer { w in bins.withUnsafeBufferPointer { bin in
+            paddedWeights.withUnsafeBufferPointer { w in weightRow.withUnsafeBufferPointer { wr in
                 parallelChunks(n * blocksPerImage, grain: 1) { range in
                     for task in range {
                         let img = task / blocksPerImage, q0 = (task % blocksPerImage) * block
@@ -59,8 +63,8 @@ public enum DepthLoss {
                         for k in 0..<c {
                             let row = first + k * plane
                             for j in 0..<len {
-                                let b = Int(bin[b0 + j])
-                                gz[row + j] = b < c ? -f * (w[b * c + k] - Foundation.exp(lp[row + j]) * rowSums[b]) : 0
+                                let b = wr[b0 + j]
+                                gz[row + j] = -f * (w[b * c + k] - Foundation.exp(lp[row + j]) * rowSums[b])
                             }
                         }
                     }

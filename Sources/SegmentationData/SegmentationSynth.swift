@@ -300,29 +300,17 @@ public enum SegmentationSynth {
     static func writeADE20K(to out: String, train: Int, val: Int, height: Int, width: Int, seed: UInt64,
                             quality: Int) throws(SegmentationDataError) -> String {
         let root = out + "/ADEChallengeData2016"
-        let fm = FileManager.default
         for (split, folder, prefix, n) in [(SegmentationSplit.train, "training", "ADE_train", train), (.val, "validation", "ADE_val", val)] {
-            for kind in ["images", "annotations"] {
-                let dir = "\(root)/\(kind)/\(folder)"
-                do { try fm.createDirectory(atPath: dir, withIntermediateDirectories: true) } catch {
-                    throw SegmentationDataError(path: dir, problem: "cannot create the folder: \(error.localizedDescription)")
-                }
-            }
+            for kind in ["images", "annotations"] { try makeFolder("\(root)/\(kind)/\(folder)") }
             for i in 0..<n {
                 let (image, labels) = render(height: height, width: width, seed: seed, split: split, index: i)
                 let name = prefix + "_" + String(format: "%08d", i + 1)
                 let jpegPath = "\(root)/images/\(folder)/\(name).jpg", pngPath = "\(root)/annotations/\(folder)/\(name).png"
-                let jpeg: [UInt8], png: [UInt8]
-                do { jpeg = try JPEG.encode(image, quality: quality) } catch { throw SegmentationDataError(path: jpegPath, problem: error.message) }
-                do { png = try PNG.encode(labels) } catch { throw SegmentationDataError(path: pngPath, problem: error.message) }
-                guard fm.createFile(atPath: jpegPath, contents: Data(jpeg)) else { throw SegmentationDataError(path: jpegPath, problem: "cannot write") }
-                guard fm.createFile(atPath: pngPath, contents: Data(png)) else { throw SegmentationDataError(path: pngPath, problem: "cannot write") }
+                try save(try jpeg(image, quality: quality, jpegPath), jpegPath)
+                try save(try png(labels, pngPath), pngPath)
             }
         }
-        let classes = root + "/classes.txt"
-        guard fm.createFile(atPath: classes, contents: Data((classNames.joined(separator: "\n") + "\n").utf8)) else {
-            throw SegmentationDataError(path: classes, problem: "cannot write")
-        }
+        try save(Array((classNames.joined(separator: "\n") + "\n").utf8), root + "/classes.txt")
         return root
     }
 }
