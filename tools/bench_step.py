@@ -77,7 +77,7 @@ def main():
     times = [t for t, _ in runs]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = dict(seconds_per_step=sum(times) / len(times), min_seconds=min(times), peak_rss_mb=rss, threads=a.threads,
-               model=a.model, size=s, batch=a.batch, classes=a.classes, output_stride=a.output_stride, aux=not a.no_aux,
+               model=a.model, size=s, batch=a.batch, classes=a.classes, output_stride=a.output_stride, aux=hasattr(model, "auxiliary_head"),
                perceptual=a.perceptual or "none", steps=a.steps, loss=runs[-1][1],
                parameters=sum(p.numel() for p in model.parameters()), torch=torch.__version__)
     if a.json:

@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:-pspnet_r18}; threads=${2:-2}; steps=${3:-3}; size=${4:-256}; batch=${5:-2}; classes=${6:-150}
-swift build -c release --product percep-dist >/dev/null
+# PERCEP_BIN: an already built binary (e.g. the test build's .build/release/percep-dist); else build one.
+bin=${PERCEP_BIN:-}
+if [ -z "$bin" ]; then swift build -c release --product percep-dist >/dev/null; bin=.build/release/percep-dist; fi
 echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $threads threads, PyTorch $(python3 -c 'import torch; print(torch.__version__)'), $model ${size}×${size}, batch $batch, $classes classes, mean of $steps steps after one warm-up"
 echo
 echo "| perceptual loss | ours s/step | PyTorch s/step | ours ÷ PyTorch time | ours peak RSS MiB | PyTorch peak RSS MiB |"
@@ -15,7 +17,7 @@ run() {
   local label=$1; shift
   local args=(--model "$model" --size "$size" --batch "$batch" --classes "$classes" --steps "$steps" --threads "$threads" --json "$@")
   local ours torch
-  ours=$(.build/release/percep-dist bench step "${args[@]}")
+  ours=$("$bin" bench step "${args[@]}")
   torch=$(python3 tools/bench_step.py "${args[@]}")
   python3 - "$label" "$ours" "$torch" <<'PY'
 import json, sys

@@ -31,8 +31,8 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Batch size.") var batch = 2
     @Option(help: "Number of classes (default: 150, ADE20K's, for segmentation; 80, COCO's, for condinst_r50).")
     var classes: Int?
-    @Option(help: "Output stride of the backbone: 8 or 16.") var outputStride = 8
-    @Flag(inversion: .prefixedNo, help: "Build the auxiliary FCN head (loss weight 0.4).") var aux = true
+    @Option(help: "Output stride of the ResNet backbone: 8 or 16 (the HRNet models have none).") var outputStride = 8
+    @Flag(inversion: .prefixedNo, help: "Build the auxiliary FCN head (loss weight 0.4) of the ResNet models (the HRNet recipes have none).") var aux = true
     @Option(help: "VGG loss-network structure N_1,…,N_5 (e.g. 1,1,1,1,1 or 2,2,3,3,3); none when omitted.") var perceptual: String?
     @Option(help: "Timed steps (after the warm-up).") var steps = 3
     @Option(help: "Warm-up steps (not timed).") var warmup = 1
@@ -116,7 +116,7 @@ struct BenchStep: ParsableCommand {
         let report: [String: Any] = [
             "seconds_per_step": mean, "min_seconds": times.min()!, "peak_rss_mb": peakRSSMegabytes(),
             "threads": ThreadBudget.threads, "model": model, "size": size, "batch": batch, "classes": classes,
-            "output_stride": outputStride, "aux": aux, "perceptual": perceptual ?? "none", "steps": steps, "loss": Double(last),
+            "output_stride": outputStride, "aux": net.auxiliaryHead != nil, "perceptual": perceptual ?? "none", "steps": steps, "loss": Double(last),
             "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
         ]
         if json {

@@ -73,11 +73,23 @@ public enum WeightNames {
 
     /// Names for the segmentation models (mmseg names): mmseg checkpoints unchanged; a
     /// torchvision ResNet's names under `backbone.` (its stem and stages are spelled the same),
-    /// the classifier `fc` dropped.
+    /// the classifier `fc` dropped; an ImageNet HRNet (mmseg's `open-mmlab://msra/hrnetv2_*`
+    /// files, HRNet-Image-Classification's names: `conv1`, `bn1`, `conv2`, `bn2`, `layer1`,
+    /// `transition<k>`, `stage<k>`) under `backbone.`, its classification head
+    /// (`incre_modules`, `downsamp_modules`, `final_layer`, `classifier`) dropped.
     public static func segmentation(_ name: String) -> String? {
-        if name.hasPrefix("fc.") { return nil }
-        if isTorchvisionResNet(name) { return "backbone." + name }
+        let classifiers = ["fc.", "incre_modules.", "downsamp_modules.", "final_layer.", "classifier."]
+        if classifiers.contains(where: name.hasPrefix) { return nil }
+        if isTorchvisionResNet(name) || isHRNet(name) { return "backbone." + name }
         return name
+    }
+
+    /// Whether `name` belongs to a bare HRNet backbone beyond what a ResNet also has (the second
+    /// stem convolution, the transitions and the multi-branch stages).
+    static func isHRNet(_ name: String) -> Bool {
+        name.hasPrefix("conv2.") || name.hasPrefix("bn2.") ||
+            (name.hasPrefix("transition") && name.dropFirst("transition".count).first?.isNumber == true) ||
+            (name.hasPrefix("stage") && name.dropFirst("stage".count).first?.isNumber == true)
     }
 
     /// Names for the pretrained ('T') loss networks: torchvision's VGG / ResNet-18 / AlexNet /

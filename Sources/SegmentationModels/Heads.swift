@@ -7,9 +7,10 @@ import PercepNN
 
 /// A segmentation head: maps the backbone's stage outputs to class logits.
 public protocol DecodeHead: Module {
-    /// features: the backbone's [layer1, layer2, layer3, layer4] outputs, [N, C_i, H_i, W_i];
-    /// returns logits [N, classes, H_h, W_h] at the resolution of the stage the head reads
-    /// (layer4 for PSP, layer1 for DeepLabV3+ with its low-level branch, layer3 for the FCN aux).
+    /// features: the backbone's four outputs ([layer1 … layer4] of a ResNet, an HRNet's branches),
+    /// [N, C_i, H_i, W_i]; returns logits [N, classes, H_h, W_h] at the resolution of the stage the
+    /// head reads (layer4 for PSP, layer1 for DeepLabV3+ with its low-level branch, layer3 for the
+    /// FCN aux, the first branch for HRNet's FCN).
     func callAsFunction(_ features: [Tensor]) -> Tensor
 }
 
@@ -130,35 +131,43 @@ public final class DepthwiseSeparableASPPHead: Module, DecodeHead {
     }
 }
 
-/// mmseg's `FCNHead` as the auxiliary head uses it (`num_convs=1`, `concat_input=False`): one 3×3
-/// ConvModule (`convs.0`) and `conv_seg`.
+/// mmseg's `FCNHead` with `concat_input=False`: `numConvs` kernel×kernel ConvModules (`convs.<i>`)
+/// and `conv_seg`. As the ResNet recipes' auxiliary head it reads one stage (layer3, 3×3, one
+/// conv); as HRNetV2's decode head it reads all four branches (`input_transform='resize_concat'`:
+/// each resized bilinearly to the first's size and concatenated, then one 1×1 conv).
 ///
-/// Reads `features[inIndex]` (layer3 for the auxiliary head): [N, inChannels, h, w] → [N, classes, h, w].
+/// Reads `features[inIndices]`: [N, inChannels, h, w] (the concatenation's channels when several)
+/// → [N, classes, h, w] at the first selected feature's size.
 public final class FCNHead: Module, DecodeHead {
     /// 1×1 classifier with bias.
     public let convSeg: Conv2d
-    /// The 3×3 ConvModules.
+    /// The ConvModules.
     public let convs: Sequential
-    /// Which backbone stage it reads (0-based; 2 = layer3).
-    public let inIndex: Int
+    /// Which backbone outputs it reads (0-based; [2] = layer3; several are resized and concatenated).
+    public let inIndices: [Int]
     /// Channel dropout before `conv_seg`.
     public let dropout: Dropout2d
 
-    /// A head with `numConvs` 3×3 ConvModules of `channels` and channel dropout `dropoutRatio`
-    /// before `conv_seg`.
-    public init(inChannels: Int, channels: Int, classes: Int, numConvs: Int = 1, inIndex: Int = 2, dropoutRatio: Float = 0,
-                rng: inout SeededRNG) {
-        precondition(numConvs > 0, "FCNHead: numConvs must be positive")
-        self.inIndex = inIndex
+    /// A head with `numConvs` ConvModules of `channels` (kernel `kernel`, "same" padding) and
+    /// channel dropout `dropoutRatio` before `conv_seg`.
+    public init(inChannels: Int, channels: Int, classes: Int, numConvs: Int = 1, kernel: Int = 3, inIndices: [Int] = [2],
+                dropoutRatio: Float = 0, rng: inout SeededRNG) {
+        precondition(numConvs > 0 && !inIndices.isEmpty, "FCNHead: numConvs and the input indices must be positive/non-empty")
+        self.inIndices = inIndices
         dropout = Dropout2d(dropoutRatio)
         convSeg = makeConvSeg(channels, classes, rng: &rng)
-        convs = Sequential((0..<numConvs).map { i in ConvModule(i == 0 ? inChannels : channels, channels, kernel: 3, rng: &rng) })
+        convs = Sequential((0..<numConvs).map { i in ConvModule(i == 0 ? inChannels : channels, channels, kernel: kernel, rng: &rng) })
         super.init()
         registerModule("conv_seg", convSeg)
         registerModule("convs", convs)
         registerModule("dropout", dropout)
     }
 
-    /// Logits from `features[inIndex]`.
-    public func callAsFunction(_ features: [Tensor]) -> Tensor { convSeg(dropout(convs(features[inIndex]))) }
+    /// Logits from the selected features.
+    public func callAsFunction(_ features: [Tensor]) -> Tensor {
+        let first = features[inIndices[0]]
+        let input = inIndices.count == 1 ? first
+            : Tensor.concat(inIndices.map { resizeLike(features[$0], (first.shape[2], first.shape[3])) }, axis: 1)
+        return convSeg(dropout(convs(input)))
+    }
 }

@@ -45,7 +45,7 @@ public func resNetStridesAndDilations(outputStride: Int) -> (strides: [Int], dil
 ///
 /// With `contractDilation` (mmseg's d8/d16 configs) the first block of a dilated stage uses half
 /// the dilation, so the receptive field grows smoothly from the previous stage.
-public final class ResNetBackbone: Module {
+public final class ResNetBackbone: Module, SegmentationBackbone {
     /// The depth it was built with.
     public let depth: ResNetDepth
     /// Stem: 7×7/2 convolution (no bias) and its BN; a 3×3/2 max-pool follows.

@@ -11,6 +11,15 @@ public struct SegmentationOutput {
     public let auxLogits: Tensor?
 }
 
+/// A backbone that returns four feature maps, highest resolution first (a ResNet's layer1 …
+/// layer4, an HRNet's four branches): [N, stageChannels[i], H_i, W_i].
+public protocol SegmentationBackbone: Module {
+    /// Channels of the four outputs.
+    var stageChannels: [Int] { get }
+    /// The four feature maps of input [N, C, H, W].
+    func callAsFunction(_ x: Tensor) -> [Tensor]
+}
+
 /// mmseg's `EncoderDecoder`: `backbone`, `decode_head` and an optional `auxiliary_head`, with
 /// mmseg's state-dict names (`backbone.layer1.0.conv1.weight`, `decode_head.conv_seg.bias`,
 /// `auxiliary_head.convs.0.conv.weight`, …).
@@ -21,19 +30,19 @@ public final class SegmentationModel: Module {
     public let name: String
     /// Number of classes.
     public let classes: Int
-    /// The dilated ResNet.
-    public let backbone: ResNetBackbone
+    /// The dilated ResNet or the HRNet.
+    public let backbone: any SegmentationBackbone
     /// The main head.
     public let decodeHead: any DecodeHead
-    /// The auxiliary FCN head on layer3, or nil.
+    /// The auxiliary FCN head on layer3 (ResNet recipes), or nil.
     public let auxiliaryHead: FCNHead?
 
     /// Assembles a model from its parts.
-    public init(name: String, classes: Int, backbone: ResNetBackbone, decodeHead: any DecodeHead, auxiliaryHead: FCNHead?) {
+    public init(name: String, classes: Int, backbone: any SegmentationBackbone, decodeHead: any DecodeHead, auxiliaryHead: FCNHead?) {
         self.name = name; self.classes = classes
         self.backbone = backbone; self.decodeHead = decodeHead; self.auxiliaryHead = auxiliaryHead
         super.init()
-        registerModule("backbone", backbone)
+        registerModule("backbone", backbone as Module)
         registerModule("decode_head", decodeHead as Module)
         if let auxiliaryHead { registerModule("auxiliary_head", auxiliaryHead) }
     }
@@ -51,7 +60,7 @@ public func upsampleLogits(_ logits: Tensor, to size: (Int, Int)) -> Tensor { re
 
 /// Why a model name or option was refused.
 public enum SegmentationModelError: Error, CustomStringConvertible, Equatable {
-    /// The name is not `<pspnet|deeplabv3plus>_r<18|34|50|101>`.
+    /// The name is not `<pspnet|deeplabv3plus>_r<18|34|50|101>` nor `fcn_hr18s`, `fcn_hr18`, `fcn_hr48`.
     case unknownModel(String)
     /// An option is out of range; the text says which and why.
     case badOption(String)
@@ -66,14 +75,23 @@ public enum SegmentationModelError: Error, CustomStringConvertible, Equatable {
     }
 }
 
+/// mmseg's HRNetV2 recipes (an FCN head over the four concatenated branches) by config name.
+public let hrNetRecipes: [(name: String, spec: HRNetSpec)] = [("fcn_hr18s", .w18Small), ("fcn_hr18", .w18), ("fcn_hr48", .w48)]
+
 /// Every name `makeSegmentationModel` accepts.
 public let segmentationModelNames: [String] = ["pspnet", "deeplabv3plus"].flatMap { head in
     ResNetDepth.allCases.map { "\(head)_r\($0.rawValue)" }
-}
+} + hrNetRecipes.map(\.name)
 
 /// Builds one of mmseg's recipes, `<head>_r<depth>` with head `pspnet` or `deeplabv3plus` and
-/// depth 18, 34, 50 or 101, with Kaiming-normal convolutions, BN γ = 1, β = 0 and `conv_seg`
-/// N(0, 0.01²), all drawn from `rng`.
+/// depth 18, 34, 50 or 101, or an HRNetV2 `fcn_hr18s`, `fcn_hr18`, `fcn_hr48`, with
+/// Kaiming-normal convolutions, BN γ = 1, β = 0 and `conv_seg` N(0, 0.01²), all drawn from `rng`.
+///
+/// The HRNet recipes are mmseg's `fcn_hr*` configs: the HRNet backbone, and an FCN decode head
+/// over the four branches resized to stride 4 and concatenated (one 1×1 ConvModule of as many
+/// channels as the concatenation, then `conv_seg`); logits at H/4. They have no auxiliary head
+/// (`auxiliaryHead` asks for the recipe's, so it is ignored) and no output stride to choose
+/// (`outputStride` and `asppDilations` are not used).
 ///
 /// Head widths follow mmseg's configs, scaled by `baseChannels`/64 (at least 1): PSP channels 512
 /// (Bottleneck backbones) or 128 (BasicBlock, mmseg's r18 configs), auxiliary FCN 256 or 64,
@@ -84,20 +102,28 @@ public let segmentationModelNames: [String] = ["pspnet", "deeplabv3plus"].flatMa
 /// head applies before `conv_seg` in training (mmseg's `dropout_ratio`, 0.1 in its configs; 0 here
 /// by default, as in the PyTorch twin the tests compare against).
 ///
-/// input of the model: [N, inChannels, H, W]; logits at H/OS (PSPNet) or H/4 (DeepLabV3+).
+/// input of the model: [N, inChannels, H, W]; logits at H/OS (PSPNet) or H/4 (DeepLabV3+, HRNet).
 public func makeSegmentationModel(name: String, classes: Int, rng: inout SeededRNG, outputStride: Int = 8,
                                   auxiliaryHead: Bool = true, baseChannels: Int = 64, asppDilations: [Int]? = nil,
                                   inChannels: Int = 3, dropoutRatio: Float = 0) throws -> SegmentationModel {
     let parts = name.split(separator: "_")
-    guard parts.count == 2, ["pspnet", "deeplabv3plus"].contains(String(parts[0])), parts[1].hasPrefix("r"),
-          let d = Int(parts[1].dropFirst()), let depth = ResNetDepth(rawValue: d) else {
-        throw SegmentationModelError.unknownModel(name)
-    }
+    let hrNet = hrNetRecipes.first { $0.name == name }?.spec
+    let depth = parts.count == 2 && ["pspnet", "deeplabv3plus"].contains(String(parts[0])) && parts[1].hasPrefix("r")
+        ? Int(parts[1].dropFirst()).flatMap(ResNetDepth.init(rawValue:)) : nil
+    guard hrNet != nil || depth != nil else { throw SegmentationModelError.unknownModel(name) }
     guard classes > 0 else { throw SegmentationModelError.badOption("classes must be positive, got \(classes)") }
     guard dropoutRatio >= 0 && dropoutRatio < 1 else {
         throw SegmentationModelError.badOption("dropout ratio must be in [0, 1), got \(dropoutRatio)")
     }
     guard baseChannels > 0 else { throw SegmentationModelError.badOption("baseChannels must be positive, got \(baseChannels)") }
+    if let hrNet {
+        let backbone = HRNetBackbone(spec: hrNet, baseChannels: baseChannels, inChannels: inChannels, rng: &rng)
+        let width = backbone.stageChannels.reduce(0, +)
+        let head = FCNHead(inChannels: width, channels: width, classes: classes, kernel: 1, inIndices: [0, 1, 2, 3],
+                           dropoutRatio: dropoutRatio, rng: &rng)
+        return SegmentationModel(name: name, classes: classes, backbone: backbone, decodeHead: head, auxiliaryHead: nil)
+    }
+    guard let depth else { throw SegmentationModelError.unknownModel(name) }
     guard resNetStridesAndDilations(outputStride: outputStride) != nil else {
         throw SegmentationModelError.badOption("output stride must be 8, 16 or 32, got \(outputStride)")
     }

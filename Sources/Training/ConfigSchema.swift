@@ -96,11 +96,11 @@ public struct ConfigSchema: Sendable {
         ConfigKey("DIST.TIMEOUT_SECONDS", .double(600), range: 0.1...1e7),
         ConfigKey("MODEL.SYNC_BN", .bool(false)),
         // Segmentation (`train-seg`, `eval-seg`): mmseg's recipes, detectron2-style keys.
-        ConfigKey("MODEL.NAME", .string("pspnet_r18")),
+        ConfigKey("MODEL.NAME", .string("pspnet_r18")),   // pspnet_r*, deeplabv3plus_r*, fcn_hr18s, fcn_hr18, fcn_hr48
         ConfigKey("MODEL.NUM_CLASSES", .int(0)),          // 0: the dataset's class count
-        ConfigKey("MODEL.OUTPUT_STRIDE", .int(8)),
-        ConfigKey("MODEL.BASE_CHANNELS", .int(64)),       // ResNet stem width; heads scale with it
-        ConfigKey("MODEL.AUX_HEAD", .bool(true)),
+        ConfigKey("MODEL.OUTPUT_STRIDE", .int(8)),        // ResNet models only (HRNet's logits are at stride 4)
+        ConfigKey("MODEL.BASE_CHANNELS", .int(64)),       // stem width (ResNet, HRNet); heads and HRNet branches scale with it
+        ConfigKey("MODEL.AUX_HEAD", .bool(true)),         // the recipe's auxiliary FCN head (ResNet models; HRNet's recipes have none)
         ConfigKey("MODEL.AUX_WEIGHT", .double(0.4)),
         ConfigKey("MODEL.DROPOUT_RATIO", .double(0.1)),   // channel dropout before each head's conv_seg (mmseg's dropout_ratio)
         ConfigKey("MODEL.WEIGHTS", .string("")),          // initial weights (weights-only, e.g. an ImageNet backbone)

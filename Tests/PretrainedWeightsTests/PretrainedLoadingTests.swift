@@ -88,6 +88,22 @@ final class PretrainedLoadingTests: XCTestCase {
         for name in r18 { XCTAssertTrue(segNames.contains(name), name) }
     }
 
+    /// An ImageNet HRNet file (mmseg's `open-mmlab://msra/hrnetv2_w18_small`: the backbone's
+    /// names bare, plus HRNet-Image-Classification's head) maps onto every backbone tensor of
+    /// `fcn_hr18s` under `backbone.`, the classification head dropped.
+    func testImageNetHRNetNamesMapOntoTheBackbone() throws {
+        var rng = SeededRNG(seed: 0)
+        let model = try makeSegmentationModel(name: "fcn_hr18s", classes: 19, rng: &rng, baseChannels: 8)
+        let backbone = model.stateDict().map(\.0).filter { $0.hasPrefix("backbone.") }
+        let file = backbone.map { String($0.dropFirst("backbone.".count)) } +
+            ["incre_modules.0.0.conv1.weight", "downsamp_modules.2.0.weight", "final_layer.1.running_var", "classifier.weight", "classifier.bias"]
+        XCTAssertEqual(file.compactMap(WeightNames.segmentation), backbone)
+        XCTAssertTrue(backbone.contains("backbone.transition1.1.0.0.weight") && backbone.contains("backbone.stage4.1.fuse_layers.3.0.2.1.running_var"))
+        // mmseg's own fcn_hr18s checkpoints keep their names.
+        XCTAssertEqual(WeightNames.segmentation("decode_head.convs.0.conv.weight"), "decode_head.convs.0.conv.weight")
+        XCTAssertEqual(WeightNames.segmentation("backbone.stage2.0.branches.0.0.conv1.weight"), "backbone.stage2.0.branches.0.0.conv1.weight")
+    }
+
     // MARK: loading
 
     /// A torchvision-named ResNet `.pth` into the synthetic students' PSPNet-R18 (base width 8):

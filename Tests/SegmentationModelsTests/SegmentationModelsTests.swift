@@ -27,7 +27,7 @@ final class SegmentationModelsTests: XCTestCase {
     func testStateDictNamesAndShapesMatchPyTorch() throws {
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: fixtureURL("names", "json"))) as? [String: Any])
         let models = try XCTUnwrap(json["models"] as? [String: [[Any]]])
-        XCTAssertEqual(models.count, 9)
+        XCTAssertEqual(models.count, 12)
         for (key, entries) in models.sorted(by: { $0.key < $1.key }) {
             var rng = SeededRNG(seed: 1, stream: "names")
             let model: SegmentationModel
@@ -44,12 +44,12 @@ final class SegmentationModelsTests: XCTestCase {
     }
 
     /// Tiny-width models loaded with PyTorch's weights (training-mode BN for the R18 cases, eval
-    /// mode for the R50 ones, whose tiny batch statistics are too ill-conditioned): logits, auxiliary logits, the training
+    /// mode for the R50 and HRNet ones, whose tiny batch statistics are too ill-conditioned): logits, auxiliary logits (where the recipe has them), the training
     /// loss (CE on upsampled logits, ignore 255, aux weight 0.4), every parameter gradient and
     /// the updated BN running statistics match the float64 reference within 1e-4 relative
     /// (gradients 2e-4: tens of float32 layers deep, see the floor below).
     func testForwardGradientsAndRunningStatsMatchPyTorch() throws {
-        for file in ["pspnet_r18_os8", "deeplabv3plus_r18_os16", "deeplabv3plus_r50_os8", "pspnet_r50_os16"] {
+        for file in ["pspnet_r18_os8", "deeplabv3plus_r18_os16", "deeplabv3plus_r50_os8", "pspnet_r50_os16", "fcn_hr18s_base8"] {
             let h5 = try HDF5File(reading: fixtureURL(file, "h5").path)
             defer { try? h5.close() }
             func attr(_ name: String) throws -> HDF5AttributeValue { try XCTUnwrap(try h5.attribute(name), "\(file): attribute \(name)") }
@@ -81,11 +81,17 @@ final class SegmentationModelsTests: XCTestCase {
             let size = (x.shape[2], x.shape[3])
             Tape.current.reset()
             let out = model(x)
-            let aux = try XCTUnwrap(out.auxLogits)
-            let ce = Loss.crossEntropy(upsampleLogits(out.logits, to: size), target: labels, ignoreIndex: 255)
-            let loss = ce + Loss.crossEntropy(upsampleLogits(aux, to: size), target: labels, ignoreIndex: 255) * 0.4
-            for (what, ours, ref) in [("logits", out.logits, "logits"), ("aux_logits", aux, "aux_logits")] {
-                let expected = try h5.readTensor(at: ref)
+            // The HRNet recipes have no auxiliary head: neither side has auxiliary logits.
+            let hasAux = try h5.exists("aux_logits")
+            XCTAssertEqual(out.auxLogits != nil, hasAux, "\(file): auxiliary head")
+            var loss = Loss.crossEntropy(upsampleLogits(out.logits, to: size), target: labels, ignoreIndex: 255)
+            var compared = [("logits", out.logits)]
+            if let aux = out.auxLogits, hasAux {
+                loss = loss + Loss.crossEntropy(upsampleLogits(aux, to: size), target: labels, ignoreIndex: 255) * 0.4
+                compared.append(("aux_logits", aux))
+            }
+            for (what, ours) in compared {
+                let expected = try h5.readTensor(at: what)
                 XCTAssertEqual(ours.shape, expected.shape, "\(file) \(what)")
                 XCTAssertLessThan(relativeError(ours.values, expected.values), 1e-4, "\(file) \(what)")
             }
@@ -179,7 +185,8 @@ final class SegmentationModelsTests: XCTestCase {
         }
         let a = try build(1), b = try build(1), c = try build(2)
         XCTAssertEqual(a.stateDict().flatMap { $0.1.values.map(\.bitPattern) }, b.stateDict().flatMap { $0.1.values.map(\.bitPattern) })
-        XCTAssertNotEqual(a.backbone.conv1.weight.values, c.backbone.conv1.weight.values)
+        let aStem = try XCTUnwrap(a.backbone as? ResNetBackbone), cStem = try XCTUnwrap(c.backbone as? ResNetBackbone)
+        XCTAssertNotEqual(aStem.conv1.weight.values, cStem.conv1.weight.values)
         for (name, t) in a.namedParameters() {
             let v = t.values.map(Double.init)
             if name.hasSuffix("bn.weight") || name.contains(".bn") && name.hasSuffix(".weight") || name.hasSuffix("downsample.1.weight") {
@@ -195,6 +202,39 @@ final class SegmentationModelsTests: XCTestCase {
         }
     }
 
+    /// HRNet's branches sit at strides 4, 8, 16, 32 with each stride-2 step rounding up (odd
+    /// inputs included), widths scale with the stem, the FCN head's logits are at the first
+    /// branch's size, and there is no auxiliary head; fuse layers leave PyTorch's gaps (no
+    /// `fuse_layers.i.i`), and the backbone draws as mmseg initialises it (Kaiming-normal fan_out).
+    func testHRNetBranchesHeadAndNames() throws {
+        for (name, spec) in hrNetRecipes {
+            var rng = SeededRNG(seed: 2, stream: "hrnet")
+            let model = try makeSegmentationModel(name: name, classes: 6, rng: &rng, baseChannels: 16)
+            let hr = try XCTUnwrap(model.backbone as? HRNetBackbone)
+            XCTAssertEqual(hr.spec, spec)
+            XCTAssertEqual(hr.stageChannels, spec.branchWidths.map { $0 / 4 }, name)
+            XCTAssertNil(model.auxiliaryHead)
+            let x = randomTensor([2, 3, 65, 47], seed: 3, requiresGrad: false)
+            let feats = Tape.withoutGrad { hr(x) }
+            XCTAssertEqual(feats.map { [$0.shape[1], $0.shape[2], $0.shape[3]] },
+                           [[hr.stageChannels[0], 17, 12], [hr.stageChannels[1], 9, 6], [hr.stageChannels[2], 5, 3], [hr.stageChannels[3], 3, 2]], name)
+            XCTAssertEqual(Tape.withoutGrad { model(x) }.logits.shape, [2, 6, 17, 12], name)
+            let names = Set(model.stateDict().map(\.0))
+            XCTAssertTrue(names.contains("backbone.stage2.0.fuse_layers.0.1.0.weight") && names.contains("backbone.stage4.0.fuse_layers.3.2.0.1.weight"))
+            XCTAssertFalse(names.contains { $0.hasPrefix("backbone.stage3.0.fuse_layers.1.1.") }, name)
+            XCTAssertEqual(names.filter { $0.hasPrefix("backbone.stage4.") && $0.hasSuffix("conv1.weight") && $0.contains("branches") }.count,
+                           spec.modulesPerStage[2] * 4 * spec.blocksPerBranch, name)
+        }
+        var rng = SeededRNG(seed: 4, stream: "hrnet")
+        let full = try makeSegmentationModel(name: "fcn_hr18s", classes: 19, rng: &rng)
+        let params = full.namedParameters()
+        // mmseg's fcn_hr18s on Cityscapes: 3.94 M parameters (PyTorch twin, tools/pytorch/seg_models.py).
+        XCTAssertEqual(params.reduce(0) { $0 + $1.1.count }, 3_939_309)
+        let w = try XCTUnwrap(params.first { $0.0 == "backbone.stage3.1.branches.2.0.conv1.weight" }?.1).values.map(Double.init)
+        let std = (w.map { $0 * $0 }.reduce(0, +) / Double(w.count)).squareRoot()
+        XCTAssertEqual(std, (2.0 / Double(72 * 9)).squareRoot(), accuracy: 0.05 * (2.0 / Double(72 * 9)).squareRoot())
+    }
+
     /// Names and options that do not describe a model are refused with a message naming them.
     func testBadNamesAndOptions() {
         var rng = SeededRNG(seed: 0)
@@ -207,6 +247,7 @@ final class SegmentationModelsTests: XCTestCase {
         }
         XCTAssertThrowsError(try makeSegmentationModel(name: "pspnet_r18", classes: 0, rng: &rng))
         XCTAssertThrowsError(try makeSegmentationModel(name: "deeplabv3plus_r18", classes: 3, rng: &rng, asppDilations: [1, 0]))
-        XCTAssertEqual(segmentationModelNames.count, 8)
+        XCTAssertEqual(segmentationModelNames.count, 11)
+        XCTAssertThrowsError(try makeSegmentationModel(name: "fcn_hr32", classes: 3, rng: &rng)) { XCTAssertTrue("\($0)".contains("fcn_hr18s")) }
     }
 }

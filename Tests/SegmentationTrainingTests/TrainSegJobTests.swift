@@ -80,11 +80,12 @@ final class TrainSegJobTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: preds).count, 6)
     }
 
-    /// The paper's PSPNet-R18 recipe for each data set (`configs/<set>/pspnet_r101_teacher.yaml`,
-    /// then `pspnet_r18_percep.yaml` against that teacher's checkpoint) runs on a synthetic set in
-    /// the set's own layout (`synth seg --layout`; Cityscapes read through the labelTrainIds), one
-    /// iteration each at a narrow width, without the ImageNet files.
-    func testPaperPSPNetConfigsRunOnEachLayout() throws {
+    /// The paper's PSPNet-R18 and HRNetV2-W18-Small recipes for each data set
+    /// (`configs/<set>/pspnet_r101_teacher.yaml`, then `pspnet_r18_percep.yaml` against that
+    /// teacher's checkpoint; `fcn_hr48_teacher.yaml`, then `fcn_hr18s_percep.yaml`) run on a
+    /// synthetic set in the set's own layout (`synth seg --layout`; Cityscapes read through the
+    /// labelTrainIds), one iteration each at a narrow width, without the ImageNet files.
+    func testPaperTeacherStudentConfigsRunOnEachLayout() throws {
         let repo = Self.repo.appendingPathComponent("configs")
         for (layout, folder) in [("ade20k", "ADEChallengeData2016"), ("cityscapes", "cityscapes"), ("voc", "VOC2012")] {
             let data = dir.appendingPathComponent("\(layout)-data")
@@ -95,17 +96,21 @@ final class TrainSegJobTests: XCTestCase {
                           "SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "2", "INPUT.CROP_SIZE", "[32, 32]", "INPUT.SCALE", "[128, 48]",
                           "TEST.MODE", "whole", "TEST.SCALE", "[128, 48]", "TEST.EVAL_PERIOD", "1", "SOLVER.CHECKPOINT_PERIOD", "1", "LOG_PERIOD", "1"]
                 + (layout == "cityscapes" ? ["DATASETS.CITYSCAPES.LABELS", "labelTrainIds"] : [])
-            let teacherRun = dir.appendingPathComponent("\(layout)-teacher")
-            let teacher = try MPIJob.run(ranks: 1, ["--config", repo.appendingPathComponent("\(layout)/pspnet_r101_teacher.yaml").path,
-                                                    "OUTPUT_DIR", teacherRun.path] + narrow, command: ["train-seg"])
-            XCTAssertEqual(teacher.status, 0, "\(layout) teacher: \(teacher.output)")
-            XCTAssertTrue(teacher.output.contains("mIoU"), teacher.output)
-            let student = try MPIJob.run(ranks: 1, ["--config", repo.appendingPathComponent("\(layout)/pspnet_r18_percep.yaml").path,
-                                                    "OUTPUT_DIR", dir.appendingPathComponent("\(layout)-student").path,
-                                                    "MODEL.TEACHER.WEIGHTS", teacherRun.appendingPathComponent("model_0000001.h5").path,
-                                                    "MODEL.TEACHER.BASE_CHANNELS", "8"] + narrow, command: ["train-seg"])
-            XCTAssertEqual(student.status, 0, "\(layout) student: \(student.output)")
-            XCTAssertTrue(student.output.contains("loss_perceptual"), student.output)
+            // The paper's pairs: PSPNet-R101 → PSPNet-R18 (Tables 1–4) and HRNetV2-W48 →
+            // HRNetV2-W18-Small (Table 6).
+            for (teacherConfig, studentConfig) in [("pspnet_r101_teacher", "pspnet_r18_percep"), ("fcn_hr48_teacher", "fcn_hr18s_percep")] {
+                let teacherRun = dir.appendingPathComponent("\(layout)-\(teacherConfig)")
+                let teacher = try MPIJob.run(ranks: 1, ["--config", repo.appendingPathComponent("\(layout)/\(teacherConfig).yaml").path,
+                                                        "OUTPUT_DIR", teacherRun.path] + narrow, command: ["train-seg"])
+                XCTAssertEqual(teacher.status, 0, "\(layout) \(teacherConfig): \(teacher.output)")
+                XCTAssertTrue(teacher.output.contains("mIoU"), teacher.output)
+                let student = try MPIJob.run(ranks: 1, ["--config", repo.appendingPathComponent("\(layout)/\(studentConfig).yaml").path,
+                                                        "OUTPUT_DIR", dir.appendingPathComponent("\(layout)-\(studentConfig)").path,
+                                                        "MODEL.TEACHER.WEIGHTS", teacherRun.appendingPathComponent("model_0000001.h5").path,
+                                                        "MODEL.TEACHER.BASE_CHANNELS", "8"] + narrow, command: ["train-seg"])
+                XCTAssertEqual(student.status, 0, "\(layout) \(studentConfig): \(student.output)")
+                XCTAssertTrue(student.output.contains("loss_perceptual"), student.output)
+            }
         }
     }
 

@@ -270,6 +270,12 @@ final class ShippedConfigTests: XCTestCase {
             XCTAssertEqual(teacher.string("MODEL.NAME"), student.string("MODEL.TEACHER.NAME"), dataset)
             let r50 = try TrainingConfig.load(file: root.appendingPathComponent("\(dataset)/deeplabv3plus_r50_percep.yaml").path)
             XCTAssertEqual(r50.string("MODEL.TEACHER.NAME"), "deeplabv3plus_r101", dataset)
+            // HRNetV2-W18-Small learns from HRNetV2-W48 (the paper's §4.2.1).
+            let hr18s = try TrainingConfig.load(file: root.appendingPathComponent("\(dataset)/fcn_hr18s_percep.yaml").path)
+            let hr48 = try TrainingConfig.load(file: root.appendingPathComponent("\(dataset)/fcn_hr48_teacher.yaml").path)
+            XCTAssertEqual(hr18s.string("MODEL.TEACHER.WEIGHTS"), hr48.string("OUTPUT_DIR") + "/model_best.h5", dataset)
+            XCTAssertEqual([hr18s.string("MODEL.NAME"), hr48.string("MODEL.NAME"), hr18s.string("MODEL.TEACHER.NAME")],
+                           ["fcn_hr18s", "fcn_hr48", "fcn_hr48"], dataset)
         }
     }
 }

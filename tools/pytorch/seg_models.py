@@ -8,7 +8,10 @@ state_dict names (mmseg itself is not needed):
   * ConvModule (conv without bias → `bn` → ReLU), DepthwiseSeparableConvModule
     (`depthwise_conv`, `pointwise_conv`, both with BN and ReLU);
   * PSPHead, DepthwiseSeparableASPPHead (DeepLabV3+), FCNHead (num_convs=1, concat_input=False);
-  * EncoderDecoder (`backbone`, `decode_head`, `auxiliary_head`).
+  * EncoderDecoder (`backbone`, `decode_head`, `auxiliary_head`);
+  * HRNet (mmseg `HRNet`, HRNetV2: all four branches out) with the `fcn_hr*` FCN head
+    (resize_concat over the branches, one 1×1 ConvModule); the stem width `base` (mmseg: 64)
+    scales the branch widths for narrow variants.
 
 Dropout2d(0.1) before conv_seg is left out, as in the Swift engine (it has no dropout op).
 `build(name, classes, ...)` mirrors `makeSegmentationModel`: head widths scaled by base/64.
@@ -176,7 +179,115 @@ class EncoderDecoder(nn.Module):
         return self.decode_head(feats), aux
 
 
+# mmseg's fcn_hr* `extra`: (stage-1 Bottlenecks, branch widths, HRModules in stages 2-4, blocks per branch).
+HRNET = {"fcn_hr18s": (2, (18, 36, 72, 144), (1, 3, 2), 2),
+         "fcn_hr18": (4, (18, 36, 72, 144), (1, 4, 3), 4),
+         "fcn_hr48": (4, (48, 96, 192, 384), (1, 4, 3), 4)}
+
+
+def conv_bn(cin, cout, k, stride, relu):
+    layers = [nn.Conv2d(cin, cout, k, stride, k // 2, bias=False), nn.BatchNorm2d(cout)]
+    return nn.Sequential(*(layers + [nn.ReLU()] if relu else layers))
+
+
+class HRModule(nn.Module):
+    def __init__(self, widths, blocks):
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [nn.Sequential(*[BasicBlock(w, w) for _ in range(blocks)]) for w in widths])
+        fuse = []
+        for i in range(len(widths)):
+            row = []
+            for j in range(len(widths)):
+                if j > i:
+                    row.append(conv_bn(widths[j], widths[i], 1, 1, False))
+                elif j == i:
+                    row.append(None)
+                else:
+                    row.append(nn.Sequential(*[conv_bn(widths[j], widths[i] if k == i - j - 1 else widths[j], 3, 2,
+                                                       k != i - j - 1) for k in range(i - j)]))
+            fuse.append(nn.ModuleList(row))
+        self.fuse_layers = nn.ModuleList(fuse)
+        self.relu = nn.ReLU()   # a module, so the fixture script's ReLU-margin hooks see it
+
+    def forward(self, xs):
+        xs = [b(x) for b, x in zip(self.branches, xs)]
+        out = []
+        for i, row in enumerate(self.fuse_layers):
+            y = 0
+            for j, x in enumerate(xs):
+                if j == i:
+                    y = y + x
+                elif j > i:
+                    t = row[j](x)
+                    # mmseg: Upsample(scale_factor=2**(j-i)) to int sizes, then resize to branch i.
+                    t = resize(t, [int(d * 2 ** (j - i)) for d in t.shape[2:]])
+                    y = y + resize(t, xs[i].shape[2:])
+                else:
+                    y = y + row[j](x)
+            out.append(self.relu(y))
+        return out
+
+
+class HRNet(nn.Module):
+    def __init__(self, name, base=64, in_channels=3):
+        super().__init__()
+        stage1_blocks, widths, modules, blocks = HRNET[name]
+        widths = [max(1, w * base // 64) for w in widths]
+        self.conv1 = nn.Conv2d(in_channels, base, 3, 2, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(base)
+        self.conv2 = nn.Conv2d(base, base, 3, 2, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(base)
+        cout = base * 4
+        down = nn.Sequential(nn.Conv2d(base, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        self.layer1 = nn.Sequential(Bottleneck(base, base, downsample=down),
+                                    *[Bottleneck(cout, base) for _ in range(stage1_blocks - 1)])
+        previous = [cout]
+        for k, count in enumerate(modules):
+            current = widths[:k + 2]
+            trans = []
+            for i, w in enumerate(current):
+                if i < len(previous):
+                    trans.append(None if w == previous[i] else conv_bn(previous[i], w, 3, 1, True))
+                else:
+                    steps = i + 1 - len(previous)
+                    trans.append(nn.Sequential(*[conv_bn(previous[-1], w if s == steps - 1 else previous[-1], 3, 2, True)
+                                                 for s in range(steps)]))
+            self.add_module(f"transition{k + 1}", nn.ModuleList(trans))
+            self.add_module(f"stage{k + 2}", nn.Sequential(*[HRModule(current, blocks) for _ in range(count)]))
+            previous = current
+        self.widths = widths
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        x = self.relu(self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x))))))
+        ys = [self.layer1(x)]
+        for k in range(3):
+            trans = getattr(self, f"transition{k + 1}")
+            xs = [ys[i] if t is None else t(ys[i] if i < len(ys) else ys[-1]) for i, t in enumerate(trans)]
+            for m in getattr(self, f"stage{k + 2}"):
+                xs = m(xs)
+            ys = xs
+        return ys
+
+
+class FCNConcatHead(nn.Module):
+    """mmseg's FCNHead with input_transform='resize_concat', kernel_size=1, num_convs=1."""
+
+    def __init__(self, cin, classes):
+        super().__init__()
+        self.conv_seg = nn.Conv2d(cin, classes, 1)
+        self.convs = nn.Sequential(ConvModule(cin, cin, 1))
+
+    def forward(self, feats):
+        x = torch.cat([resize(f, feats[0].shape[2:]) for f in feats], 1)
+        return self.conv_seg(self.convs(x))
+
+
 def build(name, classes, output_stride=8, aux=True, base=64, aspp_dilations=None, in_channels=3):
+    if name in HRNET:   # no auxiliary head and no output stride in mmseg's HRNet recipes
+        backbone = HRNet(name, base, in_channels)
+        return EncoderDecoder(backbone, FCNConcatHead(sum(backbone.widths), classes))
     head, depth = name.split("_")
     depth = int(depth[1:])
     big = depth >= 50
