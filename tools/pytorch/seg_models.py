@@ -11,7 +11,8 @@ state_dict names (mmseg itself is not needed):
   * EncoderDecoder (`backbone`, `decode_head`, `auxiliary_head`);
   * HRNet (mmseg `HRNet`, HRNetV2: all four branches out) with the `fcn_hr*` FCN head
     (resize_concat over the branches, one 1×1 ConvModule); the stem width `base` (mmseg: 64)
-    scales the branch widths for narrow variants.
+    scales the branch widths for narrow variants. `check_twin_against_mmseg.py` compares it with
+    mmseg 1.2.2's own classes: same state_dict names, shapes and order, same logits bit for bit.
 
 Dropout2d(0.1) before conv_seg is left out, as in the Swift engine (it has no dropout op).
 `build(name, classes, ...)` mirrors `makeSegmentationModel`: head widths scaled by base/64.
