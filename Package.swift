@@ -8,7 +8,8 @@ import Foundation
 // PercepNN → SegmentationModels (ResNet backbones, PSP/DeepLabV3+/FCN heads);
 // PercepCore + ImageCodecs → SegmentationData;
 // Training (configs) + Checkpoint + Distributed + Perceptual → Trainer (the shared loop);
-// SegmentationData + SegmentationModels + Trainer → SegmentationTraining → percep-dist.
+// SegmentationData + SegmentationModels + Trainer → SegmentationTraining → percep-dist;
+// ImageCodecs → Plot → Study (the reproduction study) → percep-dist.
 // Each C library enters through exactly one wrapper target.
 // Bounds and overflow checks stay on everywhere: every target is built with -O, so an
 // out-of-range index in a reader (COCO JSON, RLE and polygons, PNG/JPEG, HDF5 checkpoints and
@@ -153,11 +154,14 @@ let package = Package(
                 swiftSettings: checked),
         // Loss and metric curves of a run (metrics.jsonl) as SVG or RGB rasters, no Python.
         .target(name: "Plot", dependencies: ["ImageCodecs"], swiftSettings: checked),
+        // The reproduction study (launch/reproduce.sh): its grid, the runs through the ordinary
+        // commands, and the report (tables, paired differences, bar chart) in docs/reproduction.md.
+        .target(name: "Study", dependencies: ["Plot"], swiftSettings: checked),
         .executableTarget(
             name: "PercepDistCLI",
             dependencies: ["BuildInfo", "InstanceTraining", "InstanceData", "CondInst", "InstanceModels", "PercepCore", "PercepNN", "Perceptual", "SegmentationModels", "PercepHDF5", "Training", "COCO", "COCOSynth",
                            "Distributed", "CMPI", "SegmentationData", "ImageCodecs", "SegmentationTraining",
-                           "Checkpoint", "PretrainedWeights", "DepthData", "DepthTraining", "Trainer", "Plot", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                           "Checkpoint", "PretrainedWeights", "DepthData", "DepthTraining", "Trainer", "Plot", "Study", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: checked),
         // Finite-difference checks and seeded test tensors shared by the test targets.
         .target(name: "TestSupport", dependencies: ["PercepCore"], path: "Tests/TestSupport"),
@@ -188,6 +192,8 @@ let package = Package(
         .testTarget(name: "SegmentationTrainingTests", dependencies: ["SegmentationTraining", "SegmentationModels", "PercepCore", "Checkpoint", "PercepHDF5",
                                                                     "Distributed", "Trainer", "Training", "PercepDistCLI", "TestSupport"]),
         .testTarget(name: "PlotTests", dependencies: ["Plot", "ImageCodecs"]),
+        // The study's statistics and report, and `launch/reproduce.sh --quick` on a tiny grid.
+        .testTarget(name: "StudyTests", dependencies: ["Study", "Training", "PercepDistCLI", "TestSupport"]),
         // Runs percep-dist train-inst / eval-inst (and under mpirun) on a generated synthetic COCO set.
         .testTarget(name: "InstanceJobTests", dependencies: ["Checkpoint", "PercepHDF5", "ImageCodecs", "PercepDistCLI", "TestSupport"]),
         // The malformed-input catalogue of docs/reliability.md, run through the percep-dist binary.

@@ -2,9 +2,12 @@ import ArgumentParser
 import Foundation
 import ImageCodecs
 import Plot
+import Study
 
 /// `percep-dist plot OUTPUT_DIR`: renders the run's loss, evaluation and learning-rate curves
 /// from `OUTPUT_DIR/metrics.jsonl` to SVG and PNG files beside it, without Python.
+/// `percep-dist plot RESULTS.json` renders a reproduction study's bar chart (mIoU per row, mean
+/// ± std over seeds, the baseline as a line) to `mIoU.svg`.
 struct PlotCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "plot",
@@ -12,7 +15,7 @@ struct PlotCommand: ParsableCommand {
 
     enum Format: String, ExpressibleByArgument, CaseIterable { case svg, png }
 
-    @Argument(help: "The run's OUTPUT_DIR (holding metrics.jsonl).") var outputDir: String
+    @Argument(help: "The run's OUTPUT_DIR (holding metrics.jsonl), or a study's results.json.") var outputDir: String
     @Option(help: "Where to write the images (default: OUTPUT_DIR).") var out: String?
     @Option(parsing: .upToNextOption, help: "Formats to write: svg, png (default: both).") var format: [Format] = [.svg, .png]
     @Option(help: "Image size in pixels, WIDTH,HEIGHT.") var size = "800,450"
@@ -22,6 +25,7 @@ struct PlotCommand: ParsableCommand {
         guard dims.count == 2, dims.allSatisfy({ (200...8000).contains($0) }) else {
             throw ValidationError("--size must be WIDTH,HEIGHT between 200 and 8000 pixels, got '\(size)'")
         }
+        if outputDir.hasSuffix(".json") { return try plotStudy(width: dims[0]) }
         let curves = try TrainingCurves(metricsFile: (outputDir as NSString).appendingPathComponent("metrics.jsonl"))
         let directory = out ?? outputDir
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -39,5 +43,18 @@ struct PlotCommand: ParsableCommand {
                 print(path)
             }
         }
+    }
+
+    /// The study's bar chart (SVG only) into `--out` or beside results.json.
+    func plotStudy(width: Int) throws {
+        let results: StudyResults
+        do { results = try StudyResults.load(outputDir) } catch { throw ValidationError("\(error)") }
+        let directory = out ?? (outputDir as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
+        let path = ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("mIoU.svg")
+        guard FileManager.default.createFile(atPath: path, contents: Data(StudyReport(results: results).chart().svg(width: width).utf8)) else {
+            throw ValidationError("cannot write \(path)")
+        }
+        print(path)
     }
 }

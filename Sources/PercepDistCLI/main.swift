@@ -13,7 +13,7 @@ struct PercepDist: ParsableCommand {
         abstract: "Data-parallel training with the generic perceptual loss.",
         version: "percep-dist \(BuildInfo.description)",
         subcommands: [LossNet.self, TrainDemo.self, TrainSeg.self, TrainInst.self, EvalInst.self, Dist.self, Bench.self, COCOEval.self, EvalSeg.self, TrainDepth.self, EvalDepth.self, Synth.self,
-                      CheckpointCommand.self, WeightsCommand.self, PlotCommand.self, Visualize.self, HDF5ProbeCommand.self])
+                      CheckpointCommand.self, WeightsCommand.self, PlotCommand.self, Visualize.self, HDF5ProbeCommand.self, StudyCommand.self])
 }
 
 // With --json, stdout carries the command's JSON only: progress lines go to stderr.

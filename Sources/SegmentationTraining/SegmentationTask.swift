@@ -172,13 +172,16 @@ public final class SegmentationTask: TrainingTask {
         return sums.flat.map(Double.init)
     }
 
-    /// mIoU, mAcc, aAcc and mmseg's per-class table.
+    /// mIoU, mAcc, aAcc, mmseg's per-class table, and each class's IoU as a detail
+    /// (`IoU/<class name>`; NaN, written as null, for a class absent from prediction and labels).
     public func summarize(_ sums: [Double]) -> EvaluationResult {
         let sums = IoUAccumulator(numClasses: classes, flat: sums.map { Int64($0) })
         lastEvaluation = sums
         let result = sums.result
+        let names = trainSet.classNames
+        let perClass = result.iou.enumerated().map { c, iou in (name: "IoU/" + (c < names.count ? names[c] : "\(c)"), value: iou) }
         return EvaluationResult(metrics: [("mIoU", result.mIoU), ("mAcc", result.mAcc), ("aAcc", result.aAcc)],
-                                primary: "mIoU", report: sums.table(classNames: trainSet.classNames))
+                                primary: "mIoU", report: sums.table(classNames: names), details: perClass)
     }
 
     private func savePrediction(_ prediction: [Int32], _ sample: TransformedSample, of i: Int, in directory: String) throws {

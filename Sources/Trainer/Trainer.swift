@@ -151,7 +151,7 @@ public final class Trainer {
                 let result = try evaluate()
                 if world.rank == 0 {
                     var record: [String: Any] = ["iteration": it]
-                    for (name, value) in result.metrics { record["eval/" + name] = value }
+                    for (name, value) in result.metrics + result.details { record["eval/" + name] = value }
                     try metrics?.append(record)
                     let value = result.primaryValue
                     if value.isFinite && (bestMetric.isNaN || (result.higherIsBetter ? value > bestMetric : value < bestMetric)) {

@@ -26,13 +26,18 @@ public struct EvaluationResult {
     public var higherIsBetter: Bool
     /// A human-readable table (per-class IoU, …), logged by rank 0.
     public var report: String
+    /// Finer numbers (per-class IoU as `IoU/<class>`, …): written to metrics.jsonl as
+    /// `eval/<name>` beside `metrics`, but left out of the logged summary line (`report` shows them).
+    public var details: [(name: String, value: Double)]
 
-    /// A result; `report` may be empty.
-    public init(metrics: [(name: String, value: Double)], primary: String, higherIsBetter: Bool = true, report: String = "") {
+    /// A result; `report` and `details` may be empty.
+    public init(metrics: [(name: String, value: Double)], primary: String, higherIsBetter: Bool = true, report: String = "",
+                details: [(name: String, value: Double)] = []) {
         self.metrics = metrics
         self.primary = primary
         self.higherIsBetter = higherIsBetter
         self.report = report
+        self.details = details
     }
 
     /// The primary metric's value (NaN when missing).

@@ -1,0 +1,140 @@
+import ArgumentParser
+import BuildInfo
+import Distributed
+import Foundation
+import Study
+
+/// `percep-dist study`: the reproduction study of the paper's segmentation claims at CPU scale
+/// (launch/reproduce.sh runs `study run`).
+struct StudyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "study",
+        abstract: "Run the reproduction study's grid (baseline, perceptual rows, the paper's ablations) over seeds and report it.",
+        subcommands: [StudyRun.self, StudyReportCommand.self])
+}
+
+/// Where a study writes its report; shared by `study run` and `study report`.
+struct StudyReportOptions: ParsableArguments {
+    @Option(help: "The Markdown report.") var doc = "docs/reproduction.md"
+    @Option(help: "Every run's result as JSON (the report can be regenerated from it).") var results = "docs/reproduction/results.json"
+    @Option(help: "The bar chart (SVG).") var figure = "docs/reproduction/mIoU.svg"
+    @Option(help: "Hand-written interpretation included in the report, if the file exists.") var notes = "docs/reproduction/notes.md"
+
+    /// Writes the report, the figure and (when `runs` is given) results.json.
+    func write(_ results: StudyResults, saveResults: Bool) throws {
+        for path in [doc, self.results, figure] {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+        }
+        if saveResults { try results.save(self.results) }
+        let docFolder = (doc as NSString).deletingLastPathComponent
+        let relativeFigure = !docFolder.isEmpty && figure.hasPrefix(docFolder + "/") ? String(figure.dropFirst(docFolder.count + 1)) : figure
+        let notesText = (try? String(contentsOfFile: notes, encoding: .utf8)) ?? ""
+        let report = StudyReport(results: results, notes: notesText, figure: relativeFigure)
+        guard FileManager.default.createFile(atPath: figure, contents: Data(report.chart().svg().utf8)) else { throw ValidationError("cannot write \(figure)") }
+        guard FileManager.default.createFile(atPath: doc, contents: Data(report.markdown().utf8)) else { throw ValidationError("cannot write \(doc)") }
+        print(doc); print(figure)
+    }
+}
+
+/// `percep-dist study run`: trains what is missing of the grid, then writes the report.
+struct StudyRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Train the study's missing runs (finished ones are kept, interrupted ones resume), then write the report.")
+
+    @Flag(help: "Only the target rows (baseline, + perceptual vs teacher, vs one-hot GT), 3 seeds each: about 20 minutes on two cores.") var quick = false
+    @Option(help: "Comma-separated rows to run (default: every row of the grid, or of --quick).") var only: String?
+    @Option(help: "Seeds per ablation row (default 2; 3 with --quick).") var seeds: Int?
+    @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default 4; 3 with --quick); at least --seeds.")
+    var headlineSeeds: Int?
+    @Option(help: "The study's folder (data, teacher, runs, logs).") var out = "output/study"
+    @Option(help: "Folder with student.yaml and teacher.yaml.") var configDir = "configs/study"
+    @Option(help: "Synthetic set: training images, validation images, side.") var dataSize = "400,100,96"
+    @OptionGroup var report: StudyReportOptions
+    @Argument(help: "KEY VALUE overrides for every training run (e.g. SOLVER.MAX_ITER 10).") var overrides: [String] = []
+
+    func validate() throws {
+        guard (seeds ?? 1) > 0, (headlineSeeds ?? 1) > 0 else { throw ValidationError("--seeds and --headline-seeds must be positive") }
+        guard overrides.count % 2 == 0 else { throw ValidationError("overrides come in KEY VALUE pairs, got \(overrides.count) words") }
+        guard dataSize.split(separator: ",").compactMap({ Int($0) }).filter({ $0 > 0 }).count == 3 else {
+            throw ValidationError("--data-size must be TRAIN,VAL,SIDE (positive), got '\(dataSize)'")
+        }
+    }
+
+    func run() throws {
+        let rows: [StudyRow]
+        do { rows = try StudyGrid.select(quick: quick, only: only?.split(separator: ",").map(String.init) ?? []) } catch {
+            throw ValidationError("\(error)")
+        }
+        for file in ["student.yaml", "teacher.yaml"] where !FileManager.default.fileExists(atPath: configDir + "/" + file) {
+            throw ValidationError("\(configDir)/\(file) does not exist (run from the repository root or pass --config-dir)")
+        }
+        let d = dataSize.split(separator: ",").compactMap { Int($0) }
+        let runner = StudyRunner(executable: try percepDistExecutable(), out: out, configDirectory: configDir, extraOverrides: overrides,
+                                 data: (d[0], d[1], d[2]), log: { Log.info($0) })
+        try runner.prepareData()
+        let teacher = rows.contains(where: \.usesTeacher) ? try runner.prepareTeacher() : nil
+        let seeds = self.seeds ?? (quick ? 3 : 2), headlineSeeds = self.headlineSeeds ?? (quick ? 3 : 4)
+        for row in rows {
+            let count = row.headline ? max(seeds, headlineSeeds) : seeds
+            for seed in 0..<count { _ = try runner.run(row, seed: seed, teacherWeights: teacher) }
+        }
+        var results = try StudyResults(environment: studyEnvironment(), runs: collectRuns(in: out))
+        results.environment["command"] = (["launch/reproduce.sh"] + CommandLine.arguments.dropFirst(3)).joined(separator: " ")
+        try report.write(results, saveResults: true)
+    }
+}
+
+/// `percep-dist study report`: the report again from results.json (or from a study folder's runs).
+struct StudyReportCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "report",
+        abstract: "Write docs/reproduction.md and its figure from results.json, or from the runs of a study folder (--from-runs).")
+
+    @Option(help: "Collect the runs of this study folder (writing results.json) instead of reading results.json.") var fromRuns: String?
+    @OptionGroup var report: StudyReportOptions
+
+    func run() throws {
+        if let fromRuns {
+            try report.write(StudyResults(environment: studyEnvironment(), runs: collectRuns(in: fromRuns)), saveResults: true)
+        } else {
+            let results: StudyResults
+            do { results = try StudyResults.load(report.results) } catch { throw ValidationError("\(error)") }
+            try report.write(results, saveResults: false)
+        }
+    }
+}
+
+/// Every `study_result.json` under `out/runs`.
+func collectRuns(in out: String) throws -> [StudyRunResult] {
+    let root = out + "/runs"
+    guard let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
+    var runs: [StudyRunResult] = []
+    for case let path as String in enumerator where path.hasSuffix("/study_result.json") {
+        let file = root + "/" + path
+        guard let data = FileManager.default.contents(atPath: file) else { throw ValidationError("cannot read \(file)") }
+        do { runs.append(try JSONDecoder().decode(StudyRunResult.self, from: data)) } catch {
+            throw ValidationError("\(file): not a study result: \(error)")
+        }
+    }
+    return runs.sorted { ($0.row, $0.seed) < ($1.row, $1.seed) }
+}
+
+/// The machine and build the study ran on, for the report's header.
+func studyEnvironment() -> [String: String] {
+    let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+    let model = cpuinfo.split(separator: "\n").first { $0.hasPrefix("model name") }.map { String($0.drop { $0 != ":" }.dropFirst()).trimmingCharacters(in: .whitespaces) } ?? "unknown"
+    let avx512 = cpuinfo.contains(" avx512f") ? "AVX-512" : "AVX2 (no AVX-512)"
+    let formatter = ISO8601DateFormatter()
+    return ["machine": "\(model), \(ProcessInfo.processInfo.activeProcessorCount) cores, \(avx512)",
+            "report written": formatter.string(from: Date()), "percep-dist": BuildInfo.description]
+}
+
+/// This process's own executable, to run the study's commands with.
+func percepDistExecutable() throws -> String {
+    if let path = Bundle.main.executablePath, FileManager.default.isExecutableFile(atPath: path) { return path }
+    let link = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
+    guard FileManager.default.isExecutableFile(atPath: link) else { throw ValidationError("cannot find the percep-dist executable to run the study with") }
+    return link
+}

@@ -1,0 +1,156 @@
+import Foundation
+
+/// One configuration of the reproduction study: a student trained with the study's recipe plus
+/// `overrides` (config `KEY VALUE` pairs), once per seed.
+public struct StudyRow: Sendable, Equatable {
+    /// Short name, also the run folder (`runs/<id>/seed<s>`).
+    public let id: String
+    /// What the row varies, as the tables print it.
+    public let label: String
+    /// Config overrides on top of the study's student config.
+    public let overrides: [String]
+    /// Whether the row distils from the study's teacher (its checkpoint is passed in).
+    public let usesTeacher: Bool
+    /// Part of the `--quick` grid.
+    public let quick: Bool
+    /// A headline row: gets at least the headline seed count (the baseline and the paper's method).
+    public let headline: Bool
+
+    /// A row; see the properties.
+    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, quick: Bool = false, headline: Bool = false) {
+        self.id = id; self.label = label; self.overrides = overrides
+        self.usesTeacher = usesTeacher; self.quick = quick; self.headline = headline
+    }
+}
+
+/// One line of a report table: a row's runs beside the paper's number for the same setting.
+public struct StudyTableEntry: Sendable, Equatable {
+    /// The row whose runs this line shows.
+    public let row: String
+    /// The setting as the paper's table names it.
+    public let label: String
+    /// The paper's number for it (mIoU %, Cityscapes PSPNet-R18), or its words ("does not converge").
+    public let paper: String
+}
+
+/// One table of the report (a table of the paper, or the target ablation).
+public struct StudyTable: Sendable, Equatable {
+    /// Heading.
+    public let title: String
+    /// What the paper's numbers are (model, data set).
+    public let paperNote: String
+    /// Lines in order.
+    public let entries: [StudyTableEntry]
+}
+
+/// The study's grid: every row, and the tables that show them. The perceptual rows use the
+/// paper's VGG16 (2,2,3,3,3) He-initialised loss network against the teacher's soft labels unless
+/// the row says otherwise (configs/study/percep.yaml); Tables 3 and the level weights vary the
+/// paper's (1,1,1,1,1) network, as the paper does.
+public enum StudyGrid {
+    /// The rows that share the baseline's runs for the paired comparison.
+    public static let baseline = "baseline"
+
+    private static func percep(_ extra: [String]) -> [String] { ["LOSS.PERCEPTUAL.ENABLED", "true"] + extra }
+    private static let s11111 = ["LOSS.PERCEPTUAL.STRUCTURE", "[1, 1, 1, 1, 1]"]
+
+    /// Every row, in the order they run (headline rows first, so a short study answers the main
+    /// question before the ablations).
+    public static let rows: [StudyRow] = [
+        StudyRow(id: "baseline", label: "CE only", overrides: ["LOSS.PERCEPTUAL.ENABLED", "false"], usesTeacher: false, quick: true, headline: true),
+        StudyRow(id: "percep_teacher", label: "+ perceptual vs teacher (VGG16)", overrides: percep([]), usesTeacher: true, quick: true, headline: true),
+        StudyRow(id: "percep_gt", label: "+ perceptual vs one-hot GT (VGG16)", overrides: percep(["LOSS.PERCEPTUAL.TARGET", "ground_truth"]),
+                 usesTeacher: false, quick: true),
+        StudyRow(id: "s11111", label: "(1,1,1,1,1)", overrides: percep(s11111), usesTeacher: true),
+        StudyRow(id: "vgg11", label: "VGG11 (1,1,2,2,2)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[1, 1, 2, 2, 2]"]), usesTeacher: true),
+        StudyRow(id: "vgg13", label: "VGG13 (2,2,2,2,2)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[2, 2, 2, 2, 2]"]), usesTeacher: true),
+        StudyRow(id: "vgg19", label: "VGG19 (2,2,4,4,4)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[2, 2, 4, 4, 4]"]), usesTeacher: true),
+        StudyRow(id: "s33444", label: "(3,3,4,4,4)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[3, 3, 4, 4, 4]"]), usesTeacher: true),
+        StudyRow(id: "resnet18", label: "ResNet-18", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "resnet18"]), usesTeacher: true),
+        StudyRow(id: "alexnet", label: "AlexNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "alexnet"]), usesTeacher: true),
+        StudyRow(id: "mobilenetv2", label: "MobileNetV2", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "mobilenetv2"]), usesTeacher: true),
+        StudyRow(id: "googlenet", label: "GoogLeNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "googlenet"]), usesTeacher: true),
+        StudyRow(id: "k1", label: "kernel 1", overrides: percep(s11111 + ["LOSS.PERCEPTUAL.KERNEL_SIZE", "1"]), usesTeacher: true),
+        StudyRow(id: "k5", label: "kernel 5", overrides: percep(s11111 + ["LOSS.PERCEPTUAL.KERNEL_SIZE", "5"]), usesTeacher: true),
+        StudyRow(id: "k7", label: "kernel 7", overrides: percep(s11111 + ["LOSS.PERCEPTUAL.KERNEL_SIZE", "7"]), usesTeacher: true),
+        StudyRow(id: "xavier", label: "Xavier-normal", overrides: percep(["LOSS.PERCEPTUAL.INIT", "xavier_normal"]), usesTeacher: true),
+        StudyRow(id: "normal1", label: "N(0, 1)", overrides: percep(["LOSS.PERCEPTUAL.INIT", "normal:1"]), usesTeacher: true),
+        StudyRow(id: "normal0.1", label: "N(0, 0.1)", overrides: percep(["LOSS.PERCEPTUAL.INIT", "normal:0.1"]), usesTeacher: true),
+        StudyRow(id: "normal0.01", label: "N(0, 0.01)", overrides: percep(["LOSS.PERCEPTUAL.INIT", "normal:0.01"]), usesTeacher: true),
+        StudyRow(id: "uniform1", label: "U[−1, 1]", overrides: percep(["LOSS.PERCEPTUAL.INIT", "uniform:1"]), usesTeacher: true),
+        StudyRow(id: "uniform0.1", label: "U[−0.1, 0.1]", overrides: percep(["LOSS.PERCEPTUAL.INIT", "uniform:0.1"]), usesTeacher: true),
+        StudyRow(id: "uniform0.01", label: "U[−0.01, 0.01]", overrides: percep(["LOSS.PERCEPTUAL.INIT", "uniform:0.01"]), usesTeacher: true),
+        StudyRow(id: "levels_equal", label: "five levels, equal weights",
+                 overrides: percep(s11111 + ["LOSS.PERCEPTUAL.LEVEL_WEIGHTS", "[1, 1, 1, 1, 1]"]), usesTeacher: true),
+        StudyRow(id: "levels_scaled", label: "five levels, 1/16 … 1",
+                 overrides: percep(s11111 + ["LOSS.PERCEPTUAL.LEVEL_WEIGHTS", "[0.0625, 0.125, 0.25, 0.5, 1]"]), usesTeacher: true),
+    ]
+
+    /// The row called `id`, if any.
+    public static func row(_ id: String) -> StudyRow? { rows.first { $0.id == id } }
+
+    /// The report's tables (the paper's numbers: Cityscapes, PSPNet-R18, baseline 69.60).
+    public static let tables: [StudyTable] = [
+        StudyTable(title: "Target of the perceptual term", paperNote: "§4.2.1: one-hot targets converge poorly, hence the teacher", entries: [
+            StudyTableEntry(row: "baseline", label: "CE only", paper: "69.60"),
+            StudyTableEntry(row: "percep_teacher", label: "+ perceptual vs teacher", paper: "70.68"),
+            StudyTableEntry(row: "percep_gt", label: "+ perceptual vs one-hot GT", paper: "not reported"),
+        ]),
+        StudyTable(title: "Table 1 — loss-network families (random weights)", paperNote: "Table 1, 'R' column", entries: [
+            StudyTableEntry(row: "googlenet", label: "GoogLeNet", paper: "68.91"),
+            StudyTableEntry(row: "alexnet", label: "AlexNet", paper: "69.80"),
+            StudyTableEntry(row: "mobilenetv2", label: "MobileNetV2", paper: "69.98"),
+            StudyTableEntry(row: "resnet18", label: "ResNet-18", paper: "70.16"),
+            StudyTableEntry(row: "percep_teacher", label: "VGG16", paper: "70.68"),
+            StudyTableEntry(row: "vgg19", label: "VGG19", paper: "71.25"),
+        ]),
+        StudyTable(title: "Table 2 — VGG structures (kernel 3)", paperNote: "Table 2, 'R' column (mean ± std over the paper's runs)", entries: [
+            StudyTableEntry(row: "s11111", label: "(1,1,1,1,1)", paper: "70.88 ± 0.03"),
+            StudyTableEntry(row: "vgg11", label: "VGG11 (1,1,2,2,2)", paper: "70.18 ± 0.11"),
+            StudyTableEntry(row: "vgg13", label: "VGG13 (2,2,2,2,2)", paper: "70.64 ± 0.14"),
+            StudyTableEntry(row: "percep_teacher", label: "VGG16 (2,2,3,3,3)", paper: "70.68 ± 0.03"),
+            StudyTableEntry(row: "vgg19", label: "VGG19 (2,2,4,4,4)", paper: "71.25 ± 0.04"),
+            StudyTableEntry(row: "s33444", label: "(3,3,4,4,4)", paper: "70.89 ± 0.23"),
+        ]),
+        StudyTable(title: "Table 3 — kernel sizes on (1,1,1,1,1)", paperNote: "Table 3", entries: [
+            StudyTableEntry(row: "k1", label: "1", paper: "70.71 ± 0.02"),
+            StudyTableEntry(row: "s11111", label: "3", paper: "70.88 ± 0.03"),
+            StudyTableEntry(row: "k5", label: "5", paper: "70.93 ± 0.19"),
+            StudyTableEntry(row: "k7", label: "7", paper: "71.16 ± 0.12"),
+        ]),
+        StudyTable(title: "Table 4 — initialisation of the loss network (VGG16)", paperNote: "Table 4", entries: [
+            StudyTableEntry(row: "percep_teacher", label: "He (ours)", paper: "71.3"),
+            StudyTableEntry(row: "xavier", label: "Xavier-normal", paper: "69.8"),
+            StudyTableEntry(row: "normal1", label: "N(0, 1)", paper: "does not converge"),
+            StudyTableEntry(row: "normal0.1", label: "N(0, 0.1)", paper: "45.6"),
+            StudyTableEntry(row: "normal0.01", label: "N(0, 0.01)", paper: "68.5"),
+            StudyTableEntry(row: "uniform1", label: "U[−1, 1]", paper: "does not converge"),
+            StudyTableEntry(row: "uniform0.1", label: "U[−0.1, 0.1]", paper: "51.7"),
+            StudyTableEntry(row: "uniform0.01", label: "U[−0.01, 0.01]", paper: "69.2"),
+        ]),
+        StudyTable(title: "Multi-level losses on (1,1,1,1,1)", paperNote: "§4.1.2", entries: [
+            StudyTableEntry(row: "s11111", label: "last level only", paper: "70.88"),
+            StudyTableEntry(row: "levels_equal", label: "five levels, equal", paper: "70.73"),
+            StudyTableEntry(row: "levels_scaled", label: "five levels, 1/16, 1/8, 1/4, 1/2, 1", paper: "70.93"),
+        ]),
+    ]
+}
+
+extension StudyGrid {
+    /// The teacher every distilling row reads (configs/study/teacher.yaml's network).
+    public static let teacherName = "deeplabv3plus_r18", teacherBaseChannels = 16
+
+    /// Overrides that make a row distil from the teacher checkpoint at `weights`.
+    public static func teacherOverrides(weights: String) -> [String] {
+        ["MODEL.TEACHER.NAME", teacherName, "MODEL.TEACHER.BASE_CHANNELS", "\(teacherBaseChannels)", "MODEL.TEACHER.WEIGHTS", weights]
+    }
+
+    /// The rows of a study: the quick grid or all, restricted to `only` when given (unknown
+    /// names are an error naming the known ones).
+    public static func select(quick: Bool, only: [String]) throws -> [StudyRow] {
+        if let unknown = only.first(where: { row($0) == nil }) {
+            throw StudyError("--only", "unknown row '\(unknown)'; rows: \(rows.map(\.id).joined(separator: ", "))")
+        }
+        return rows.filter { (!quick || $0.quick) && (only.isEmpty || only.contains($0.id)) }
+    }
+}

@@ -1,0 +1,138 @@
+import Foundation
+import Study
+import TestSupport
+import Training
+import XCTest
+
+/// A finished result with a given mIoU (and one per-class value).
+private func result(_ row: String, _ seed: Int, _ mIoU: Double?, pole: Double? = nil) -> StudyRunResult {
+    StudyRunResult(row: row, seed: seed, status: mIoU == nil ? "diverged" : "finished", mIoU: mIoU, aAcc: mIoU.map { $0 + 0.5 },
+                   perClassIoU: ["pole": pole], wallSeconds: 60, iterations: 600, message: mIoU == nil ? "non-finite loss_perceptual at iteration 3" : nil)
+}
+
+final class StudyStatisticsTests: XCTestCase {
+    /// Mean, sample std (n − 1) and standard error as numpy's mean/std(ddof=1) give them.
+    func testSampleSummary() {
+        let s = SampleSummary([0.30, 0.32, 0.31, 0.35])
+        XCTAssertEqual(s.mean, 0.32, accuracy: 1e-12)
+        XCTAssertEqual(s.std, 0.021602468994692866, accuracy: 1e-12)
+        XCTAssertEqual(s.standardError, 0.021602468994692866 / 2, accuracy: 1e-12)
+        XCTAssertTrue(SampleSummary([0.3]).std.isNaN && SampleSummary([]).mean.isNaN)
+    }
+
+    /// Differences pair by seed: unmatched seeds and diverged runs are left out.
+    func testPairedDifferencePairsBySeed() {
+        let base = [result("baseline", 0, 0.30), result("baseline", 1, 0.28), result("baseline", 2, 0.33)]
+        let row = [result("x", 0, 0.31), result("x", 1, 0.30), result("x", 2, nil), result("x", 3, 0.50)]
+        let d = pairedDifference(row, baseline: base)
+        XCTAssertEqual(d.count, 2)
+        XCTAssertEqual(d.mean, 0.015, accuracy: 1e-12)
+        XCTAssertEqual(d.std, (0.00005 as Double).squareRoot(), accuracy: 1e-12)   // differences 0.01 and 0.02
+    }
+
+    /// The final evaluation of a metrics.jsonl: the last record with eval/mIoU, per-class IoU with
+    /// null kept as nil; a file without evaluations is an error naming it.
+    func testFinalEvaluationReadsTheLastEvalRecord() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("study-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let file = dir.appendingPathComponent("metrics.jsonl").path
+        try """
+        {"iteration":199,"eval/mIoU":0.2,"eval/aAcc":0.8,"eval/IoU/pole":0.1}
+        {"iteration":599,"total_loss":0.5}
+        {"iteration":599,"eval/mIoU":0.3,"eval/aAcc":0.85,"eval/IoU/pole":null,"eval/IoU/sky":0.9}
+        {"iteration":599,"total_loss":0.4}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let e = try finalEvaluation(metricsFile: file)
+        XCTAssertEqual(e.iteration, 599); XCTAssertEqual(e.mIoU, 0.3); XCTAssertEqual(e.aAcc, 0.85)
+        XCTAssertEqual(e.perClass.count, 2)
+        XCTAssertEqual(e.perClass["sky"], 0.9)
+        XCTAssertEqual(e.perClass["pole"], .some(nil))
+        try "{\"iteration\":3,\"total_loss\":1}\n".write(toFile: file, atomically: true, encoding: .utf8)
+        XCTAssertThrowsError(try finalEvaluation(metricsFile: file)) { XCTAssertTrue("\($0)".contains("metrics.jsonl: no evaluation record")) }
+    }
+
+    /// The report shows each table's rows with mean ± std, the paired Δ with its standard error,
+    /// the paper's number, diverged runs, per-class IoU and every run; the chart has a bar per row
+    /// with runs and the baseline line.
+    func testReportAndChart() {
+        let runs = [result("baseline", 0, 0.30, pole: 0.10), result("baseline", 1, 0.28, pole: 0.12),
+                    result("percep_teacher", 0, 0.31, pole: 0.15), result("percep_teacher", 1, 0.30, pole: 0.13),
+                    result("normal1", 0, nil)]
+        let report = StudyReport(results: StudyResults(environment: ["machine": "test"], runs: runs), notes: "Hand notes.", figure: "reproduction/mIoU.svg")
+        let md = report.markdown()
+        XCTAssertTrue(md.contains("| CE only | 69.60 | 29.00 ± 1.41 (2) |  |"), md)
+        XCTAssertTrue(md.contains("| + perceptual vs teacher | 70.68 | 30.50 ± 0.71 (2) | +1.50 ± 0.50 (2) |"), md)
+        XCTAssertTrue(md.contains("| N(0, 1) | does not converge | —, 1 diverged | — |"), md)
+        XCTAssertTrue(md.contains("| normal1 | 0 | non-finite loss_perceptual at iteration 3 |"), md)
+        XCTAssertTrue(md.contains("| pole | 11.00 | 14.00 | +3.00 ± 2.00 |"), md)
+        XCTAssertTrue(md.contains("Hand notes.") && md.contains("![mIoU per row"), md)
+        XCTAssertTrue(md.contains("| GoogLeNet | 68.91 | not run |"), md)
+        let svg = report.chart().svg()
+        XCTAssertEqual(report.chart().bars.map(\.label), ["CE only", "+ perceptual vs teacher (VGG16)", "N(0, 1) (1 of 1 diverged)"])
+        XCTAssertEqual(svg.components(separatedBy: "<rect x=").count - 1, 2, "a bar per row with a finite mean")
+        XCTAssertTrue(svg.contains("stroke-dasharray"), "the baseline line")
+    }
+}
+
+final class StudyGridTests: XCTestCase {
+    static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Every row's overrides are KEY VALUE pairs the config accepts on top of the study's student
+    /// config (with the teacher's), row ids are unique, every table names existing rows, the
+    /// quick grid is the three target rows, and the teacher the rows distil from is the one
+    /// configs/study/teacher.yaml trains.
+    func testRowsAreValidConfigs() throws {
+        let student = Self.repo.appendingPathComponent("configs/study/student.yaml").path
+        XCTAssertEqual(Set(StudyGrid.rows.map(\.id)).count, StudyGrid.rows.count)
+        for row in StudyGrid.rows {
+            XCTAssertEqual(row.overrides.count % 2, 0, row.id)
+            let extra = row.usesTeacher ? StudyGrid.teacherOverrides(weights: "/nonexistent/model_best.h5") : []
+            XCTAssertNoThrow(try TrainingConfig.load(file: student, overrides: row.overrides + extra + ["SEED", "1"]), row.id)
+        }
+        for table in StudyGrid.tables { for e in table.entries { XCTAssertNotNil(StudyGrid.row(e.row), "\(table.title): \(e.row)") } }
+        XCTAssertEqual(try StudyGrid.select(quick: true, only: []).map(\.id), ["baseline", "percep_teacher", "percep_gt"])
+        XCTAssertEqual(try StudyGrid.select(quick: false, only: ["k7", "baseline"]).map(\.id), ["baseline", "k7"])
+        XCTAssertThrowsError(try StudyGrid.select(quick: false, only: ["vgg17"])) { XCTAssertTrue("\($0)".contains("vgg17") && "\($0)".contains("vgg19")) }
+        let teacher = try TrainingConfig.load(file: Self.repo.appendingPathComponent("configs/study/teacher.yaml").path)
+        XCTAssertEqual(teacher.string("MODEL.NAME"), StudyGrid.teacherName)
+        XCTAssertEqual(teacher.int("MODEL.BASE_CHANNELS"), StudyGrid.teacherBaseChannels)
+    }
+}
+
+/// `launch/reproduce.sh --quick --only baseline --seeds 1` on a tiny grid (8 training scenes of
+/// 48², 4 iterations): the run finishes, results.json, the report and the figure are written; a
+/// second invocation keeps the finished run instead of training it again.
+final class ReproduceScriptTests: XCTestCase {
+    func testQuickBaselineOnATinyGrid() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("reproduce-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let script = StudyGridTests.repo.appendingPathComponent("launch/reproduce.sh")
+        var env = ProcessInfo.processInfo.environment
+        env["PERCEP_BIN"] = ProcessRunner.percepDist.path
+        let args = [script.path, "--quick", "--only", "baseline", "--seeds", "1", "--headline-seeds", "1", "--out", dir.appendingPathComponent("study").path,
+                    "--data-size", "8,4,48", "--doc", dir.appendingPathComponent("reproduction.md").path,
+                    "--results", dir.appendingPathComponent("reproduction/results.json").path,
+                    "--figure", dir.appendingPathComponent("reproduction/mIoU.svg").path, "--notes", dir.appendingPathComponent("none.md").path,
+                    "SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "2", "INPUT.CROP_SIZE", "[32, 32]",
+                    "INPUT.SCALE", "[96, 48]", "TEST.SCALE", "[96, 48]", "LOG_PERIOD", "1"]
+        let first = try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), args, environment: env, limit: 300)
+        XCTAssertEqual(first.status, 0, first.output)
+        XCTAssertTrue(first.output.contains("run baseline seed 0"), first.output)
+        let results = try StudyResults.load(dir.appendingPathComponent("reproduction/results.json").path)
+        XCTAssertEqual(results.runs.count, 1)
+        let run = try XCTUnwrap(results.runs.first)
+        XCTAssertEqual([run.row, run.status], ["baseline", "finished"])
+        XCTAssertEqual(run.iterations, 4)
+        XCTAssertNotNil(run.mIoU)
+        XCTAssertEqual(run.perClassIoU.count, 10, "one IoU per synthetic class")
+        let doc = try String(contentsOf: dir.appendingPathComponent("reproduction.md"), encoding: .utf8)
+        XCTAssertTrue(doc.contains("| CE only | 69.60 |") && doc.contains("reproduction/mIoU.svg"), doc)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("reproduction/mIoU.svg").path))
+
+        let again = try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), args, environment: env, limit: 120)
+        XCTAssertEqual(again.status, 0, again.output)
+        XCTAssertFalse(again.output.contains("run baseline seed 0"), "a finished run is kept: \(again.output)")
+        XCTAssertEqual(try StudyResults.load(dir.appendingPathComponent("reproduction/results.json").path).runs, results.runs)
+    }
+}
