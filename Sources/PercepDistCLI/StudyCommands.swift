@@ -97,7 +97,9 @@ struct StudyReportCommand: ParsableCommand {
 
     func run() throws {
         if let fromRuns {
-            try report.write(StudyResults(environment: studyEnvironment(), runs: collectRuns(in: fromRuns)), saveResults: true)
+            var environment = studyEnvironment()
+            environment["command"] = "the finished runs in \(fromRuns), collected by percep-dist study report --from-runs"
+            try report.write(StudyResults(environment: environment, runs: collectRuns(in: fromRuns)), saveResults: true)
         } else {
             let results: StudyResults
             do { results = try StudyResults.load(report.results) } catch { throw ValidationError("\(error)") }

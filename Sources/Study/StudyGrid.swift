@@ -54,8 +54,9 @@ public enum StudyGrid {
     private static func percep(_ extra: [String]) -> [String] { ["LOSS.PERCEPTUAL.ENABLED", "true"] + extra }
     private static let s11111 = ["LOSS.PERCEPTUAL.STRUCTURE", "[1, 1, 1, 1, 1]"]
 
-    /// Every row, in the order they run (headline rows first, so a short study answers the main
-    /// question before the ablations).
+    /// Every row, in the order they run: headline rows first, so a short study answers the main
+    /// question before the ablations, and the costly families of Table 1 (torchvision widths,
+    /// 1.5-2× a VGG row) last.
     public static let rows: [StudyRow] = [
         StudyRow(id: "baseline", label: "CE only", overrides: ["LOSS.PERCEPTUAL.ENABLED", "false"], usesTeacher: false, quick: true, headline: true),
         StudyRow(id: "percep_teacher", label: "+ perceptual vs teacher (VGG16)", overrides: percep([]), usesTeacher: true, quick: true, headline: true),
@@ -66,10 +67,6 @@ public enum StudyGrid {
         StudyRow(id: "vgg13", label: "VGG13 (2,2,2,2,2)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[2, 2, 2, 2, 2]"]), usesTeacher: true),
         StudyRow(id: "vgg19", label: "VGG19 (2,2,4,4,4)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[2, 2, 4, 4, 4]"]), usesTeacher: true),
         StudyRow(id: "s33444", label: "(3,3,4,4,4)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[3, 3, 4, 4, 4]"]), usesTeacher: true),
-        StudyRow(id: "resnet18", label: "ResNet-18", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "resnet18"]), usesTeacher: true),
-        StudyRow(id: "alexnet", label: "AlexNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "alexnet"]), usesTeacher: true),
-        StudyRow(id: "mobilenetv2", label: "MobileNetV2", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "mobilenetv2"]), usesTeacher: true),
-        StudyRow(id: "googlenet", label: "GoogLeNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "googlenet"]), usesTeacher: true),
         StudyRow(id: "k1", label: "kernel 1", overrides: percep(s11111 + ["LOSS.PERCEPTUAL.KERNEL_SIZE", "1"]), usesTeacher: true),
         StudyRow(id: "k5", label: "kernel 5", overrides: percep(s11111 + ["LOSS.PERCEPTUAL.KERNEL_SIZE", "5"]), usesTeacher: true),
         StudyRow(id: "k7", label: "kernel 7", overrides: percep(s11111 + ["LOSS.PERCEPTUAL.KERNEL_SIZE", "7"]), usesTeacher: true),
@@ -84,6 +81,10 @@ public enum StudyGrid {
                  overrides: percep(s11111 + ["LOSS.PERCEPTUAL.LEVEL_WEIGHTS", "[1, 1, 1, 1, 1]"]), usesTeacher: true),
         StudyRow(id: "levels_scaled", label: "five levels, 1/16 … 1",
                  overrides: percep(s11111 + ["LOSS.PERCEPTUAL.LEVEL_WEIGHTS", "[0.0625, 0.125, 0.25, 0.5, 1]"]), usesTeacher: true),
+        StudyRow(id: "resnet18", label: "ResNet-18", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "resnet18"]), usesTeacher: true),
+        StudyRow(id: "alexnet", label: "AlexNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "alexnet"]), usesTeacher: true),
+        StudyRow(id: "mobilenetv2", label: "MobileNetV2", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "mobilenetv2"]), usesTeacher: true),
+        StudyRow(id: "googlenet", label: "GoogLeNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "googlenet"]), usesTeacher: true),
     ]
 
     /// The row called `id`, if any.
