@@ -57,9 +57,15 @@ struct StudyRun: ParsableCommand {
     func validate() throws {
         guard (seeds ?? 1) > 0, (headlineSeeds ?? 1) > 0 else { throw ValidationError("--seeds and --headline-seeds must be positive") }
         guard overrides.count % 2 == 0 else { throw ValidationError("overrides come in KEY VALUE pairs, got \(overrides.count) words") }
-        guard dataSize.split(separator: ",").compactMap({ Int($0) }).filter({ $0 > 0 }).count == 3 else {
-            throw ValidationError("--data-size must be TRAIN,VAL,SIDE (positive), got '\(dataSize)'")
-        }
+        guard dataSizes != nil else { throw ValidationError("--data-size must be TRAIN,VAL,SIDE, three positive integers, got '\(dataSize)'") }
+        if let only, only.split(separator: ",").isEmpty { throw ValidationError("--only needs at least one row name") }
+    }
+
+    /// (training images, validation images, side) of `--data-size`, or nil unless three positive integers.
+    var dataSizes: [Int]? {
+        let parts = dataSize.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard parts.count == 3, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
+        return parts.map { $0! }
     }
 
     func run() throws {
@@ -67,10 +73,11 @@ struct StudyRun: ParsableCommand {
         do { rows = try StudyGrid.select(quick: quick, only: only?.split(separator: ",").map(String.init) ?? []) } catch {
             throw ValidationError("\(error)")
         }
+        guard !rows.isEmpty else { throw ValidationError("--only \(only ?? "") names no row of the \(quick ? "quick " : "")grid") }
         for file in ["student.yaml", "teacher.yaml"] where !FileManager.default.fileExists(atPath: configDir + "/" + file) {
             throw ValidationError("\(configDir)/\(file) does not exist (run from the repository root or pass --config-dir)")
         }
-        let d = dataSize.split(separator: ",").compactMap { Int($0) }
+        let d = dataSizes!
         let runner = StudyRunner(executable: try percepDistExecutable(), out: out, configDirectory: configDir, extraOverrides: overrides,
                                  data: (d[0], d[1], d[2]), log: { Log.info($0) })
         try runner.prepareData()
@@ -108,10 +115,13 @@ struct StudyReportCommand: ParsableCommand {
     }
 }
 
-/// Every `study_result.json` under `out/runs`.
+/// Every `study_result.json` under `out/runs`; an error when there is none (a wrong folder must
+/// not overwrite a report with an empty study).
 func collectRuns(in out: String) throws -> [StudyRunResult] {
     let root = out + "/runs"
-    guard let enumerator = FileManager.default.enumerator(atPath: root) else { return [] }
+    var isFolder: ObjCBool = false
+    guard FileManager.default.fileExists(atPath: root, isDirectory: &isFolder), isFolder.boolValue,
+          let enumerator = FileManager.default.enumerator(atPath: root) else { throw ValidationError("\(root): no such folder (not a study's --out)") }
     var runs: [StudyRunResult] = []
     for case let path as String in enumerator where path.hasSuffix("/study_result.json") {
         let file = root + "/" + path
@@ -120,6 +130,7 @@ func collectRuns(in out: String) throws -> [StudyRunResult] {
             throw ValidationError("\(file): not a study result: \(error)")
         }
     }
+    guard !runs.isEmpty else { throw ValidationError("\(root): no finished run (no study_result.json)") }
     return runs.sorted { ($0.row, $0.seed) < ($1.row, $1.seed) }
 }
 

@@ -48,14 +48,14 @@ public struct TrainingCurves {
     }
 
     /// The standard charts: losses (`total_loss` and every `loss_*`, log scale), evaluation
-    /// metrics (`eval/*`, without per-class details such as `eval/IoU/<class>`), the learning rate, and seconds per step (`time`, `data_time` and, on
+    /// metrics (`eval/*`, without the per-class `eval/IoU/<class>` details), the learning rate, and seconds per step (`time`, `data_time` and, on
     /// several ranks, `comm_wait`); empty groups are left out. Keyed by file stem.
     public func charts() -> [(stem: String, chart: LineChart)] {
         func make(_ keys: [String]) -> [LineChart.Series] {
             keys.sorted().map { LineChart.Series(name: $0, points: series[$0]!.sorted { $0.x < $1.x }) }
         }
         let losses = series.keys.filter { $0 == "total_loss" || $0.hasPrefix("loss_") }
-        let evals = series.keys.filter { $0.hasPrefix("eval/") && !$0.dropFirst("eval/".count).contains("/") }
+        let evals = series.keys.filter { $0.hasPrefix("eval/") && !$0.hasPrefix("eval/IoU/") }
         var out: [(String, LineChart)] = []
         if !losses.isEmpty { out.append(("loss", LineChart(title: "training loss", series: make(losses), logY: true))) }
         if !evals.isEmpty { out.append(("eval", LineChart(title: "evaluation", series: make(evals)))) }

@@ -61,14 +61,15 @@ public struct StudyReport {
         return text
     }
 
+    /// A difference in points with its sign (+, or the minus sign −).
+    static func signed(_ x: Double) -> String { (x >= 0 ? "+" : "−") + String(format: "%.2f", abs(100 * x)) }
+
     /// "Δ ± SE (pairs)" against the baseline.
     func delta(_ row: String) -> String {
         if row == StudyGrid.baseline { return "" }
         let d = pairedDifference(runs(row), baseline: runs(StudyGrid.baseline))
         if d.count == 0 { return "—" }
-        let sign = d.mean >= 0 ? "+" : "−"
-        let magnitude = String(format: "%.2f", abs(100 * d.mean))
-        return d.count < 2 ? "\(sign)\(magnitude) (1 pair)" : "\(sign)\(magnitude) ± \(Self.pct(d.standardError)) (\(d.count))"
+        return d.count < 2 ? "\(Self.signed(d.mean)) (1 pair)" : "\(Self.signed(d.mean)) ± \(Self.pct(d.standardError)) (\(d.count))"
     }
 
     /// Mean wall time of a row's runs.
@@ -130,7 +131,7 @@ public struct StudyReport {
     /// classes): mean over seeds, and the paired difference from the baseline.
     func perClassTable() -> String {
         let rows = ["baseline", "percep_teacher", "percep_gt"].filter { !runs($0).isEmpty }
-        guard rows.count > 1 else { return "" }
+        guard rows.first == StudyGrid.baseline, rows.count > 1 else { return "" }
         let classes = Set(rows.flatMap { runs($0).flatMap { $0.perClassIoU.keys } }).sorted()
         guard !classes.isEmpty else { return "" }
         func mean(_ row: String, _ c: String) -> [Int: Double] {
@@ -142,10 +143,12 @@ public struct StudyReport {
         out += "|---|" + String(repeating: "---|", count: 2 * rows.count - 1) + "\n"
         for c in classes {
             let base = mean("baseline", c)
-            var line = "| \(c) | " + rows.map { Self.pct(SampleSummary(Array(mean($0, c).values)).mean) }.joined(separator: " | ")
+            // Values in seed order, so the sums (and the printed digits) do not depend on dictionary order.
+            func ordered(_ values: [Int: Double]) -> [Double] { values.sorted { $0.key < $1.key }.map(\.value) }
+            var line = "| \(c) | " + rows.map { Self.pct(SampleSummary(ordered(mean($0, c))).mean) }.joined(separator: " | ")
             for row in rows.dropFirst() {
-                let d = SampleSummary(mean(row, c).compactMap { seed, v in base[seed].map { v - $0 } })
-                line += " | " + (d.count == 0 ? "—" : String(format: "%+.2f", 100 * d.mean) + (d.count > 1 ? " ± " + Self.pct(d.standardError) : ""))
+                let d = SampleSummary(mean(row, c).sorted { $0.key < $1.key }.compactMap { seed, v in base[seed].map { v - $0 } })
+                line += " | " + (d.count == 0 ? "—" : Self.signed(d.mean) + (d.count > 1 ? " ± " + Self.pct(d.standardError) : ""))
             }
             out += line + " |\n"
         }

@@ -14,18 +14,23 @@ public struct StudyRunResult: Codable, Sendable, Equatable {
     public var aAcc: Double?
     /// Final IoU per class (0…1; nil for a class absent from prediction and labels).
     public var perClassIoU: [String: Double?]
-    /// Seconds the training process ran (all its invocations, when resumed).
+    /// Seconds the training process ran: every invocation that ended (a resumed run adds its
+    /// parts; an invocation killed with the study itself is not counted).
     public var wallSeconds: Double
     /// Iterations trained.
     public var iterations: Int
     /// The trainer's last error line for a diverged run.
     public var message: String?
+    /// Fingerprint of what the run was trained with (`StudyRunner.recipe`); nil in results
+    /// written before it existed.
+    public var recipe: String?
 
     /// A result; see the properties.
     public init(row: String, seed: Int, status: String, mIoU: Double?, aAcc: Double?, perClassIoU: [String: Double?],
-                wallSeconds: Double, iterations: Int, message: String? = nil) {
+                wallSeconds: Double, iterations: Int, message: String? = nil, recipe: String? = nil) {
         self.row = row; self.seed = seed; self.status = status; self.mIoU = mIoU; self.aAcc = aAcc
         self.perClassIoU = perClassIoU; self.wallSeconds = wallSeconds; self.iterations = iterations; self.message = message
+        self.recipe = recipe
     }
 }
 

@@ -51,6 +51,18 @@ public struct StudyRunner {
         return (process.terminationStatus, Date().timeIntervalSince(began))
     }
 
+    /// A stable fingerprint (FNV-1a, 64 bits, hex) of a config file's text and the overrides a run
+    /// gets: a finished run or teacher is reused only when it matches, so a folder once used with
+    /// other settings (a shortened test recipe) cannot leak into a study.
+    func recipe(config: String, overrides: [String]) throws -> String {
+        guard let text = FileManager.default.contents(atPath: config) else { throw StudyError(config, "cannot read") }
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        for byte in text + Data(("\u{0}" + (overrides + extraOverrides).joined(separator: "\u{0}")).utf8) {
+            hash = (hash ^ UInt64(byte)) &* 0x100_0000_01b3
+        }
+        return String(format: "%016llx", hash)
+    }
+
     /// The last lines of a log, for error messages.
     func tail(_ logFile: String, lines: Int = 5) -> String {
         let text = (try? String(contentsOfFile: logFile, encoding: .utf8)) ?? ""
@@ -70,12 +82,19 @@ public struct StudyRunner {
     /// Trains the teacher unless its final checkpoint exists; returns its model_best.h5.
     public func prepareTeacher() throws -> String {
         let best = teacherDirectory + "/model_best.h5", marker = teacherDirectory + "/study_done"
-        if FileManager.default.fileExists(atPath: marker) { return best }
+        let fingerprint = try recipe(config: configDirectory + "/teacher.yaml", overrides: ["SEED", "0"])
+        if let done = FileManager.default.contents(atPath: marker) {
+            let stored = String(decoding: done, as: UTF8.self)
+            guard stored.isEmpty || stored == fingerprint else {
+                throw StudyError(marker, "the teacher was trained with another recipe (\(stored), now \(fingerprint)); use another --out or delete \(teacherDirectory)")
+            }
+            return best
+        }
         log("training the teacher (\(configDirectory)/teacher.yaml)")
         let r = try train(config: configDirectory + "/teacher.yaml", directory: teacherDirectory, overrides: ["SEED", "0"],
                           logFile: out + "/logs/teacher.log")
         guard r.status == 0 else { throw StudyError(out + "/logs/teacher.log", "the teacher failed (status \(r.status)):\n\(tail(out + "/logs/teacher.log"))") }
-        guard FileManager.default.createFile(atPath: marker, contents: Data()) else { throw StudyError(marker, "cannot write") }
+        guard FileManager.default.createFile(atPath: marker, contents: Data(fingerprint.utf8)) else { throw StudyError(marker, "cannot write") }
         return best
     }
 
@@ -95,18 +114,24 @@ public struct StudyRunner {
     /// The result of `row` at `seed`, training it first unless it finished before.
     public func run(_ row: StudyRow, seed: Int, teacherWeights: String?) throws -> StudyRunResult {
         let directory = runDirectory(row.id, seed: seed), resultFile = directory + "/study_result.json"
-        if let data = FileManager.default.contents(atPath: resultFile), let done = try? JSONDecoder().decode(StudyRunResult.self, from: data) {
-            return done
-        }
         var overrides = row.overrides + ["SEED", "\(seed)", "LOSS.PERCEPTUAL.SEED", "\(seed)"]
         if row.usesTeacher {
             guard let teacherWeights else { throw StudyError(row.id, "needs the teacher, which was not trained") }
             overrides += StudyGrid.teacherOverrides(weights: teacherWeights)
         }
+        let fingerprint = try recipe(config: configDirectory + "/student.yaml", overrides: overrides)
+        if let data = FileManager.default.contents(atPath: resultFile), let done = try? JSONDecoder().decode(StudyRunResult.self, from: data) {
+            guard done.recipe == nil || done.recipe == fingerprint else {
+                throw StudyError(resultFile, "was trained with another recipe (\(done.recipe!), now \(fingerprint)); use another --out or delete \(directory)")
+            }
+            return done
+        }
         let logFile = "\(out)/logs/\(row.id)-seed\(seed).log"
         log("run \(row.id) seed \(seed)")
         let elapsedFile = directory + "/study_elapsed"
-        let before = (try? String(contentsOfFile: elapsedFile, encoding: .utf8)).flatMap { Double($0) } ?? 0
+        // Time already spent counts only when the run resumes; a restart discards it.
+        let resumes = FileManager.default.fileExists(atPath: directory + "/last_checkpoint")
+        let before = resumes ? (try? String(contentsOfFile: elapsedFile, encoding: .utf8)).flatMap { Double($0) } ?? 0 : 0
         let r = try train(config: configDirectory + "/student.yaml", directory: directory, overrides: overrides, logFile: logFile)
         let seconds = before + r.seconds
         try? "\(seconds)".write(toFile: elapsedFile, atomically: true, encoding: .utf8)
@@ -114,12 +139,16 @@ public struct StudyRunner {
         if r.status == 0 {
             let e = try finalEvaluation(metricsFile: directory + "/metrics.jsonl")
             result = StudyRunResult(row: row.id, seed: seed, status: "finished", mIoU: e.mIoU, aAcc: e.aAcc, perClassIoU: e.perClass,
-                                    wallSeconds: seconds, iterations: e.iteration + 1)
-        } else if let line = tail(logFile, lines: 40).split(separator: "\n").last(where: { $0.contains("non-finite") }) {
-            // The trainer stops on a non-finite loss or weights (the paper's "does not converge").
+                                    wallSeconds: seconds, iterations: e.iteration + 1, recipe: fingerprint)
+        } else if let line = tail(logFile, lines: 40).split(separator: "\n").last(where: {
+            $0.contains("non-finite") && $0.contains("the last good checkpoint is kept")
+        }) {
+            // The trainer's stop on a non-finite loss or weights (the paper's "does not converge");
+            // any other failure (a kill, a bad file) is an error and the run resumes next time.
             let iteration = line.range(of: "iteration ").flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) } ?? 0
             result = StudyRunResult(row: row.id, seed: seed, status: "diverged", mIoU: nil, aAcc: nil, perClassIoU: [:],
-                                    wallSeconds: seconds, iterations: iteration, message: String(line.prefix(240)).trimmingCharacters(in: .whitespaces))
+                                    wallSeconds: seconds, iterations: iteration, message: String(line.prefix(240)).trimmingCharacters(in: .whitespaces),
+                                    recipe: fingerprint)
         } else {
             throw StudyError(logFile, "train-seg failed (status \(r.status)); run the study again to resume it:\n\(tail(logFile))")
         }

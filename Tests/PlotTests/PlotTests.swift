@@ -14,7 +14,7 @@ final class PlotTests: XCTestCase {
         let path = try metricsFile("""
         {"iteration":0,"total_loss":2.0,"loss_ce":1.9,"loss_perceptual":0.1,"lr":0.01,"time":0.5,"comm_wait":0.02}
         {"iteration":20,"total_loss":1.0,"loss_ce":0.95,"loss_perceptual":0.05,"lr":0.009,"time":0.5,"comm_wait":0.01}
-        {"iteration":39,"eval/mIoU":0.5,"eval/aAcc":null,"eval/IoU/pole":0.25}
+        {"iteration":39,"eval/mIoU":0.5,"eval/aAcc":null,"eval/IoU/pole":0.25,"eval/segm/AP":0.3}
         {"iteration":40,"total_loss":0.5,"loss_ce":0.45,"loss_perc
         """)
         defer { try? FileManager.default.removeItem(atPath: path) }
@@ -25,7 +25,8 @@ final class PlotTests: XCTestCase {
         let charts = curves.charts()
         XCTAssertEqual(charts.map(\.stem), ["loss", "eval", "lr", "time"])
         XCTAssertEqual(charts[0].chart.series.map(\.name), ["loss_ce", "loss_perceptual", "total_loss"])
-        XCTAssertEqual(charts[1].chart.series.map(\.name), ["eval/aAcc", "eval/mIoU"], "per-class details stay out of the chart")
+        XCTAssertEqual(charts[1].chart.series.map(\.name), ["eval/aAcc", "eval/mIoU", "eval/segm/AP"],
+                       "per-class IoU details stay out of the chart, CondInst's AP stays in")
         XCTAssertEqual(charts[3].chart.series.map(\.name), ["comm_wait", "time"])
     }
 

@@ -134,5 +134,23 @@ final class ReproduceScriptTests: XCTestCase {
         XCTAssertEqual(again.status, 0, again.output)
         XCTAssertFalse(again.output.contains("run baseline seed 0"), "a finished run is kept: \(again.output)")
         XCTAssertEqual(try StudyResults.load(dir.appendingPathComponent("reproduction/results.json").path).runs, results.runs)
+
+        // Another recipe in the same folder is refused instead of mixing results.
+        let longer = args.map { $0 == "4" ? "6" : $0 }
+        let other = try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), longer, environment: env, limit: 120)
+        XCTAssertNotEqual(other.status, 0)
+        XCTAssertTrue(other.output.contains("was trained with another recipe"), other.output)
+        // Bad arguments are refused with the reason.
+        for (bad, reason) in [(["--data-size", "8,0,48"], "three positive integers"), (["--only", "vgg17"], "unknown row 'vgg17'"),
+                              (["--quick", "--only", "vgg19"], "names no row of the quick grid")] {
+            let r = try ProcessRunner.runCombined(ProcessRunner.percepDist, ["study", "run", "--out", dir.appendingPathComponent("bad").path] + bad,
+                                                  environment: env, limit: 30)
+            XCTAssertNotEqual(r.status, 0, "\(bad)")
+            XCTAssertTrue(r.output.contains(reason), "\(bad): \(r.output)")
+        }
+        let empty = try ProcessRunner.runCombined(ProcessRunner.percepDist, ["study", "report", "--from-runs", dir.appendingPathComponent("nothing").path,
+                                                                             "--doc", dir.appendingPathComponent("x.md").path], environment: env, limit: 30)
+        XCTAssertNotEqual(empty.status, 0)
+        XCTAssertTrue(empty.output.contains("not a study's --out"), empty.output)
     }
 }
