@@ -86,8 +86,14 @@ public struct StudyResults: Codable, Sendable {
 
     /// Writes results.json (pretty, keys sorted, so diffs between studies stay readable).
     public func save(_ path: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(self).write(to: URL(fileURLWithPath: path))
+        try studyJSONEncoder().encode(self).write(to: URL(fileURLWithPath: path))
     }
+}
+
+/// The encoder of the study's JSON files: pretty, keys sorted and slashes plain, so diffs
+/// between studies stay readable.
+func studyJSONEncoder() -> JSONEncoder {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    return encoder
 }

@@ -152,9 +152,7 @@ public struct StudyRunner {
         } else {
             throw StudyError(logFile, "train-seg failed (status \(r.status)); run the study again to resume it:\n\(tail(logFile))")
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try encoder.encode(result).write(to: URL(fileURLWithPath: resultFile))
+        try studyJSONEncoder().encode(result).write(to: URL(fileURLWithPath: resultFile))
         log(String(format: "  %@ seed %d: %@ in %.0f s", row.id, seed, result.mIoU.map { String(format: "mIoU %.2f", 100 * $0) } ?? result.status, seconds))
         return result
     }
