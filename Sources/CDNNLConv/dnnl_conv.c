@@ -586,6 +586,23 @@ const char *pd_conv_impl_name(pd_conv *c, int which) {
   return name;  // owned by the primitive descriptor, which lives as long as c
 }
 
+size_t pd_conv_pass_workspace_bytes(pd_conv *c, int which) {
+  if (c == NULL) return 0;
+  if (which < 0 || which >= PASS_COUNT) {
+    set_err(c, "pd_conv_pass_workspace_bytes: which must be 0, 1 or 2 (got %d)", which);
+    return 0;
+  }
+  if (ensure_pass(c, which)) return 0;
+  return c->pass[which].ws_size;
+}
+
+size_t pd_workspace_bytes(void) {
+  pthread_mutex_lock(&g_ws_lock);
+  size_t size = g_ws_size;
+  pthread_mutex_unlock(&g_ws_lock);
+  return size;
+}
+
 int pd_dnnl_isa_bits(void) {
   switch (dnnl_get_effective_cpu_isa()) {
     case dnnl_cpu_isa_avx512_mic:

@@ -13,6 +13,8 @@ public final class Tape {
         let output: Tensor
         let inputs: [Tensor]
         /// Maps d(loss)/d(output) to d(loss)/d(input) for each input (nil where not needed).
+        /// The gradient it receives is its own (nothing else holds that storage, and the output's
+        /// gradient is dropped after the call), so it may overwrite it and return it.
         let backward: (Tensor) -> [Tensor?]
     }
 

@@ -17,54 +17,11 @@ extension Tensor {
     /// input: [N, C, H, W] → [N, C, OH, OW]. The gradient goes to each window's first maximum.
     public func maxPool2d(kernel: (Int, Int), stride: (Int, Int)? = nil, padding: (Int, Int) = (0, 0),
                           dilation: (Int, Int) = (1, 1), ceilMode: Bool = false) -> Tensor {
-        precondition(rank == 4, "max_pool2d: input \(shape) must be [N, C, H, W]")
-        let s = stride ?? kernel
-        let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
-        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "max_pool2d: padding must be at most half the kernel")
-        let oh = poolOutputSize(h, kernel: kernel.0, stride: s.0, pad: padding.0, dilation: dilation.0, ceilMode: ceilMode)
-        let ow = poolOutputSize(w, kernel: kernel.1, stride: s.1, pad: padding.1, dilation: dilation.1, ceilMode: ceilMode)
-        precondition(oh > 0 && ow > 0, "max_pool2d: kernel \(kernel) does not fit input \(h)×\(w)")
-        let out = Tensor(uninitialized: [n, c, oh, ow])
-        let needIndex = requiresGrad && Tape.current.isRecording
-        let index = Storage(count: needIndex ? out.count : 0)
-        let px = data, po = out.data, pi = index.base
-        parallelChunks(n * c, grain: Swift.max(1, 16_384 / Swift.max(oh * ow * kernel.0 * kernel.1, 1))) { planes in
-            for plane in planes {
-                let xin = px + plane * h * w, yo = po + plane * oh * ow
-                for oy in 0..<oh {
-                    for ox in 0..<ow {
-                        var best = -Float.infinity, bi = -1
-                        for ky in 0..<kernel.0 {
-                            let iy = oy * s.0 - padding.0 + ky * dilation.0
-                            if iy < 0 || iy >= h { continue }
-                            for kx in 0..<kernel.1 {
-                                let ix = ox * s.1 - padding.1 + kx * dilation.1
-                                if ix < 0 || ix >= w { continue }
-                                let v = xin[iy * w + ix]
-                                if v > best || v.isNaN || bi < 0 { best = v; bi = iy * w + ix; if v.isNaN { break } }
-                            }
-                        }
-                        yo[oy * ow + ox] = best
-                        if needIndex { pi[plane * oh * ow + oy * ow + ox] = Float(bi) }
-                    }
-                }
-            }
-        }
+        let window = MaxPoolWindow(kernel: kernel, stride: stride ?? kernel, padding: padding, dilation: dilation, ceilMode: ceilMode)
+        let (out, argmax) = window.forward(self, keepArgmax: requiresGrad && Tape.current.isRecording)
+        guard let argmax else { return out }
         let inShape = shape
-        Tape.record(out, inputs: [self]) { g in
-            let pi = index.base   // the closure keeps the index storage alive
-            let dx = Tensor.zeros(inShape)
-            let pg = g.data, pd = dx.data
-            parallelChunks(n * c, grain: 4) { planes in
-                for plane in planes {
-                    for k in 0..<(oh * ow) {
-                        let src = Int(pi[plane * oh * ow + k])
-                        pd[plane * h * w + src] += pg[plane * oh * ow + k]
-                    }
-                }
-            }
-            return [dx]
-        }
+        Tape.record(out, inputs: [self]) { g in [window.backward(g, argmax: argmax, inputShape: inShape)] }
         return out
     }
 
@@ -158,5 +115,87 @@ extension Tensor {
             return [dx]
         }
         return out
+    }
+}
+
+/// One max-pooling window shape (PyTorch's `F.max_pool2d` arguments) and its two passes. The
+/// forward can keep where each window's maximum lies, as an index into the window packed in
+/// `PackedBits` (2 bits for a 2×2 window): all that the backward needs, a sixteenth of a float
+/// per output.
+public struct MaxPoolWindow {
+    public let kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int), dilation: (Int, Int)
+    public let ceilMode: Bool
+
+    /// A window; padding must be at most half the kernel, as in PyTorch.
+    public init(kernel: (Int, Int), stride: (Int, Int), padding: (Int, Int) = (0, 0), dilation: (Int, Int) = (1, 1),
+                ceilMode: Bool = false) {
+        precondition(padding.0 * 2 <= kernel.0 && padding.1 * 2 <= kernel.1, "max_pool2d: padding must be at most half the kernel")
+        self.kernel = kernel; self.stride = stride; self.padding = padding; self.dilation = dilation; self.ceilMode = ceilMode
+    }
+
+    /// Output height and width for an h×w input.
+    public func outputSize(_ h: Int, _ w: Int) -> (Int, Int) {
+        (poolOutputSize(h, kernel: kernel.0, stride: stride.0, pad: padding.0, dilation: dilation.0, ceilMode: ceilMode),
+         poolOutputSize(w, kernel: kernel.1, stride: stride.1, pad: padding.1, dilation: dilation.1, ceilMode: ceilMode))
+    }
+
+    /// x: [N, C, H, W] → ([N, C, OH, OW], the window index of each output's first maximum when
+    /// `keepArgmax`; a NaN counts as the maximum).
+    public func forward(_ x: Tensor, keepArgmax: Bool) -> (Tensor, PackedBits?) {
+        precondition(x.rank == 4, "max_pool2d: input \(x.shape) must be [N, C, H, W]")
+        let (n, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let (oh, ow) = outputSize(h, w)
+        precondition(oh > 0 && ow > 0, "max_pool2d: kernel \(kernel) does not fit input \(h)×\(w)")
+        let out = Tensor(uninitialized: [n, c, oh, ow])
+        let argmax = keepArgmax ? PackedBits(rows: n * c, entriesPerRow: oh * ow, valueCount: kernel.0 * kernel.1) : nil
+        let px = x.data, po = out.data
+        let (k, s, p, d) = (kernel, stride, padding, dilation)
+        parallelChunks(n * c, grain: Swift.max(1, 16_384 / Swift.max(oh * ow * k.0 * k.1, 1))) { planes in
+            for plane in planes {
+                let xin = px + plane * h * w, yo = po + plane * oh * ow
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var best = -Float.infinity, bi = -1
+                        for ky in 0..<k.0 {
+                            let iy = oy * s.0 - p.0 + ky * d.0
+                            if iy < 0 || iy >= h { continue }
+                            for kx in 0..<k.1 {
+                                let ix = ox * s.1 - p.1 + kx * d.1
+                                if ix < 0 || ix >= w { continue }
+                                let v = xin[iy * w + ix]
+                                if v > best || v.isNaN || bi < 0 { best = v; bi = ky * k.1 + kx; if v.isNaN { break } }
+                            }
+                        }
+                        yo[oy * ow + ox] = best
+                        argmax?.set(row: plane, index: oy * ow + ox, to: bi)
+                    }
+                }
+            }
+        }
+        return (out, argmax)
+    }
+
+    /// d(loss)/d(input) [N, C, H, W] from the output's gradient g: [N, C, OH, OW] and the
+    /// forward's argmax: each output's gradient goes to its window's maximum.
+    public func backward(_ g: Tensor, argmax: PackedBits, inputShape: [Int]) -> Tensor {
+        let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
+        let (oh, ow) = (g.shape[2], g.shape[3])
+        precondition(argmax.rows == n * c && argmax.entriesPerRow == oh * ow, "max_pool2d backward: argmax does not match \(g.shape)")
+        let dx = Tensor.zeros(inputShape)
+        let pg = g.data, pd = dx.data
+        let (k, s, p, d) = (kernel, stride, padding, dilation)
+        parallelChunks(n * c, grain: 4) { planes in
+            for plane in planes {
+                let gin = pg + plane * oh * ow, dxo = pd + plane * h * w
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        let widx = argmax.get(row: plane, index: oy * ow + ox)
+                        let iy = oy * s.0 - p.0 + (widx / k.1) * d.0, ix = ox * s.1 - p.1 + (widx % k.1) * d.1
+                        dxo[iy * w + ix] += gin[oy * ow + ox]
+                    }
+                }
+            }
+        }
+        return dx
     }
 }

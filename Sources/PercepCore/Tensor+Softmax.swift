@@ -13,8 +13,9 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         Tensor.softmaxKernel(out.data, data, outer: outer, n: n, inner: inner, log: false)
         Tape.record(out, inputs: [self]) { g in
-            // dx = y ⊙ (g − Σ g·y)
-            let dx = Tensor(uninitialized: g.shape)
+            // dx = y ⊙ (g − Σ g·y), written over g (the tape hands each backward its own
+            // output gradient): at a [2, 150, 256, 256] prediction that saves 75 MiB at the peak.
+            let dx = g
             let py = out.data, pg = g.data, pd = dx.data
             Tensor.forEachPositionBlock(outer: outer, n: n, inner: inner) { base, len, dot in
                 for k in 0..<n { let o = base + k * inner; for j in 0..<len { dot[j] += pg[o + j] * py[o + j] } }
@@ -31,8 +32,8 @@ extension Tensor {
         let out = Tensor(uninitialized: shape)
         Tensor.softmaxKernel(out.data, data, outer: outer, n: n, inner: inner, log: true)
         Tape.record(out, inputs: [self]) { g in
-            // dx = g − softmax · Σ g
-            let dx = Tensor(uninitialized: g.shape)
+            // dx = g − softmax · Σ g, written over g as above.
+            let dx = g
             let py = out.data, pg = g.data, pd = dx.data
             Tensor.forEachPositionBlock(outer: outer, n: n, inner: inner) { base, len, sum in
                 for k in 0..<n { let o = base + k * inner; for j in 0..<len { sum[j] += pg[o + j] } }

@@ -114,11 +114,11 @@ struct BenchStep: ParsableCommand {
         }
         let mean = times.reduce(0, +) / Double(times.count)
         let report: [String: Any] = [
-            "seconds_per_step": mean, "min_seconds": times.min()!, "peak_rss_mb": peakRSSMegabytes(),
+            "seconds_per_step": mean, "min_seconds": times.min()!,
             "threads": ThreadBudget.threads, "model": model, "size": size, "batch": batch, "classes": classes,
             "output_stride": outputStride, "aux": net.auxiliaryHead != nil, "perceptual": perceptual ?? "none", "steps": steps, "loss": Double(last),
             "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
-        ]
+        ].merging(benchMemoryReport()) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -174,10 +174,10 @@ struct BenchStep: ParsableCommand {
         precondition(lastTerms.allSatisfy { $0.1.isFinite }, "bench step: a loss is not finite (\(lastTerms))")
         let mean = times.reduce(0, +) / Double(times.count)
         var report: [String: Any] = [
-            "seconds_per_step": mean, "min_seconds": times.min()!, "peak_rss_mb": peakRSSMegabytes(), "threads": ThreadBudget.threads,
+            "seconds_per_step": mean, "min_seconds": times.min()!, "threads": ThreadBudget.threads,
             "model": model, "size": [h, w], "batch": batch, "classes": classes, "instances": instances, "perceptual": perceptual ?? "none",
             "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
-        ]
+        ].merging(benchMemoryReport()) { $1 }
         for (name, value) in lastTerms { report[name] = value }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])

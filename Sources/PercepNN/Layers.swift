@@ -225,6 +225,9 @@ public final class MaxPool2d: Module, Layer {
     public func callAsFunction(_ x: Tensor) -> Tensor {
         x.maxPool2d(kernel: kernel, stride: stride, padding: padding, ceilMode: ceilMode)
     }
+
+    /// The window this layer pools over (for code that runs the pool's passes itself).
+    public var window: MaxPoolWindow { MaxPoolWindow(kernel: kernel, stride: stride, padding: padding, ceilMode: ceilMode) }
 }
 
 /// Adaptive average pooling as a layer (`nn.AdaptiveAvgPool2d`, no parameters).

@@ -11,6 +11,14 @@ public protocol LossNetwork: Module {
     func levels(_ x: Tensor, upTo last: Int) -> [Tensor]
     /// The smallest input side the network accepts (each downsampling must keep ≥ 1 pixel).
     var minimumInputSize: Int { get }
+    /// The network as a plain chain of convolutions, ReLUs and max-pools, when it is one: the
+    /// perceptual loss then runs it as one tape op that keeps bits, not activations
+    /// (`LayerChainLoss`). nil by default.
+    var layerChain: LayerChain? { get }
+}
+
+extension LossNetwork {
+    public var layerChain: LayerChain? { nil }
 }
 
 /// Builds the network a config describes, with weights drawn from the config's seed.
@@ -89,6 +97,8 @@ public final class VGGLossNetwork: Module, LossNetwork {
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
         collectLevels(features.layers, x, ends: poolIndices, upTo: last)
     }
+
+    public var layerChain: LayerChain? { LayerChain(layers: features.layers, levelEnds: poolIndices) }
 }
 
 // MARK: - ResNet-18
@@ -149,6 +159,8 @@ public final class AlexNetLossNetwork: Module, LossNetwork {
     public func levels(_ x: Tensor, upTo last: Int) -> [Tensor] {
         collectLevels(features.layers, x, ends: poolIndices, upTo: last)
     }
+
+    public var layerChain: LayerChain? { LayerChain(layers: features.layers, levelEnds: poolIndices) }
 }
 
 // MARK: - MobileNetV2

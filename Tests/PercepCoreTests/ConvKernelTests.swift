@@ -117,6 +117,26 @@ final class ConvKernelTests: XCTestCase {
     }
     func testDNNLMatchesReference() { check(.dnnl) }
 
+    func testDNNLInImageChunksMatchesReference() {
+        // A budget below one image's blocked copies runs forward and backward-data image by image.
+        let saved = ConvDispatch.workspaceBudget
+        defer { ConvDispatch.workspaceBudget = saved }
+        ConvDispatch.workspaceBudget = 1
+        var split = 0
+        for g in Self.geometries {
+            var h = g
+            h.n = 3
+            // Shapes oneDNN runs in the plain layout need no workspace and stay whole.
+            if let handle = ConvDispatch.dnnlHandle(h, bias: false) {
+                let perCall = ConvDispatch.imagesPerCall(h, .forward, handle)
+                XCTAssertTrue(perCall == 1 || perCall == 3, "\(h): \(perCall) images per call")
+                if perCall == 1 { split += 1 }
+            }
+            checkOne(.dnnl, h, seed: 9)
+        }
+        XCTAssertGreaterThan(split, Self.geometries.count / 2, "most test shapes need blocked copies and split")
+    }
+
     func testSgemmMatchesReference() {
         for (m, n, k, ta, tb) in [(5, 7, 3, false, false), (4, 6, 9, true, false), (8, 3, 5, false, true), (6, 6, 6, true, true)] {
             let a = randomTensor([m * k], seed: 1, requiresGrad: false), b = randomTensor([k * n], seed: 2, requiresGrad: false)

@@ -102,3 +102,62 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(gradAtReady, [6, 16])   // d(a²b)/da = 2ab, final when reported
     }
 }
+
+/// PackedBits, the max-pool argmax kept in it, and Storage's mapped blocks.
+final class PackedBitsTests: XCTestCase {
+    func testEveryEntryWidthRoundTrips() {
+        for valueCount in [2, 3, 4, 9, 16, 200, 1 << 12, 1 << 20] {
+            let bits = PackedBits(rows: 3, entriesPerRow: 70, valueCount: valueCount)
+            XCTAssertTrue([1, 2, 4, 8, 16, 32].contains(bits.bitsPerEntry))
+            XCTAssertLessThanOrEqual(valueCount, 1 << bits.bitsPerEntry)
+            XCTAssertTrue(bits.bitsPerEntry == 1 || valueCount > 1 << (bits.bitsPerEntry / 2), "\(valueCount) values in \(bits.bitsPerEntry) bits")
+            var rng = SeededRNG(seed: UInt64(valueCount))
+            var expected: [[Int]] = []
+            for row in 0..<3 {
+                expected.append((0..<70).map { _ in Int(rng.next() % UInt64(valueCount)) })
+                for (i, v) in expected[row].enumerated() { bits.set(row: row, index: i, to: v) }
+            }
+            for row in 0..<3 { XCTAssertEqual((0..<70).map { bits.get(row: row, index: $0) }, expected[row], "\(valueCount) values") }
+        }
+    }
+
+    func testSignBitsMaskAGradient() {
+        let values = randomTensor([3, 130], seed: 4, requiresGrad: false), g = randomTensor([3, 130], seed: 5, requiresGrad: false)
+        values.data[7] = 0   // zero is not positive: ReLU's gradient there is 0, as PyTorch's
+        let signs = PackedBits.positive(values.data, rows: 3, entriesPerRow: 130)
+        let out = Tensor(uninitialized: [3, 130])
+        signs.maskGradient(out.data, g.data)
+        for i in 0..<values.count { XCTAssertEqual(out.data[i], values.data[i] > 0 ? g.data[i] : 0) }
+    }
+
+    func testArgmaxPicksTheFirstMaximumOfEachWindow() {
+        // Ties inside 3×3/2 windows with padding: the first maximum in row-major order gets it.
+        let x = Tensor(shape: [1, 1, 4, 4], values: [1, 5, 5, 0,
+                                                   5, 2, 0, 5,
+                                                   0, 0, 9, 9,
+                                                   3, 0, 9, 1])
+        let window = MaxPoolWindow(kernel: (3, 3), stride: (2, 2), padding: (1, 1))
+        let (out, argmax) = window.forward(x, keepArgmax: true)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: out.data, count: 4)), [5, 5, 5, 9])
+        XCTAssertEqual(argmax!.bitsPerEntry, 4)
+        let g = Tensor(shape: [1, 1, 2, 2], values: [1, 10, 100, 1000])
+        let dx = window.backward(g, argmax: argmax!, inputShape: x.shape)
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: dx.data, count: 16)), [0, 11, 0, 0,
+                                                                                 100, 0, 0, 0,
+                                                                                 0, 0, 1000, 0,
+                                                                                 0, 0, 0, 0])
+    }
+
+    func testMappedBlocksStartZeroAndAreCounted() {
+        let before = StorageStatistics.liveBytes
+        StorageStatistics.resetPeak()
+        do {
+            let big = Storage(zeros: Storage.mappingThreshold)   // mapped: 4 MiB
+            XCTAssertEqual(StorageStatistics.liveBytes - before, Storage.mappingThreshold * 4)
+            XCTAssertTrue((0..<big.count).allSatisfy { big.base[$0] == 0 })
+            big.base[big.count - 1] = 3
+        }
+        XCTAssertEqual(StorageStatistics.liveBytes, before)
+        XCTAssertGreaterThanOrEqual(StorageStatistics.peakBytes - before, Storage.mappingThreshold * 4)
+    }
+}

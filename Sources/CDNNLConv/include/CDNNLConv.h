@@ -104,6 +104,15 @@ const char *pd_conv_impl_name(pd_conv *c, int which);
 /// families, 256 for AVX/AVX2, 128 for SSE4.1, 0 when oneDNN reports none of these.
 int pd_dnnl_isa_bits(void);
 
+/// Workspace bytes pass `which` (0 forward, 1 backward data, 2 backward weights) needs for its
+/// blocked copies and scratchpad, building the pass if needed; 0 on failure (see
+/// pd_conv_last_error).
+size_t pd_conv_pass_workspace_bytes(pd_conv *c, int which);
+
+/// Bytes of the process-wide workspace behind every pass's blocked copies and scratchpad (it
+/// grows to the largest pass run so far and is kept): memory outside tensors, for reports.
+size_t pd_workspace_bytes(void);
+
 /// Message describing the most recent failure on `c` ("" if none). Owned by
 /// `c`; valid until the next call on `c` or its destruction.
 const char *pd_conv_last_error(pd_conv *c);

@@ -98,6 +98,10 @@ public enum ConvDispatch {
     /// `DNNL_MAX_CPU_ISA` limit).
     public static let dnnlVectorBits = Int(pd_dnnl_isa_bits())
 
+    /// Bytes of oneDNN's shared workspace (blocked copies and scratchpads), which grows to the
+    /// largest pass run so far; benchmarks report it beside peak RSS.
+    public static var dnnlWorkspaceBytes: Int { Int(pd_workspace_bytes()) }
+
     /// The vector width a oneDNN implementation string names ("jit:avx512_core" → 512,
     /// "jit_1x1:avx2" → 256), nil when it names no ISA (the GEMM fallback "x64:gemm:jit").
     static func vectorBits(ofImplementation impl: String) -> Int? {
@@ -194,14 +198,26 @@ public enum ConvDispatch {
         switch pass {
         case .forward:
             if algorithm == .dnnl, let h = dnnlHandle(g, bias: b != nil, relu: relu) {
-                if pd_conv_forward(h, x!, w!, b, y!) != 0 { dnnlFailure(h, "forward") }
+                forEachImageChunk(g, .forward, h) { gc, first in
+                    guard let hc = first == 0 && gc.n == g.n ? h : dnnlHandle(gc, bias: b != nil, relu: relu) else { return false }
+                    if pd_conv_forward(hc, x! + first * g.cIn * g.h * g.w, w!, b, y! + first * g.cOut * g.outH * g.outW) != 0 {
+                        dnnlFailure(hc, "forward")
+                    }
+                    return true
+                }
             } else {
                 ConvIm2col.forward(y!, x!, w!, b, g)
                 if relu { Kernels.map(y!, y!, count: g.n * g.cOut * g.outH * g.outW) { Swift.max($0, 0) } }
             }
         case .backwardData:
             if algorithm == .dnnl, let h = anyHandle(g) {
-                if pd_conv_backward_data(h, dy!, w!, dx!) != 0 { dnnlFailure(h, "backward data") }
+                forEachImageChunk(g, .backwardData, h) { gc, first in
+                    guard let hc = gc.n == g.n ? h : anyHandle(gc) else { return false }
+                    if pd_conv_backward_data(hc, dy! + first * g.cOut * g.outH * g.outW, w!, dx! + first * g.cIn * g.h * g.w) != 0 {
+                        dnnlFailure(hc, "backward data")
+                    }
+                    return true
+                }
             } else {
                 ConvIm2col.backwardData(dx!, dy!, w!, g)
             }
@@ -212,6 +228,47 @@ public enum ConvDispatch {
                 ConvIm2col.backwardWeight(dw, db, x!, dy!, g)
             }
         }
+    }
+
+    /// Most bytes of blocked copies and scratchpad one oneDNN call may need (48 MiB).
+    ///
+    /// oneDNN's passes share one workspace that grows to the largest pass and stays (see
+    /// dnnl_conv.c). A loss network's first layer on a [2, 150, 256, 256] softmax needs 108 MiB
+    /// of blocked copies (src and dst, or diff_src and diff_dst), six times what all of
+    /// PSPNet-R18's own passes need, and RSS keeps that high-water mark. Forward and
+    /// backward-data passes above the budget run a few images at a time: the same kernels on
+    /// fewer images, with blocked copies the size of the chunk.
+    /// (Tests lower it to make small shapes split.)
+    nonisolated(unsafe) static var workspaceBudget = 48 << 20
+
+    /// Calls `body(chunk geometry, first image)` over the fewest equal batch chunks whose
+    /// workspace fits `workspaceBudget` (one image at least; the whole batch in one call when it
+    /// fits). `body` returns false when oneDNN rejects the chunk's shape; the whole batch then runs
+    /// in one call, as before.
+    private static func forEachImageChunk(_ g: ConvGeometry, _ pass: ConvPass, _ whole: OpaquePointer,
+                                          _ body: (ConvGeometry, Int) -> Bool) {
+        let perCall = imagesPerCall(g, pass, whole)
+        var first = 0
+        while first < g.n {
+            var gc = g
+            gc.n = Swift.min(perCall, g.n - first)
+            if !body(gc, first) {
+                precondition(first == 0, "oneDNN rejected a batch chunk after accepting an earlier one")
+                _ = body(g, 0)
+                return
+            }
+            first += gc.n
+        }
+    }
+
+    /// Images per oneDNN call for `pass` of `g` (see `workspaceBudget`); the pass's size is
+    /// known once it is built, so asking again costs a lookup.
+    static func imagesPerCall(_ g: ConvGeometry, _ pass: ConvPass, _ whole: OpaquePointer) -> Int {
+        let bytes = Int(pd_conv_pass_workspace_bytes(whole, Int32(pass.rawValue)))
+        guard bytes > workspaceBudget && g.n > 1 else { return g.n }
+        let fit = Swift.max(1, workspaceBudget / ((bytes + g.n - 1) / g.n))
+        let calls = (g.n + fit - 1) / fit
+        return (g.n + calls - 1) / calls
     }
 
     /// Times `pass` of `g` with each algorithm (best of two calls after a warm-up) on scratch

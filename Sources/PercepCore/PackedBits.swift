@@ -1,0 +1,91 @@
+import Foundation
+
+/// Small unsigned entries (1, 2, 4, 8, 16 or 32 bits each) packed into 64-bit words.
+///
+/// What a frozen network's backward needs is far smaller than its activations: a ReLU needs one
+/// sign bit per element, a max-pool the position of each window's maximum (2 bits for a 2×2
+/// window). Entries come in rows (one per [N, C] plane) and every row starts on a word boundary,
+/// so threads can fill different rows at the same time.
+public final class PackedBits {
+    /// Bits per entry, a power of two ≤ 32.
+    public let bitsPerEntry: Int
+    /// Number of rows and entries in each.
+    public let rows: Int, entriesPerRow: Int
+    let wordsPerRow: Int
+    let words: UnsafeMutablePointer<UInt64>
+
+    /// Zeroed storage for `rows` rows of `entriesPerRow` entries holding values below
+    /// `valueCount` (the entry width is the smallest power of two of bits that holds them).
+    public init(rows: Int, entriesPerRow: Int, valueCount: Int) {
+        precondition(rows >= 0 && entriesPerRow >= 0 && valueCount >= 1 && valueCount <= 1 << 32,
+                     "PackedBits: bad size \(rows)×\(entriesPerRow) for \(valueCount) values")
+        var bits = 1
+        while (1 << bits) < valueCount { bits *= 2 }
+        bitsPerEntry = bits
+        self.rows = rows
+        self.entriesPerRow = entriesPerRow
+        let perWord = 64 / bits
+        wordsPerRow = (entriesPerRow + perWord - 1) / perWord
+        words = .allocate(capacity: max(rows * wordsPerRow, 1))
+        words.initialize(repeating: 0, count: max(rows * wordsPerRow, 1))
+    }
+
+    deinit { words.deallocate() }
+
+    /// Bytes held.
+    public var byteCount: Int { rows * wordsPerRow * 8 }
+
+    /// Sets entry `index` of `row` to `value` (the entry must still be 0).
+    @inline(__always)
+    public func set(row: Int, index: Int, to value: Int) {
+        let perWord = 64 / bitsPerEntry
+        let w = row * wordsPerRow + index / perWord
+        words[w] |= UInt64(truncatingIfNeeded: value) << UInt64((index % perWord) * bitsPerEntry)
+    }
+
+    /// Entry `index` of `row`.
+    @inline(__always)
+    public func get(row: Int, index: Int) -> Int {
+        let perWord = 64 / bitsPerEntry
+        let word = words[row * wordsPerRow + index / perWord]
+        let mask: UInt64 = bitsPerEntry == 64 ? ~0 : (1 << UInt64(bitsPerEntry)) - 1
+        return Int((word >> UInt64((index % perWord) * bitsPerEntry)) & mask)
+    }
+}
+
+extension PackedBits {
+    /// The sign bits of `values` ([rows, entriesPerRow] contiguous): bit set where the value is
+    /// > 0, what a ReLU's backward needs from its output.
+    public static func positive(_ values: UnsafePointer<Float>, rows: Int, entriesPerRow: Int) -> PackedBits {
+        let bits = PackedBits(rows: rows, entriesPerRow: entriesPerRow, valueCount: 2)
+        let words = bits.words, wordsPerRow = bits.wordsPerRow
+        parallelChunks(rows, grain: max(1, 65_536 / max(entriesPerRow, 1))) { range in
+            for row in range {
+                let v = values + row * entriesPerRow, out = words + row * wordsPerRow
+                for w in 0..<wordsPerRow {
+                    let start = w * 64, end = min(start + 64, entriesPerRow)
+                    var word: UInt64 = 0
+                    for k in start..<end where v[k] > 0 { word |= 1 << UInt64(k - start) }
+                    out[w] = word
+                }
+            }
+        }
+        return bits
+    }
+
+    /// out = g where the sign bit is set, else 0 (`bitsPerEntry` must be 1). out may be g.
+    public func maskGradient(_ out: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>) {
+        precondition(bitsPerEntry == 1, "maskGradient: needs sign bits, these entries have \(bitsPerEntry) bits")
+        let words = self.words, wordsPerRow = self.wordsPerRow, entriesPerRow = self.entriesPerRow
+        parallelChunks(rows, grain: max(1, 65_536 / max(entriesPerRow, 1))) { range in
+            for row in range {
+                let src = g + row * entriesPerRow, dst = out + row * entriesPerRow, bits = words + row * wordsPerRow
+                for w in 0..<wordsPerRow {
+                    let start = w * 64, end = min(start + 64, entriesPerRow)
+                    let word = bits[w]
+                    for k in start..<end { dst[k] = (word >> UInt64(k - start)) & 1 == 1 ? src[k] : 0 }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,113 @@
+import Foundation
+import PercepCore
+import PercepNN
+
+/// A loss network that is a plain chain of convolutions, ReLUs and max-pools (VGG, AlexNet):
+/// the layers in order and, for each level, the index of the layer whose output ends it.
+public struct LayerChain {
+    /// Conv2d, ReLU and MaxPool2d layers only.
+    public let layers: [any Layer]
+    /// Index into `layers` of the layer ending level 0, 1, ….
+    public let levelEnds: [Int]
+}
+
+/// The perceptual loss through a `LayerChain`, recorded on the tape as one op.
+///
+/// The generic path keeps every activation of the prediction's embedding until backward (the
+/// tape holds each op's output, each convolution its input). The weights are frozen, so the
+/// backward needs none of them: a convolution's backward-data needs only its weights, a ReLU one
+/// sign bit per element and a max-pool the position of each window's maximum. This op keeps
+/// exactly that (`PackedBits`) plus each level's difference f_j(pred) − f_j(target); for VGG16 on
+/// a [2, 150, 256, 256] prediction that is about 10 MiB of bits instead of ~150 MiB of floats.
+/// The passes are the same kernels in the same order as the generic path, so the two agree to
+/// rounding (LayerChainLossTests).
+enum LayerChainLoss {
+    /// What one layer's backward needs, and the level term whose gradient enters at its output.
+    private enum Saved {
+        case conv(Conv2d, ConvGeometry, reluSigns: PackedBits?)
+        case relu(PackedBits)
+        case pool(MaxPoolWindow, argmax: PackedBits, inputShape: [Int])
+    }
+    private struct Step {
+        let saved: Saved
+        /// The level's difference d = f_j(pred) − f_j(target) and w_j / numel(d): the term
+        /// w_j·mean(d²) has gradient 2·(w_j / numel)·d.
+        var level: (difference: Tensor, weightPerElement: Float)?
+    }
+
+    /// Σ_j w_j · mean((f_j(x) − targetLevels[j])²) over levels 0…`last` with w_j > 0, as a scalar;
+    /// differentiable with respect to x when x needs a gradient and the tape is recording.
+    /// x: [N, C, H, W]; targetLevels[j]: level j's output for the target.
+    static func loss(_ chain: LayerChain, _ x: Tensor, targetLevels: [Tensor], levelWeights: [Float], last: Int) -> Tensor {
+        let keep = x.requiresGrad && Tape.current.isRecording
+        var steps: [Step] = []
+        var total: Tensor?
+        Tape.withoutGrad {
+            var h = x, i = 0, level = 0
+            let layers = chain.layers
+            while i < layers.count && level <= last {
+                let y: Tensor
+                if let conv = layers[i] as? Conv2d {
+                    let fuse = i + 1 < layers.count && layers[i + 1] is ReLU && !chain.levelEnds.contains(i)
+                    y = conv(h, fusedReLU: fuse)
+                    if keep {
+                        let g = ConvGeometry(n: h.shape[0], cIn: h.shape[1], h: h.shape[2], w: h.shape[3], cOut: conv.weight.shape[0],
+                                             kh: conv.weight.shape[2], kw: conv.weight.shape[3], stride: conv.stride,
+                                             padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
+                        let signs = fuse ? PackedBits.positive(y.data, rows: y.shape[0] * y.shape[1], entriesPerRow: y.shape[2] * y.shape[3]) : nil
+                        steps.append(Step(saved: .conv(conv, g, reluSigns: signs)))
+                    }
+                    if fuse { i += 1 }   // the ReLU ran inside the convolution
+                } else if layers[i] is ReLU {
+                    y = h.relu()
+                    if keep { steps.append(Step(saved: .relu(PackedBits.positive(y.data, rows: y.shape[0] * y.shape[1], entriesPerRow: y.shape[2] * y.shape[3])))) }
+                } else if let pool = layers[i] as? MaxPool2d {
+                    let (out, argmax) = pool.window.forward(h, keepArgmax: keep)
+                    y = out
+                    if let argmax { steps.append(Step(saved: .pool(pool.window, argmax: argmax, inputShape: h.shape))) }
+                } else {
+                    preconditionFailure("LayerChain holds \(type(of: layers[i])); only Conv2d, ReLU and MaxPool2d can run here")
+                }
+                if chain.levelEnds.contains(i) {
+                    if levelWeights[level] > 0 {
+                        let difference = y - targetLevels[level]
+                        let term = difference.pow(2).mean() * levelWeights[level]
+                        total = total.map { $0 + term } ?? term
+                        if keep { steps[steps.count - 1].level = (difference, levelWeights[level] / Float(difference.count)) }
+                    }
+                    level += 1
+                }
+                h = y
+                i += 1
+            }
+        }
+        guard let total else { preconditionFailure("LayerChainLoss: no level up to \(last) has a positive weight") }
+        guard keep else { return total }
+        Tape.record(total, inputs: [x]) { g in
+            let upstream = g.item
+            var grad: Tensor?   // d(loss)/d(output of the step being undone)
+            for step in steps.reversed() {
+                if let (difference, weightPerElement) = step.level {
+                    let scale = 2 * weightPerElement * upstream
+                    let term = Tensor(uninitialized: difference.shape)
+                    Kernels.map(term.data, difference.data, count: difference.count) { $0 * scale }
+                    if let grad { Kernels.addInPlace(grad.data, term.data, count: grad.count) } else { grad = term }
+                }
+                guard let dy = grad else { continue }
+                switch step.saved {
+                case let .conv(conv, geometry, signs):
+                    signs?.maskGradient(dy.data, dy.data)
+                    let dx = Tensor(uninitialized: [geometry.n, geometry.cIn, geometry.h, geometry.w])
+                    ConvDispatch.backwardData(dx.data, dy.data, conv.weight.data, geometry)
+                    grad = dx
+                case let .relu(signs):
+                    signs.maskGradient(dy.data, dy.data)
+                case let .pool(window, argmax, inputShape):
+                    grad = window.backward(dy, argmax: argmax, inputShape: inputShape)
+                }
+            }
+            return [grad]
+        }
+        return total
+    }
+}
