@@ -102,6 +102,21 @@ func timeConv(_ g: ConvGeometry, algorithm: ConvAlgorithm?, repeats: Int) -> Con
                       combined_gflops: 3 * f / (tf + td + tw))
 }
 
+/// Forward and backward-data of `g` with Winograd F(4×4, 3×3) (what the frozen loss network
+/// runs), as direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
+/// so the rates compare with the other algorithms'; nil where Winograd does not apply.
+func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
+    guard ConvWinograd.applies(g) else { return nil }
+    var rng = SeededRNG(seed: 1, stream: "bench")
+    let x = Tensor(uninitialized: [g.n, g.cIn, g.h, g.w]); rng.fillUniform(x, lo: -1, hi: 1)
+    let w = Tensor(uninitialized: [g.cOut, g.cIn, 3, 3]); rng.fillUniform(w, lo: -0.1, hi: 0.1)
+    let y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]); rng.fillUniform(y, lo: -1, hi: 1)
+    let dx = Tensor(uninitialized: x.shape), out = Tensor(uninitialized: y.shape)
+    let tf = bestSeconds(repeats: repeats) { ConvWinograd.forward(out.data, x.data, w.data, nil, g) }
+    let td = bestSeconds(repeats: repeats) { ConvWinograd.backwardData(dx.data, y.data, w.data, g) }
+    return ["fwd_gflops": g.flops / 1e9 / tf, "bwd_data_gflops": g.flops / 1e9 / td]
+}
+
 /// `percep-dist bench conv`: convolution GFLOP/s per shape against the machine's sgemm peak.
 struct BenchConv: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -122,15 +137,17 @@ struct BenchConv: ParsableCommand {
             var fwd_gflops: Double; var bwd_data_gflops: Double; var bwd_weight_gflops: Double
             var efficiency: Double
             var by_algorithm: [String: ConvTiming]?
+            var winograd: [String: Double]?
         }
         var rows: [Row] = []
         var totalFlops = 0.0, totalSeconds = 0.0
         for c in convBenchmarkCases() where filter.map({ c.name.contains($0) }) ?? true {
             let t = timeConv(c.geometry, algorithm: nil, repeats: repeats)
-            var by: [String: ConvTiming]?
+            var by: [String: ConvTiming]?, winograd: [String: Double]?
             if compare {
                 by = [:]
                 for alg in ConvAlgorithm.allCases { by![alg.rawValue] = timeConv(c.geometry, algorithm: alg, repeats: repeats) }
+                winograd = timeWinograd(c.geometry, repeats: repeats)
             }
             totalFlops += 3 * c.geometry.flops
             totalSeconds += 3 * c.geometry.flops / (t.combined_gflops * 1e9)
@@ -139,13 +156,17 @@ struct BenchConv: ParsableCommand {
                             dnnl_implementation: ConvPass.allCases.map { ConvDispatch.dnnlImplementation(c.geometry, pass: $0) ?? "none" },
                             gflop: c.geometry.flops / 1e9,
                             fwd_gflops: t.fwd_gflops, bwd_data_gflops: t.bwd_data_gflops,
-                            bwd_weight_gflops: t.bwd_weight_gflops, efficiency: t.combined_gflops / peak, by_algorithm: by))
+                            bwd_weight_gflops: t.bwd_weight_gflops, efficiency: t.combined_gflops / peak, by_algorithm: by,
+                            winograd: winograd))
             if !json {
                 var line = String(format: "%-34@ %-8@ fwd %6.1f  bwd-data %6.1f  bwd-weight %6.1f GFLOP/s  eff %.2f",
                                   c.name as NSString, rows.last!.algorithm.map { String($0.prefix(1)) }.joined() as NSString,
                                   t.fwd_gflops, t.bwd_data_gflops, t.bwd_weight_gflops, t.combined_gflops / peak)
                 if let by {
                     line += "  |" + ConvAlgorithm.allCases.map { String(format: " %@ %.1f", $0.rawValue, by[$0.rawValue]!.combined_gflops) }.joined()
+                }
+                if let winograd {
+                    line += String(format: "  | winograd fwd %.1f bwd-data %.1f", winograd["fwd_gflops"]!, winograd["bwd_data_gflops"]!)
                 }
                 print(line)
             }

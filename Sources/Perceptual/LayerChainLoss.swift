@@ -49,11 +49,13 @@ enum LayerChainLoss {
                 let y: Tensor
                 if let conv = layers[i] as? Conv2d {
                     let fuse = i + 1 < layers.count && layers[i + 1] is ReLU && !chain.levelEnds.contains(i)
-                    y = conv(h, fusedReLU: fuse)
+                    let g = ConvGeometry(n: h.shape[0], cIn: h.shape[1], h: h.shape[2], w: h.shape[3], cOut: conv.weight.shape[0],
+                                         kh: conv.weight.shape[2], kw: conv.weight.shape[3], stride: conv.stride,
+                                         padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
+                    if let p = g.problem { preconditionFailure("loss network conv \(g): \(p)") }
+                    y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
+                    ConvDispatch.frozenForward(y.data, h.data, conv.weight.data, conv.bias?.data, g, relu: fuse)
                     if keep {
-                        let g = ConvGeometry(n: h.shape[0], cIn: h.shape[1], h: h.shape[2], w: h.shape[3], cOut: conv.weight.shape[0],
-                                             kh: conv.weight.shape[2], kw: conv.weight.shape[3], stride: conv.stride,
-                                             padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
                         let signs = fuse ? PackedBits.positive(y.data, rows: y.shape[0] * y.shape[1], entriesPerRow: y.shape[2] * y.shape[3]) : nil
                         steps.append(Step(saved: .conv(conv, g, reluSigns: signs)))
                     }
@@ -98,7 +100,7 @@ enum LayerChainLoss {
                 case let .conv(conv, geometry, signs):
                     signs?.maskGradient(dy.data, dy.data)
                     let dx = Tensor(uninitialized: [geometry.n, geometry.cIn, geometry.h, geometry.w])
-                    ConvDispatch.backwardData(dx.data, dy.data, conv.weight.data, geometry)
+                    ConvDispatch.frozenBackwardData(dx.data, dy.data, conv.weight.data, geometry)
                     grad = dx
                 case let .relu(signs):
                     signs.maskGradient(dy.data, dy.data)

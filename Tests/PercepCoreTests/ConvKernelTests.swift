@@ -137,6 +137,57 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertGreaterThan(split, Self.geometries.count / 2, "most test shapes need blocked copies and split")
     }
 
+    /// Winograd F(4×4, 3×3), forward and backward-data, against the double-accumulated reference.
+    ///
+    /// Its rounding is not that of a sum of products: the transforms add and scale values by up
+    /// to 8 (and 1/24) before and after the products are summed, so the bound of
+    /// `assertWithinRoundingBound` is widened by κ = 8. Measured on these shapes, the worst
+    /// element was at 0.05–0.47 of the unwidened bound γ(terms)·Σ|products|; κ leaves room for
+    /// other CPUs (the baseline clone has no FMA). A wrong tile offset, a missed border or a
+    /// swapped channel is off by whole products, far outside it.
+    func testWinogradMatchesReference() {
+        let kappa = 8.0
+        let shapes = [
+            ConvGeometry(n: 2, cIn: 19, h: 40, w: 36, cOut: 16, kh: 3, kw: 3, padding: (1, 1)),
+            ConvGeometry(n: 1, cIn: 3, h: 9, w: 7, cOut: 5, kh: 3, kw: 3, padding: (1, 1)),     // partial tiles
+            ConvGeometry(n: 3, cIn: 8, h: 6, w: 13, cOut: 4, kh: 3, kw: 3),                    // no padding
+            ConvGeometry(n: 1, cIn: 4, h: 5, w: 5, cOut: 7, kh: 3, kw: 3, padding: (2, 2)),     // backward-data pads 0
+            ConvGeometry(n: 2, cIn: 64, h: 33, w: 30, cOut: 72, kh: 3, kw: 3, padding: (1, 1)), // several tile blocks
+        ]
+        XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 1, cIn: 4, h: 11, w: 10, cOut: 6, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1))))
+        XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 1, cIn: 4, h: 12, w: 12, cOut: 4, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2))))
+        XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 2, cIn: 5, h: 7, w: 6, cOut: 3, kh: 1, kw: 1)))
+        for (i, g) in shapes.enumerated() {
+            XCTAssertTrue(ConvWinograd.applies(g), "\(g)")
+            let seed = UInt64(40 + i)
+            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: seed, requiresGrad: false)
+            let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 100 + seed, requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: 200 + seed, requiresGrad: false)
+            let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 300 + seed, requiresGrad: false)
+            let absX = x.copy(), absW = w.copy(), absB = b.copy(), absDy = dy.copy()
+            for t in [absX, absW, absB, absDy] { for i in 0..<t.count { t.data[i] = abs(t.data[i]) } }
+            for relu in [false, true] {
+                let yRef = Tensor(uninitialized: dy.shape), yMag = Tensor(uninitialized: dy.shape), y = Tensor(uninitialized: dy.shape)
+                y.fill(.nan)
+                ConvIm2col.forwardNaive(yRef.data, x.data, w.data, b.data, g)
+                ConvIm2col.forwardNaive(yMag.data, absX.data, absW.data, absB.data, g)
+                if relu { for i in 0..<yRef.count { yRef.data[i] = max(yRef.data[i], 0) } }
+                ConvWinograd.forward(y.data, x.data, w.data, b.data, g, relu: relu)
+                for i in 0..<yMag.count { yMag.data[i] *= Float(kappa) }
+                assertWithinRoundingBound(y, yRef, magnitude: yMag, terms: g.cIn * 9 + 1, "winograd forward relu \(relu) \(g)")
+            }
+            let dxRef = Tensor(uninitialized: x.shape), dwRef = Tensor(uninitialized: w.shape), dbRef = Tensor(uninitialized: b.shape)
+            ConvIm2col.backwardNaive(dxRef.data, dwRef.data, dbRef.data, x.data, w.data, dy.data, g)
+            let dxMag = Tensor(uninitialized: x.shape)
+            ConvIm2col.backwardNaive(dxMag.data, dwRef.data, dbRef.data, absX.data, absW.data, absDy.data, g)
+            for i in 0..<dxMag.count { dxMag.data[i] *= Float(kappa) }
+            let dx = Tensor(uninitialized: x.shape)
+            dx.fill(.nan)
+            ConvWinograd.backwardData(dx.data, dy.data, w.data, g)
+            assertWithinRoundingBound(dx, dxRef, magnitude: dxMag, terms: g.cOut * 9, "winograd backward data \(g)")
+        }
+    }
+
     func testSgemmMatchesReference() {
         for (m, n, k, ta, tb) in [(5, 7, 3, false, false), (4, 6, 9, true, false), (8, 3, 5, false, true), (6, 6, 6, true, true)] {
             let a = randomTensor([m * k], seed: 1, requiresGrad: false), b = randomTensor([k * n], seed: 2, requiresGrad: false)

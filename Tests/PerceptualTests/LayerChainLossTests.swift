@@ -85,11 +85,123 @@ final class LayerChainLossTests: XCTestCase {
             value.backward()
             return held
         }
+        _ = heldUntilBackward { loss($0, target) }   // first call: kernels' scratch buffers
         let chained = heldUntilBackward { loss($0, target) }
         let opByOp = heldUntilBackward { self.opByOpLoss(loss, $0, target) }
         // Op by op: 2·(32 + 32)·64² + 2·(64 + 64)·32² + … floats ≈ 5 MiB; the chain keeps the
         // level differences (a fifth of that) and the bits.
         XCTAssertGreaterThan(opByOp, 4 << 20)
         XCTAssertLessThan(chained * 4, opByOp, "chain holds \(chained) bytes, op by op \(opByOp)")
+    }
+}
+
+/// The VGG loss network with its Winograd layers against a float64 implementation written out
+/// here (3×3 convolutions, ReLU, 2×2 max-pool, mean squared level differences, and their
+/// backward), on a size where Winograd runs most of the convolutions: loss within 1e-4 and
+/// gradient within 5e-4 relative (issue 17's bound).
+final class WinogradLossNetworkTests: XCTestCase {
+    struct Level64 { var values: [Double]; var c: Int; var h: Int; var w: Int }
+
+    func conv(_ x: Level64, _ weight: Tensor, _ bias: Tensor, flip: Bool = false) -> Level64 {
+        // flip: the backward-data convolution (weights transposed and rotated, no bias).
+        let cOut = flip ? weight.shape[1] : weight.shape[0], cIn = x.c
+        var y = [Double](repeating: 0, count: cOut * x.h * x.w)
+        for o in 0..<cOut {
+            for i in 0..<cIn {
+                for a in 0..<3 {
+                    for b in 0..<3 {
+                        let wv = flip ? Double(weight.data[((i * cOut + o) * 3 + (2 - a)) * 3 + (2 - b)])
+                                      : Double(weight.data[((o * cIn + i) * 3 + a) * 3 + b])
+                        for r in 0..<x.h {
+                            let sr = r + a - 1
+                            if sr < 0 || sr >= x.h { continue }
+                            for q in 0..<x.w {
+                                let sq = q + b - 1
+                                if sq < 0 || sq >= x.w { continue }
+                                y[(o * x.h + r) * x.w + q] += wv * x.values[(i * x.h + sr) * x.w + sq]
+                            }
+                        }
+                    }
+                }
+            }
+            if !flip { for k in 0..<(x.h * x.w) { y[o * x.h * x.w + k] += Double(bias.data[o]) } }
+        }
+        return Level64(values: y, c: cOut, h: x.h, w: x.w)
+    }
+
+    func testVGGWithWinogradMatchesFloat64() throws {
+        var config = LossNetworkConfig(inChannels: 16)
+        config.structure = [2, 2]; config.widths = [32, 64]; config.levelWeights = [1, 0.5]
+        let loss = try PerceptualLoss(config)
+        let shape = [1, 16, 96, 96]
+        XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 96, w: 96, cOut: 32, kh: 3, kw: 3, padding: (1, 1)), pass: .forward))
+        XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 64, h: 48, w: 48, cOut: 64, kh: 3, kw: 3, padding: (1, 1)), pass: .backwardData))
+        let pred = randomTensor(shape, seed: 11, lo: 0, hi: 1), target = randomTensor(shape, seed: 12, lo: 0, hi: 1, requiresGrad: false)
+        let value = loss(pred, target)
+        value.backward()
+        let grad = try XCTUnwrap(pred.grad)
+
+        // float64: forward both inputs, keeping the prediction's pre-activations and pool inputs.
+        let convs = loss.network.layerChain!.layers.compactMap { $0 as? Conv2d }
+        func embed(_ t: Tensor) -> (levels: [Level64], preacts: [Level64], poolInputs: [Level64]) {
+            var h = Level64(values: (0..<t.count).map { Double(t.data[$0]) }, c: shape[1], h: shape[2], w: shape[3])
+            var levels: [Level64] = [], preacts: [Level64] = [], poolInputs: [Level64] = []
+            var k = 0
+            for convsInBlock in config.structure {
+                for _ in 0..<convsInBlock {
+                    let z = conv(h, convs[k].weight, convs[k].bias!)
+                    preacts.append(z)
+                    h = Level64(values: z.values.map { max($0, 0) }, c: z.c, h: z.h, w: z.w)
+                    k += 1
+                }
+                poolInputs.append(h)
+                var p = [Double](repeating: 0, count: h.c * (h.h / 2) * (h.w / 2))
+                for c in 0..<h.c { for r in 0..<(h.h / 2) { for q in 0..<(h.w / 2) {
+                    var best = -Double.infinity
+                    for a in 0..<2 { for b in 0..<2 { best = max(best, h.values[(c * h.h + 2 * r + a) * h.w + 2 * q + b]) } }
+                    p[(c * (h.h / 2) + r) * (h.w / 2) + q] = best
+                } } }
+                h = Level64(values: p, c: h.c, h: h.h / 2, w: h.w / 2)
+                levels.append(h)
+            }
+            return (levels, preacts, poolInputs)
+        }
+        let (pl, preacts, poolInputs) = embed(pred), (tl, _, _) = embed(target)
+        var expected = 0.0
+        for j in 0..<2 {
+            let n = Double(pl[j].values.count)
+            expected += Double(config.levelWeights![j]) * zip(pl[j].values, tl[j].values).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / n
+        }
+        XCTAssertEqual(Double(value.item), expected, accuracy: 1e-4 * expected)
+
+        // float64 backward, deepest level first.
+        var g: Level64?
+        var k = convs.count - 1
+        for j in stride(from: 1, through: 0, by: -1) {
+            let n = Double(pl[j].values.count), wj = Double(config.levelWeights![j])
+            var gl = Level64(values: zip(pl[j].values, tl[j].values).map { 2 * wj * ($0 - $1) / n }, c: pl[j].c, h: pl[j].h, w: pl[j].w)
+            if let g { gl.values = zip(gl.values, g.values).map(+) }
+            let x = poolInputs[j]
+            var up = Level64(values: [Double](repeating: 0, count: x.values.count), c: x.c, h: x.h, w: x.w)
+            for c in 0..<x.c { for r in 0..<(x.h / 2) { for q in 0..<(x.w / 2) {
+                var best = -Double.infinity, at = 0
+                for a in 0..<2 { for b in 0..<2 {
+                    let i = (c * x.h + 2 * r + a) * x.w + 2 * q + b
+                    if x.values[i] > best { best = x.values[i]; at = i }
+                } }
+                up.values[at] += gl.values[(c * (x.h / 2) + r) * (x.w / 2) + q]
+            } } }
+            var cur = up
+            for _ in 0..<config.structure[j] {
+                let z = preacts[k]
+                cur.values = zip(cur.values, z.values).map { $1 > 0 ? $0 : 0 }
+                cur = conv(cur, convs[k].weight, convs[k].bias!, flip: true)
+                k -= 1
+            }
+            g = cur
+        }
+        var diff = 0.0, norm = 0.0
+        for i in 0..<grad.count { diff += pow(Double(grad.data[i]) - g!.values[i], 2); norm += pow(g!.values[i], 2) }
+        XCTAssertLessThan((diff / norm).squareRoot(), 5e-4, "gradient relative error against float64")
     }
 }

@@ -172,6 +172,41 @@ public enum ConvDispatch {
         run(.backwardData, g, with: algorithm(for: g, pass: .backwardData), w: w, dx: dx, dy: dy)
     }
 
+    /// Whether Winograd F(4×4, 3×3) runs `pass` of a frozen network's convolution `g` (unless an
+    /// algorithm is forced or `PERCEP_WINOGRAD=0`): where it applies, with at least 32 channels
+    /// on both sides and 128 output tiles. Measured with `bench conv --compare` on the VGG16
+    /// shapes (docs/benchmarks.md): it gains 1.2–1.7× over oneDNN there; with fewer channels the
+    /// 36 GEMMs are too thin (19 → 64 channels: 0.93×), and on maps of a few tiles the weight
+    /// transform, 36 flops per weight, outweighs the convolution (512 channels at 8×8: 0.3–0.45×).
+    public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass) -> Bool {
+        let tiles = g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
+        return pass != .backwardWeight && winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
+            && g.cIn >= 32 && g.cOut >= 32 && tiles >= 128
+    }
+    private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
+
+    /// `forward` for a frozen network (the loss network): Winograd where `usesWinograd` says so.
+    public static func frozenForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                     _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
+        if usesWinograd(g, pass: .forward) {
+            lock.lock(); passCounts[ConvPass.forward.rawValue] += 1; lock.unlock()
+            ConvWinograd.forward(y, x, w, b, g, relu: relu)
+        } else {
+            forward(y, x, w, b, g, relu: relu)
+        }
+    }
+
+    /// `backwardData` for a frozen network: Winograd where `usesWinograd` says so.
+    public static func frozenBackwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                          _ g: ConvGeometry) {
+        if usesWinograd(g, pass: .backwardData) {
+            lock.lock(); passCounts[ConvPass.backwardData.rawValue] += 1; lock.unlock()
+            ConvWinograd.backwardData(dx, dy, w, g)
+        } else {
+            backwardData(dx, dy, w, g)
+        }
+    }
+
     /// dw, db (overwritten; either may be nil).
     public static func backwardWeight(_ dw: UnsafeMutablePointer<Float>?, _ db: UnsafeMutablePointer<Float>?,
                                       _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry) {
