@@ -62,11 +62,18 @@ extension PackedBits {
         parallelChunks(rows, grain: max(1, 65_536 / max(entriesPerRow, 1))) { range in
             for row in range {
                 let v = values + row * entriesPerRow, out = words + row * wordsPerRow
-                for w in 0..<wordsPerRow {
-                    let start = w * 64, end = min(start + 64, entriesPerRow)
+                let full = entriesPerRow / 64
+                for w in 0..<full {
+                    // Branch-free over a whole word, so the compiler vectorises the compares.
+                    let block = v + w * 64
                     var word: UInt64 = 0
-                    for k in start..<end where v[k] > 0 { word |= 1 << UInt64(k - start) }
+                    for k in 0..<64 { word |= UInt64(block[k] > 0 ? 1 : 0) << UInt64(k) }
                     out[w] = word
+                }
+                if full < wordsPerRow {
+                    var word: UInt64 = 0
+                    for k in (full * 64)..<entriesPerRow where v[k] > 0 { word |= 1 << UInt64(k - full * 64) }
+                    out[full] = word
                 }
             }
         }
@@ -80,11 +87,12 @@ extension PackedBits {
         parallelChunks(rows, grain: max(1, 65_536 / max(entriesPerRow, 1))) { range in
             for row in range {
                 let src = g + row * entriesPerRow, dst = out + row * entriesPerRow, bits = words + row * wordsPerRow
-                for w in 0..<wordsPerRow {
-                    let start = w * 64, end = min(start + 64, entriesPerRow)
-                    let word = bits[w]
-                    for k in start..<end { dst[k] = (word >> UInt64(k - start)) & 1 == 1 ? src[k] : 0 }
+                let full = entriesPerRow / 64
+                for w in 0..<full {
+                    let word = bits[w], s = src + w * 64, d = dst + w * 64
+                    for k in 0..<64 { d[k] = (word >> UInt64(k)) & 1 == 1 ? s[k] : 0 }
                 }
+                for k in (full * 64)..<entriesPerRow { dst[k] = (bits[full] >> UInt64(k - full * 64)) & 1 == 1 ? src[k] : 0 }
             }
         }
     }

@@ -150,6 +150,10 @@ public struct MaxPoolWindow {
         let argmax = keepArgmax ? PackedBits(rows: n * c, entriesPerRow: oh * ow, valueCount: kernel.0 * kernel.1) : nil
         let px = x.data, po = out.data
         let (k, s, p, d) = (kernel, stride, padding, dilation)
+        if k == (2, 2) && s == (2, 2) && p == (0, 0) && d == (1, 1) && 2 * oh <= h && 2 * ow <= w {
+            forward2x2(px, po, argmax, planes: n * c, h: h, w: w, oh: oh, ow: ow)
+            return (out, argmax)
+        }
         parallelChunks(n * c, grain: Swift.max(1, 16_384 / Swift.max(oh * ow * k.0 * k.1, 1))) { planes in
             for plane in planes {
                 let xin = px + plane * h * w, yo = po + plane * oh * ow
@@ -175,6 +179,41 @@ public struct MaxPoolWindow {
         return (out, argmax)
     }
 
+    /// The 2×2/2 window of VGG's pools, unpadded, every window inside the input (no partial
+    /// ceil-mode windows): the general loop's bounds checks and divisions
+    /// made it a fifth of a loss-network step. Same choice of maximum (the first in row-major
+    /// order; NaNs as in the general loop), each output's 2-bit window index packed 32 to a word.
+    private func forward2x2(_ px: UnsafeMutablePointer<Float>, _ po: UnsafeMutablePointer<Float>, _ argmax: PackedBits?,
+                            planes: Int, h: Int, w: Int, oh: Int, ow: Int) {
+        parallelChunks(planes, grain: Swift.max(1, 16_384 / Swift.max(oh * ow * 4, 1))) { range in
+            for plane in range {
+                let xin = px + plane * h * w, yo = po + plane * oh * ow
+                var word: UInt64 = 0, filled = 0, wordIndex = 0
+                for oy in 0..<oh {
+                    let r0 = xin + 2 * oy * w, r1 = r0 + w
+                    for ox in 0..<ow {
+                        let a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1]
+                        // As the general loop: a NaN ends its window row, a later row's NaN wins.
+                        var best = a, at: UInt64 = 0
+                        if !a.isNaN && (b > best || b.isNaN) { best = b; at = 1 }
+                        if c > best || c.isNaN { best = c; at = 2 }
+                        if !c.isNaN && (d > best || d.isNaN) { best = d; at = 3 }
+                        yo[oy * ow + ox] = best
+                        if let argmax {
+                            word |= at << UInt64(2 * filled)
+                            filled += 1
+                            if filled == 32 {
+                                argmax.words[plane * argmax.wordsPerRow + wordIndex] = word
+                                word = 0; filled = 0; wordIndex += 1
+                            }
+                        }
+                    }
+                }
+                if let argmax, filled > 0 { argmax.words[plane * argmax.wordsPerRow + wordIndex] = word }
+            }
+        }
+    }
+
     /// d(loss)/d(input) [N, C, H, W] from the output's gradient g: [N, C, OH, OW] and the
     /// forward's argmax: each output's gradient goes to its window's maximum.
     public func backward(_ g: Tensor, argmax: PackedBits, inputShape: [Int]) -> Tensor {
@@ -184,6 +223,22 @@ public struct MaxPoolWindow {
         let dx = Tensor.zeros(inputShape)
         let pg = g.data, pd = dx.data
         let (k, s, p, d) = (kernel, stride, padding, dilation)
+        if k == (2, 2) && s == (2, 2) && p == (0, 0) && d == (1, 1) && 2 * oh <= h && 2 * ow <= w {
+            // Disjoint windows: each output's gradient lands on one of its four inputs.
+            parallelChunks(n * c, grain: 4) { planes in
+                for plane in planes {
+                    let gin = pg + plane * oh * ow, dxo = pd + plane * h * w, bits = argmax.words + plane * argmax.wordsPerRow
+                    for oy in 0..<oh {
+                        for ox in 0..<ow {
+                            let e = oy * ow + ox
+                            let at = Int((bits[e >> 5] >> UInt64(2 * (e & 31))) & 3)
+                            dxo[(2 * oy + (at >> 1)) * w + 2 * ox + (at & 1)] = gin[e]
+                        }
+                    }
+                }
+            }
+            return dx
+        }
         parallelChunks(n * c, grain: 4) { planes in
             for plane in planes {
                 let gin = pg + plane * oh * ow, dxo = pd + plane * h * w

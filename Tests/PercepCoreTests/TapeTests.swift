@@ -148,6 +148,37 @@ final class PackedBitsTests: XCTestCase {
                                                                                  0, 0, 0, 0])
     }
 
+    func testTwoByTwoPoolMatchesTheGeneralRule() {
+        // Ties everywhere (values 0…3) and a few NaNs: the 2×2/2 fast path must pick what the
+        // general window loop picks (first maximum; a NaN ends its window row).
+        var rng = SeededRNG(seed: 5)
+        let x = Tensor(uninitialized: [2, 3, 6, 8])
+        for i in 0..<x.count { x.data[i] = Float(rng.next() % 4) }
+        for i in [5, 17, 18, 100, 101, 108, 109, 200] { x.data[i] = .nan }
+        let window = MaxPoolWindow(kernel: (2, 2), stride: (2, 2))
+        let (out, argmax) = window.forward(x, keepArgmax: true)
+        let g = randomTensor([2, 3, 3, 4], seed: 6, requiresGrad: false)
+        let dx = window.backward(g, argmax: argmax!, inputShape: x.shape)
+        let expectedDx = Tensor.zeros(x.shape)
+        for plane in 0..<6 {
+            for oy in 0..<3 {
+                for ox in 0..<4 {
+                    var best = -Float.infinity, at = -1
+                    for ky in 0..<2 {
+                        for kx in 0..<2 {
+                            let i = plane * 48 + (2 * oy + ky) * 8 + 2 * ox + kx, v = x.data[i]
+                            if v > best || v.isNaN || at < 0 { best = v; at = i; if v.isNaN { break } }
+                        }
+                    }
+                    let o = out.data[plane * 12 + oy * 4 + ox]
+                    XCTAssertTrue(o == best || (o.isNaN && best.isNaN), "plane \(plane) (\(oy), \(ox)): \(o) vs \(best)")
+                    expectedDx.data[at] += g.data[plane * 12 + oy * 4 + ox]
+                }
+            }
+        }
+        XCTAssertEqual(Array(UnsafeBufferPointer(start: dx.data, count: dx.count)), Array(UnsafeBufferPointer(start: expectedDx.data, count: dx.count)))
+    }
+
     func testMappedBlocksStartZeroAndAreCounted() {
         let before = StorageStatistics.liveBytes
         StorageStatistics.resetPeak()
