@@ -35,13 +35,20 @@ enum LayerChainLoss {
         var level: (difference: Tensor, weightPerElement: Float)?
     }
 
-    /// Σ_j w_j · mean((f_j(x) − targetLevels[j])²) over levels 0…`last` with w_j > 0, as a scalar;
-    /// differentiable with respect to x when x needs a gradient and the tape is recording.
-    /// x: [N, C, H, W]; targetLevels[j]: level j's output for the target.
-    static func loss(_ chain: LayerChain, _ x: Tensor, targetLevels: [Tensor], levelWeights: [Float], last: Int) -> Tensor {
-        let keep = x.requiresGrad && Tape.current.isRecording
+    /// Level outputs 0…`last` of the chain on x (recording off): the target's embedding, through
+    /// the same frozen-network kernels (Winograd where it applies) as the prediction's.
+    static func levels(_ chain: LayerChain, _ x: Tensor, upTo last: Int) -> [Tensor] {
+        var out: [Tensor] = []
+        _ = run(chain, x, upTo: last, keep: false) { _, y in out.append(y); return nil }
+        return out
+    }
+
+    /// Runs the chain on x up to the end of level `last` with recording off. At each level end,
+    /// `levelEnd(level, output)` may return the level's term for the backward. With `keep`, returns
+    /// what each layer's backward needs.
+    private static func run(_ chain: LayerChain, _ x: Tensor, upTo last: Int, keep: Bool,
+                            levelEnd: (Int, Tensor) -> (difference: Tensor, weightPerElement: Float)?) -> [Step] {
         var steps: [Step] = []
-        var total: Tensor?
         Tape.withoutGrad {
             var h = x, i = 0, level = 0
             let layers = chain.layers
@@ -71,17 +78,29 @@ enum LayerChainLoss {
                     preconditionFailure("LayerChain holds \(type(of: layers[i])); only Conv2d, ReLU and MaxPool2d can run here")
                 }
                 if chain.levelEnds.contains(i) {
-                    if levelWeights[level] > 0 {
-                        let difference = y - targetLevels[level]
-                        let term = difference.pow(2).mean() * levelWeights[level]
-                        total = total.map { $0 + term } ?? term
-                        if keep { steps[steps.count - 1].level = (difference, levelWeights[level] / Float(difference.count)) }
-                    }
+                    let term = levelEnd(level, y)
+                    if keep, let term { steps[steps.count - 1].level = term }
                     level += 1
                 }
                 h = y
                 i += 1
             }
+        }
+        return steps
+    }
+
+    /// Σ_j w_j · mean((f_j(x) − targetLevels[j])²) over levels 0…`last` with w_j > 0, as a scalar;
+    /// differentiable with respect to x when x needs a gradient and the tape is recording.
+    /// x: [N, C, H, W]; targetLevels[j]: level j's output for the target.
+    static func loss(_ chain: LayerChain, _ x: Tensor, targetLevels: [Tensor], levelWeights: [Float], last: Int) -> Tensor {
+        let keep = x.requiresGrad && Tape.current.isRecording
+        var total: Tensor?
+        let steps = run(chain, x, upTo: last, keep: keep) { level, y in
+            guard levelWeights[level] > 0 else { return nil }
+            let difference = y - targetLevels[level]
+            let term = difference.pow(2).mean() * levelWeights[level]
+            total = total.map { $0 + term } ?? term
+            return (difference, levelWeights[level] / Float(difference.count))
         }
         guard let total else { preconditionFailure("LayerChainLoss: no level up to \(last) has a positive weight") }
         guard keep else { return total }

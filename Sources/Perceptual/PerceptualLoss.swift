@@ -61,11 +61,12 @@ public final class PerceptualLoss {
     /// prediction, target: [N, C, H, W].
     public func callAsFunction(_ prediction: Tensor, _ target: Tensor) -> Tensor {
         let last = levelWeights.lastIndex(where: { $0 > 0 }) ?? levelWeights.count - 1
-        let targetLevels = Tape.withoutGrad { embed(target, upTo: last) }
         if let chain = network.layerChain {
+            let targetLevels = Tape.withoutGrad { LayerChainLoss.levels(chain, adapter.map { $0(target) } ?? target, upTo: last) }
             let input = adapter.map { $0(prediction) } ?? prediction
             return LayerChainLoss.loss(chain, input, targetLevels: targetLevels, levelWeights: levelWeights, last: last)
         }
+        let targetLevels = Tape.withoutGrad { embed(target, upTo: last) }
         let predLevels = embed(prediction, upTo: last)
         var total: Tensor?
         for j in 0...last where levelWeights[j] > 0 {
