@@ -65,7 +65,9 @@ public enum Loss {
                 }
                 factor[pos] = posWeight[pos] * up
             }
-            let dx = Tensor(uninitialized: logits.shape)
+            // dx is written over logp, which nothing reads after this: a [2, 150, 256²] step
+            // would otherwise hold a third logits-sized buffer at its peak.
+            let dx = Tensor(shape: logits.shape, storage: logp.storage)
             let pd = dx.data, pl = logp.data
             factor.withUnsafeBufferPointer { f in
                 parallelChunks(n * c, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { planes in
