@@ -3,7 +3,7 @@ import PackageDescription
 
 import Foundation
 
-// Module graph (one way): CBLAS, CDNNLConv, COpenMP, CWinograd → PercepCore → PercepNN → percep-dist;
+// Module graph (one way): CBLAS, CDNNLConv, COpenMP, CKernels → PercepCore → PercepNN → percep-dist;
 // CHDF5 + PercepCore → PercepHDF5; CImageCodecs → ImageCodecs, COCO + ImageCodecs → COCOSynth;
 // PercepNN → SegmentationModels (ResNet backbones, PSP/DeepLabV3+/FCN heads);
 // PercepCore + ImageCodecs → SegmentationData;
@@ -77,9 +77,10 @@ let package = Package(
         // The version and the source revision the binary was built from (`--version`, replica check).
         .plugin(name: "SourceRevision", capability: .buildTool(), path: "Plugins/SourceRevision"),
         .target(name: "BuildInfo", plugins: ["SourceRevision"]),
-        // Winograd F(4x4, 3x3) transforms (our own C, vectorised per CPU by function clones).
-        .target(name: "CWinograd"),
-        .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP", "CWinograd"], swiftSettings: kernels,
+        // Our own C kernels: Winograd F(4x4, 3x3) transforms (vectorised per CPU by function clones)
+        // and the FMA peak probe.
+        .target(name: "CKernels"),
+        .target(name: "PercepCore", dependencies: ["CBLAS", "CDNNLConv", "COpenMP", "CKernels"], swiftSettings: kernels,
                 linkerSettings: openblasOpenMP),
         .target(name: "PercepNN", dependencies: ["PercepCore"], swiftSettings: kernels),
         // HDF5 (serial build), Debian package libhdf5-dev: loss-network weights and checkpoints.

@@ -6,9 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; repeats=${2:-8}
 out=$(mktemp -d)
-swift build -c release --product percep-dist >/dev/null
+# PERCEP_BIN: an already built binary (e.g. the test build's .build/release/percep-dist); else build one.
+bin=${PERCEP_BIN:-}
+if [ -z "$bin" ]; then swift build -c release --product percep-dist >/dev/null; bin=.build/release/percep-dist; fi
 for run in 1 2; do
-  .build/release/percep-dist bench conv --json --threads "$threads" --repeats "$repeats" > "$out/ours$run.json"
+  "$bin" bench conv --json --threads "$threads" --repeats "$repeats" > "$out/ours$run.json"
   python3 tools/pytorch/bench_conv.py --json --threads "$threads" --repeats "$repeats" > "$out/torch$run.json"
 done
 echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, PyTorch $(python3 -c 'import torch; print(torch.__version__)')"

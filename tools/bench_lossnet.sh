@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 threads=${1:-2}; iters=${2:-5}
-swift build -c release --product percep-dist >/dev/null
+# PERCEP_BIN: an already built binary (e.g. the test build's .build/release/percep-dist); else build one.
+bin=${PERCEP_BIN:-}
+if [ -z "$bin" ]; then swift build -c release --product percep-dist >/dev/null; bin=.build/release/percep-dist; fi
 echo "$(date -u +%Y-%m-%d), $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores, $threads threads, PyTorch $(python3 -c 'import torch; print(torch.__version__)'), 19 input channels, 128×128, batch 2, mean of $iters steps after a warm-up"
 echo
 echo "| network | structure | kernel | ours s/step | PyTorch s/step | ours ÷ PyTorch time | ours peak RSS MiB | PyTorch peak RSS MiB |"
@@ -14,7 +16,7 @@ run() {
   local name=$1 structure=$2 kernel=$3
   local args=(--structure "$structure" --kernel-size "$kernel" --in-channels 19 --size 128 --batch 2 --iters "$iters" --threads "$threads" --json)
   local ours torch
-  ours=$(.build/release/percep-dist bench lossnet "${args[@]}")
+  ours=$("$bin" bench lossnet "${args[@]}")
   torch=$(python3 tools/pytorch/bench_lossnet.py "${args[@]}")
   python3 - "$name" "$structure" "$kernel" "$ours" "$torch" <<'PY'
 import json, sys

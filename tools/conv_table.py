@@ -3,8 +3,8 @@
 markdown table of docs/benchmarks.md.
 
 Each side may be given several runs (run them alternately); every pass keeps its best rate on
-both sides alike, and efficiency is taken against the highest sgemm peak seen, so run-to-run
-noise of this 2-vCPU VM does not favour either side.
+both sides alike, and efficiency is taken against the highest FMA peak seen (the machine's widest
+vectors, measured by `bench conv`), so run-to-run noise of this 2-vCPU VM does not favour either side.
 
 Run: python3 tools/conv_table.py --ours a.json b.json --torch c.json d.json
 """
@@ -32,7 +32,8 @@ def main():
     args = ap.parse_args()
     our_runs, ours = merge(args.ours)
     _, torch = merge(args.torch)
-    peak = max(r["peak_gflops"] for r in our_runs)
+    peak = max(r["fma_peak_gflops"] for r in our_runs)
+    bits = our_runs[0]["fma_vector_bits"]
     flops = seconds = 0.0
     rows = []
     worst = (float("inf"), "")
@@ -47,7 +48,8 @@ def main():
         mine = " / ".join(f"{r[p]:.1f}" for p in PASSES)
         theirs = " / ".join(f"{t[p]:.1f}" for p in PASSES) if t else "—"
         rows.append(f"| {name} | {', '.join(r['algorithm'])} | {mine} | {theirs} | {combined / peak:.2f} | {ratio:.2f} |")
-    print(f"sgemm peak {peak:.1f} GFLOP/s (highest of {len(our_runs)} runs), {our_runs[0]['threads']} threads; "
+    print(f"FMA peak {peak:.1f} GFLOP/s ({bits}-bit vectors, highest of {len(our_runs)} runs), "
+          f"sgemm {max(r['sgemm_gflops'] for r in our_runs):.1f} GFLOP/s, {our_runs[0]['threads']} threads; "
           f"overall conv efficiency **{flops / seconds / peak:.3f}**\n")
     print("| shape | algorithm (fwd, bwd-data, bwd-weight) | ours fwd / bwd-data / bwd-weight GFLOP/s | "
           "PyTorch fwd / bwd-data / bwd-weight GFLOP/s | efficiency | ours ÷ PyTorch (worst pass) |")

@@ -117,11 +117,11 @@ func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     return ["fwd_gflops": g.flops / 1e9 / tf, "bwd_data_gflops": g.flops / 1e9 / td]
 }
 
-/// `percep-dist bench conv`: convolution GFLOP/s per shape against the machine's sgemm peak.
+/// `percep-dist bench conv`: convolution GFLOP/s per shape against the machine's FMA peak.
 struct BenchConv: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "conv",
-        abstract: "Forward, backward-data and backward-weight GFLOP/s of the conv shapes, with efficiency against sgemm.")
+        abstract: "Forward, backward-data and backward-weight GFLOP/s of the conv shapes, with efficiency against the FMA peak.")
 
     @Flag(help: "Print JSON instead of a table.") var json = false
     @Option(help: "Threads for BLAS, oneDNN and the engine (default: all cores).") var threads: Int?
@@ -131,7 +131,10 @@ struct BenchConv: ParsableCommand {
 
     func run() throws {
         ThreadBudget.set(threads ?? ThreadBudget.threads)
-        let peak = measureSgemmPeak()
+        let sgemmPeak = measureSgemmPeak()
+        // Efficiency is against the FMA peak of the widest vectors the CPU has (not sgemm's rate,
+        // which OPENBLAS_CORETYPE can hold below the CPU's ISA).
+        let (peak, vectorBits) = FMAPeak.measure()
         struct Row: Codable {
             var name: String; var shape: String; var algorithm: [String]; var dnnl_implementation: [String]; var gflop: Double
             var fwd_gflops: Double; var bwd_data_gflops: Double; var bwd_weight_gflops: Double
@@ -174,14 +177,17 @@ struct BenchConv: ParsableCommand {
         let overall = totalFlops / totalSeconds / 1e9 / peak
         if json {
             struct Report: Codable {
-                var peak_gflops: Double; var threads: Int; var shapes: [Row]; var overall_efficiency: Double
+                var fma_peak_gflops: Double; var fma_vector_bits: Int; var sgemm_gflops: Double
+                var threads: Int; var shapes: [Row]; var overall_efficiency: Double
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            let data = try enc.encode(Report(peak_gflops: peak, threads: ThreadBudget.threads, shapes: rows, overall_efficiency: overall))
+            let data = try enc.encode(Report(fma_peak_gflops: peak, fma_vector_bits: vectorBits, sgemm_gflops: sgemmPeak,
+                                               threads: ThreadBudget.threads, shapes: rows, overall_efficiency: overall))
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "sgemm peak %.1f GFLOP/s with %d threads; overall conv efficiency %.3f", peak, ThreadBudget.threads, overall))
+            print(String(format: "FMA peak %.1f GFLOP/s (%d-bit vectors), sgemm %.1f GFLOP/s, %d threads; overall conv efficiency %.3f of the FMA peak",
+                         peak, vectorBits, sgemmPeak, ThreadBudget.threads, overall))
         }
     }
 }

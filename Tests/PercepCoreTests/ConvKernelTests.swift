@@ -188,6 +188,17 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    func testFMAPeakProbesTheWidestVectors() throws {
+        // The probe picks its ISA at run time: AVX-512 where the CPU has it, else AVX2 + FMA.
+        let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
+        let words = Set(flags.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "\t" }).map(String.init))
+        let (gflops, bits) = FMAPeak.measure(threads: 1, repeats: 1)
+        XCTAssertEqual(bits, words.contains("avx512f") ? 512 : (words.contains("avx2") && words.contains("fma") ? 256 : 128))
+        // One core's FMA rate is at least one vector FMA per ~2 GHz cycle and at most a few per cycle.
+        XCTAssertGreaterThan(gflops, Double(bits / 32) * 2 * 1.0, "\(gflops) GFLOP/s is below one FMA per nanosecond")
+        XCTAssertLessThan(gflops, Double(bits / 32) * 2 * 4 * 6.0, "\(gflops) GFLOP/s is above 4 FMAs per cycle at 6 GHz")
+    }
+
     func testSgemmMatchesReference() {
         for (m, n, k, ta, tb) in [(5, 7, 3, false, false), (4, 6, 9, true, false), (8, 3, 5, false, true), (6, 6, 6, true, true)] {
             let a = randomTensor([m * k], seed: 1, requiresGrad: false), b = randomTensor([k * n], seed: 2, requiresGrad: false)

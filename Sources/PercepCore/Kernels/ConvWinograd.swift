@@ -1,10 +1,10 @@
 import Foundation
-import CWinograd
+import CKernels
 
 /// Winograd F(4×4, 3×3) for stride-1, undilated, ungrouped 3×3 convolutions: each 4×4 output
 /// tile costs 36 multiplies per channel pair instead of 144.
 ///
-/// Per block of tiles: the input transform (`pd_wino43_input`, C) gives V[36][C][tiles], 36
+/// Per block of tiles: the input transform (`pd_wino43_input`, CKernels) gives V[36][C][tiles], 36
 /// GEMMs M_ξ = U_ξ · V_ξ (U[36][K][C], the transformed weights) run one per thread on
 /// single-threaded OpenBLAS, and the output transform (`pd_wino43_output`) writes the tiles with
 /// bias and ReLU. Backward-data of such a convolution is the same algorithm on dy with the

@@ -7,8 +7,8 @@
 // tilesW = ceil(OW/4) per image, numbered t = (n*tilesH + ty)*tilesW + tx. A call handles the
 // tiles t0 .. t0+count-1 of one block; transformed data lies as [36][channels][ld] with the
 // block's tiles contiguous (ld >= count), so each of the 36 positions is one GEMM operand.
-#ifndef PERCEP_CWINOGRAD_H
-#define PERCEP_CWINOGRAD_H
+#ifndef PERCEP_CKERNELS_WINOGRAD_H
+#define PERCEP_CKERNELS_WINOGRAD_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-// Winograd F(4x4, 3x3) transforms; see include/CWinograd.h.
+// Winograd F(4x4, 3x3) transforms; see include/winograd.h.
 //
 // Work goes in groups of 8 tiles: a group's 6x6 patches are gathered into d[36][8], so every
 // transform step is an operation on 8-float vectors (one AVX register) and each of the 36
@@ -8,7 +8,7 @@
 //   G   = [1/4 0 0; -1/6 -1/6 -1/6; -1/6 1/6 -1/6; 1/24 1/12 1/6; 1/24 -1/12 1/6; 0 0 1]
 //   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
 
-#include "CWinograd.h"
+#include "winograd.h"
 
 #if defined(__x86_64__) && defined(__clang__)
 #define PD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))

@@ -1,0 +1,4 @@
+// The project's own C kernels (no external library): Winograd F(4x4, 3x3) transforms and the
+// FMA peak probe.
+#include "winograd.h"
+#include "fma_peak.h"
