@@ -586,6 +586,13 @@ const char *pd_conv_impl_name(pd_conv *c, int which) {
   return name;  // owned by the primitive descriptor, which lives as long as c
 }
 
+const char *pd_dnnl_version(void) {
+  static char text[48];
+  const dnnl_version_t *v = dnnl_version();
+  snprintf(text, sizeof text, "%d.%d.%d", v->major, v->minor, v->patch);
+  return text;
+}
+
 size_t pd_conv_pass_workspace_bytes(pd_conv *c, int which) {
   if (c == NULL) return 0;
   if (which < 0 || which >= PASS_COUNT) {

@@ -188,6 +188,39 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    func testTunedDecisionsPersistPerMachine() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("percep-tune-\(UUID().uuidString)")
+        let file = dir.appendingPathComponent("conv-dispatch.json").path
+        defer { ConvDispatch.setTuning(false, cacheFile: nil); try? FileManager.default.removeItem(at: dir) }
+        let g = ConvGeometry(n: 1, cIn: 8, h: 12, w: 12, cOut: 8, kh: 3, kw: 3, padding: (1, 1))
+        let machine = ConvTuneCache.machineKey
+
+        // Measured once, written under this machine's key.
+        ConvDispatch.setTuning(true, cacheFile: file)
+        let measured = ConvDispatch.algorithm(for: g, pass: .forward)
+        XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.key(g, .forward)], measured)
+
+        // A later process takes a stored decision as it is, without measuring: plant the other one.
+        let other: ConvAlgorithm = measured == .dnnl ? .im2col : .dnnl
+        var table = ConvTuneCache.load(path: file, machine: machine)
+        table[ConvTuneCache.key(g, .forward)] = other
+        ConvTuneCache.store(table, path: file, machine: machine)
+        ConvTuneCache.store([ConvTuneCache.key(g, .backwardData): .im2col], path: file, machine: "another CPU | other libraries")
+        ConvDispatch.setTuning(true, cacheFile: file)
+        XCTAssertEqual(ConvDispatch.algorithm(for: g, pass: .forward), other)
+        // Another machine's tables stay in the file but are not this machine's decisions.
+        _ = ConvDispatch.algorithm(for: g, pass: .backwardData)
+        XCTAssertEqual(ConvTuneCache.load(path: file, machine: "another CPU | other libraries").count, 1)
+        XCTAssertNotNil(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.key(g, .backwardData)])
+
+        // A damaged file is ignored and replaced, never fatal.
+        try "{ not json".write(toFile: file, atomically: true, encoding: .utf8)
+        ConvDispatch.setTuning(true, cacheFile: file)
+        _ = ConvDispatch.algorithm(for: g, pass: .backwardWeight)
+        XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine).count, 1)
+        checkOne(.dnnl, g, seed: 3)   // forcing still overrides
+    }
+
     func testFMAPeakProbesTheWidestVectors() throws {
         // The probe picks its ISA at run time: AVX-512 where the CPU has it, else AVX2 + FMA.
         let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""

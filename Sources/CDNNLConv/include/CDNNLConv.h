@@ -104,6 +104,9 @@ const char *pd_conv_impl_name(pd_conv *c, int which);
 /// families, 256 for AVX/AVX2, 128 for SSE4.1, 0 when oneDNN reports none of these.
 int pd_dnnl_isa_bits(void);
 
+/// oneDNN's version as "major.minor.patch" (static storage).
+const char *pd_dnnl_version(void);
+
 /// Workspace bytes pass `which` (0 forward, 1 backward data, 2 backward weights) needs for its
 /// blocked copies and scratchpad, building the pass if needed; 0 on failure (see
 /// pd_conv_last_error).

@@ -25,7 +25,8 @@ public enum ConvPass: Int, CaseIterable, Sendable {
 /// blocked direct convolution leads on most, im2col + GEMM on a few where oneDNN pads channels
 /// or falls back to its generic path. The default is a rule measured on the benchmark shapes;
 /// `PERCEP_CONV=im2col|dnnl` forces one algorithm and `PERCEP_CONV=tune` times both once per
-/// new shape and pass and keeps the faster.
+/// new shape and pass on this machine and keeps the faster, remembered on disk per machine
+/// (`ConvTuneCache`).
 public enum ConvDispatch {
     private static let lock = NSLock()
     private static var handles: [HandleKey: OpaquePointer] = [:]
@@ -33,7 +34,21 @@ public enum ConvDispatch {
     private static var ruled: [TuneKey: ConvAlgorithm] = [:]
     private static let environment = ProcessInfo.processInfo.environment["PERCEP_CONV"] ?? ""
     private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: environment)
-    private static let tuning = environment == "tune"
+    private static var tuning = environment == "tune"
+    /// Where tuned decisions persist (`ConvTuneCache`), nil when not tuning.
+    private static var tuneCachePath: String? = environment == "tune" ? ConvTuneCache.path : nil
+    /// This machine's decisions read from the cache file, loaded on first need.
+    private static var storedDecisions: [String: ConvAlgorithm]?
+
+    /// Turns measuring on (as `PERCEP_CONV=tune`) with decisions kept in `cacheFile` (nil: in
+    /// memory only), or off; forgets decisions taken so far. For tests.
+    static func setTuning(_ on: Bool, cacheFile: String?) {
+        lock.lock(); defer { lock.unlock() }
+        tuning = on
+        tuneCachePath = on ? cacheFile : nil
+        storedDecisions = nil
+        tuned.removeAll()
+    }
 
     struct HandleKey: Hashable { let geometry: ConvGeometry; let bias: Bool; var relu = false }
     struct TuneKey: Hashable { let geometry: ConvGeometry; let pass: ConvPass }
@@ -54,6 +69,8 @@ public enum ConvDispatch {
     /// primitive is created, so cached primitives are dropped and rebuilt on next use.
     static func threadsChanged() {
         lock.lock(); defer { lock.unlock() }
+        storedDecisions = nil   // decisions are per thread count
+        tuned.removeAll()
         for h in handles.values { pd_conv_destroy(h) }
         handles.removeAll()
     }
@@ -63,6 +80,14 @@ public enum ConvDispatch {
         lock.lock()
         if let forced { lock.unlock(); return forced }
         if let t = tuned[TuneKey(geometry: g, pass: pass)] { lock.unlock(); return t }
+        if tuning, let path = tuneCachePath {
+            if storedDecisions == nil { storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey) }
+            if let stored = storedDecisions?[ConvTuneCache.key(g, pass)] {
+                tuned[TuneKey(geometry: g, pass: pass)] = stored
+                lock.unlock()
+                return stored
+            }
+        }
         lock.unlock()
         if tuning { return tune(g, pass) }
         return rule(g, pass)
@@ -322,7 +347,14 @@ public enum ConvDispatch {
             }
             if fastest < best.1 { best = (alg, fastest) }
         }
-        lock.lock(); tuned[TuneKey(geometry: g, pass: pass)] = best.0; lock.unlock()
+        lock.lock()
+        tuned[TuneKey(geometry: g, pass: pass)] = best.0
+        if let path = tuneCachePath {
+            storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey)
+            storedDecisions![ConvTuneCache.key(g, pass)] = best.0
+            ConvTuneCache.store(storedDecisions!, path: path, machine: ConvTuneCache.machineKey)
+        }
+        lock.unlock()
         return best.0
     }
 
