@@ -198,15 +198,15 @@ public enum ConvDispatch {
     }
 
     /// Whether Winograd F(4×4, 3×3) runs `pass` of a frozen network's convolution `g` (unless an
-    /// algorithm is forced or `PERCEP_WINOGRAD=0`): where it applies, with at least 32 channels
-    /// on both sides and 128 output tiles. Measured with `bench conv --compare` on the VGG16
-    /// shapes (docs/benchmarks.md): it gains 1.2–1.7× over oneDNN there; with fewer channels the
-    /// 36 GEMMs are too thin (19 → 64 channels: 0.93×), and on maps of a few tiles the weight
-    /// transform, 36 flops per weight, outweighs the convolution (512 channels at 8×8: 0.3–0.45×).
+    /// algorithm is forced or `PERCEP_WINOGRAD=0`): where it applies, with at least 16 channels
+    /// on both sides and 32 output tiles. Measured with `bench conv --compare` on the VGG16
+    /// shapes (docs/benchmarks.md, AVX2): 1.1–2.4× oneDNN's rate there; on maps of a few tiles
+    /// the weight transform (36 flops per weight, per call) outweighs the saving (512 channels on
+    /// 8×8 maps at batch 2, 8 tiles: 0.35–0.5×). With 32 tiles the backward-data pass is at par.
     public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass) -> Bool {
         let tiles = g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
         return pass != .backwardWeight && winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
-            && g.cIn >= 32 && g.cOut >= 32 && tiles >= 128
+            && g.cIn >= 16 && g.cOut >= 16 && tiles >= 32
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
 
