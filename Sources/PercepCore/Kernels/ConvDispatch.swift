@@ -298,8 +298,12 @@ public enum ConvDispatch {
     /// PSPNet-R18's own passes need, and RSS keeps that high-water mark. Forward and
     /// backward-data passes above the budget run a few images at a time: the same kernels on
     /// fewer images, with blocked copies the size of the chunk.
-    /// (Tests lower it to make small shapes split.)
-    nonisolated(unsafe) static var workspaceBudget = 48 << 20
+    /// `PERCEP_CONV_WORKSPACE_MB` sets another budget (0: never split); tests lower it to make
+    /// small shapes split.
+    nonisolated(unsafe) static var workspaceBudget: Int = {
+        guard let text = ProcessInfo.processInfo.environment["PERCEP_CONV_WORKSPACE_MB"], let mb = Int(text), mb >= 0 else { return 48 << 20 }
+        return mb == 0 ? Int.max : mb << 20
+    }()
 
     /// Calls `body(chunk geometry, first image)` over the fewest equal batch chunks whose
     /// workspace fits `workspaceBudget` (one image at least; the whole batch in one call when it
