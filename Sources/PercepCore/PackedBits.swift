@@ -28,9 +28,13 @@ public final class PackedBits {
         wordsPerRow = (entriesPerRow + perWord - 1) / perWord
         words = .allocate(capacity: max(rows * wordsPerRow, 1))
         words.initialize(repeating: 0, count: max(rows * wordsPerRow, 1))
+        StorageStatistics.allocated(max(rows * wordsPerRow, 1) * 8)   // counted with the tensors
     }
 
-    deinit { words.deallocate() }
+    deinit {
+        StorageStatistics.freed(max(rows * wordsPerRow, 1) * 8)
+        words.deallocate()
+    }
 
     /// Bytes held.
     public var byteCount: Int { rows * wordsPerRow * 8 }

@@ -11,8 +11,8 @@ import Synchronization
 /// dynamic mmap threshold has risen) freed activations fragment and stay resident: in the
 /// PSPNet-R18 + VGG16 perceptual step that kept peak RSS 240 MiB above the live tensors. Mapped
 /// blocks ask for transparent huge pages, so a fresh block costs one page fault per 2 MiB
-/// instead of one per 4 KiB (the same step ran 4 % faster than from the heap;
-/// docs/benchmarks.md).
+/// instead of one per 4 KiB; the kernel still zeroes every fresh page, which costs some speed
+/// (see `mappingThreshold`).
 public final class Storage {
     /// First element of the block.
     public let base: UnsafeMutablePointer<Float>
@@ -20,9 +20,18 @@ public final class Storage {
     public let count: Int
     /// Length of the mapping behind a mapped block; 0 for a heap block.
     private let mappedLength: Int
+    private static let pageSize = Int(sysconf(Int32(_SC_PAGESIZE)))
 
-    /// Blocks of this many bytes or more are mapped (1 MiB).
-    public static let mappingThreshold = 1 << 20
+    /// Blocks of this many bytes or more are mapped: 1 MiB, or `PERCEP_MAPPED_MIN_MB`. Mapping
+    /// trades speed for memory: every fresh mapping is page-faulted and zeroed by the kernel,
+    /// where the heap hands back freed memory as it is. Measured (docs/benchmarks.md): the
+    /// PSPNet-R18 + VGG16 step 1087 MiB / 2.70 s mapped from 1 MiB against 1259 MiB / 2.50 s with
+    /// `PERCEP_MAPPED_MIN_MB=32` (glibc maps blocks above 32 MiB itself); CondInst R-50 1607 MiB /
+    /// 6.26 s against 1905 MiB / 5.83 s.
+    public static let mappingThreshold: Int = {
+        guard let text = ProcessInfo.processInfo.environment["PERCEP_MAPPED_MIN_MB"], let mb = Int(text), mb > 0 else { return 1 << 20 }
+        return mb << 20
+    }()
 
     /// Allocates `count` uninitialised elements.
     public init(count: Int) {
@@ -30,14 +39,13 @@ public final class Storage {
         self.count = count
         let bytes = max(count, 1) * MemoryLayout<Float>.stride
         if bytes >= Storage.mappingThreshold {
-            let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-            let length = (bytes + page - 1) / page * page
+            let length = (bytes + Storage.pageSize - 1) / Storage.pageSize * Storage.pageSize
             let p = mmap(nil, length, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0)
             guard let p, p != MAP_FAILED else { fatalError("percep-dist: out of memory mapping \(bytes) bytes") }
             // Advice only: where transparent huge pages are off this changes nothing.
             _ = madvise(p, length, Int32(MADV_HUGEPAGE))
-            mappedLength = length
             base = p.bindMemory(to: Float.self, capacity: max(count, 1))
+            mappedLength = length
         } else {
             var raw: UnsafeMutableRawPointer?
             guard posix_memalign(&raw, 64, bytes) == 0, let raw else {
@@ -62,9 +70,9 @@ public final class Storage {
     }
 }
 
-/// Bytes held by live `Storage` blocks, and the most held at once since the last `resetPeak`:
-/// benchmarks report it beside peak RSS, so memory held outside tensors (library workspaces,
-/// allocator slack) shows as the difference.
+/// Bytes held by live `Storage` blocks (and `PackedBits`), and the most held at once since the
+/// last `resetPeak`: benchmarks report it beside peak RSS, so memory held outside tensors
+/// (library workspaces, allocator slack) shows as the difference.
 public enum StorageStatistics {
     private static let live = Atomic<Int>(0)
     private static let peak = Atomic<Int>(0)

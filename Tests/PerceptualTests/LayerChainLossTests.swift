@@ -89,7 +89,7 @@ final class LayerChainLossTests: XCTestCase {
         let chained = heldUntilBackward { loss($0, target) }
         let opByOp = heldUntilBackward { self.opByOpLoss(loss, $0, target) }
         // Op by op: 2·(32 + 32)·64² + 2·(64 + 64)·32² + … floats ≈ 5 MiB; the chain keeps the
-        // level differences (a fifth of that) and the bits.
+        // level difference and the bits (StorageStatistics counts both).
         XCTAssertGreaterThan(opByOp, 4 << 20)
         XCTAssertLessThan(chained * 4, opByOp, "chain holds \(chained) bytes, op by op \(opByOp)")
     }
