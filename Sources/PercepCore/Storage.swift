@@ -25,9 +25,9 @@ public final class Storage {
     /// Blocks of this many bytes or more are mapped: 1 MiB, or `PERCEP_MAPPED_MIN_MB`. Mapping
     /// trades speed for memory: every fresh mapping is page-faulted and zeroed by the kernel,
     /// where the heap hands back freed memory as it is. Measured (docs/benchmarks.md): the
-    /// PSPNet-R18 + VGG16 step 1087 MiB / 2.70 s mapped from 1 MiB against 1259 MiB / 2.50 s with
-    /// `PERCEP_MAPPED_MIN_MB=32` (glibc maps blocks above 32 MiB itself); CondInst R-50 1607 MiB /
-    /// 6.26 s against 1905 MiB / 5.83 s.
+    /// PSPNet-R18 + VGG16 step 1056 MiB / 2.79 s mapped from 1 MiB against 1210 MiB / 2.52 s with
+    /// `PERCEP_MAPPED_MIN_MB=32` (glibc maps blocks above 32 MiB itself); CondInst R-50 1606 MiB /
+    /// 6.73 s against 1837 MiB / 5.79 s.
     public static let mappingThreshold: Int = {
         guard let text = ProcessInfo.processInfo.environment["PERCEP_MAPPED_MIN_MB"], let mb = Int(text), mb > 0 else { return 1 << 20 }
         return mb << 20
