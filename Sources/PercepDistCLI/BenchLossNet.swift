@@ -45,13 +45,14 @@ struct BenchLossNet: ParsableCommand {
             return dt
         }
         _ = step()
+        let freshBefore = StorageStatistics.freshMappedBytes
         let times = (0..<iters).map { _ in step() }
         let mean = times.reduce(0, +) / Double(times.count)
         let report: [String: Any] = [
             "seconds_per_iter": mean, "min_seconds": times.min()!,
             "threads": ThreadBudget.threads, "structure": config.structure, "kernel_size": config.kernelSize,
             "in_channels": config.inChannels, "size": size, "batch": batch, "iters": iters, "family": config.family.rawValue,
-        ].merging(benchMemoryReport()) { $1 }
+        ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: iters)) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -65,7 +66,10 @@ struct BenchLossNet: ParsableCommand {
 
 /// Where a benchmark's memory went: peak RSS, the most bytes live tensors held at once, and the
 /// size of oneDNN's shared workspace; what is in none of them is library code and allocator slack.
-func benchMemoryReport() -> [String: Any] {
+/// `freshBefore` (`StorageStatistics.freshMappedBytes` before the timed steps) gives the fresh
+/// pages the `timedSteps` faulted in per step.
+func benchMemoryReport(freshBefore: Int, timedSteps: Int) -> [String: Any] {
     ["peak_rss_mb": peakRSSMegabytes(), "peak_tensor_mb": Double(StorageStatistics.peakBytes) / 1_048_576,
-     "conv_workspace_mb": Double(ConvDispatch.dnnlWorkspaceBytes) / 1_048_576]
+     "conv_workspace_mb": Double(ConvDispatch.dnnlWorkspaceBytes) / 1_048_576,
+     "fresh_pages_mb_per_step": Double(StorageStatistics.freshMappedBytes - freshBefore) / 1_048_576 / Double(max(timedSteps, 1))]
 }

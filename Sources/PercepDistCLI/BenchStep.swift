@@ -103,6 +103,7 @@ struct BenchStep: ParsableCommand {
             return (dt, total.item)
         }
         for _ in 0..<warmup { _ = step() }
+        let freshBefore = StorageStatistics.freshMappedBytes
         var times: [Double] = [], last: Float = 0
         for _ in 0..<steps { let (t, l) = step(); times.append(t); last = l }
         precondition(last.isFinite, "bench step: the loss is not finite (\(last))")
@@ -118,7 +119,7 @@ struct BenchStep: ParsableCommand {
             "threads": ThreadBudget.threads, "model": model, "size": size, "batch": batch, "classes": classes,
             "output_stride": outputStride, "aux": net.auxiliaryHead != nil, "perceptual": perceptual ?? "none", "steps": steps, "loss": Double(last),
             "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
-        ].merging(benchMemoryReport()) { $1 }
+        ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: steps)) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -170,6 +171,7 @@ struct BenchStep: ParsableCommand {
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         for _ in 0..<warmup { _ = step() }
+        let freshBefore = StorageStatistics.freshMappedBytes
         let times = (0..<steps).map { _ in step() }
         precondition(lastTerms.allSatisfy { $0.1.isFinite }, "bench step: a loss is not finite (\(lastTerms))")
         let mean = times.reduce(0, +) / Double(times.count)
@@ -177,7 +179,7 @@ struct BenchStep: ParsableCommand {
             "seconds_per_step": mean, "min_seconds": times.min()!, "threads": ThreadBudget.threads,
             "model": model, "size": [h, w], "batch": batch, "classes": classes, "instances": instances, "perceptual": perceptual ?? "none",
             "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
-        ].merging(benchMemoryReport()) { $1 }
+        ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: steps)) { $1 }
         for (name, value) in lastTerms { report[name] = value }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])

@@ -1,4 +1,5 @@
 // The project's own C kernels (no external library): Winograd F(4x4, 3x3) transforms and the
-// FMA peak probe.
+// FMA peak probe, and an mremap wrapper.
 #include "winograd.h"
 #include "fma_peak.h"
+#include "remap.h"
