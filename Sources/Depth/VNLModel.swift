@@ -53,7 +53,7 @@ final class FTB: Module, Layer {
 
     func callAsFunction(_ x: Tensor) -> Tensor {
         let r = conv1(x)
-        return (r + conv3(bn1(conv2(r)).relu())).relu()
+        return Tensor.addRelu(r, conv3(bn1(conv2(r)).relu()))
     }
 }
 

@@ -101,7 +101,7 @@ public final class BottleneckBlock: Module, Layer {
     /// relu(conv3(relu(conv2(relu(conv1(x))))) + shortcut(x)).
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y = conv3(conv2(conv1(x, relu: true), relu: true))
-        return (y + (shortcut?(x) ?? x)).relu()
+        return Tensor.addRelu(y, shortcut?(x) ?? x)
     }
 }
 
@@ -125,7 +125,7 @@ public final class BasicResidualBlock: Module, Layer {
 
     /// relu(conv2(relu(conv1(x))) + shortcut(x)).
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        (conv2(conv1(x, relu: true)) + (shortcut?(x) ?? x)).relu()
+        Tensor.addRelu(conv2(conv1(x, relu: true)), shortcut?(x) ?? x)
     }
 }
 

@@ -153,8 +153,37 @@ extension Tensor {
     public func clamp(min lo: Float = -.infinity, max hi: Float = .infinity) -> Tensor {
         unaryOp({ Swift.min(Swift.max($0, lo), hi) }, { x, _ in (x > lo && x < hi) ? 1 : 0 })
     }
-    /// Swift.max(x, 0).
-    public func relu() -> Tensor { unaryOp({ $0 > 0 ? $0 : 0 }, { x, _ in x > 0 ? 1 : 0 }) }
+    /// max(x, 0). The backward keeps only the output (x > 0 exactly where the output is), so the
+    /// input can be freed, and lets through the output gradient where x > 0, zero elsewhere (as
+    /// PyTorch's `threshold_backward`: an infinite gradient at x ≤ 0 gives 0, not NaN).
+    public func relu() -> Tensor {
+        let out = unary { $0 > 0 ? $0 : 0 }
+        Tape.record(out, inputs: [self]) { g in [Tensor.reluBackward(g, output: out)] }
+        return out
+    }
+
+    /// max(a + b, 0) for two tensors of one shape in one pass, as a residual block ends; the sum
+    /// itself is never stored. Equal to `(a + b).relu()`, gradients included.
+    public static func addRelu(_ a: Tensor, _ b: Tensor) -> Tensor {
+        guard a.shape == b.shape else { return (a + b).relu() }
+        let out = Tensor(uninitialized: a.shape)
+        Kernels.zip(out.data, a.data, b.data, count: a.count) { x, y in
+            let sum = x + y
+            return sum > 0 ? sum : 0
+        }
+        Tape.record(out, inputs: [a, b]) { g in
+            let dx = Tensor.reluBackward(g, output: out)
+            return [a.requiresGrad ? dx : nil, b.requiresGrad ? dx : nil]
+        }
+        return out
+    }
+
+    /// The gradient into a ReLU's input from its output's gradient `g` and its output.
+    private static func reluBackward(_ g: Tensor, output: Tensor) -> Tensor {
+        let dx = Tensor(uninitialized: g.shape)
+        Kernels.zip(dx.data, g.data, output.data, count: g.count) { gv, y in y > 0 ? gv : 0 }
+        return dx
+    }
     /// 1 / (1 + e^-x).
     public func sigmoid() -> Tensor { unaryOp({ Kernels.sigmoid($0) }, { _, y in y * (1 - y) }) }
     /// Hyperbolic tangent.

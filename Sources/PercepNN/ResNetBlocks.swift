@@ -50,7 +50,7 @@ public final class BasicBlock: Module, Layer {
     /// relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y = bn2(conv2(bn1(conv1(x)).relu()))
-        return (y + (downsample?(x) ?? x)).relu()
+        return Tensor.addRelu(y, downsample?(x) ?? x)
     }
 }
 
@@ -98,7 +98,7 @@ public final class Bottleneck: Module, Layer {
     /// relu(bn3(conv3(relu(bn2(conv2(relu(bn1(conv1(x)))))))) + shortcut(x)).
     public func callAsFunction(_ x: Tensor) -> Tensor {
         let y = bn3(conv3(bn2(conv2(bn1(conv1(x)).relu())).relu()))
-        return (y + (downsample?(x) ?? x)).relu()
+        return Tensor.addRelu(y, downsample?(x) ?? x)
     }
 }
 
