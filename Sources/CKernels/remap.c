@@ -2,11 +2,6 @@
 #include <sys/mman.h>
 #include "remap.h"
 
-void *pd_remap(void *address, size_t old_length, size_t new_length) {
-    void *moved = mremap(address, old_length, new_length, MREMAP_MAYMOVE);
-    return moved == MAP_FAILED ? NULL : moved;
-}
-
 void *pd_remap_onto(void *address, size_t length, void *target) {
     void *moved = mremap(address, length, length, MREMAP_MAYMOVE | MREMAP_FIXED, target);
     return moved == MAP_FAILED ? NULL : moved;

@@ -8,9 +8,9 @@ import Synchronization
 ///
 /// Any cached memory serves any request. The smallest cached block that is large enough is cut:
 /// the request takes its front, the rest stays cached. When no block is large enough, the largest
-/// ones are gathered: the first is grown with `mremap`, and the pages of the others are moved onto
-/// the grown part (page tables move, nothing is copied or zeroed); only what the whole cache cannot
-/// cover is fresh memory. So the mapped bytes (live plus cached) never exceed the most bytes ever
+/// ones are gathered: a range of the full length is reserved and their pages are moved onto its
+/// front with `mremap` (page tables move, nothing is copied or zeroed); only what the whole cache
+/// cannot cover is fresh memory. So the mapped bytes (live plus cached) never exceed the most bytes ever
 /// live in mapped tensors — the kernel would have held that much at the peak without a cache — and
 /// a step that repeats the previous one faults in nothing. Between steps the cache keeps that peak
 /// mapped, as PyTorch's caching allocators do. `PERCEP_MAPPED_CACHE=0` turns it off.
@@ -27,7 +27,6 @@ enum MappedBlockCache {
     /// A freed block: its segments, in address order, cover it without gaps.
     private struct Block {
         var segments: [Segment]
-        var address: UnsafeMutableRawPointer { segments[0].address }
         var length: Int
 
         /// Splits off the first `length` bytes; the rest stays in `self`.

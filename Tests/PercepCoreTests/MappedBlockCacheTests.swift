@@ -19,8 +19,14 @@ final class MappedBlockCacheTests: XCTestCase {
 
     private func floats(_ bytes: Int) -> Int { bytes / MemoryLayout<Float>.stride }
 
+    /// The blocks below (1 MiB and up) are mapped and cached only with the default settings.
+    private func skipUnlessCached() throws {
+        try XCTSkipUnless(MappedBlockCache.enabled && Storage.mappingThreshold <= mib,
+                          "PERCEP_MAPPED_CACHE=0 or PERCEP_MAPPED_MIN_MB > 1")
+    }
+
     func testFreedBlockIsReusedAndZeroedOnRequest() throws {
-        try XCTSkipUnless(MappedBlockCache.enabled, "PERCEP_MAPPED_CACHE=0")
+        try skipUnlessCached()
         let fresh0 = StorageStatistics.freshMappedBytes
         var address: UnsafeMutablePointer<Float>?
         do {
@@ -37,7 +43,7 @@ final class MappedBlockCacheTests: XCTestCase {
     }
 
     func testLargerBlockIsCutAndItsTailStaysCached() throws {
-        try XCTSkipUnless(MappedBlockCache.enabled, "PERCEP_MAPPED_CACHE=0")
+        try skipUnlessCached()
         do { _ = Storage(count: floats(8 * mib)) }
         let fresh0 = StorageStatistics.freshMappedBytes
         let front = Storage(zeros: floats(3 * mib))
@@ -49,7 +55,7 @@ final class MappedBlockCacheTests: XCTestCase {
     }
 
     func testSmallBlocksAreGatheredWithTheirData() throws {
-        try XCTSkipUnless(MappedBlockCache.enabled, "PERCEP_MAPPED_CACHE=0")
+        try skipUnlessCached()
         // Three freed blocks, none large enough alone: their pages are moved into one block.
         do {
             let blocks = [2, 3, 1].map { Storage(count: floats($0 * mib)) }
@@ -77,7 +83,7 @@ final class MappedBlockCacheTests: XCTestCase {
     }
 
     func testMappedBytesNeverExceedTheMostEverLive() throws {
-        try XCTSkipUnless(MappedBlockCache.enabled, "PERCEP_MAPPED_CACHE=0")
+        try skipUnlessCached()
         var rng = SeededRNG(seed: 11)
         var live: [Storage] = [], liveBytes = 0, mostLive = 0
         for _ in 0..<400 {

@@ -32,7 +32,7 @@ final class OpGradientTests: XCTestCase {
         checkGradients("abs", [sep]) { $0[0].abs() }
         checkGradients("clamp", [sep]) { $0[0].clamp(min: -0.31, max: 0.42) }
         checkGradients("relu", [sep]) { $0[0].relu() }
-        // a + b stays at least 0.05 - 0.01·1 away from 0, where the finite differences hold.
+        // |a + b| ≥ 0.05 − 0.01: away from ReLU's kink, where finite differences hold.
         let small = randomTensor([4, 6], seed: 5, lo: -0.01, hi: 0.01)
         checkGradients("addRelu", [sep, small]) { Tensor.addRelu($0[0], $0[1]) }
         checkGradients("addRelu same input", [sep]) { Tensor.addRelu($0[0], $0[0]) }

@@ -1,5 +1,5 @@
 // The project's own C kernels (no external library): Winograd F(4x4, 3x3) transforms and the
-// FMA peak probe, and an mremap wrapper.
+// FMA peak probe, and an mremap wrapper that moves pages.
 #include "winograd.h"
 #include "fma_peak.h"
 #include "remap.h"

@@ -1,4 +1,4 @@
-// mremap(2) is variadic in C, which Swift cannot call: these wrappers grow and move mappings for
+// mremap(2) is variadic in C, which Swift cannot call: this wrapper moves pages for
 // PercepCore's mapped-block cache.
 #ifndef PERCEP_CKERNELS_REMAP_H
 #define PERCEP_CKERNELS_REMAP_H
@@ -8,12 +8,6 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/// Grows (or shrinks) the private anonymous mapping at `address` from `old_length` to
-/// `new_length` bytes, moving it if it cannot grow in place; pages beyond `old_length` are fresh
-/// (zero) pages, the others keep their contents without a copy. Returns the mapping's new
-/// address, or NULL with errno set.
-void *pd_remap(void *address, size_t old_length, size_t new_length);
 
 /// Moves the pages of the `length` bytes at `address` to `target`, replacing whatever was mapped
 /// there, without copying them. Returns `target`, or NULL with errno set.
