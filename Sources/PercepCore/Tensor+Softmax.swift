@@ -108,31 +108,70 @@ extension Tensor {
                     for task in r {
                         let o = task / blocksPerRow, j0 = (task % blocksPerRow) * block
                         let len = Swift.min(block, inner - j0)
-                        let src = x + o * n * inner + j0, dst = out + o * n * inner + j0
-                        for j in 0..<len { m[j] = -Float.infinity; s[j] = 0 }
-                        for k in 0..<n {
-                            let row = src + k * inner
-                            for j in 0..<len { m[j] = Swift.max(m[j], row[j]) }
-                        }
-                        for k in 0..<n {
-                            let row = src + k * inner, o = dst + k * inner
-                            for j in 0..<len { let e = Foundation.exp(row[j] - m[j]); o[j] = e; s[j] += e }
-                        }
-                        if log {
-                            for j in 0..<len { s[j] = m[j] + Foundation.log(s[j]) }
-                            for k in 0..<n {
-                                let row = src + k * inner, o = dst + k * inner
-                                for j in 0..<len { o[j] = row[j] - s[j] }
-                            }
-                        } else {
-                            for j in 0..<len { s[j] = 1 / s[j] }
-                            for k in 0..<n {
-                                let o = dst + k * inner
-                                for j in 0..<len { o[j] *= s[j] }
-                            }
-                        }
+                        softmaxBlock(x + o * n * inner + j0, out + o * n * inner + j0, n: n, stride: inner, outStride: inner,
+                                     count: len, max: m, sum: s, log: log)
                     }
                 }
+            }
+        }
+    }
+
+    /// Softmax or log-softmax along n of `count` consecutive positions: row k of the input starts
+    /// at src + k·stride, of the output at dst + k·outStride. `max` and `sum` are scratch of
+    /// `count` floats. Every inner loop is contiguous (see `softmaxKernel`).
+    @inline(__always)
+    static func softmaxBlock(_ src: UnsafePointer<Float>, _ dst: UnsafeMutablePointer<Float>, n: Int, stride: Int, outStride: Int,
+                             count len: Int, max m: UnsafeMutablePointer<Float>, sum s: UnsafeMutablePointer<Float>, log: Bool) {
+        for j in 0..<len { m[j] = -Float.infinity; s[j] = 0 }
+        for k in 0..<n {
+            let row = src + k * stride
+            for j in 0..<len { m[j] = Swift.max(m[j], row[j]) }
+        }
+        for k in 0..<n {
+            let row = src + k * stride, o = dst + k * outStride
+            for j in 0..<len { let e = Foundation.exp(row[j] - m[j]); o[j] = e; s[j] += e }
+        }
+        if log {
+            for j in 0..<len { s[j] = m[j] + Foundation.log(s[j]) }
+            for k in 0..<n {
+                let row = src + k * stride, o = dst + k * outStride
+                for j in 0..<len { o[j] = row[j] - s[j] }
+            }
+        } else {
+            for j in 0..<len { s[j] = 1 / s[j] }
+            for k in 0..<n {
+                let o = dst + k * outStride
+                for j in 0..<len { o[j] *= s[j] }
+            }
+        }
+    }
+
+    /// Softmax of x: [outer, n, inner] along n into out (which may be x), off the tape (fused
+    /// losses use it).
+    public static func softmaxRaw(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, outer: Int, n: Int, inner: Int) {
+        softmaxKernel(out, x, outer: outer, n: n, inner: inner, log: false)
+    }
+
+    /// The softmax backward dx = y ⊙ (g − Σ g·y) written over g, with y = softmax(logits) along n
+    /// recomputed block by block instead of read from a kept output: an op that folds the softmax
+    /// in (the perceptual loss on a segmentation prediction) then holds nothing but the logits,
+    /// which the tape keeps anyway. Per position the arithmetic matches `softmax(axis:)`'s
+    /// forward and backward. g, logits: [outer, n, inner].
+    public static func softmaxBackwardRecomputing(_ g: UnsafeMutablePointer<Float>, logits: UnsafePointer<Float>,
+                                                  outer: Int, n: Int, inner: Int) {
+        let block = Swift.min(256, inner)
+        let blocksPerRow = (inner + block - 1) / block
+        parallelChunks(outer * blocksPerRow, grain: Swift.max(1, 8192 / Swift.max(n * block, 1))) { r in
+            let y = UnsafeMutablePointer<Float>.allocate(capacity: n * block + 2 * block)
+            defer { y.deallocate() }
+            let m = y + n * block, dot = m + block
+            for task in r {
+                let o = task / blocksPerRow, j0 = (task % blocksPerRow) * block
+                let len = Swift.min(block, inner - j0), base = o * n * inner + j0
+                softmaxBlock(logits + base, y, n: n, stride: inner, outStride: block, count: len, max: m, sum: dot, log: false)
+                for j in 0..<len { dot[j] = 0 }
+                for k in 0..<n { let row = g + base + k * inner, p = y + k * block; for j in 0..<len { dot[j] += row[j] * p[j] } }
+                for k in 0..<n { let row = g + base + k * inner, p = y + k * block; for j in 0..<len { row[j] = p[j] * (row[j] - dot[j]) } }
             }
         }
     }

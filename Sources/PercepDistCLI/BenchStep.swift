@@ -83,19 +83,24 @@ struct BenchStep: ParsableCommand {
         let labels: [Int32] = (0..<(batch * size * size)).map { _ in
             data.nextUnit() < 0.05 ? 255 : Int32(data.next() % UInt64(classes))
         }
-        let teacherLogits = Tensor(uninitialized: [batch, classes, size, size])
-        data.fillNormal(teacherLogits, std: 2)
-        let target = teacherLogits.softmax(axis: 1)
+        // The twin's target, softmax of fixed random logits; the logits are not kept (PyTorch
+        // frees its temporary too).
+        let target = Tensor(uninitialized: [batch, classes, size, size])
+        data.fillNormal(target, std: 2)
+        Tensor.softmaxRaw(target.data, target.data, outer: batch, n: classes, inner: size * size)
 
         func step() -> (Double, Float) {
             let t0 = DispatchTime.now().uptimeNanoseconds
             let out = net(x)
             let up = upsampleLogits(out.logits, to: (size, size))
+            // The perceptual term first, as SegmentationTask does: its forward's temporaries come
+            // before the CE's saved log-softmax, and its backward after the CE's.
+            let perceptualTerm = loss?.weighted(softmaxOf: up, target)
             var total = Loss.crossEntropy(up, target: labels, ignoreIndex: 255)
             if let a = out.auxLogits {
                 total = total + Loss.crossEntropy(upsampleLogits(a, to: (size, size)), target: labels, ignoreIndex: 255) * 0.4
             }
-            if let loss { total = total + loss.weighted(up.softmax(axis: 1), target) }
+            if let perceptualTerm { total = total + perceptualTerm }
             total.backward()
             sgd.step()
             sgd.zeroGrad()

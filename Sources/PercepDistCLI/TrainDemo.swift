@@ -68,7 +68,7 @@ final class DemoTask: TrainingTask {
         let ce = Loss.crossEntropy(logits, target: y)
         var terms = [LossTerm("loss_ce", step == nanAt ? ce * Float.nan : ce)]
         if let perceptual {
-            terms.append(LossTerm("loss_perceptual", perceptual.weighted(logits.softmax(axis: 1), oneHot(y, like: logits))))
+            terms.append(LossTerm("loss_perceptual", perceptual.weighted(softmaxOf: logits, oneHot(y, like: logits))))
         }
         return terms
     }

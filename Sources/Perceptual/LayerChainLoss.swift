@@ -43,14 +43,19 @@ enum LayerChainLoss {
         return out
     }
 
-    /// Runs the chain on x up to the end of level `last` with recording off. At each level end,
-    /// `levelEnd(level, output)` may return the level's term for the backward. With `keep`, returns
-    /// what each layer's backward needs.
-    private static func run(_ chain: LayerChain, _ x: Tensor, upTo last: Int, keep: Bool,
+    /// Runs the chain on x (on softmax(x) over channels with `softmaxFirst`) up to the end of level
+    /// `last` with recording off. At each level end, `levelEnd(level, output)` may return the
+    /// level's term for the backward. With `keep`, returns what each layer's backward needs.
+    private static func run(_ chain: LayerChain, _ x: Tensor, softmaxFirst: Bool = false, upTo last: Int, keep: Bool,
                             levelEnd: (Int, Tensor) -> (difference: Tensor, weightPerElement: Float)?) -> [Step] {
         var steps: [Step] = []
         Tape.withoutGrad {
             var h = x, i = 0, level = 0
+            if softmaxFirst {
+                // A temporary: released when the first layer's output replaces it in h.
+                h = Tensor(uninitialized: x.shape)
+                Tensor.softmaxRaw(h.data, x.data, outer: x.shape[0], n: x.shape[1], inner: x.shape[2] * x.shape[3])
+            }
             let layers = chain.layers
             while i < layers.count && level <= last {
                 let y: Tensor
@@ -89,15 +94,24 @@ enum LayerChainLoss {
         return steps
     }
 
-    /// Σ_j w_j · mean((f_j(x) − targetLevels[j])²) over levels 0…`last` with w_j > 0, as a scalar;
+    /// Σ_j w_j · mean((f_j(p) − targetLevels[j])²) over levels 0…`last` with w_j > 0, as a scalar;
     /// differentiable with respect to x when x needs a gradient and the tape is recording.
-    /// x: [N, C, H, W]; targetLevels[j]: level j's output for the target.
-    static func loss(_ chain: LayerChain, _ x: Tensor, targetLevels: [Tensor], levelWeights: [Float], last: Int) -> Tensor {
+    /// p = x, or with `softmaxOfInput` p = softmax(x) over channels: the softmax is then part of
+    /// this op. The forward holds p only until the first layer has run and the backward recomputes
+    /// it from x (which the tape keeps anyway), so no tensor of the input's size waits for the
+    /// backward — 75 MiB for a [2, 150, 256, 256] segmentation prediction.
+    /// x: [N, C, H, W]; targetLevels[j]: level j's output for the target, overwritten with the
+    /// difference f_j(p) − targetLevels[j] (the backward keeps it; no third copy of a level).
+    static func loss(_ chain: LayerChain, _ x: Tensor, softmaxOfInput: Bool = false, consumingTargetLevels targetLevels: [Tensor],
+                     levelWeights: [Float], last: Int) -> Tensor {
         let keep = x.requiresGrad && Tape.current.isRecording
         var total: Tensor?
-        let steps = run(chain, x, upTo: last, keep: keep) { level, y in
+        let (outer, channels, inner) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
+        let steps = run(chain, x, softmaxFirst: softmaxOfInput, upTo: last, keep: keep) { level, y in
             guard levelWeights[level] > 0 else { return nil }
-            let difference = y - targetLevels[level]
+            let difference = targetLevels[level]
+            precondition(difference.shape == y.shape, "LayerChainLoss: target level \(level) is \(difference.shape), the prediction's \(y.shape)")
+            Kernels.zip(difference.data, y.data, difference.data, count: y.count) { $0 - $1 }
             let term = difference.pow(2).mean() * levelWeights[level]
             total = total.map { $0 + term } ?? term
             return (difference, levelWeights[level] / Float(difference.count))
@@ -126,6 +140,9 @@ enum LayerChainLoss {
                 case let .pool(window, argmax, inputShape):
                     grad = window.backward(dy, argmax: argmax, inputShape: inputShape)
                 }
+            }
+            if softmaxOfInput, let grad {
+                Tensor.softmaxBackwardRecomputing(grad.data, logits: x.data, outer: outer, n: channels, inner: inner)
             }
             return [grad]
         }

@@ -60,11 +60,31 @@ public final class PerceptualLoss {
     /// ℓ(pred, target) as a scalar; differentiable with respect to `prediction` only.
     /// prediction, target: [N, C, H, W].
     public func callAsFunction(_ prediction: Tensor, _ target: Tensor) -> Tensor {
+        loss(prediction, softmaxOfPrediction: false, target)
+    }
+
+    /// λ·ℓ, the term added to the task loss.
+    public func weighted(_ prediction: Tensor, _ target: Tensor) -> Tensor {
+        self(prediction, target) * config.lambda
+    }
+
+    /// λ·ℓ(softmax(logits) over channels, target): the segmentation form. For a chain network
+    /// (VGG, AlexNet) without an adapter the softmax runs inside the loss op, which then keeps no
+    /// probabilities for the backward (it recomputes them from the logits); otherwise it is an
+    /// ordinary softmax on the tape. logits, target: [N, C, H, W].
+    public func weighted(softmaxOf logits: Tensor, _ target: Tensor) -> Tensor {
+        loss(logits, softmaxOfPrediction: true, target) * config.lambda
+    }
+
+    private func loss(_ input: Tensor, softmaxOfPrediction: Bool, _ target: Tensor) -> Tensor {
         let last = levelWeights.lastIndex(where: { $0 > 0 }) ?? levelWeights.count - 1
+        // The softmax folds into the chain op only where it feeds the chain directly.
+        let folded = softmaxOfPrediction && adapter == nil && network.layerChain != nil
+        let prediction = softmaxOfPrediction && !folded ? input.softmax(axis: 1) : input
         if let chain = network.layerChain {
             let targetLevels = Tape.withoutGrad { LayerChainLoss.levels(chain, adapter.map { $0(target) } ?? target, upTo: last) }
-            let input = adapter.map { $0(prediction) } ?? prediction
-            return LayerChainLoss.loss(chain, input, targetLevels: targetLevels, levelWeights: levelWeights, last: last)
+            return LayerChainLoss.loss(chain, adapter.map { $0(prediction) } ?? prediction, softmaxOfInput: folded,
+                                       consumingTargetLevels: targetLevels, levelWeights: levelWeights, last: last)
         }
         let targetLevels = Tape.withoutGrad { embed(target, upTo: last) }
         let predLevels = embed(prediction, upTo: last)
@@ -74,11 +94,6 @@ public final class PerceptualLoss {
             total = total.map { $0 + term } ?? term
         }
         return total!
-    }
-
-    /// λ·ℓ, the term added to the task loss.
-    public func weighted(_ prediction: Tensor, _ target: Tensor) -> Tensor {
-        self(prediction, target) * config.lambda
     }
 
     func embed(_ x: Tensor, upTo last: Int) -> [Tensor] {

@@ -127,34 +127,41 @@ public final class SegmentationTask: TrainingTask {
         func crossEntropy(_ l: Tensor) -> Tensor {
             Loss.crossEntropy(l, target: batch.labels, ignoreIndex: ignore, reduction: .sum) * perPixel
         }
+        // The perceptual term is recorded first: its forward's temporaries (the softmax, the loss
+        // network's first activations) then come before the CE's saved log-softmax, and its
+        // backward (the tape runs last-recorded first) after the CE's, adding into a logits
+        // gradient that exists by then. That keeps the step's peak memory near the CE-only step's
+        // (docs/benchmarks.md, PSPNet-R18 + VGG16).
+        var perceptualTerm: LossTerm?
+        if let perceptual {
+            let target: Tensor
+            if let teacher {
+                // Soft labels made in place: no second tensor of the prediction's size.
+                target = Tape.withoutGrad { upsampleLogits(teacher(x).logits, to: size) }
+                Tensor.softmaxRaw(target.data, target.data, outer: target.shape[0], n: target.shape[1], inner: size.0 * size.1)
+            } else {
+                target = oneHot(batch.labels, over: Tape.withoutGrad { logits.softmax(axis: 1) })
+            }
+            perceptualTerm = LossTerm("loss_perceptual", perceptual.weighted(softmaxOf: logits, target))
+        }
         var terms = [LossTerm("loss_ce", crossEntropy(logits))]
         if let aux = out.auxLogits {
             terms.append(LossTerm("loss_aux", crossEntropy(upsampleLogits(aux, to: size)) * Float(config.double("MODEL.AUX_WEIGHT"))))
         }
-        if let perceptual {
-            let probabilities = logits.softmax(axis: 1)
-            let target: Tensor
-            if let teacher {
-                target = Tape.withoutGrad { upsampleLogits(teacher(x).logits, to: size).softmax(axis: 1) }
-            } else {
-                target = oneHot(batch.labels, filling: probabilities)
-            }
-            terms.append(LossTerm("loss_perceptual", perceptual.weighted(probabilities, target)))
-        }
+        if let perceptualTerm { terms.append(perceptualTerm) }
         return terms
     }
 
-    /// One-hot ground truth [N, K, H, W]; ignored pixels copy the student's own (detached)
-    /// probabilities, so they pull the prediction nowhere.
-    private func oneHot(_ labels: [Int32], filling probabilities: Tensor) -> Tensor {
-        let out = probabilities.detached().copy()
-        let k = out.shape[1], plane = out.shape[2] * out.shape[3]
-        let p = out.data
+    /// One-hot ground truth [N, K, H, W], written over `probabilities` (the student's, detached):
+    /// ignored pixels keep them, so they pull the prediction nowhere.
+    private func oneHot(_ labels: [Int32], over probabilities: Tensor) -> Tensor {
+        let k = probabilities.shape[1], plane = probabilities.shape[2] * probabilities.shape[3]
+        let p = probabilities.data
         for (i, label) in labels.enumerated() where Int(label) < k && label >= 0 {
             let n = i / plane, pixel = i % plane
             for c in 0..<k { p[(n * k + c) * plane + pixel] = c == Int(label) ? 1 : 0 }
         }
-        return out
+        return probabilities
     }
 
     /// mmseg's IoU sums (intersection, predicted and label area per class) over `indices` of the

@@ -58,6 +58,50 @@ final class LayerChainLossTests: XCTestCase {
         }
     }
 
+    /// `weighted(softmaxOf:)`: the softmax inside the chain op gives the loss and logits gradient
+    /// of a softmax on the tape followed by the chain, as one tape op that holds less until
+    /// backward (no probabilities); with an adapter (no folding) it is the tape softmax itself.
+    func testSoftmaxFoldedIntoTheChain() throws {
+        var c = LossNetworkConfig(inChannels: 7)
+        c.structure = [2, 1]; c.widths = [8, 12]; c.levelWeights = [0.5, 1]
+        let loss = try PerceptualLoss(c)
+        let shape = [2, 7, 20, 18]
+        let target = Tape.withoutGrad { randomTensor(shape, seed: 3, lo: -2, hi: 2, requiresGrad: false).softmax(axis: 1) }
+        let l1 = randomTensor(shape, seed: 4, lo: -3, hi: 3), l2 = randomTensor(shape, seed: 4, lo: -3, hi: 3)
+        Tape.current.reset()
+        let before = StorageStatistics.liveBytes
+        let folded = loss.weighted(softmaxOf: l1, target)
+        let heldFolded = StorageStatistics.liveBytes - before
+        XCTAssertEqual(Tape.current.count, 2, "the chain op and the λ product, no softmax op")
+        folded.backward()
+        let before2 = StorageStatistics.liveBytes
+        let reference = loss.weighted(l2.softmax(axis: 1), target)
+        let heldReference = StorageStatistics.liveBytes - before2
+        reference.backward()
+        XCTAssertEqual(Double(folded.item), Double(reference.item), accuracy: 1e-6 * Double(abs(reference.item)))
+        let g1 = try XCTUnwrap(l1.grad), g2 = try XCTUnwrap(l2.grad)
+        XCTAssertLessThan(relativeNorm(g1, g2), 1e-6, "logits gradient")
+        let probabilityBytes = shape.reduce(1, *) * MemoryLayout<Float>.stride
+        XCTAssertLessThanOrEqual(heldFolded + probabilityBytes, heldReference, "folded holds \(heldFolded), softmax on the tape \(heldReference)")
+    }
+
+    /// The softmax backward from recomputed probabilities equals the one from the kept output,
+    /// along channels (blocks of positions) and along the last axis (one position per block).
+    func testSoftmaxBackwardRecomputingMatchesTheTape() throws {
+        for (shape, axis) in [([2, 5, 9, 300], 1), ([3, 4, 11], 2)] {
+            let x = randomTensor(shape, seed: 5, lo: -4, hi: 4)
+            let y = x.softmax(axis: axis)
+            let upstream = randomTensor(shape, seed: 6, requiresGrad: false)
+            y.backward(seed: upstream.copy())
+            let expected = try XCTUnwrap(x.grad)
+            let a = Shape.axis(axis, rank: shape.count)
+            let outer = shape[..<a].reduce(1, *), inner = shape[(a + 1)...].reduce(1, *)
+            let g = upstream.copy()
+            Tensor.softmaxBackwardRecomputing(g.data, logits: x.data, outer: outer, n: shape[a], inner: inner)
+            for i in 0..<g.count { XCTAssertEqual(g.data[i], expected.data[i], "\(shape) axis \(axis) at \(i)") }
+        }
+    }
+
     func testWithoutGradientNothingIsRecorded() throws {
         var c = LossNetworkConfig(inChannels: 2)
         c.structure = [1, 1]; c.widths = [4, 4]
