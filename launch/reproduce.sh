@@ -6,7 +6,11 @@
 #                                              level weights; 4 seeds for the baseline and the
 #                                              perceptual student, 2 for the others (--seeds N,
 #                                              --headline-seeds M)
-#   bash launch/reproduce.sh --quick           baseline, + perceptual vs teacher, vs one-hot GT
+#   bash launch/reproduce.sh --quick           a first look in about 15 minutes: baseline, +
+#                                              perceptual vs teacher, vs one-hot GT, 2 seeds,
+#                                              1200 iterations (a quarter of the study's, so
+#                                              undertrained), in output/study-quick with its
+#                                              report there (docs/ is left alone)
 #   bash launch/reproduce.sh --only vgg19,k7   some rows (names: percep-dist study run --help)
 #   bash launch/reproduce.sh ... KEY VALUE     config overrides for every training run
 #

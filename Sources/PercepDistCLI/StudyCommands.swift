@@ -13,20 +13,29 @@ struct StudyCommand: ParsableCommand {
         subcommands: [StudyRun.self, StudyReportCommand.self])
 }
 
-/// Where a study writes its report; shared by `study run` and `study report`.
+/// Where a study writes its report; shared by `study run` and `study report`. Unset paths are
+/// the committed study's (docs/), or the quick study's folder for `study run --quick`.
 struct StudyReportOptions: ParsableArguments {
-    @Option(help: "The Markdown report.") var doc = "docs/reproduction.md"
-    @Option(help: "Every run's result as JSON (the report can be regenerated from it).") var results = "docs/reproduction/results.json"
-    @Option(help: "The bar chart (SVG).") var figure = "docs/reproduction/mIoU.svg"
+    @Option(help: "The Markdown report (default: docs/reproduction.md; <out>/reproduction.md with --quick).") var doc: String?
+    @Option(help: "Every run's result as JSON, from which the report can be regenerated (default: docs/reproduction/results.json; under <out> with --quick).")
+    var results: String?
+    @Option(help: "The bar chart, SVG (default: docs/reproduction/mIoU.svg; under <out> with --quick).") var figure: String?
     @Option(help: "Hand-written interpretation included in the report, if the file exists.") var notes = "docs/reproduction/notes.md"
 
+    /// The report's paths, with unset ones under `folder` (`folder/reproduction.md`,
+    /// `folder/reproduction/…`).
+    func paths(under folder: String) -> (doc: String, results: String, figure: String) {
+        (doc ?? folder + "/reproduction.md", results ?? folder + "/reproduction/results.json", figure ?? folder + "/reproduction/mIoU.svg")
+    }
+
     /// Writes the report, the figure and (when `runs` is given) results.json.
-    func write(_ results: StudyResults, saveResults: Bool) throws {
-        for path in [doc, self.results, figure] {
+    func write(_ results: StudyResults, saveResults: Bool, under folder: String = "docs") throws {
+        let (doc, resultsFile, figure) = paths(under: folder)
+        for path in [doc, resultsFile, figure] {
             try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
                                                     withIntermediateDirectories: true)
         }
-        if saveResults { try results.save(self.results) }
+        if saveResults { try results.save(resultsFile) }
         let docFolder = (doc as NSString).deletingLastPathComponent
         let relativeFigure = !docFolder.isEmpty && figure.hasPrefix(docFolder + "/") ? String(figure.dropFirst(docFolder.count + 1)) : figure
         let notesText = (try? String(contentsOfFile: notes, encoding: .utf8)) ?? ""
@@ -43,12 +52,18 @@ struct StudyRun: ParsableCommand {
         commandName: "run",
         abstract: "Train the study's missing runs (finished ones are kept, interrupted ones resume), then write the report.")
 
-    @Flag(help: "Only the target rows (baseline, + perceptual vs teacher, vs one-hot GT), 3 seeds each: about 20 minutes on two cores.") var quick = false
+    @Flag(help: """
+        A first look in about 15 minutes on two cores: the target rows (baseline, + perceptual vs \
+        teacher, vs one-hot GT), 2 seeds each, teacher and students trained for a quarter of the \
+        study's schedule (\(StudyGrid.quickIterations) iterations: undertrained), in output/study-quick \
+        with the report there.
+        """) var quick = false
     @Option(help: "Comma-separated rows to run (default: every row of the grid, or of --quick).") var only: String?
-    @Option(help: "Seeds per ablation row (default 2; 3 with --quick).") var seeds: Int?
-    @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default 4; 3 with --quick); at least --seeds.")
+    @Option(help: "Seeds per ablation row (default 2).") var seeds: Int?
+    @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default 4; 2 with --quick); at least --seeds.")
     var headlineSeeds: Int?
-    @Option(help: "The study's folder (data, teacher, runs, logs).") var out = "output/study"
+    @Option(name: .customLong("out"), help: "The study's folder: data, teacher, runs, logs (default: output/study; output/study-quick with --quick).")
+    var outFolder: String?
     @Option(help: "Folder with student.yaml and teacher.yaml.") var configDir = "configs/study"
     @Option(help: "Synthetic set: training images, validation images, side.") var dataSize = "400,100,96"
     @OptionGroup var report: StudyReportOptions
@@ -78,18 +93,21 @@ struct StudyRun: ParsableCommand {
             throw ValidationError("\(configDir)/\(file) does not exist (run from the repository root or pass --config-dir)")
         }
         let d = dataSizes!
-        let runner = StudyRunner(executable: try percepDistExecutable(), out: out, configDirectory: configDir, extraOverrides: overrides,
+        let out = outFolder ?? (quick ? "output/study-quick" : "output/study")
+        // The quick schedule goes first so that the command line's own overrides win.
+        let schedule = quick ? ["SOLVER.MAX_ITER", "\(StudyGrid.quickIterations)"] : []
+        let runner = StudyRunner(executable: try percepDistExecutable(), out: out, configDirectory: configDir, extraOverrides: schedule + overrides,
                                  data: (d[0], d[1], d[2]), log: { Log.info($0) })
         try runner.prepareData()
         let teacher = rows.contains(where: \.usesTeacher) ? try runner.prepareTeacher() : nil
-        let seeds = self.seeds ?? (quick ? 3 : 2), headlineSeeds = self.headlineSeeds ?? (quick ? 3 : 4)
+        let seeds = self.seeds ?? 2, headlineSeeds = self.headlineSeeds ?? (quick ? 2 : 4)
         for row in rows {
             let count = row.headline ? max(seeds, headlineSeeds) : seeds
             for seed in 0..<count { _ = try runner.run(row, seed: seed, teacherWeights: teacher) }
         }
         var results = try StudyResults(environment: studyEnvironment(), runs: collectRuns(in: out))
         results.environment["command"] = (["launch/reproduce.sh"] + CommandLine.arguments.dropFirst(3)).joined(separator: " ")
-        try report.write(results, saveResults: true)
+        try report.write(results, saveResults: true, under: quick ? out : "docs")
     }
 }
 
@@ -109,7 +127,7 @@ struct StudyReportCommand: ParsableCommand {
             try report.write(StudyResults(environment: environment, runs: collectRuns(in: fromRuns)), saveResults: true)
         } else {
             let results: StudyResults
-            do { results = try StudyResults.load(report.results) } catch { throw ValidationError("\(error)") }
+            do { results = try StudyResults.load(report.paths(under: "docs").results) } catch { throw ValidationError("\(error)") }
             try report.write(results, saveResults: false)
         }
     }

@@ -50,6 +50,9 @@ public struct StudyTable: Sendable, Equatable {
 public enum StudyGrid {
     /// The rows that share the baseline's runs for the paired comparison.
     public static let baseline = "baseline"
+    /// Iterations of every run of `--quick`: a quarter of configs/study's 4800, so the quick grid
+    /// fits in about 15 minutes on two cores; its students are undertrained (thin classes at IoU 0).
+    public static let quickIterations = 1200
 
     private static func percep(_ extra: [String]) -> [String] { ["LOSS.PERCEPTUAL.ENABLED", "true"] + extra }
     private static let s11111 = ["LOSS.PERCEPTUAL.STRUCTURE", "[1, 1, 1, 1, 1]"]

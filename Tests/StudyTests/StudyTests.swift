@@ -110,30 +110,31 @@ final class ReproduceScriptTests: XCTestCase {
         let script = StudyGridTests.repo.appendingPathComponent("launch/reproduce.sh")
         var env = ProcessInfo.processInfo.environment
         env["PERCEP_BIN"] = ProcessRunner.percepDist.path
-        let args = [script.path, "--quick", "--only", "baseline", "--seeds", "1", "--headline-seeds", "1", "--out", dir.appendingPathComponent("study").path,
-                    "--data-size", "8,4,48", "--doc", dir.appendingPathComponent("reproduction.md").path,
-                    "--results", dir.appendingPathComponent("reproduction/results.json").path,
-                    "--figure", dir.appendingPathComponent("reproduction/mIoU.svg").path, "--notes", dir.appendingPathComponent("none.md").path,
+        // --quick writes its report into its own folder (never over docs/), and the command line's
+        // SOLVER.MAX_ITER wins over the quick schedule's.
+        let study = dir.appendingPathComponent("study")
+        let args = [script.path, "--quick", "--only", "baseline", "--seeds", "1", "--headline-seeds", "1", "--out", study.path,
+                    "--data-size", "8,4,48", "--notes", dir.appendingPathComponent("none.md").path,
                     "SOLVER.MAX_ITER", "4", "SOLVER.IMS_PER_BATCH", "2", "SOLVER.CHECKPOINT_PERIOD", "2", "INPUT.CROP_SIZE", "[32, 32]",
                     "INPUT.SCALE", "[96, 48]", "TEST.SCALE", "[96, 48]", "LOG_PERIOD", "1"]
         let first = try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), args, environment: env, limit: 300)
         XCTAssertEqual(first.status, 0, first.output)
         XCTAssertTrue(first.output.contains("run baseline seed 0"), first.output)
-        let results = try StudyResults.load(dir.appendingPathComponent("reproduction/results.json").path)
+        let results = try StudyResults.load(study.appendingPathComponent("reproduction/results.json").path)
         XCTAssertEqual(results.runs.count, 1)
         let run = try XCTUnwrap(results.runs.first)
         XCTAssertEqual([run.row, run.status], ["baseline", "finished"])
         XCTAssertEqual(run.iterations, 4)
         XCTAssertNotNil(run.mIoU)
         XCTAssertEqual(run.perClassIoU.count, 10, "one IoU per synthetic class")
-        let doc = try String(contentsOf: dir.appendingPathComponent("reproduction.md"), encoding: .utf8)
+        let doc = try String(contentsOf: study.appendingPathComponent("reproduction.md"), encoding: .utf8)
         XCTAssertTrue(doc.contains("| CE only | 69.60 |") && doc.contains("reproduction/mIoU.svg"), doc)
-        XCTAssertTrue(FileManager.default.fileExists(atPath: dir.appendingPathComponent("reproduction/mIoU.svg").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: study.appendingPathComponent("reproduction/mIoU.svg").path))
 
         let again = try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), args, environment: env, limit: 120)
         XCTAssertEqual(again.status, 0, again.output)
         XCTAssertFalse(again.output.contains("run baseline seed 0"), "a finished run is kept: \(again.output)")
-        XCTAssertEqual(try StudyResults.load(dir.appendingPathComponent("reproduction/results.json").path).runs, results.runs)
+        XCTAssertEqual(try StudyResults.load(study.appendingPathComponent("reproduction/results.json").path).runs, results.runs)
 
         // Another recipe in the same folder is refused instead of mixing results.
         let longer = args.map { $0 == "4" ? "6" : $0 }
