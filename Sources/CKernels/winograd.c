@@ -59,30 +59,123 @@ static inline void g_rows(const float *in, int in_stride, float *out, int out_st
   }
 }
 
+// Eight floats, one AVX register: GCC/clang's vector type, so each clone compiles it for its own ISA.
+typedef float pd_v8 __attribute__((vector_size(32)));
+
 PD_CLONES
-void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int r_begin, int r_end, float *u) {
-  // The GEMM's rows are the output channels of the convolution this U serves.
+void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int streaming, int panel_begin, int panel_end,
+                       float *u) {
+  // The GEMM's rows are the output channels of the convolution this U serves. The vector lanes
+  // are a panel's rows, so each position's result for one column is the panel's six contiguous
+  // floats; eight columns are staged and written as 48 contiguous floats (three cache lines).
   const int rows = transpose_flip ? c_in : k_out, cols = transpose_flip ? k_out : c_in;
-  float g[9 * GROUP], t[18 * GROUP], v[36 * GROUP];
-  for (int r = r_begin; r < r_end; r++) {
+  const int panels = (rows + PD_WINO_MR - 1) / PD_WINO_MR;
+  // Non-temporal stores skip reading each line before writing it; they need 32-byte-aligned
+  // groups of 8 columns (u is 64-byte aligned, so cols a multiple of 8 suffices).
+  const int stream = streaming && cols % GROUP == 0;
+  // Lanes past the panel, or past the last row (padding rows), stay zero.
+  float g[9 * GROUP] = {0}, t[18 * GROUP], v[36 * GROUP];
+  float stage[36][GROUP * PD_WINO_MR];
+  for (int panel = panel_begin; panel < panel_end; panel++) {
+    const int r0 = panel * PD_WINO_MR;
+    const int lanes = rows - r0 < PD_WINO_MR ? rows - r0 : PD_WINO_MR;
+    if (lanes < PD_WINO_MR)
+      for (int i = 0; i < 9 * GROUP; i++) g[i] = 0.0f;
+    // Row r0 + l of column c is the 3x3 kernel at first[c * column_step + l * row_step].
+    const float *first = transpose_flip ? w + (size_t)r0 * 9 : w + (size_t)r0 * c_in * 9;
+    const size_t column_step = transpose_flip ? (size_t)c_in * 9 : 9, row_step = transpose_flip ? 9 : (size_t)c_in * 9;
     for (int c0 = 0; c0 < cols; c0 += GROUP) {
-      const int lanes = cols - c0 < GROUP ? cols - c0 : GROUP;
-      for (int l = 0; l < GROUP; l++) {
-        const int c = c0 + (l < lanes ? l : 0);
-        for (int a = 0; a < 3; a++)
-          for (int b = 0; b < 3; b++)
-            g[(a * 3 + b) * GROUP + l] = transpose_flip ? w[((size_t)c * c_in + r) * 9 + (2 - a) * 3 + (2 - b)]
-                                                        : w[((size_t)r * c_in + c) * 9 + a * 3 + b];
+      const int group = cols - c0 < GROUP ? cols - c0 : GROUP;
+      for (int k = 0; k < group; k++) {
+        const float *kernels = first + (size_t)(c0 + k) * column_step;
+        if (transpose_flip) {
+          for (int l = 0; l < lanes; l++)
+            for (int ab = 0; ab < 9; ab++) g[ab * GROUP + l] = kernels[l * row_step + 8 - ab];
+        } else {
+          for (int l = 0; l < lanes; l++)
+            for (int ab = 0; ab < 9; ab++) g[ab * GROUP + l] = kernels[l * row_step + ab];
+        }
+        // t[i][b] = sum_a G[i][a] g[a][b] (per column b), then U[i][j] = sum_b t[i][b] G[j][b].
+        for (int b = 0; b < 3; b++) g_rows(g + b * GROUP, 3 * GROUP, t + b * GROUP, 3 * GROUP);
+        for (int i = 0; i < 6; i++) g_rows(t + i * 3 * GROUP, GROUP, v + i * 6 * GROUP, GROUP);
+        for (int p = 0; p < 36; p++) __builtin_memcpy(stage[p] + k * PD_WINO_MR, v + p * GROUP, PD_WINO_MR * sizeof(float));
       }
-      // t[i][b] = sum_a G[i][a] g[a][b] (per column b), then U[i][j] = sum_b t[i][b] G[j][b].
-      for (int b = 0; b < 3; b++) g_rows(g + b * GROUP, 3 * GROUP, t + b * GROUP, 3 * GROUP);
-      for (int i = 0; i < 6; i++) g_rows(t + i * 3 * GROUP, GROUP, v + i * 6 * GROUP, GROUP);
       for (int p = 0; p < 36; p++) {
-        float *dst = u + ((size_t)p * rows + r) * cols + c0;
-        for (int l = 0; l < lanes; l++) dst[l] = v[p * GROUP + l];
+        float *dst = u + (((size_t)p * panels + panel) * cols + c0) * PD_WINO_MR;
+        if (stream) {
+          for (int q = 0; q < PD_WINO_MR; q++) {
+            pd_v8 x;
+            __builtin_memcpy(&x, stage[p] + q * GROUP, sizeof x);
+            __builtin_nontemporal_store(x, (pd_v8 *)dst + q);
+          }
+        } else {
+          __builtin_memcpy(dst, stage[p], (size_t)group * PD_WINO_MR * sizeof(float));
+        }
       }
     }
   }
+#if defined(__x86_64__)
+  if (stream) __builtin_ia32_sfence();   // the GEMMs on other threads read U next
+#endif
+}
+
+static inline pd_v8 pd_load8(const float *p) {
+  pd_v8 r;
+  __builtin_memcpy(&r, p, sizeof r);
+  return r;
+}
+
+static inline void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x); }
+
+// The GEMM's register block: PD_WINO_MR rows of U by 16 columns (two vectors) of V, twelve
+// accumulators, the shape that fills the 16 AVX registers (BLIS's Haswell kernel).
+// m[0..valid_rows)[0..16) (row stride ld) = panel (cols x MR, packed) . v[0..cols)[0..16) (row stride ld).
+static inline void pd_block_6x16(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
+  pd_v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
+  pd_v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
+  for (int c = 0; c < cols; c++) {
+    const pd_v8 b0 = pd_load8(v + (size_t)c * ld), b1 = pd_load8(v + (size_t)c * ld + 8);
+    const float *a = panel + (size_t)c * PD_WINO_MR;
+    a00 += a[0] * b0; a01 += a[0] * b1;
+    a10 += a[1] * b0; a11 += a[1] * b1;
+    a20 += a[2] * b0; a21 += a[2] * b1;
+    a30 += a[3] * b0; a31 += a[3] * b1;
+    a40 += a[4] * b0; a41 += a[4] * b1;
+    a50 += a[5] * b0; a51 += a[5] * b1;
+  }
+  const pd_v8 rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
+  for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) {
+    pd_store8(m + (size_t)i * ld, rows[i][0]);
+    pd_store8(m + (size_t)i * ld + 8, rows[i][1]);
+  }
+}
+
+// The same for the last 8 columns when the width is not a multiple of 16.
+static inline void pd_block_6x8(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
+  pd_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0};
+  for (int c = 0; c < cols; c++) {
+    const pd_v8 b = pd_load8(v + (size_t)c * ld);
+    const float *a = panel + (size_t)c * PD_WINO_MR;
+    a0 += a[0] * b; a1 += a[1] * b; a2 += a[2] * b;
+    a3 += a[3] * b; a4 += a[4] * b; a5 += a[5] * b;
+  }
+  const pd_v8 rows[6] = {a0, a1, a2, a3, a4, a5};
+  for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) pd_store8(m + (size_t)i * ld, rows[i]);
+}
+
+PD_CLONES
+void pd_wino43_gemm(const float *u, const float *v, int rows, int cols, int count, int ld, float *m) {
+  const int width = (count + GROUP - 1) / GROUP * GROUP;
+  const int panels = (rows + PD_WINO_MR - 1) / PD_WINO_MR;
+  // Column blocks outside, row panels inside: one block of V (cols x 16) is read by every panel
+  // while it is in cache; U streams once per column block.
+  int j = 0;
+  for (; j + 16 <= width; j += 16)
+    for (int i = 0; i < panels; i++)
+      pd_block_6x16(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
+  if (j < width)
+    for (int i = 0; i < panels; i++)
+      pd_block_6x8(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
 }
 
 PD_CLONES

@@ -35,30 +35,34 @@ enum LayerChainLoss {
         var level: (difference: Tensor, weightPerElement: Float)?
     }
 
-    /// Level outputs 0…`last` of the chain on x (recording off): the target's embedding, through
-    /// the same frozen-network kernels (Winograd where it applies) as the prediction's.
-    static func levels(_ chain: LayerChain, _ x: Tensor, upTo last: Int) -> [Tensor] {
-        var out: [Tensor] = []
-        _ = run(chain, x, upTo: last, keep: false) { _, y in out.append(y); return nil }
-        return out
-    }
-
-    /// Runs the chain on x (on softmax(x) over channels with `softmaxFirst`) up to the end of level
-    /// `last` with recording off. At each level end, `levelEnd(level, output)` may return the
-    /// level's term for the backward. With `keep`, returns what each layer's backward needs.
-    private static func run(_ chain: LayerChain, _ x: Tensor, softmaxFirst: Bool = false, upTo last: Int, keep: Bool,
-                            levelEnd: (Int, Tensor) -> (difference: Tensor, weightPerElement: Float)?) -> [Step] {
+    /// Runs the chain on the prediction x (on softmax(x) over channels with `softmaxFirst`) and on
+    /// the target in lockstep, layer by layer, up to the end of level `last` with recording off:
+    /// each convolution's weight transform is made once for both (`ConvDispatch.frozenForward`
+    /// with two inputs), and of the target only the layer being run is alive, never a whole
+    /// embedding. Once the layer after a level end has read both level outputs,
+    /// `levelEnd(level, prediction's, target's)` may return the level's term for the backward (it
+    /// may overwrite the target's output). With `keep`, returns what each layer's backward needs.
+    private static func run(_ chain: LayerChain, _ x: Tensor, softmaxFirst: Bool, target: Tensor, upTo last: Int, keep: Bool,
+                            levelEnd: (Int, Tensor, Tensor) -> (difference: Tensor, weightPerElement: Float)?) -> [Step] {
+        precondition(x.shape == target.shape, "LayerChainLoss: prediction \(x.shape) and target \(target.shape) differ")
         var steps: [Step] = []
         Tape.withoutGrad {
-            var h = x, i = 0, level = 0
+            var h = x, ht = target, i = 0, level = 0
             if softmaxFirst {
                 // A temporary: released when the first layer's output replaces it in h.
                 h = Tensor(uninitialized: x.shape)
                 Tensor.softmaxRaw(h.data, x.data, outer: x.shape[0], n: x.shape[1], inner: x.shape[2] * x.shape[3])
             }
+            // The last level end's outputs, until the next layer has read them.
+            var pending: (level: Int, step: Int, prediction: Tensor, target: Tensor)?
+            func settle() {
+                guard let p = pending else { return }
+                if let term = levelEnd(p.level, p.prediction, p.target), keep { steps[p.step].level = term }
+                pending = nil
+            }
             let layers = chain.layers
             while i < layers.count && level <= last {
-                let y: Tensor
+                let y: Tensor, yt: Tensor
                 if let conv = layers[i] as? Conv2d {
                     let fuse = i + 1 < layers.count && layers[i + 1] is ReLU && !chain.levelEnds.contains(i)
                     let g = ConvGeometry(n: h.shape[0], cIn: h.shape[1], h: h.shape[2], w: h.shape[3], cOut: conv.weight.shape[0],
@@ -66,7 +70,9 @@ enum LayerChainLoss {
                                          padding: conv.padding, dilation: conv.dilation, groups: conv.groups)
                     if let p = g.problem { preconditionFailure("loss network conv \(g): \(p)") }
                     y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
-                    ConvDispatch.frozenForward(y.data, h.data, conv.weight.data, conv.bias?.data, g, relu: fuse)
+                    yt = Tensor(uninitialized: y.shape)
+                    let pairs = [(y: y.data, x: UnsafePointer(h.data)), (y: yt.data, x: UnsafePointer(ht.data))]
+                    ConvDispatch.frozenForward(pairs, conv.weight.data, conv.bias?.data, g, relu: fuse)
                     if keep {
                         let signs = fuse ? PackedBits.positive(y.data, rows: y.shape[0] * y.shape[1], entriesPerRow: y.shape[2] * y.shape[3]) : nil
                         steps.append(Step(saved: .conv(conv, g, reluSigns: signs)))
@@ -74,43 +80,45 @@ enum LayerChainLoss {
                     if fuse { i += 1 }   // the ReLU ran inside the convolution
                 } else if layers[i] is ReLU {
                     y = h.relu()
+                    yt = ht.relu()
                     if keep { steps.append(Step(saved: .relu(PackedBits.positive(y.data, rows: y.shape[0] * y.shape[1], entriesPerRow: y.shape[2] * y.shape[3])))) }
                 } else if let pool = layers[i] as? MaxPool2d {
                     let (out, argmax) = pool.window.forward(h, keepArgmax: keep)
                     y = out
+                    yt = pool.window.forward(ht, keepArgmax: false).0
                     if let argmax { steps.append(Step(saved: .pool(pool.window, argmax: argmax, inputShape: h.shape))) }
                 } else {
                     preconditionFailure("LayerChain holds \(type(of: layers[i])); only Conv2d, ReLU and MaxPool2d can run here")
                 }
+                settle()
                 if chain.levelEnds.contains(i) {
-                    let term = levelEnd(level, y)
-                    if keep, let term { steps[steps.count - 1].level = term }
+                    pending = (level, steps.count - 1, y, yt)
                     level += 1
                 }
                 h = y
+                ht = yt
                 i += 1
             }
+            settle()
         }
         return steps
     }
 
-    /// Σ_j w_j · mean((f_j(p) − targetLevels[j])²) over levels 0…`last` with w_j > 0, as a scalar;
-    /// differentiable with respect to x when x needs a gradient and the tape is recording.
-    /// p = x, or with `softmaxOfInput` p = softmax(x) over channels: the softmax is then part of
-    /// this op. The forward holds p only until the first layer has run and the backward recomputes
-    /// it from x (which the tape keeps anyway), so no tensor of the input's size waits for the
-    /// backward — 75 MiB for a [2, 150, 256, 256] segmentation prediction.
-    /// x: [N, C, H, W]; targetLevels[j]: level j's output for the target, overwritten with the
-    /// difference f_j(p) − targetLevels[j] (the backward keeps it; no third copy of a level).
-    static func loss(_ chain: LayerChain, _ x: Tensor, softmaxOfInput: Bool = false, consumingTargetLevels targetLevels: [Tensor],
+    /// Σ_j w_j · mean((f_j(p) − f_j(target))²) over levels 0…`last` with w_j > 0, as a scalar;
+    /// differentiable with respect to x when x needs a gradient and the tape is recording (the
+    /// target gets no gradient). p = x, or with `softmaxOfInput` p = softmax(x) over channels:
+    /// the softmax is then part of this op. The forward holds p only until the first layer has
+    /// run and the backward recomputes it from x (which the tape keeps anyway), so no tensor of
+    /// the input's size waits for the backward — 75 MiB for a [2, 150, 256, 256] segmentation
+    /// prediction. Each level's difference is written over the target's level output (the
+    /// backward keeps it; no third copy of a level). x, target: [N, C, H, W].
+    static func loss(_ chain: LayerChain, _ x: Tensor, softmaxOfInput: Bool = false, target: Tensor,
                      levelWeights: [Float], last: Int) -> Tensor {
         let keep = x.requiresGrad && Tape.current.isRecording
         var total: Tensor?
         let (outer, channels, inner) = (x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
-        let steps = run(chain, x, softmaxFirst: softmaxOfInput, upTo: last, keep: keep) { level, y in
+        let steps = run(chain, x, softmaxFirst: softmaxOfInput, target: target, upTo: last, keep: keep) { level, y, difference in
             guard levelWeights[level] > 0 else { return nil }
-            let difference = targetLevels[level]
-            precondition(difference.shape == y.shape, "LayerChainLoss: target level \(level) is \(difference.shape), the prediction's \(y.shape)")
             Kernels.zip(difference.data, y.data, difference.data, count: y.count) { $0 - $1 }
             let term = difference.pow(2).mean() * levelWeights[level]
             total = total.map { $0 + term } ?? term

@@ -82,9 +82,9 @@ public final class PerceptualLoss {
         let folded = softmaxOfPrediction && adapter == nil && network.layerChain != nil
         let prediction = softmaxOfPrediction && !folded ? input.softmax(axis: 1) : input
         if let chain = network.layerChain {
-            let targetLevels = Tape.withoutGrad { LayerChainLoss.levels(chain, adapter.map { $0(target) } ?? target, upTo: last) }
+            let adaptedTarget = Tape.withoutGrad { adapter.map { $0(target) } ?? target }
             return LayerChainLoss.loss(chain, adapter.map { $0(prediction) } ?? prediction, softmaxOfInput: folded,
-                                       consumingTargetLevels: targetLevels, levelWeights: levelWeights, last: last)
+                                       target: adaptedTarget, levelWeights: levelWeights, last: last)
         }
         let targetLevels = Tape.withoutGrad { embed(target, upTo: last) }
         let predLevels = embed(prediction, upTo: last)

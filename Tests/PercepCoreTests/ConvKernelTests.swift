@@ -1,5 +1,6 @@
 import XCTest
 import TestSupport
+import CKernels
 @testable import PercepCore
 
 /// Each fast convolution path against the naive reference kernels.
@@ -153,7 +154,10 @@ final class ConvKernelTests: XCTestCase {
             ConvGeometry(n: 3, cIn: 8, h: 6, w: 13, cOut: 4, kh: 3, kw: 3),                    // no padding
             ConvGeometry(n: 1, cIn: 4, h: 5, w: 5, cOut: 7, kh: 3, kw: 3, padding: (2, 2)),     // backward-data pads 0
             ConvGeometry(n: 2, cIn: 64, h: 33, w: 30, cOut: 72, kh: 3, kw: 3, padding: (1, 1)), // several tile blocks
+            // U over `streamingThreshold`: forward streamed (256 columns), backward-data not (250)
+            ConvGeometry(n: 1, cIn: 256, h: 8, w: 8, cOut: 250, kh: 3, kw: 3, padding: (1, 1)),
         ]
+        XCTAssertGreaterThan(36 * 42 * 6 * 256 * 4, ConvWinograd.streamingThreshold)
         XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 1, cIn: 4, h: 11, w: 10, cOut: 6, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1))))
         XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 1, cIn: 4, h: 12, w: 12, cOut: 4, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2))))
         XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 2, cIn: 5, h: 7, w: 6, cOut: 3, kh: 1, kw: 1)))
@@ -185,6 +189,82 @@ final class ConvKernelTests: XCTestCase {
             dx.fill(.nan)
             ConvWinograd.backwardData(dx.data, dy.data, w.data, g)
             assertWithinRoundingBound(dx, dxRef, magnitude: dxMag, terms: g.cOut * 9, "winograd backward data \(g)")
+        }
+    }
+
+    /// Winograd's per-position GEMM (`pd_wino43_gemm`, U in 6-row panels) against a plain double
+    /// loop: rows not a multiple of 6, a width with a 16-column and an 8-column part, ld > width,
+    /// and nothing written past the computed columns or the valid rows.
+    func testWinogradGemmMatchesPlainProduct() {
+        for (rows, cols, count, ld) in [(13, 7, 21, 32), (6, 64, 16, 16), (64, 19, 344, 344), (1, 1, 3, 8)] {
+            let mr = Int(PD_WINO_MR), panels = (rows + mr - 1) / mr
+            let a = randomTensor([rows, cols], seed: UInt64(rows * 31 + cols), requiresGrad: false)
+            let v = randomTensor([cols, ld], seed: UInt64(count), requiresGrad: false)
+            let packed = Tensor.zeros([panels * cols * mr])
+            for r in 0..<rows { for c in 0..<cols { packed.data[((r / mr) * cols + c) * mr + r % mr] = a.data[r * cols + c] } }
+            let m = Tensor(uninitialized: [rows + 1, ld])
+            m.fill(.nan)
+            pd_wino43_gemm(packed.data, v.data, Int32(rows), Int32(cols), Int32(count), Int32(ld), m.data)
+            let width = (count + 7) / 8 * 8
+            for r in 0..<rows {
+                for t in 0..<width {
+                    var exact = 0.0, magnitude = 0.0
+                    for c in 0..<cols {
+                        exact += Double(a.data[r * cols + c]) * Double(v.data[c * ld + t])
+                        magnitude += abs(Double(a.data[r * cols + c]) * Double(v.data[c * ld + t]))
+                    }
+                    let bound = Double(cols + 1) * Double(Float.ulpOfOne) * magnitude
+                    XCTAssertLessThanOrEqual(abs(Double(m.data[r * ld + t]) - exact), bound, "\(rows)×\(cols)·\(count): [\(r), \(t)]")
+                }
+                for t in width..<ld { XCTAssertTrue(m.data[r * ld + t].isNaN, "column \(t) of \(width) written") }
+            }
+            for t in 0..<ld { XCTAssertTrue(m.data[rows * ld + t].isNaN, "row \(rows) of \(rows) written") }
+        }
+    }
+
+    /// The weight transform written with non-temporal stores (large U) holds the same bits as the
+    /// one written through the caches, for both directions and with padding rows; where the
+    /// columns are not a multiple of 8 the streaming request falls back to ordinary stores.
+    func testWinogradWeightsStreamedEqualStored() {
+        for (kOut, cIn) in [(20, 16), (13, 24), (16, 12)] {
+            let w = randomTensor([kOut, cIn, 3, 3], seed: UInt64(kOut * 7 + cIn), requiresGrad: false)
+            for flip: Int32 in [0, 1] {
+                let rows = flip == 1 ? cIn : kOut, cols = flip == 1 ? kOut : cIn
+                let panels = (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR)
+                let count = 36 * panels * Int(PD_WINO_MR) * cols
+                let stored = Storage(count: count), streamed = Storage(count: count)
+                pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, 0, 0, Int32(panels), stored.base)
+                pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, 1, 0, Int32(panels), streamed.base)
+                XCTAssertEqual(memcmp(stored.base, streamed.base, count * 4), 0, "\(kOut)×\(cIn) flip \(flip)")
+            }
+        }
+    }
+
+    /// Several inputs through one weight transform (the loss network's target and prediction in
+    /// lockstep): each output as the single-input call's, including where one tile block holds
+    /// tiles of two inputs and where an input ends inside a group of 8 tiles.
+    func testWinogradSharedTransformMatchesSingleCalls() {
+        let shapes = [
+            ConvGeometry(n: 1, cIn: 3, h: 9, w: 7, cOut: 5, kh: 3, kw: 3, padding: (1, 1)),     // 6 tiles per input
+            ConvGeometry(n: 2, cIn: 64, h: 33, w: 30, cOut: 72, kh: 3, kw: 3, padding: (1, 1)), // blocks span both inputs
+        ]
+        for (i, g) in shapes.enumerated() {
+            let seed = UInt64(60 + i)
+            let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: seed, requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: 100 + seed, requiresGrad: false)
+            let xs = (0..<3).map { randomTensor([g.n, g.cIn, g.h, g.w], seed: 200 + seed + UInt64($0), requiresGrad: false) }
+            let shared = xs.map { _ in Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]) }
+            for y in shared { y.fill(.nan) }
+            ConvWinograd.forward(zip(shared, xs).map { (y: $0.data, x: UnsafePointer($1.data)) }, w.data, b.data, g, relu: true)
+            for (x, y) in zip(xs, shared) {
+                let single = Tensor(uninitialized: y.shape)
+                ConvWinograd.forward(single.data, x.data, w.data, b.data, g, relu: true)
+                var scale: Float = 0
+                for k in 0..<y.count { scale = max(scale, abs(single.data[k])) }
+                // Written as "not within" so a NaN (an element never written) counts as off.
+                let off = (0..<y.count).filter { !(abs(y.data[$0] - single.data[$0]) <= 1e-5 * scale) }.count
+                XCTAssertEqual(off, 0, "\(g): \(off) elements differ from the single-input call")
+            }
         }
     }
 

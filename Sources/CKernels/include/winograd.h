@@ -1,12 +1,14 @@
 // Winograd F(4x4, 3x3) transforms for stride-1 3x3 convolutions (Lavin & Gray, "Fast
 // Algorithms for Convolutional Neural Networks", 2016), in plain C so the compiler vectorises
 // them for the CPU at hand (function clones for x86-64-v3 and baseline x86-64, chosen by the
-// loader). The GEMMs between the transforms are the caller's (PercepCore's ConvWinograd).
+// loader), and the GEMM between them (pd_wino43_gemm); PercepCore's ConvWinograd runs them in
+// parallel.
 //
 // Tiles: the output [N][K][OH][OW] is cut into 4x4 tiles, tilesH = ceil(OH/4) by
 // tilesW = ceil(OW/4) per image, numbered t = (n*tilesH + ty)*tilesW + tx. A call handles the
 // tiles t0 .. t0+count-1 of one block; transformed data lies as [36][channels][ld] with the
-// block's tiles contiguous (ld >= count), so each of the 36 positions is one GEMM operand.
+// block's tiles contiguous (ld >= count rounded up to 8), so each of the 36 positions is one GEMM
+// operand.
 #ifndef PERCEP_CKERNELS_WINOGRAD_H
 #define PERCEP_CKERNELS_WINOGRAD_H
 
@@ -16,10 +18,23 @@
 extern "C" {
 #endif
 
-/// U[36][K][C] = G w G^T for w: [K][C][3][3], rows r_begin..r_end-1 of each U[p]. With
-/// `transpose_flip`, the weights of the backward-data convolution instead: U[36][C][K] from
-/// w'[c][k] = w[k][c] rotated by 180 degrees.
-void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int r_begin, int r_end, float *u);
+/// Rows of U per GEMM panel (the register block of pd_wino43_gemm).
+#define PD_WINO_MR 6
+
+/// U = G w G^T per (row, column) channel pair for w: [K][C][3][3], written as GEMM panels:
+/// u[36][panels][cols][PD_WINO_MR], panels = ceil(rows / PD_WINO_MR), with rows = K and cols = C
+/// (padding rows zero). With `transpose_flip`, the weights of the backward-data convolution
+/// instead: rows = C, cols = K, from w'[c][k] = w[k][c] rotated by 180 degrees. Writes the
+/// panels panel_begin..panel_end-1 of every position; u must be 64-byte aligned. With
+/// `streaming`, U is written with non-temporal stores (for a U larger than the caches, which
+/// would otherwise read every line before writing it).
+void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int streaming, int panel_begin, int panel_end,
+                       float *u);
+
+/// m[rows][ld] = U . v for one transform position: U that position's panels from
+/// pd_wino43_weights, v: [cols][ld]. Columns 0..count rounded up to a multiple of 8 are
+/// computed (ld >= that; the extra columns hold whatever v's do), with no packing copies.
+void pd_wino43_gemm(const float *u, const float *v, int rows, int cols, int count, int ld, float *m);
 
 /// V[36][C][ld] for channels c_begin..c_end-1: B^T d B of each tile's 6x6 input patch, the
 /// patch of tile (ty, tx) starting at row 4*ty - pad, column 4*tx - pad of x: [N][C][H][W]

@@ -199,25 +199,29 @@ public enum ConvDispatch {
 
     /// Whether Winograd F(4×4, 3×3) runs `pass` of a frozen network's convolution `g` (unless an
     /// algorithm is forced or `PERCEP_WINOGRAD=0`): where it applies, with at least 16 channels
-    /// on both sides and 32 output tiles. Measured with `bench conv --compare` on the VGG16
-    /// shapes (docs/benchmarks.md, AVX2): 1.1–2.4× oneDNN's rate there; on maps of a few tiles
-    /// the weight transform (36 flops per weight, per call) outweighs the saving (512 channels on
-    /// 8×8 maps at batch 2, 8 tiles: 0.35–0.5×). With 32 tiles the backward-data pass is at par.
-    public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass) -> Bool {
-        let tiles = g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
+    /// on both sides and 32 output tiles over the `inputs` that share one weight transform.
+    /// Measured with `bench conv --compare` on the VGG16 shapes (docs/benchmarks.md, AVX2):
+    /// 1.1–3× oneDNN's rate there; on maps of a few tiles the weight transform (36 values per
+    /// weight, written on every call) outweighs the saving (512 channels on 8×8 maps at batch 2,
+    /// 8 tiles: 0.75×).
+    public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
+        let tiles = inputs * g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
         return pass != .backwardWeight && winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
             && g.cIn >= 16 && g.cOut >= 16 && tiles >= 32
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
 
-    /// `forward` for a frozen network (the loss network): Winograd where `usesWinograd` says so.
-    public static func frozenForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                                     _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
-        if usesWinograd(g, pass: .forward) {
-            lock.lock(); passCounts[ConvPass.forward.rawValue] += 1; lock.unlock()
-            ConvWinograd.forward(y, x, w, b, g, relu: relu)
+    /// `forward` for a frozen network (the loss network) on one or more inputs of geometry `g`
+    /// (the target's and the prediction's embedding, layer by layer): Winograd where
+    /// `usesWinograd` says so, the inputs then sharing the weight transform and the tile blocks;
+    /// otherwise each runs on its own.
+    public static func frozenForward(_ pairs: [(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>)],
+                                     _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
+        if usesWinograd(g, pass: .forward, inputs: pairs.count) {
+            lock.lock(); passCounts[ConvPass.forward.rawValue] += pairs.count; lock.unlock()
+            ConvWinograd.forward(pairs, w, b, g, relu: relu)
         } else {
-            forward(y, x, w, b, g, relu: relu)
+            for (y, x) in pairs { forward(y, x, w, b, g, relu: relu) }
         }
     }
 
