@@ -3,7 +3,7 @@
 # structured synthetic scenes, several seeds per row, one training process at a time.
 #
 #   bash launch/reproduce.sh                   every row: the target ablation, Tables 1-4 and the
-#                                              level weights; 4 seeds for the baseline and the
+#                                              level weights; 6 seeds for the baseline and the
 #                                              perceptual student, 2 for the others (--seeds N,
 #                                              --headline-seeds M)
 #   bash launch/reproduce.sh --quick           a first look in about 15 minutes: baseline, +

@@ -60,7 +60,7 @@ struct StudyRun: ParsableCommand {
         """) var quick = false
     @Option(help: "Comma-separated rows to run (default: every row of the grid, or of --quick).") var only: String?
     @Option(help: "Seeds per ablation row (default 2).") var seeds: Int?
-    @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default 4; 2 with --quick); at least --seeds.")
+    @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default \(StudyGrid.headlineSeeds); 2 with --quick); at least --seeds.")
     var headlineSeeds: Int?
     @Option(name: .customLong("out"), help: "The study's folder: data, teacher, runs, logs (default: output/study; output/study-quick with --quick).")
     var outFolder: String?
@@ -100,7 +100,7 @@ struct StudyRun: ParsableCommand {
                                  data: (d[0], d[1], d[2]), log: { Log.info($0) })
         try runner.prepareData()
         let teacher = rows.contains(where: \.usesTeacher) ? try runner.prepareTeacher() : nil
-        let seeds = self.seeds ?? 2, headlineSeeds = self.headlineSeeds ?? (quick ? 2 : 4)
+        let seeds = self.seeds ?? 2, headlineSeeds = self.headlineSeeds ?? (quick ? 2 : StudyGrid.headlineSeeds)
         for row in rows {
             let count = row.headline ? max(seeds, headlineSeeds) : seeds
             for seed in 0..<count { _ = try runner.run(row, seed: seed, teacherWeights: teacher) }

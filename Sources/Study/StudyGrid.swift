@@ -53,6 +53,11 @@ public enum StudyGrid {
     /// Iterations of every run of `--quick`: a quarter of configs/study's 4800, so the quick grid
     /// fits in about 15 minutes on two cores; its students are undertrained (thin classes at IoU 0).
     public static let quickIterations = 1200
+    /// Seeds of the headline rows by default, sized by the measured spread: the paired
+    /// differences (baseline vs + perceptual vs teacher, 4800 iterations) spread by 0.87 points
+    /// over 6 seeds, so 6 pairs give a standard error of 0.36, within the 0.4 that resolves a
+    /// 1-point effect (docs/reproduction/notes.md).
+    public static let headlineSeeds = 6
 
     private static func percep(_ extra: [String]) -> [String] { ["LOSS.PERCEPTUAL.ENABLED", "true"] + extra }
     private static let s11111 = ["LOSS.PERCEPTUAL.STRUCTURE", "[1, 1, 1, 1, 1]"]
