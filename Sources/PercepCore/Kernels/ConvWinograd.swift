@@ -81,9 +81,9 @@ public enum ConvWinograd {
     /// Bytes of transformed input and output one block may hold (V and M together).
     static let blockBudget = 4 << 20
 
-    /// The shared tile loop: each xs[i]: [n, cIn, h, w] → ys[i]: [n, cOut, oh, ow] with
-    /// U: [36][cOut][cIn]. The inputs' tiles are numbered one after another, so a block may hold
-    /// tiles of several inputs.
+    /// The shared tile loop: each xs[i]: [n, cIn, h, w] → ys[i]: [n, cOut, oh, ow] with U from
+    /// `transformedWeights` (cOut rows, cIn columns, in GEMM panels). The inputs' tiles are
+    /// numbered one after another, so a block may hold tiles of several inputs.
     private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], u: UnsafePointer<Float>,
                             bias: UnsafePointer<Float>?, relu: Bool, n: Int, cIn: Int, h: Int, w: Int, cOut: Int,
                             pad: Int, oh: Int, ow: Int) {
