@@ -23,11 +23,12 @@ run() {
     ours+=("$("$bin" bench lossnet "${args[@]}")")
     torch+=("$(python3 tools/pytorch/bench_lossnet.py "${args[@]}")")
   done
-  python3 - "$name" "$structure" "$kernel" "${ours[*]}" "${torch[*]}" <<'PY'
+  # One JSON object per line for each side.
+  python3 - "$name" "$structure" "$kernel" "$(printf '%s\n' "${ours[@]}")" "$(printf '%s\n' "${torch[@]}")" <<'PY'
 import json, statistics, sys
 name, structure, kernel = sys.argv[1], sys.argv[2], sys.argv[3]
-ours = [json.loads(line) for line in sys.argv[4].replace("} {", "}\n{").splitlines()]
-torch = [json.loads(line) for line in sys.argv[5].replace("} {", "}\n{").splitlines()]
+ours = [json.loads(line) for line in sys.argv[4].splitlines()]
+torch = [json.loads(line) for line in sys.argv[5].splitlines()]
 med = lambda rows, key: statistics.median(r[key] for r in rows)
 ratio = statistics.median(o["seconds_per_iter"] / t["seconds_per_iter"] for o, t in zip(ours, torch))
 print(f"| {name} | {structure} | {kernel} | {med(ours, 'seconds_per_iter'):.3f} | {med(torch, 'seconds_per_iter'):.3f} | "

@@ -29,7 +29,7 @@ public enum ConvWinograd {
 
     /// The same convolution of several inputs of geometry `g` with one weight transform: each
     /// yᵢ = conv(xᵢ, w) + b (overwritten), then max(yᵢ, 0) when `relu`. Their tiles share the
-    /// tile blocks, so on small maps the GEMMs are as wide as one input of all the images.
+    /// tile blocks, so on small maps one GEMM covers the tiles of all the inputs.
     /// xᵢ: [N, C, H, W], w: [K, C, 3, 3], yᵢ: [N, K, OH, OW].
     public static func forward(_ pairs: [(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>)], _ w: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
@@ -51,9 +51,9 @@ public enum ConvWinograd {
 
     /// U = G w Gᵀ per (row, column) channel pair as GEMM panels (`pd_wino43_weights`),
     /// [36][⌈rows / 6⌉][columns][6], in parallel over panels. Computed on every call, not cached:
-    /// U is 4× the weights (235 MB for VGG16 at full width). Writing it is memory-bound, about a
-    /// tenth of the VGG16 loss step (docs/benchmarks.md), which is why the target's and the
-    /// prediction's forward share one.
+    /// U is 4× the weights (235 MB for VGG16 at full width). Writing it is memory-bound (11–13 %
+    /// of the VGG16 loss step before it was streamed, docs/benchmarks.md), which is why the
+    /// target's and the prediction's forward share one.
     private static func transformedWeights(_ w: UnsafePointer<Float>, _ g: ConvGeometry, transposeFlip: Bool) -> Storage {
         let rows = transposeFlip ? g.cIn : g.cOut, columns = transposeFlip ? g.cOut : g.cIn
         let panels = panelCount(rows)
