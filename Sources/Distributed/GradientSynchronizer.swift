@@ -23,6 +23,8 @@ public final class GradientSynchronizer {
     public let overlap: Bool
     private let communicator: Communicator
     private let bucketOf: [ObjectIdentifier: Int]
+    /// The parameters of each bucket.
+    private let bucketParameters: [[Tensor]]
     private var pending: [Int] = []
     private var nextBucket = 0
     private var lastTicket: JobQueue.Ticket?
@@ -51,18 +53,23 @@ public final class GradientSynchronizer {
         if offset > bucketStart || ranges.isEmpty { ranges.append(bucketStart..<offset) }
         buckets = ranges
         bucketOf = owner
+        bucketParameters = ranges.indices.map { b in order.filter { owner[ObjectIdentifier($0)] == b } }
         pending = ranges.indices.map { b in owner.values.filter { $0 == b }.count }
     }
 
-    /// Zeroes every gradient (one memset over the flat buffer). A parameter whose `grad` was
-    /// replaced or cleared (e.g. by `SGD.zeroGrad()`) is pointed back into the buffer.
+    /// Starts a step's gradients at zero without touching the buffer: every parameter's
+    /// gradient is marked unwritten (`Tensor.gradIsUnwritten`), so its first gradient of the
+    /// step is written over its slice (a conv writes its weight gradient there itself) rather
+    /// than added, and `backward` zeroes the slices no gradient reached before their bucket is
+    /// reduced. Read gradients after `backward`, not between the two calls. A parameter whose
+    /// `grad` was replaced or cleared (e.g. by `SGD.zeroGrad()`) is pointed back into the buffer.
     public func zeroGrads() {
-        buffer.base.update(repeating: 0, count: buffer.count)
         var offset = 0
         for p in parameters.reversed() {
             if p.grad?.storage !== buffer || p.grad?.offset != offset {
                 p.grad = Tensor(shape: p.shape, storage: buffer, offset: offset)
             }
+            p.gradIsUnwritten = true
             offset += p.count
         }
     }
@@ -105,6 +112,12 @@ public final class GradientSynchronizer {
     }
 
     private func launch(_ b: Int) {
+        // A parameter the loss did not reach (or whose gradient the walk never produced) reads
+        // as zero: its slice still holds the last step's gradient.
+        for p in bucketParameters[b] where p.gradIsUnwritten {
+            p.grad!.fill(0)
+            p.gradIsUnwritten = false
+        }
         let range = buckets[b], base = buffer.base + range.lowerBound, n = range.count
         let size = communicator.size, times = bucketTimes
         lastTicket = communicator.submit("gradient bucket \(b) (\(n * 4 / 1024) KiB)") { err in

@@ -127,11 +127,25 @@ extension Tensor {
     @discardableResult
     func accumulateGrad(_ g: Tensor, owned: Bool) -> Bool {
         if let existing = grad {
-            Kernels.addInPlace(existing.data, g.data, count: count)
+            if gradIsUnwritten {
+                existing.data.update(from: g.data, count: count)
+                gradIsUnwritten = false
+            } else {
+                Kernels.addInPlace(existing.data, g.data, count: count)
+            }
             return false
         }
         grad = owned ? g.detached() : g.copy()
         return owned
+    }
+
+    /// Where an op's backward may write this leaf's gradient itself, for the first gradient of a
+    /// step into an unwritten buffer (`gradIsUnwritten`): the buffer, now counted as written.
+    /// Nil otherwise; the op then returns a fresh gradient and the tape adds it.
+    public func claimUnwrittenGrad() -> UnsafeMutablePointer<Float>? {
+        guard isLeaf, requiresGrad, gradIsUnwritten, let g = grad else { return nil }
+        gradIsUnwritten = false
+        return g.data
     }
 
     /// Backpropagates from this tensor (usually a scalar loss) through the current thread's tape.

@@ -34,13 +34,13 @@ extension Tensor {
             }
             let wantBias = bias?.requiresGrad ?? false
             if weight.requiresGrad || wantBias {
-                dw = weight.requiresGrad ? Tensor(uninitialized: weight.shape) : nil
-                db = wantBias ? Tensor(uninitialized: [g.cOut]) : nil
-                if let dw {
-                    ConvDispatch.backwardWeight(dw.data, db?.data, self.data, dy.data, g)
-                } else if let db {
-                    ConvIm2col.biasGrad(db.data, dy.data, g)
-                }
+                // A parameter's first gradient of the step goes straight into its slice of the
+                // flat gradient buffer; a later use of the same weight (a head shared across
+                // levels) returns a fresh gradient for the tape to add.
+                let dwDirect = weight.claimUnwrittenGrad(), dbDirect = bias?.claimUnwrittenGrad()
+                dw = weight.requiresGrad && dwDirect == nil ? Tensor(uninitialized: weight.shape) : nil
+                db = wantBias && dbDirect == nil ? Tensor(uninitialized: [g.cOut]) : nil
+                ConvDispatch.backwardWeight(dwDirect ?? dw?.data, dbDirect ?? db?.data, self.data, dy.data, g)
             }
             return bias == nil ? [dx, dw] : [dx, dw, db]
         }

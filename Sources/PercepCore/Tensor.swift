@@ -17,7 +17,13 @@ public final class Tensor {
     /// Whether a gradient is computed for this tensor during `backward()`.
     public var requiresGrad: Bool
     /// The accumulated gradient, same shape as the tensor; set by `backward()`.
-    public var grad: Tensor?
+    public var grad: Tensor? { didSet { gradIsUnwritten = false } }
+    /// Whether `grad` is a buffer that holds nothing yet this step and reads as zeros once
+    /// `backward` has finished: the first gradient is written over it instead of added to it,
+    /// so a flat gradient buffer needs no memset and no extra add per step
+    /// (`GradientSynchronizer.zeroGrads` sets it; the first write, or the synchroniser's zeroing
+    /// of a parameter no gradient reached, clears it). Replacing `grad` clears it.
+    public var gradIsUnwritten = false
     /// True for tensors created by the user (parameters, inputs), false for op outputs.
     public internal(set) var isLeaf: Bool = true
 

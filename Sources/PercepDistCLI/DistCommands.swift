@@ -85,6 +85,19 @@ struct DistCheck: ParsableCommand {
                 throw DistributedError(rank: r, message: "bucketed gradient of parameter \(k) is \(bad), expected \(expected)")
             }
         }
+        // A second step over the buffer the first one left: zeroGrads only marks it unwritten, so
+        // parameter 2, which this loss does not reach, must still come out zero, and parameter 4,
+        // reached twice, the sum of both uses (not the first step's value plus this one's).
+        let second = params.enumerated().filter { $0.offset != 2 }.map { k, p in (p * Float(k + 1)).sum() }
+            .reduce((params[4] * Float(r + 1)).sum()) { $0 + $1 }
+        sync.zeroGrads()
+        sync.backward(second)
+        for (k, p) in params.enumerated() {
+            let expected = k == 2 ? 0 : Float(k + 1) + (k == 4 ? Float(w + 1) / 2 : 0)
+            if let bad = p.grad!.values.first(where: { abs($0 - expected) > 1e-6 * expected }) {
+                throw DistributedError(rank: r, message: "second step: gradient of parameter \(k) is \(bad), expected \(expected)")
+            }
+        }
         Log.info("allreduce: exact for sizes 1, 7, 1000, 65537 and \(sync.buckets.count) gradient buckets on \(w) ranks")
     }
 

@@ -86,6 +86,41 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(Array(UnsafeBufferPointer(start: flat.base, count: 10)), [0, 0, 0, 0, 5, 5, 5, 0, 0, 0])
     }
 
+    /// Gradients marked unwritten (a flat buffer holding the last step's values) come out as if
+    /// the buffer had been zeroed: the conv writes its first weight and bias gradient over the
+    /// slice, a second use of the same weight adds, and a leaf reached by other ops is copied
+    /// over. Compared with the same graph on fresh gradients.
+    func testUnwrittenGradientsAreOverwrittenNotAdded() {
+        let x = randomTensor([2, 3, 6, 6], seed: 1, requiresGrad: false)
+        let w = randomTensor([3, 3, 3, 3], seed: 2), b = randomTensor([3], seed: 3), s = randomTensor([2, 3, 6, 6], seed: 4)
+        func loss() -> Tensor {
+            // w and b serve twice (a head shared across levels); s only through elementwise ops.
+            let h = x.conv2d(weight: w, bias: b, padding: (1, 1)).relu()
+            let twice = h.conv2d(weight: w, bias: b, padding: (1, 1))
+            return ((twice * s) * twice).sum()
+        }
+        loss().backward()
+        let expected = [w, b, s].map { $0.grad!.values }
+        let stale = Storage(count: w.count + b.count + s.count)
+        stale.base.update(repeating: .nan, count: stale.count)
+        var offset = 0
+        for p in [w, b, s] {
+            p.grad = Tensor(shape: p.shape, storage: stale, offset: offset)
+            p.gradIsUnwritten = true
+            offset += p.count
+        }
+        loss().backward()
+        for (p, want) in zip([w, b, s], expected) {
+            XCTAssertFalse(p.gradIsUnwritten)
+            XCTAssertTrue(p.grad!.storage === stale, "the gradient must stay a view into the flat buffer")
+            XCTAssertEqual(p.grad!.values, want)
+        }
+        // Marked again, the next step overwrites what this one left.
+        for p in [w, b, s] { p.gradIsUnwritten = true }
+        loss().backward()
+        for (p, want) in zip([w, b, s], expected) { XCTAssertEqual(p.grad!.values, want) }
+    }
+
     func testLeafReadyHookFiresOncePerLeafAfterItsLastUse() {
         let a = Tensor(shape: [2], values: [1, 2], requiresGrad: true)
         let b = Tensor(shape: [2], values: [3, 4], requiresGrad: true)
