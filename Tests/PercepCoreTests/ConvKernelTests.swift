@@ -271,12 +271,12 @@ final class ConvKernelTests: XCTestCase {
     func testTunedDecisionsPersistPerMachine() throws {
         let dir = FileManager.default.temporaryDirectory.appendingPathComponent("percep-tune-\(UUID().uuidString)")
         let file = dir.appendingPathComponent("conv-dispatch.json").path
-        defer { ConvDispatch.setTuning(false, cacheFile: nil); try? FileManager.default.removeItem(at: dir) }
+        defer { ConvDispatch.setMeasuring(all: false, ties: true, cacheFile: ConvTuneCache.path); try? FileManager.default.removeItem(at: dir) }
         let g = ConvGeometry(n: 1, cIn: 8, h: 12, w: 12, cOut: 8, kh: 3, kw: 3, padding: (1, 1))
         let machine = ConvTuneCache.machineKey
 
         // Measured once, written under this machine's key.
-        ConvDispatch.setTuning(true, cacheFile: file)
+        ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
         let measured = ConvDispatch.algorithm(for: g, pass: .forward)
         XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.key(g, .forward)], measured)
 
@@ -286,7 +286,7 @@ final class ConvKernelTests: XCTestCase {
         table[ConvTuneCache.key(g, .forward)] = other
         ConvTuneCache.store(table, path: file, machine: machine)
         ConvTuneCache.store([ConvTuneCache.key(g, .backwardData): .im2col], path: file, machine: "another CPU | other libraries")
-        ConvDispatch.setTuning(true, cacheFile: file)
+        ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
         XCTAssertEqual(ConvDispatch.algorithm(for: g, pass: .forward), other)
         // Another machine's tables stay in the file but are not this machine's decisions.
         _ = ConvDispatch.algorithm(for: g, pass: .backwardData)
@@ -295,10 +295,46 @@ final class ConvKernelTests: XCTestCase {
 
         // A damaged file is ignored and replaced, never fatal.
         try "{ not json".write(toFile: file, atomically: true, encoding: .utf8)
-        ConvDispatch.setTuning(true, cacheFile: file)
+        ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
         _ = ConvDispatch.algorithm(for: g, pass: .backwardWeight)
         XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine).count, 1)
         checkOne(.dnnl, g, seed: 3)   // forcing still overrides
+    }
+
+    /// By default only the rule's near-ties (its im2col choices for backward-weight where
+    /// oneDNN's kernels are no wider than OpenBLAS's) are timed, once per machine; every other
+    /// pass is decided by the rule without timing, and `PERCEP_CONV=rule` times nothing.
+    func testOnlyNearTiesAreTimedByDefault() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("percep-ties-\(UUID().uuidString)")
+        let file = dir.appendingPathComponent("conv-dispatch.json").path
+        defer { ConvDispatch.setMeasuring(all: false, ties: true, cacheFile: ConvTuneCache.path); try? FileManager.default.removeItem(at: dir) }
+        let machine = ConvTuneCache.machineKey
+        // 256 input channels: at equal widths a timed near-tie; with AVX-512 oneDNN, decided.
+        let g = ConvGeometry(n: 1, cIn: 256, h: 6, w: 6, cOut: 16, kh: 3, kw: 3, padding: (1, 1))
+        let tie = ConvDispatch.ruleMeasures(g, pass: .backwardWeight)
+        let wider = ConvDispatch.dnnlImplementation(g, pass: .backwardWeight)
+            .flatMap { ConvDispatch.vectorBits(ofImplementation: $0) }.map { $0 > Gemm.vectorBits } ?? false
+        XCTAssertEqual(tie, !wider, "backward-weight is a near-tie exactly when oneDNN's kernel is no wider than OpenBLAS's")
+        XCTAssertFalse(ConvDispatch.ruleMeasures(g, pass: .forward))
+
+        ConvDispatch.setMeasuring(all: false, ties: true, cacheFile: file)
+        let forward = ConvDispatch.algorithm(for: g, pass: .forward)
+        XCTAssertEqual(forward, ConvDispatch.ruleAlgorithm(for: g, pass: .forward))
+        let weight = ConvDispatch.algorithm(for: g, pass: .backwardWeight)
+        let stored = ConvTuneCache.load(path: file, machine: machine)
+        XCTAssertNil(stored[ConvTuneCache.key(g, .forward)], "a decided pass must not be timed")
+        if tie {
+            XCTAssertEqual(stored[ConvTuneCache.key(g, .backwardWeight)], weight, "the near-tie is timed and remembered")
+        } else {
+            XCTAssertTrue(stored.isEmpty)
+            XCTAssertEqual(weight, ConvDispatch.ruleAlgorithm(for: g, pass: .backwardWeight))
+        }
+
+        // Without timing, the rule's fallback runs and nothing is written.
+        try? FileManager.default.removeItem(atPath: file)
+        ConvDispatch.setMeasuring(all: false, ties: false, cacheFile: file)
+        XCTAssertEqual(ConvDispatch.algorithm(for: g, pass: .backwardWeight), ConvDispatch.ruleAlgorithm(for: g, pass: .backwardWeight))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: file))
     }
 
     func testFMAPeakProbesTheWidestVectors() throws {
@@ -366,6 +402,11 @@ final class ConvKernelTests: XCTestCase {
                 }
                 XCTAssertEqual(ConvDispatch.ruleAlgorithm(for: geometry, pass: pass), expected,
                                "\(geometry) \(pass): oneDNN picked \(impl), OpenBLAS runs \(Gemm.kernelFamily)")
+                // Timed on the machine: the rule's im2col choices for backward-weight of a JIT
+                // kernel no wider than OpenBLAS's.
+                let tie = pass == .backwardWeight && !ConvDispatch.isGemmFallback(impl)
+                    && (ConvDispatch.vectorBits(ofImplementation: impl) ?? 0) <= Gemm.vectorBits && expected == .im2col
+                XCTAssertEqual(ConvDispatch.ruleMeasures(geometry, pass: pass), tie, "\(geometry) \(pass): \(impl)")
             }
         }
         // The implementation strings parse into the widths the rule compares.

@@ -23,29 +23,36 @@ public enum ConvPass: Int, CaseIterable, Sendable {
 ///
 /// No single kernel wins every shape and pass on this CPU (see docs/benchmarks.md): oneDNN's
 /// blocked direct convolution leads on most, im2col + GEMM on a few where oneDNN pads channels
-/// or falls back to its generic path. The default is a rule measured on the benchmark shapes;
-/// `PERCEP_CONV=im2col|dnnl` forces one algorithm and `PERCEP_CONV=tune` times both once per
-/// new shape and pass on this machine and keeps the faster, remembered on disk per machine
+/// or falls back to its generic path. The default is a rule measured on the benchmark shapes,
+/// except for the passes where the rule is a near-tie whose winner differs between machines of
+/// the same kind (some backward-weight shapes when oneDNN's kernels are no wider than
+/// OpenBLAS's): those are timed once per shape on this machine, the decision remembered on disk
 /// (`ConvTuneCache`).
+/// `PERCEP_CONV=rule` never times (the rule's fallback for those), `PERCEP_CONV=tune` times
+/// every new shape and pass, and `PERCEP_CONV=im2col|dnnl` forces one algorithm.
 public enum ConvDispatch {
     private static let lock = NSLock()
     private static var handles: [HandleKey: OpaquePointer] = [:]
     private static var tuned: [TuneKey: ConvAlgorithm] = [:]
-    private static var ruled: [TuneKey: ConvAlgorithm] = [:]
+    private static var ruled: [TuneKey: RuleVerdict] = [:]
     private static let environment = ProcessInfo.processInfo.environment["PERCEP_CONV"] ?? ""
     private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: environment)
     private static var tuning = environment == "tune"
-    /// Where tuned decisions persist (`ConvTuneCache`), nil when not tuning.
-    private static var tuneCachePath: String? = environment == "tune" ? ConvTuneCache.path : nil
+    /// Whether the rule's near-ties are timed (everything but `PERCEP_CONV=rule`).
+    private static var measuringTies = environment != "rule"
+    /// Where measured decisions persist (`ConvTuneCache`), nil: in memory only.
+    private static var tuneCachePath: String? = environment == "rule" ? nil : ConvTuneCache.path
     /// This machine's decisions read from the cache file, loaded on first need.
     private static var storedDecisions: [String: ConvAlgorithm]?
 
-    /// Turns measuring on (as `PERCEP_CONV=tune`) with decisions kept in `cacheFile` (nil: in
-    /// memory only), or off; forgets decisions taken so far. For tests.
-    static func setTuning(_ on: Bool, cacheFile: String?) {
+    /// Sets what is measured: every shape and pass (`all`, as `PERCEP_CONV=tune`), the rule's
+    /// near-ties only (`ties`, the default) or nothing (as `PERCEP_CONV=rule`), with decisions
+    /// kept in `cacheFile` (nil: in memory only); forgets decisions taken so far. For tests.
+    static func setMeasuring(all: Bool, ties: Bool, cacheFile: String?) {
         lock.lock(); defer { lock.unlock() }
-        tuning = on
-        tuneCachePath = on ? cacheFile : nil
+        tuning = all
+        measuringTies = ties
+        tuneCachePath = cacheFile
         storedDecisions = nil
         tuned.removeAll()
     }
@@ -80,7 +87,16 @@ public enum ConvDispatch {
         lock.lock()
         if let forced { lock.unlock(); return forced }
         if let t = tuned[TuneKey(geometry: g, pass: pass)] { lock.unlock(); return t }
-        if tuning, let path = tuneCachePath {
+        let all = tuning, ties = measuringTies
+        lock.unlock()
+        if !all {
+            switch rule(g, pass) {
+            case .use(let algorithm): return algorithm
+            case .measure(let fallback): if !ties { return fallback }
+            }
+        }
+        lock.lock()
+        if let path = tuneCachePath {
             if storedDecisions == nil { storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey) }
             if let stored = storedDecisions?[ConvTuneCache.key(g, pass)] {
                 tuned[TuneKey(geometry: g, pass: pass)] = stored
@@ -89,8 +105,19 @@ public enum ConvDispatch {
             }
         }
         lock.unlock()
-        if tuning { return tune(g, pass) }
-        return rule(g, pass)
+        return tune(g, pass)
+    }
+
+    /// What the rule says for one shape and pass: an algorithm, or that the pass is a near-tie
+    /// to time on this machine (`fallback` runs where nothing is timed).
+    enum RuleVerdict: Hashable {
+        case use(ConvAlgorithm)
+        case measure(fallback: ConvAlgorithm)
+
+        /// The algorithm the rule alone would run.
+        var algorithm: ConvAlgorithm {
+            switch self { case .use(let a), .measure(let a): return a }
+        }
     }
 
     /// The measured rule (`percep-dist bench conv --compare`, docs/benchmarks.md), expressed in
@@ -104,12 +131,14 @@ public enum ConvDispatch {
     ///   when oneDNN's GEMM is wider, it is kept.
     /// - A JIT kernel wider than OpenBLAS's (AVX-512 oneDNN beside AVX2 OpenBLAS, measured on
     ///   Zen 5) wins every pass of the benchmark shapes by 1.3–4×.
-    /// - At equal widths (both AVX2, measured on an AVX2-only EPYC), im2col wins backward-weight
-    ///   of 3×3 layers with ≥ 256 input channels, and of few input channels off oneDNN's
-    ///   8-channel block (a loss network's first layer on 19 classes), where the padded blocks
-    ///   cost more.
+    /// - At equal widths (both AVX2), oneDNN wins forward, backward-data and most of
+    ///   backward-weight. Two AVX2-only EPYCs disagreed on backward-weight of 3×3 layers with
+    ///   ≥ 256 input channels and of few input channels off oneDNN's 8-channel block (a loss
+    ///   network's first layer on 19 classes; docs/benchmarks.md): im2col won them on the first,
+    ///   oneDNN some of them by 15–25 % on a 2.5× faster one. Those near-ties are timed on the
+    ///   machine at hand, with im2col as the fallback.
     /// Decided once per shape and pass.
-    static func rule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
+    static func rule(_ g: ConvGeometry, _ pass: ConvPass) -> RuleVerdict {
         let key = TuneKey(geometry: g, pass: pass)
         lock.lock()
         if let decided = ruled[key] { lock.unlock(); return decided }
@@ -140,17 +169,17 @@ public enum ConvDispatch {
     /// like; not "brgemm", oneDNN's batch-reduce JIT kernels).
     static func isGemmFallback(_ impl: String) -> Bool { impl.split(separator: ":").contains("gemm") }
 
-    private static func measuredRule(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
-        if g.groups > 1 && g.groups == g.cIn { return .dnnl }   // depthwise: GEMM degenerates
-        guard let impl = dnnlImplementation(g, pass: pass) else { return .im2col }
-        if isGemmFallback(impl) { return Gemm.vectorBits >= dnnlVectorBits ? .im2col : .dnnl }
-        if (vectorBits(ofImplementation: impl) ?? dnnlVectorBits) > Gemm.vectorBits { return .dnnl }
+    private static func measuredRule(_ g: ConvGeometry, _ pass: ConvPass) -> RuleVerdict {
+        if g.groups > 1 && g.groups == g.cIn { return .use(.dnnl) }   // depthwise: GEMM degenerates
+        guard let impl = dnnlImplementation(g, pass: pass) else { return .use(.im2col) }
+        if isGemmFallback(impl) { return .use(Gemm.vectorBits >= dnnlVectorBits ? .im2col : .dnnl) }
+        if (vectorBits(ofImplementation: impl) ?? dnnlVectorBits) > Gemm.vectorBits { return .use(.dnnl) }
         switch pass {
         case .forward, .backwardData:
-            return .dnnl
+            return .use(.dnnl)
         case .backwardWeight:
-            if g.cInPerGroup >= 256 && g.kh * g.kw > 1 { return .im2col }
-            return g.cInPerGroup < 32 && g.cInPerGroup % 8 != 0 && g.kh * g.kw <= 9 ? .im2col : .dnnl
+            if g.cInPerGroup >= 256 && g.kh * g.kw > 1 { return .measure(fallback: .im2col) }
+            return g.cInPerGroup < 32 && g.cInPerGroup % 8 != 0 && g.kh * g.kw <= 9 ? .measure(fallback: .im2col) : .use(.dnnl)
         }
     }
 
@@ -339,43 +368,55 @@ public enum ConvDispatch {
         return (g.n + calls - 1) / calls
     }
 
-    /// Times `pass` of `g` with each algorithm (best of two calls after a warm-up) on scratch
-    /// tensors and records the faster.
+    /// Calls per algorithm when timing a shape and pass.
+    static let tuneRounds = 5
+
+    /// Times `pass` of `g` with each algorithm on scratch tensors and records the faster: the
+    /// best of `tuneRounds` calls each, the algorithms taking turns (the order reversed every
+    /// other round), so a burst of load from a neighbour on a shared machine slows both rather
+    /// than deciding the race. The first round also warms each algorithm up.
     private static func tune(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
         let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
         let y = Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1)
         let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
-        var best = (ConvAlgorithm.im2col, UInt64.max)
-        for alg in ConvAlgorithm.allCases {
-            var fastest = UInt64.max
-            for _ in 0..<3 {
+        var fastest = Array(repeating: UInt64.max, count: ConvAlgorithm.allCases.count)
+        for round in 0..<tuneRounds {
+            let order = round % 2 == 0 ? Array(ConvAlgorithm.allCases.indices) : ConvAlgorithm.allCases.indices.reversed()
+            for k in order {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                run(pass, g, with: alg, y: y.data, x: x.data, w: w.data, dx: dx.data, dy: y.data, dw: dw.data)
-                fastest = Swift.min(fastest, DispatchTime.now().uptimeNanoseconds - t0)
+                run(pass, g, with: ConvAlgorithm.allCases[k], y: y.data, x: x.data, w: w.data, dx: dx.data, dy: y.data, dw: dw.data)
+                fastest[k] = Swift.min(fastest[k], DispatchTime.now().uptimeNanoseconds - t0)
             }
-            if fastest < best.1 { best = (alg, fastest) }
         }
+        let best = ConvAlgorithm.allCases[fastest.indices.min { fastest[$0] < fastest[$1] }!]
         lock.lock()
-        tuned[TuneKey(geometry: g, pass: pass)] = best.0
+        tuned[TuneKey(geometry: g, pass: pass)] = best
         if let path = tuneCachePath {
             storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey)
-            storedDecisions![ConvTuneCache.key(g, pass)] = best.0
+            storedDecisions![ConvTuneCache.key(g, pass)] = best
             ConvTuneCache.store(storedDecisions!, path: path, machine: ConvTuneCache.machineKey)
         }
         lock.unlock()
-        return best.0
+        return best
     }
 
-    /// Every (shape, pass) timed so far under `PERCEP_CONV=tune` with the algorithm it kept,
-    /// sorted by description; reports use it to check the rule against measurements.
+    /// Every (shape, pass) timed (or read from the cache file) so far with the algorithm it
+    /// kept, sorted by description; reports use it to check the rule against measurements.
     public static var tunedChoices: [(geometry: ConvGeometry, pass: ConvPass, algorithm: ConvAlgorithm)] {
         lock.lock(); defer { lock.unlock() }
         return tuned.map { ($0.key.geometry, $0.key.pass, $0.value) }.sorted { "\($0.0)\($0.1)" < "\($1.0)\($1.1)" }
     }
 
-    /// The algorithm the static rule picks for `pass` of `g` (what runs when nothing is forced
-    /// or tuned).
-    public static func ruleAlgorithm(for g: ConvGeometry, pass: ConvPass) -> ConvAlgorithm { rule(g, pass) }
+    /// The algorithm the static rule picks for `pass` of `g`: what runs when nothing is forced
+    /// or timed (for a near-tie, its fallback, which runs under `PERCEP_CONV=rule`).
+    public static func ruleAlgorithm(for g: ConvGeometry, pass: ConvPass) -> ConvAlgorithm { rule(g, pass).algorithm }
+
+    /// Whether the rule times `pass` of `g` on this machine by default (a near-tie) rather than
+    /// deciding it.
+    public static func ruleMeasures(_ g: ConvGeometry, pass: ConvPass) -> Bool {
+        if case .measure = rule(g, pass) { return true }
+        return false
+    }
 
     /// The implementation oneDNN picked for `pass` of `g` (e.g. "jit:avx2"), for reports.
     public static func dnnlImplementation(_ g: ConvGeometry, pass: ConvPass) -> String? {
