@@ -2,10 +2,12 @@
 # The reproduction study (docs/reproduction.md): the paper's segmentation claims at CPU scale on
 # structured synthetic scenes, several seeds per row, one training process at a time.
 #
-#   bash launch/reproduce.sh                   every row: the target ablation, Tables 1-4 and the
-#                                              level weights; 6 seeds for the baseline and the
-#                                              perceptual student, 2 for the others (--seeds N,
+#   bash launch/reproduce.sh                   the target rows in about 2 hours on two cores:
+#                                              baseline and + perceptual vs teacher at 6 seeds,
+#                                              + perceptual vs one-hot GT at 2 (--seeds N,
 #                                              --headline-seeds M)
+#   bash launch/reproduce.sh --ablations       also Tables 1-4 and the level weights, 2 seeds
+#                                              each: about 8-10 more hours
 #   bash launch/reproduce.sh --quick           a first look in about 15 minutes: baseline, +
 #                                              perceptual vs teacher, vs one-hot GT, 2 seeds,
 #                                              1200 iterations (a quarter of the study's, so

@@ -58,7 +58,11 @@ struct StudyRun: ParsableCommand {
         study's schedule (\(StudyGrid.quickIterations) iterations: undertrained), in output/study-quick \
         with the report there.
         """) var quick = false
-    @Option(help: "Comma-separated rows to run (default: every row of the grid, or of --quick).") var only: String?
+    @Flag(help: """
+        Also the ablation rows (Tables 1–4, the level weights): about 8–10 more hours on two cores \
+        at the study's schedule. Without it the study is the target rows, about 2 hours.
+        """) var ablations = false
+    @Option(help: "Comma-separated rows to run (default: the target rows, every row with --ablations; any row by name, but only target rows with --quick unless --ablations).") var only: String?
     @Option(help: "Seeds per ablation row (default 2).") var seeds: Int?
     @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default \(StudyGrid.headlineSeeds); 2 with --quick); at least --seeds.")
     var headlineSeeds: Int?
@@ -85,10 +89,12 @@ struct StudyRun: ParsableCommand {
 
     func run() throws {
         let rows: [StudyRow]
-        do { rows = try StudyGrid.select(quick: quick, only: only?.split(separator: ",").map(String.init) ?? []) } catch {
+        do { rows = try StudyGrid.select(quick: quick, ablations: ablations, only: only?.split(separator: ",").map(String.init) ?? []) } catch {
             throw ValidationError("\(error)")
         }
-        guard !rows.isEmpty else { throw ValidationError("--only \(only ?? "") names no row of the \(quick ? "quick " : "")grid") }
+        guard !rows.isEmpty else {
+            throw ValidationError("--only \(only ?? "") names no row of the \(quick ? "quick " : "")grid (its ablation rows run with --ablations)")
+        }
         for file in ["student.yaml", "teacher.yaml"] where !FileManager.default.fileExists(atPath: configDir + "/" + file) {
             throw ValidationError("\(configDir)/\(file) does not exist (run from the repository root or pass --config-dir)")
         }

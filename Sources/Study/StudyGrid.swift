@@ -11,15 +11,17 @@ public struct StudyRow: Sendable, Equatable {
     public let overrides: [String]
     /// Whether the row distils from the study's teacher (its checkpoint is passed in).
     public let usesTeacher: Bool
-    /// Part of the `--quick` grid.
-    public let quick: Bool
+    /// A target row (the paper's method, its baseline, and the target ablation): what the
+    /// default and `--quick` grids run. The others are the ablations of Tables 1–4 and the level
+    /// weights, run with `--ablations` or by name (`--only`).
+    public let target: Bool
     /// A headline row: gets at least the headline seed count (the baseline and the paper's method).
     public let headline: Bool
 
     /// A row; see the properties.
-    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, quick: Bool = false, headline: Bool = false) {
+    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, target: Bool = false, headline: Bool = false) {
         self.id = id; self.label = label; self.overrides = overrides
-        self.usesTeacher = usesTeacher; self.quick = quick; self.headline = headline
+        self.usesTeacher = usesTeacher; self.target = target; self.headline = headline
     }
 }
 
@@ -66,10 +68,10 @@ public enum StudyGrid {
     /// question before the ablations, and the costly families of Table 1 (torchvision widths,
     /// 1.5-2× a VGG row) last.
     public static let rows: [StudyRow] = [
-        StudyRow(id: "baseline", label: "CE only", overrides: ["LOSS.PERCEPTUAL.ENABLED", "false"], usesTeacher: false, quick: true, headline: true),
-        StudyRow(id: "percep_teacher", label: "+ perceptual vs teacher (VGG16)", overrides: percep([]), usesTeacher: true, quick: true, headline: true),
+        StudyRow(id: "baseline", label: "CE only", overrides: ["LOSS.PERCEPTUAL.ENABLED", "false"], usesTeacher: false, target: true, headline: true),
+        StudyRow(id: "percep_teacher", label: "+ perceptual vs teacher (VGG16)", overrides: percep([]), usesTeacher: true, target: true, headline: true),
         StudyRow(id: "percep_gt", label: "+ perceptual vs one-hot GT (VGG16)", overrides: percep(["LOSS.PERCEPTUAL.TARGET", "ground_truth"]),
-                 usesTeacher: false, quick: true),
+                 usesTeacher: false, target: true),
         StudyRow(id: "s11111", label: "(1,1,1,1,1)", overrides: percep(s11111), usesTeacher: true),
         StudyRow(id: "vgg11", label: "VGG11 (1,1,2,2,2)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[1, 1, 2, 2, 2]"]), usesTeacher: true),
         StudyRow(id: "vgg13", label: "VGG13 (2,2,2,2,2)", overrides: percep(["LOSS.PERCEPTUAL.STRUCTURE", "[2, 2, 2, 2, 2]"]), usesTeacher: true),
@@ -154,12 +156,14 @@ extension StudyGrid {
         ["MODEL.TEACHER.NAME", teacherName, "MODEL.TEACHER.BASE_CHANNELS", "\(teacherBaseChannels)", "MODEL.TEACHER.WEIGHTS", weights]
     }
 
-    /// The rows of a study: the quick grid or all, restricted to `only` when given (unknown
-    /// names are an error naming the known ones).
-    public static func select(quick: Bool, only: [String]) throws -> [StudyRow] {
+    /// The rows of a study: the target rows, with every ablation row when `ablations`; `only`
+    /// picks rows by name (any row, except that `--quick` without `--ablations` keeps to the
+    /// target rows). Unknown names are an error naming the known ones.
+    public static func select(quick: Bool, ablations: Bool, only: [String]) throws -> [StudyRow] {
         if let unknown = only.first(where: { row($0) == nil }) {
             throw StudyError("--only", "unknown row '\(unknown)'; rows: \(rows.map(\.id).joined(separator: ", "))")
         }
-        return rows.filter { (!quick || $0.quick) && (only.isEmpty || only.contains($0.id)) }
+        let byName = !only.isEmpty && !quick
+        return rows.filter { ($0.target || ablations || byName) && (only.isEmpty || only.contains($0.id)) }
     }
 }

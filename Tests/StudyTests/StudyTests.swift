@@ -91,9 +91,15 @@ final class StudyGridTests: XCTestCase {
             XCTAssertNoThrow(try TrainingConfig.load(file: student, overrides: row.overrides + extra + ["SEED", "1"]), row.id)
         }
         for table in StudyGrid.tables { for e in table.entries { XCTAssertNotNil(StudyGrid.row(e.row), "\(table.title): \(e.row)") } }
-        XCTAssertEqual(try StudyGrid.select(quick: true, only: []).map(\.id), ["baseline", "percep_teacher", "percep_gt"])
-        XCTAssertEqual(try StudyGrid.select(quick: false, only: ["k7", "baseline"]).map(\.id), ["baseline", "k7"])
-        XCTAssertThrowsError(try StudyGrid.select(quick: false, only: ["vgg17"])) { XCTAssertTrue("\($0)".contains("vgg17") && "\($0)".contains("vgg19")) }
+        // The default and quick grids are the target rows; --ablations adds the rest; --only
+        // picks any row by name, except from the quick grid without --ablations.
+        let target = ["baseline", "percep_teacher", "percep_gt"]
+        for quick in [false, true] { XCTAssertEqual(try StudyGrid.select(quick: quick, ablations: false, only: []).map(\.id), target) }
+        XCTAssertEqual(try StudyGrid.select(quick: false, ablations: true, only: []).map(\.id), StudyGrid.rows.map(\.id))
+        XCTAssertEqual(try StudyGrid.select(quick: false, ablations: false, only: ["k7", "baseline"]).map(\.id), ["baseline", "k7"])
+        XCTAssertEqual(try StudyGrid.select(quick: true, ablations: false, only: ["k7", "baseline"]).map(\.id), ["baseline"])
+        XCTAssertEqual(try StudyGrid.select(quick: true, ablations: true, only: ["k7"]).map(\.id), ["k7"])
+        XCTAssertThrowsError(try StudyGrid.select(quick: false, ablations: false, only: ["vgg17"])) { XCTAssertTrue("\($0)".contains("vgg17") && "\($0)".contains("vgg19")) }
         let teacher = try TrainingConfig.load(file: Self.repo.appendingPathComponent("configs/study/teacher.yaml").path)
         XCTAssertEqual(teacher.string("MODEL.NAME"), StudyGrid.teacherName)
         XCTAssertEqual(teacher.int("MODEL.BASE_CHANNELS"), StudyGrid.teacherBaseChannels)
