@@ -2,9 +2,9 @@ import Foundation
 import CBLAS
 import CDNNLConv
 
-/// Convolution algorithm decisions measured under `PERCEP_CONV=tune`, kept on disk so each
-/// (shape, pass) is timed once per machine rather than once per process (cuDNN's benchmark mode,
-/// remembered).
+/// Convolution algorithm decisions measured by `ConvDispatch` (the rule's near-ties by default,
+/// every shape and pass under `PERCEP_CONV=tune`), kept on disk so each (shape, pass) is timed
+/// once per machine rather than once per process (cuDNN's benchmark mode, remembered).
 ///
 /// Decisions are only valid where they were measured, so the file holds one table per machine
 /// key: CPU model, oneDNN's ISA and version, OpenBLAS's kernels and build, and the thread count.
