@@ -178,11 +178,12 @@ extension Tensor {
         return out
     }
 
-    /// The gradient into a ReLU's input from its output's gradient `g` and its output.
+    /// The gradient into a ReLU's input from its output's gradient `g` and its output, written
+    /// over `g`: the tape hands each backward a gradient nothing else holds, so no tensor of the
+    /// activation's size is allocated per ReLU.
     private static func reluBackward(_ g: Tensor, output: Tensor) -> Tensor {
-        let dx = Tensor(uninitialized: g.shape)
-        Kernels.zip(dx.data, g.data, output.data, count: g.count) { gv, y in y > 0 ? gv : 0 }
-        return dx
+        Kernels.zip(g.data, g.data, output.data, count: g.count) { gv, y in y > 0 ? gv : 0 }
+        return g
     }
     /// 1 / (1 + e^-x).
     public func sigmoid() -> Tensor { unaryOp({ Kernels.sigmoid($0) }, { _, y in y * (1 - y) }) }

@@ -24,6 +24,21 @@ final class TapeTests: XCTestCase {
         XCTAssertEqual(b.grad?.values, [2, 2])
     }
 
+    func testReluOverwritesOnlyItsOwnGradient() {
+        // relu's backward writes over the gradient it receives. add hands one gradient to both
+        // operands, and a reshape passes its gradient's storage on: in either operand order, the
+        // other operand's gradient must stay intact.
+        for reluFirst in [true, false] {
+            let x = Tensor(shape: [4], values: [-1, 2, -3, 4], requiresGrad: true)
+            let b = Tensor(shape: [2, 2], values: [0, 0, 0, 0], requiresGrad: true)
+            let r = x.relu().reshaped([2, 2])
+            let s = reluFirst ? r + b : b + r
+            (s * Tensor(shape: [2, 2], values: [1, 2, 3, 4])).sum().backward()
+            XCTAssertEqual(x.grad?.values, [0, 2, 0, 4], "relu first: \(reluFirst)")
+            XCTAssertEqual(b.grad?.values, [1, 2, 3, 4], "relu first: \(reluFirst)")
+        }
+    }
+
     func testNoGradScopeRecordsNothing() {
         let x = Tensor(shape: [2], values: [1, 2], requiresGrad: true)
         let y = Tape.withoutGrad { (x * 3).exp() }
