@@ -179,15 +179,17 @@ struct BenchConv: ParsableCommand {
             struct Report: Codable {
                 var fma_peak_gflops: Double; var fma_vector_bits: Int; var sgemm_gflops: Double
                 var threads: Int; var shapes: [Row]; var overall_efficiency: Double
+                var winograd_gemm_lanes: Int
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try enc.encode(Report(fma_peak_gflops: peak, fma_vector_bits: vectorBits, sgemm_gflops: sgemmPeak,
-                                               threads: ThreadBudget.threads, shapes: rows, overall_efficiency: overall))
+                                               threads: ThreadBudget.threads, shapes: rows, overall_efficiency: overall,
+                                               winograd_gemm_lanes: ConvWinograd.gemmLanes.rawValue))
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "FMA peak %.1f GFLOP/s (%d-bit vectors), sgemm %.1f GFLOP/s, %d threads; overall conv efficiency %.3f of the FMA peak",
-                         peak, vectorBits, sgemmPeak, ThreadBudget.threads, overall))
+            print(String(format: "FMA peak %.1f GFLOP/s (%d-bit vectors), sgemm %.1f GFLOP/s, %d threads; overall conv efficiency %.3f of the FMA peak; Winograd GEMM %d lanes",
+                         peak, vectorBits, sgemmPeak, ThreadBudget.threads, overall, ConvWinograd.gemmLanes.rawValue))
         }
     }
 }

@@ -52,6 +52,7 @@ struct BenchLossNet: ParsableCommand {
             "seconds_per_iter": mean, "min_seconds": times.min()!,
             "threads": ThreadBudget.threads, "structure": config.structure, "kernel_size": config.kernelSize,
             "in_channels": config.inChannels, "size": size, "batch": batch, "iters": iters, "family": config.family.rawValue,
+            "winograd_gemm_lanes": ConvWinograd.gemmLanes.rawValue,
         ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: iters)) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])

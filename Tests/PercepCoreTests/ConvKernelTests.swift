@@ -192,19 +192,23 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    /// Winograd's per-position GEMM (`pd_wino43_gemm`, U in 6-row panels) against a plain double
-    /// loop: rows not a multiple of 6, a width with a 16-column and an 8-column part, ld > width,
-    /// and nothing written past the computed columns or the valid rows.
+    /// Winograd's per-position GEMMs (`pd_wino43_gemm` and its 16-lane twin `pd_wino43_gemm_wide`,
+    /// U in 6-row panels) against a plain double loop: rows not a multiple of 6, widths with
+    /// 32-, 16- and 8-column parts, ld > width, and nothing written past the computed columns or
+    /// the valid rows. The two kernels agree bit for bit.
     func testWinogradGemmMatchesPlainProduct() {
-        for (rows, cols, count, ld) in [(13, 7, 21, 32), (6, 64, 16, 16), (64, 19, 344, 344), (1, 1, 3, 8)] {
+        for (rows, cols, count, ld) in [(13, 7, 21, 32), (6, 64, 16, 16), (64, 19, 344, 344), (1, 1, 3, 8), (7, 10, 53, 64)] {
             let mr = Int(PD_WINO_MR), panels = (rows + mr - 1) / mr
             let a = randomTensor([rows, cols], seed: UInt64(rows * 31 + cols), requiresGrad: false)
             let v = randomTensor([cols, ld], seed: UInt64(count), requiresGrad: false)
             let packed = Tensor.zeros([panels * cols * mr])
             for r in 0..<rows { for c in 0..<cols { packed.data[((r / mr) * cols + c) * mr + r % mr] = a.data[r * cols + c] } }
-            let m = Tensor(uninitialized: [rows + 1, ld])
+            let m = Tensor(uninitialized: [rows + 1, ld]), wide = Tensor(uninitialized: [rows + 1, ld])
             m.fill(.nan)
+            wide.fill(.nan)
             pd_wino43_gemm(packed.data, v.data, Int32(rows), Int32(cols), Int32(count), Int32(ld), m.data)
+            pd_wino43_gemm_wide(packed.data, v.data, Int32(rows), Int32(cols), Int32(count), Int32(ld), wide.data)
+            XCTAssertEqual(memcmp(m.data, wide.data, m.count * 4), 0, "\(rows)×\(cols)·\(count): the 16-lane GEMM differs")
             let width = (count + 7) / 8 * 8
             for r in 0..<rows {
                 for t in 0..<width {
@@ -219,6 +223,27 @@ final class ConvKernelTests: XCTestCase {
                 for t in width..<ld { XCTAssertTrue(m.data[r * ld + t].isNaN, "column \(t) of \(width) written") }
             }
             for t in 0..<ld { XCTAssertTrue(m.data[rows * ld + t].isNaN, "row \(rows) of \(rows) written") }
+        }
+    }
+
+    /// A whole Winograd convolution gives the same bits with either GEMM width, whichever this
+    /// process measured faster (`ConvWinograd.gemmLanes`).
+    func testWinogradGemmWidthDoesNotChangeResults() {
+        let g = ConvGeometry(n: 2, cIn: 24, h: 30, w: 27, cOut: 40, kh: 3, kw: 3, padding: (1, 1))
+        let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 71, requiresGrad: false)
+        let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 72, requiresGrad: false)
+        let b = randomTensor([g.cOut], seed: 73, requiresGrad: false)
+        let chosen = ConvWinograd.gemmLanes
+        defer { ConvWinograd.gemmLanes = chosen }
+        let outputs = [ConvWinograd.GemmLanes.eight, .sixteen].map { lanes -> Tensor in
+            ConvWinograd.gemmLanes = lanes
+            let y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
+            ConvWinograd.forward(y.data, x.data, w.data, b.data, g, relu: true)
+            return y
+        }
+        XCTAssertEqual(memcmp(outputs[0].data, outputs[1].data, outputs[0].count * 4), 0)
+        if pd_cpu_has_avx512f() == 0 && ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_GEMM"] == nil {
+            XCTAssertEqual(chosen, .eight, "without AVX-512 the 8-lane GEMM is used untimed")
         }
     }
 

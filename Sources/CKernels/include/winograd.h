@@ -36,6 +36,13 @@ void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, 
 /// computed (ld >= that; the extra columns hold whatever v's do), with no packing copies.
 void pd_wino43_gemm(const float *u, const float *v, int rows, int cols, int count, int ld, float *m);
 
+/// pd_wino43_gemm in blocks of 32 columns, sixteen-float vectors: one register each on AVX-512
+/// (an x86-64-v4 clone), two elsewhere. Bit-identical to pd_wino43_gemm on the same CPU.
+void pd_wino43_gemm_wide(const float *u, const float *v, int rows, int cols, int count, int ld, float *m);
+
+/// 1 when the CPU has AVX-512F (pd_wino43_gemm_wide then runs on 512-bit registers), else 0.
+int pd_cpu_has_avx512f(void);
+
 /// V[36][C][ld] for channels c_begin..c_end-1: B^T d B of each tile's 6x6 input patch, the
 /// patch of tile (ty, tx) starting at row 4*ty - pad, column 4*tx - pad of x: [N][C][H][W]
 /// (outside the image reads 0).

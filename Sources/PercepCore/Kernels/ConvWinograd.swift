@@ -66,6 +66,51 @@ public enum ConvWinograd {
         return u
     }
 
+    /// The vector width of the tile GEMM: 8 floats (`pd_wino43_gemm`, AVX2's register) or 16
+    /// (`pd_wino43_gemm_wide`, AVX-512's). The two give bit-identical results, so the choice
+    /// changes only the speed.
+    public enum GemmLanes: Int, Sendable {
+        case eight = 8, sixteen = 16
+
+        var kernel: @convention(c) (UnsafePointer<Float>?, UnsafePointer<Float>?, Int32, Int32, Int32, Int32,
+                                    UnsafeMutablePointer<Float>?) -> Void {
+            self == .eight ? pd_wino43_gemm : pd_wino43_gemm_wide
+        }
+    }
+
+    /// The GEMM width this process uses: `PERCEP_WINOGRAD_GEMM=8` or `16` if set; 8 on CPUs
+    /// without AVX-512; on AVX-512 CPUs, whichever ran a VGG-sized position's GEMM faster when
+    /// first needed (`measureGemmLanes`): a CPU that splits 512-bit operations in two (Zen 4)
+    /// gains nothing from the wider registers, so width alone does not decide.
+    nonisolated(unsafe) public static var gemmLanes: GemmLanes = {
+        if let forced = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_GEMM"].flatMap(Int.init).flatMap(GemmLanes.init) {
+            return forced
+        }
+        return pd_cpu_has_avx512f() != 0 ? measureGemmLanes() : .eight
+    }()
+
+    /// Times both GEMM widths on one transform position of a 128-channel layer over 256 tiles
+    /// (8.4 MFLOP, about 50 µs), interleaved over 5 rounds, and returns the one with the smaller
+    /// best time.
+    public static func measureGemmLanes() -> GemmLanes {
+        let rows = 128, cols = 128, count = 256
+        let u = Storage(count: panelCount(rows) * Int(PD_WINO_MR) * cols), v = Storage(count: cols * count)
+        let m = Storage(count: panelCount(rows) * Int(PD_WINO_MR) * count)
+        for i in 0..<u.count { u.base[i] = Float(i % 7) * 0.125 }
+        for i in 0..<v.count { v.base[i] = Float(i % 5) * 0.25 }
+        var best: [GemmLanes: Double] = [.eight: .infinity, .sixteen: .infinity]
+        for round in 0..<5 {
+            for lanes in round % 2 == 0 ? [GemmLanes.eight, .sixteen] : [.sixteen, .eight] {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for _ in 0..<3 {
+                    lanes.kernel(u.base, v.base, Int32(rows), Int32(cols), Int32(count), Int32(count), m.base)
+                }
+                best[lanes] = Swift.min(best[lanes]!, Double(DispatchTime.now().uptimeNanoseconds - start))
+            }
+        }
+        return best[.sixteen]! < best[.eight]! ? .sixteen : .eight
+    }
+
     /// Bytes of U above which it is written with non-temporal stores: a U this large leaves the
     /// caches before its GEMMs read it anyway (VGG16's 256- and 512-channel layers, 9–38 MB).
     static let streamingThreshold = 8 << 20
@@ -119,10 +164,11 @@ public enum ConvWinograd {
             // One GEMM per transform position, each on one thread: U is already in the kernel's
             // panels and V's rows are contiguous, so nothing is packed per call.
             let uPerPosition = panelCount(cOut) * Int(PD_WINO_MR) * cIn
+            let gemm = gemmLanes.kernel
             parallelChunks(36, grain: 1) { r in
                 for p in r {
-                    pd_wino43_gemm(u + p * uPerPosition, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
-                                   pm + p * cOut * block)
+                    gemm(u + p * uPerPosition, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
+                         pm + p * cOut * block)
                 }
             }
             parallelChunks(cOut, grain: 1) { r in
