@@ -503,6 +503,10 @@ pd_conv *pd_conv_create(const pd_conv_geometry *g, int with_bias, int fuse_relu,
       // (or sharing a global one) on each execution.
       check(c, ctx, dnnl_primitive_attr_create(&c->attr), "dnnl_primitive_attr_create") ||
       check(c, ctx, dnnl_primitive_attr_set_scratchpad_mode(c->attr, dnnl_scratchpad_mode_user), "dnnl_primitive_attr_set_scratchpad_mode") ||
+      // Full float32 whatever the process default is: ONEDNN_DEFAULT_FPMATH_MODE=BF16 (or
+      // dnnl_set_default_fpmath_mode) lets oneDNN round f32 operands to bfloat16 (8 significant
+      // bits) on CPUs that have bf16 instructions, which no gradient here can afford.
+      check(c, ctx, dnnl_primitive_attr_set_fpmath_mode(c->attr, dnnl_fpmath_mode_strict), "dnnl_primitive_attr_set_fpmath_mode") ||
       (c->fuse_relu && make_relu_attr(c, ctx)) ||
       ensure_pass(c, PASS_FWD)) {
     snprintf(err, err_len, "%s", c->err);
@@ -584,6 +588,25 @@ const char *pd_conv_impl_name(pd_conv *c, int which) {
             "dnnl_primitive_desc_query(impl_info_str)"))
     return NULL;
   return name;  // owned by the primitive descriptor, which lives as long as c
+}
+
+int pd_conv_is_strict_f32(pd_conv *c, int which) {
+  if (c == NULL) return -1;
+  if (which < 0 || which >= PASS_COUNT) {
+    set_err(c, "pd_conv_is_strict_f32: which must be 0, 1 or 2 (got %d)", which);
+    return -1;
+  }
+  if (ensure_pass(c, which)) return -1;
+  const_dnnl_primitive_attr_t attr = NULL;
+  dnnl_fpmath_mode_t mode;
+  if (check(c, "pd_conv_is_strict_f32", dnnl_primitive_desc_get_attr(c->pass[which].pd, &attr), "dnnl_primitive_desc_get_attr") ||
+      check(c, "pd_conv_is_strict_f32", dnnl_primitive_attr_get_fpmath_mode(attr, &mode), "dnnl_primitive_attr_get_fpmath_mode"))
+    return -1;
+  return mode == dnnl_fpmath_mode_strict ? 1 : 0;
+}
+
+int pd_dnnl_set_default_fpmath_bf16(int bf16) {
+  return dnnl_set_default_fpmath_mode(bf16 ? dnnl_fpmath_mode_bf16 : dnnl_fpmath_mode_strict) == dnnl_success ? 0 : -1;
 }
 
 const char *pd_dnnl_version(void) {

@@ -1,6 +1,7 @@
 import XCTest
 import TestSupport
 import CKernels
+import CDNNLConv
 @testable import PercepCore
 
 /// Each fast convolution path against the naive reference kernels.
@@ -244,6 +245,24 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertEqual(memcmp(outputs[0].data, outputs[1].data, outputs[0].count * 4), 0)
         if pd_cpu_has_avx512f() == 0 && ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_GEMM"] == nil {
             XCTAssertEqual(chosen, .eight, "without AVX-512 the 8-lane GEMM is used untimed")
+        }
+    }
+
+    /// oneDNN's passes compute in full float32 even when its process default allows bfloat16
+    /// operands (what ONEDNN_DEFAULT_FPMATH_MODE=BF16 sets), which CPUs with bf16 instructions
+    /// (Zen 4/5, Sapphire Rapids) would use.
+    func testDNNLPassesStayStrictFloat32() throws {
+        XCTAssertEqual(pd_dnnl_set_default_fpmath_bf16(1), 0)
+        defer { XCTAssertEqual(pd_dnnl_set_default_fpmath_bf16(0), 0) }
+        for relu in [false, true] {
+            var geom = pd_conv_geometry(n: 1, c_in: 8, h: 9, w: 9, c_out: 8, kh: 3, kw: 3, stride_h: 1, stride_w: 1,
+                                        pad_h: 1, pad_w: 1, dil_h: 1, dil_w: 1, groups: 1, out_h: 9, out_w: 9)
+            var err = [CChar](repeating: 0, count: 512)
+            let h = try XCTUnwrap(pd_conv_create(&geom, 1, relu ? 1 : 0, &err, err.count), String(cString: err))
+            defer { pd_conv_destroy(h) }
+            for pass in ConvPass.allCases {
+                XCTAssertEqual(pd_conv_is_strict_f32(h, Int32(pass.rawValue)), 1, "\(pass) relu \(relu): \(String(cString: pd_conv_last_error(h)))")
+            }
         }
     }
 

@@ -104,6 +104,16 @@ const char *pd_conv_impl_name(pd_conv *c, int which);
 /// families, 256 for AVX/AVX2, 128 for SSE4.1, 0 when oneDNN reports none of these.
 int pd_dnnl_isa_bits(void);
 
+/// 1 when pass `which` (0 forward, 1 backward data, 2 backward weights) computes in full float32
+/// (oneDNN's strict fpmath mode, set on every pass whatever the process default), 0 when it may
+/// round operands to a shorter type, -1 on failure (see pd_conv_last_error).
+int pd_conv_is_strict_f32(pd_conv *c, int which);
+
+/// Sets oneDNN's process-wide default fpmath mode to bf16 (1) or strict (0), as
+/// ONEDNN_DEFAULT_FPMATH_MODE does at start-up; passes created here are strict either way.
+/// Returns 0, or -1 if oneDNN refused.
+int pd_dnnl_set_default_fpmath_bf16(int bf16);
+
 /// oneDNN's version as "major.minor.patch" (static storage).
 const char *pd_dnnl_version(void);
 
