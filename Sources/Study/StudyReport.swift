@@ -103,10 +103,12 @@ public struct StudyReport {
             for r in diverged { out += "| \(r.row) | \(r.seed) | \(r.message ?? "") |\n" }
             out += "\n"
         }
-        out += "## Every run\n\n| row | seed | status | mIoU | aAcc | iterations | wall time |\n|---|---|---|---|---|---|---|\n"
+        out += "## Every run\n\nCPU time: user + system seconds of the training process, all threads (not recorded for the earlier runs: —); "
+        out += "unlike the wall time it does not count time the run was stopped or waiting for the cores.\n\n"
+        out += "| row | seed | status | mIoU | aAcc | iterations | wall time | CPU time |\n|---|---|---|---|---|---|---|---|\n"
         let order = Dictionary(uniqueKeysWithValues: StudyGrid.rows.enumerated().map { ($0.element.id, $0.offset) })
         for r in results.runs.sorted(by: { (order[$0.row] ?? 99, $0.seed) < (order[$1.row] ?? 99, $1.seed) }) {
-            out += "| \(r.row) | \(r.seed) | \(r.status) | \(r.mIoU.map(Self.pct) ?? "—") | \(r.aAcc.map(Self.pct) ?? "—") | \(r.iterations) | \(String(format: "%.0f s", r.wallSeconds)) |\n"
+            out += "| \(r.row) | \(r.seed) | \(r.status) | \(r.mIoU.map(Self.pct) ?? "—") | \(r.aAcc.map(Self.pct) ?? "—") | \(r.iterations) | \(String(format: "%.0f s", r.wallSeconds)) | \(r.cpuSeconds.map { String(format: "%.0f s", $0) } ?? "—") |\n"
         }
         return out
     }

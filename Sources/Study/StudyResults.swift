@@ -17,6 +17,11 @@ public struct StudyRunResult: Codable, Sendable, Equatable {
     /// Seconds the training process ran: every invocation that ended (a resumed run adds its
     /// parts; an invocation killed with the study itself is not counted).
     public var wallSeconds: Double
+    /// CPU seconds (user + system, every thread) of the same invocations. Unlike the wall time it
+    /// does not grow while the run is stopped or waits for cores another program holds, so it
+    /// compares runs that shared the machine. Nil in results written before it was recorded, or
+    /// when part of the run was.
+    public var cpuSeconds: Double?
     /// Iterations trained.
     public var iterations: Int
     /// The trainer's last error line for a diverged run.
@@ -27,9 +32,10 @@ public struct StudyRunResult: Codable, Sendable, Equatable {
 
     /// A result; see the properties.
     public init(row: String, seed: Int, status: String, mIoU: Double?, aAcc: Double?, perClassIoU: [String: Double?],
-                wallSeconds: Double, iterations: Int, message: String? = nil, recipe: String? = nil) {
+                wallSeconds: Double, cpuSeconds: Double? = nil, iterations: Int, message: String? = nil, recipe: String? = nil) {
         self.row = row; self.seed = seed; self.status = status; self.mIoU = mIoU; self.aAcc = aAcc
-        self.perClassIoU = perClassIoU; self.wallSeconds = wallSeconds; self.iterations = iterations; self.message = message
+        self.perClassIoU = perClassIoU; self.wallSeconds = wallSeconds; self.cpuSeconds = cpuSeconds
+        self.iterations = iterations; self.message = message
         self.recipe = recipe
     }
 }

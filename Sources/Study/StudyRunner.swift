@@ -33,8 +33,9 @@ public struct StudyRunner {
     /// The run folder of `row` and `seed`.
     public func runDirectory(_ row: String, seed: Int) -> String { "\(out)/runs/\(row)/seed\(seed)" }
 
-    /// Runs `percep-dist args`, output to `logFile`; returns the exit status and the seconds it took.
-    func spawn(_ args: [String], logFile: String) throws -> (status: Int32, seconds: Double) {
+    /// Runs `percep-dist args`, output to `logFile`; returns the exit status, the seconds it took
+    /// and the CPU seconds (user + system, all threads) it used.
+    func spawn(_ args: [String], logFile: String) throws -> (status: Int32, seconds: Double, cpuSeconds: Double) {
         try FileManager.default.createDirectory(atPath: (logFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
         guard FileManager.default.createFile(atPath: logFile, contents: nil), let handle = FileHandle(forWritingAtPath: logFile) else {
             throw StudyError(logFile, "cannot create the log file")
@@ -45,10 +46,19 @@ public struct StudyRunner {
         process.arguments = args
         process.standardOutput = handle
         process.standardError = handle
-        let began = Date()
+        let began = Date(), cpuBefore = Self.childrenCPUSeconds()
         do { try process.run() } catch { throw StudyError(executable, "cannot start: \(error.localizedDescription)") }
         process.waitUntilExit()
-        return (process.terminationStatus, Date().timeIntervalSince(began))
+        return (process.terminationStatus, Date().timeIntervalSince(began), Self.childrenCPUSeconds() - cpuBefore)
+    }
+
+    /// User + system CPU seconds of this process's children that have exited (one run at a time,
+    /// so the difference around a run is that run's).
+    static func childrenCPUSeconds() -> Double {
+        var usage = rusage()
+        guard getrusage(RUSAGE_CHILDREN.rawValue, &usage) == 0 else { return 0 }
+        func seconds(_ t: timeval) -> Double { Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return seconds(usage.ru_utime) + seconds(usage.ru_stime)
     }
 
     /// A stable fingerprint (FNV-1a, 64 bits, hex) of a config file's text and the overrides a run
@@ -99,7 +109,7 @@ public struct StudyRunner {
     }
 
     /// One train-seg run into `directory`: resumed when it holds a checkpoint, started afresh otherwise.
-    func train(config: String, directory: String, overrides: [String], logFile: String) throws -> (status: Int32, seconds: Double) {
+    func train(config: String, directory: String, overrides: [String], logFile: String) throws -> (status: Int32, seconds: Double, cpuSeconds: Double) {
         let fm = FileManager.default
         var resume: [String] = []
         if fm.fileExists(atPath: directory + "/last_checkpoint") {
@@ -128,18 +138,22 @@ public struct StudyRunner {
         }
         let logFile = "\(out)/logs/\(row.id)-seed\(seed).log"
         log("run \(row.id) seed \(seed)")
-        let elapsedFile = directory + "/study_elapsed"
+        let elapsedFile = directory + "/study_elapsed", cpuFile = directory + "/study_cpu"
         // Time already spent counts only when the run resumes; a restart discards it.
         let resumes = FileManager.default.fileExists(atPath: directory + "/last_checkpoint")
-        let before = resumes ? (try? String(contentsOfFile: elapsedFile, encoding: .utf8)).flatMap { Double($0) } ?? 0 : 0
+        func spent(_ file: String) -> Double? { resumes ? (try? String(contentsOfFile: file, encoding: .utf8)).flatMap { Double($0) } : 0 }
+        let before = spent(elapsedFile) ?? 0
+        // A part run by a study that did not count CPU time leaves the total unknown.
+        let cpuBefore = FileManager.default.fileExists(atPath: elapsedFile) && resumes ? spent(cpuFile) : 0
         let r = try train(config: configDirectory + "/student.yaml", directory: directory, overrides: overrides, logFile: logFile)
-        let seconds = before + r.seconds
+        let seconds = before + r.seconds, cpuSeconds = cpuBefore.map { $0 + r.cpuSeconds }
         try? "\(seconds)".write(toFile: elapsedFile, atomically: true, encoding: .utf8)
+        if let cpuSeconds { try? "\(cpuSeconds)".write(toFile: cpuFile, atomically: true, encoding: .utf8) }
         let result: StudyRunResult
         if r.status == 0 {
             let e = try finalEvaluation(metricsFile: directory + "/metrics.jsonl")
             result = StudyRunResult(row: row.id, seed: seed, status: "finished", mIoU: e.mIoU, aAcc: e.aAcc, perClassIoU: e.perClass,
-                                    wallSeconds: seconds, iterations: e.iteration + 1, recipe: fingerprint)
+                                    wallSeconds: seconds, cpuSeconds: cpuSeconds, iterations: e.iteration + 1, recipe: fingerprint)
         } else if let line = tail(logFile, lines: 40).split(separator: "\n").last(where: {
             $0.contains("non-finite") && $0.contains("the last good checkpoint is kept")
         }) {
@@ -147,7 +161,7 @@ public struct StudyRunner {
             // any other failure (a kill, a bad file) is an error and the run resumes next time.
             let iteration = line.range(of: "iteration ").flatMap { Int(line[$0.upperBound...].prefix { $0.isNumber }) } ?? 0
             result = StudyRunResult(row: row.id, seed: seed, status: "diverged", mIoU: nil, aAcc: nil, perClassIoU: [:],
-                                    wallSeconds: seconds, iterations: iteration, message: String(line.prefix(240)).trimmingCharacters(in: .whitespaces),
+                                    wallSeconds: seconds, cpuSeconds: cpuSeconds, iterations: iteration, message: String(line.prefix(240)).trimmingCharacters(in: .whitespaces),
                                     recipe: fingerprint)
         } else {
             throw StudyError(logFile, "train-seg failed (status \(r.status)); run the study again to resume it:\n\(tail(logFile))")

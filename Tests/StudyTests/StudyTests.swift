@@ -56,7 +56,9 @@ final class StudyStatisticsTests: XCTestCase {
     /// the paper's number, diverged runs, per-class IoU and every run; the chart has a bar per row
     /// with runs and the baseline line.
     func testReportAndChart() {
-        let runs = [result("baseline", 0, 0.30, pole: 0.10), result("baseline", 1, 0.28, pole: 0.12),
+        var timed = result("baseline", 1, 0.28, pole: 0.12)
+        timed.cpuSeconds = 118.4
+        let runs = [result("baseline", 0, 0.30, pole: 0.10), timed,
                     result("percep_teacher", 0, 0.31, pole: 0.15), result("percep_teacher", 1, 0.30, pole: 0.13),
                     result("normal1", 0, nil)]
         let report = StudyReport(results: StudyResults(environment: ["machine": "test"], runs: runs), notes: "Hand notes.", figure: "reproduction/mIoU.svg")
@@ -68,6 +70,8 @@ final class StudyStatisticsTests: XCTestCase {
         XCTAssertTrue(md.contains("| pole | 11.00 | 14.00 | +3.00 ± 2.00 |"), md)
         XCTAssertTrue(md.contains("Hand notes.") && md.contains("![mIoU per row"), md)
         XCTAssertTrue(md.contains("| GoogLeNet | 68.91 | not run |"), md)
+        XCTAssertTrue(md.contains("| baseline | 0 | finished | 30.00 | 80.00 | 600 | 60 s | — |"), md)
+        XCTAssertTrue(md.contains("| baseline | 1 | finished | 28.00 | 78.00 | 600 | 60 s | 118 s |"), md)
         let svg = report.chart().svg()
         XCTAssertEqual(report.chart().bars.map(\.label), ["CE only", "+ perceptual vs teacher (VGG16)", "N(0, 1) (1 of 1 diverged)"])
         XCTAssertEqual(svg.components(separatedBy: "<rect x=").count - 1, 2, "a bar per row with a finite mean")
@@ -132,6 +136,10 @@ final class ReproduceScriptTests: XCTestCase {
         XCTAssertEqual([run.row, run.status], ["baseline", "finished"])
         XCTAssertEqual(run.iterations, 4)
         XCTAssertNotNil(run.mIoU)
+        // The training process's CPU time is its own: more than nothing, at most its threads × wall.
+        let cpu = try XCTUnwrap(run.cpuSeconds, "CPU time recorded")
+        XCTAssertGreaterThan(cpu, 0)
+        XCTAssertLessThanOrEqual(cpu, Double(ProcessInfo.processInfo.activeProcessorCount) * run.wallSeconds + 1)
         XCTAssertEqual(run.perClassIoU.count, 10, "one IoU per synthetic class")
         let doc = try String(contentsOf: study.appendingPathComponent("reproduction.md"), encoding: .utf8)
         XCTAssertTrue(doc.contains("| CE only | 69.60 |") && doc.contains("reproduction/mIoU.svg"), doc)
