@@ -21,8 +21,12 @@
 
 #define GROUP 8
 
+// Helpers of the cloned functions must be inlined into each clone: an outlined copy is compiled
+// for the baseline ISA (no FMA), which would give other bits and lose the vector width.
+#define PD_INLINE static inline __attribute__((always_inline))
+
 // out[i][*] = (B^T in)[i][*] for six rows of GROUP values (in and out rows `stride` apart).
-static inline void bt_rows(const float *in, float *out, int stride) {
+PD_INLINE void bt_rows(const float *in, float *out, int stride) {
   for (int l = 0; l < GROUP; l++) {
     float d0 = in[0 * stride + l], d1 = in[1 * stride + l], d2 = in[2 * stride + l];
     float d3 = in[3 * stride + l], d4 = in[4 * stride + l], d5 = in[5 * stride + l];
@@ -36,7 +40,7 @@ static inline void bt_rows(const float *in, float *out, int stride) {
 }
 
 // out[i][*] = (A^T in)[i][*]: four rows from six (in rows `in_stride`, out rows `out_stride` apart).
-static inline void at_rows(const float *in, int in_stride, float *out, int out_stride) {
+PD_INLINE void at_rows(const float *in, int in_stride, float *out, int out_stride) {
   for (int l = 0; l < GROUP; l++) {
     float m0 = in[0 * in_stride + l], m1 = in[1 * in_stride + l], m2 = in[2 * in_stride + l];
     float m3 = in[3 * in_stride + l], m4 = in[4 * in_stride + l], m5 = in[5 * in_stride + l];
@@ -49,7 +53,7 @@ static inline void at_rows(const float *in, int in_stride, float *out, int out_s
 }
 
 // out[i][*] = (G in)[i][*]: six rows from three (in rows `in_stride`, out rows `out_stride` apart).
-static inline void g_rows(const float *in, int in_stride, float *out, int out_stride) {
+PD_INLINE void g_rows(const float *in, int in_stride, float *out, int out_stride) {
   for (int l = 0; l < GROUP; l++) {
     float g0 = in[0 * in_stride + l], g1 = in[1 * in_stride + l], g2 = in[2 * in_stride + l];
     float s = g0 + g2, a = g0 * (1.0f / 24) + g2 * (1.0f / 6), b = g1 * (1.0f / 12);
@@ -122,39 +126,46 @@ void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, 
 #endif
 }
 
-static inline pd_v8 pd_load8(const float *p) {
+PD_INLINE pd_v8 pd_load8(const float *p) {
   pd_v8 r;
   __builtin_memcpy(&r, p, sizeof r);
   return r;
 }
 
-static inline void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x); }
+PD_INLINE void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x); }
 
-// The GEMM's register block: PD_WINO_MR rows of U by 16 columns (two vectors) of V, twelve
-// accumulators, the shape that fills the 16 AVX registers (BLIS's Haswell kernel).
-// m[0..valid_rows)[0..16) (row stride ld) = panel (cols x MR, packed) . v[0..cols)[0..16) (row stride ld).
-static inline void pd_block_6x16(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
-  pd_v8 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-  pd_v8 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-  for (int c = 0; c < cols; c++) {
-    const pd_v8 b0 = pd_load8(v + (size_t)c * ld), b1 = pd_load8(v + (size_t)c * ld + 8);
-    const float *a = panel + (size_t)c * PD_WINO_MR;
-    a00 += a[0] * b0; a01 += a[0] * b1;
-    a10 += a[1] * b0; a11 += a[1] * b1;
-    a20 += a[2] * b0; a21 += a[2] * b1;
-    a30 += a[3] * b0; a31 += a[3] * b1;
-    a40 += a[4] * b0; a41 += a[4] * b1;
-    a50 += a[5] * b0; a51 += a[5] * b1;
+// The GEMM's register block: PD_WINO_MR rows of U by two vectors of V (2 x lanes columns),
+// twelve accumulators: with 8-float vectors the shape that fills the 16 AVX registers (BLIS's
+// Haswell kernel), with 16-float vectors the same on AVX-512. One definition for both widths, so
+// each lane sums the same products in the same order and the two GEMMs agree bit for bit.
+// m[0..valid_rows)[0..2 x lanes) (row stride ld) = panel (cols x MR, packed) . v[0..cols)[..] (row stride ld).
+#define PD_DEFINE_BLOCK(name, vec, lanes)                                                                   \
+  PD_INLINE void name(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {    \
+    vec a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};                                   \
+    vec a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};                                   \
+    for (int c = 0; c < cols; c++) {                                                                        \
+      vec b0, b1;                                                                                           \
+      __builtin_memcpy(&b0, v + (size_t)c * ld, sizeof b0);                                                 \
+      __builtin_memcpy(&b1, v + (size_t)c * ld + (lanes), sizeof b1);                                       \
+      const float *a = panel + (size_t)c * PD_WINO_MR;                                                      \
+      a00 += a[0] * b0; a01 += a[0] * b1;                                                                   \
+      a10 += a[1] * b0; a11 += a[1] * b1;                                                                   \
+      a20 += a[2] * b0; a21 += a[2] * b1;                                                                   \
+      a30 += a[3] * b0; a31 += a[3] * b1;                                                                   \
+      a40 += a[4] * b0; a41 += a[4] * b1;                                                                   \
+      a50 += a[5] * b0; a51 += a[5] * b1;                                                                   \
+    }                                                                                                       \
+    const vec rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};        \
+    for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) {                                                \
+      __builtin_memcpy(m + (size_t)i * ld, &rows[i][0], sizeof(vec));                                       \
+      __builtin_memcpy(m + (size_t)i * ld + (lanes), &rows[i][1], sizeof(vec));                             \
+    }                                                                                                       \
   }
-  const pd_v8 rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
-  for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) {
-    pd_store8(m + (size_t)i * ld, rows[i][0]);
-    pd_store8(m + (size_t)i * ld + 8, rows[i][1]);
-  }
-}
+
+PD_DEFINE_BLOCK(pd_block_6x16, pd_v8, 8)
 
 // The same for the last 8 columns when the width is not a multiple of 16.
-static inline void pd_block_6x8(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
+PD_INLINE void pd_block_6x8(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
   pd_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0};
   for (int c = 0; c < cols; c++) {
     const pd_v8 b = pd_load8(v + (size_t)c * ld);
@@ -166,13 +177,11 @@ static inline void pd_block_6x8(const float *panel, const float *v, int cols, in
   for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) pd_store8(m + (size_t)i * ld, rows[i]);
 }
 
-PD_CLONES
-void pd_wino43_gemm(const float *u, const float *v, int rows, int cols, int count, int ld, float *m) {
-  const int width = (count + GROUP - 1) / GROUP * GROUP;
+// Columns j..width-1 of the GEMM in 16- and 8-column blocks. Column blocks outside, row panels
+// inside: one block of V (cols x 16) is read by every panel while it is in cache; U streams once
+// per column block.
+PD_INLINE void pd_gemm_columns(const float *u, const float *v, int rows, int cols, int ld, float *m, int j, int width) {
   const int panels = (rows + PD_WINO_MR - 1) / PD_WINO_MR;
-  // Column blocks outside, row panels inside: one block of V (cols x 16) is read by every panel
-  // while it is in cache; U streams once per column block.
-  int j = 0;
   for (; j + 16 <= width; j += 16)
     for (int i = 0; i < panels; i++)
       pd_block_6x16(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
@@ -181,39 +190,16 @@ void pd_wino43_gemm(const float *u, const float *v, int rows, int cols, int coun
       pd_block_6x8(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
 }
 
+PD_CLONES
+void pd_wino43_gemm(const float *u, const float *v, int rows, int cols, int count, int ld, float *m) {
+  pd_gemm_columns(u, v, rows, cols, ld, m, 0, (count + GROUP - 1) / GROUP * GROUP);
+}
+
 // Sixteen floats, one AVX-512 register.
 typedef float pd_v16 __attribute__((vector_size(64)));
 
-static inline pd_v16 pd_load16(const float *p) {
-  pd_v16 r;
-  __builtin_memcpy(&r, p, sizeof r);
-  return r;
-}
-
-static inline void pd_store16(float *p, pd_v16 x) { __builtin_memcpy(p, &x, sizeof x); }
-
-// pd_block_6x16 with 32 columns (two AVX-512 vectors): the same twelve accumulators, each twice
-// as wide. Every lane sums the same products in the same order as the 8-lane blocks, so the two
-// GEMMs give bit-identical results.
-static inline void pd_block_6x32(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
-  pd_v16 a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};
-  pd_v16 a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};
-  for (int c = 0; c < cols; c++) {
-    const pd_v16 b0 = pd_load16(v + (size_t)c * ld), b1 = pd_load16(v + (size_t)c * ld + 16);
-    const float *a = panel + (size_t)c * PD_WINO_MR;
-    a00 += a[0] * b0; a01 += a[0] * b1;
-    a10 += a[1] * b0; a11 += a[1] * b1;
-    a20 += a[2] * b0; a21 += a[2] * b1;
-    a30 += a[3] * b0; a31 += a[3] * b1;
-    a40 += a[4] * b0; a41 += a[4] * b1;
-    a50 += a[5] * b0; a51 += a[5] * b1;
-  }
-  const pd_v16 rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};
-  for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) {
-    pd_store16(m + (size_t)i * ld, rows[i][0]);
-    pd_store16(m + (size_t)i * ld + 16, rows[i][1]);
-  }
-}
+// Its 32-column twin for the 16-lane GEMM.
+PD_DEFINE_BLOCK(pd_block_6x32, pd_v16, 16)
 
 PD_CLONES_WIDE
 void pd_wino43_gemm_wide(const float *u, const float *v, int rows, int cols, int count, int ld, float *m) {
@@ -223,14 +209,7 @@ void pd_wino43_gemm_wide(const float *u, const float *v, int rows, int cols, int
   for (; j + 32 <= width; j += 32)
     for (int i = 0; i < panels; i++)
       pd_block_6x32(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
-  if (j + 16 <= width) {
-    for (int i = 0; i < panels; i++)
-      pd_block_6x16(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
-    j += 16;
-  }
-  if (j < width)
-    for (int i = 0; i < panels; i++)
-      pd_block_6x8(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
+  pd_gemm_columns(u, v, rows, cols, ld, m, j, width);
 }
 
 int pd_cpu_has_avx512f(void) {
