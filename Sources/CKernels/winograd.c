@@ -24,6 +24,9 @@
 // Helpers of the cloned functions must be inlined into each clone: an outlined copy is compiled
 // for the baseline ISA (no FMA), which would give other bits and lose the vector width.
 #define PD_INLINE static inline __attribute__((always_inline))
+// Those helpers pass 8-float vectors by value; in the baseline clone (no AVX) that would change the
+// calling convention, but no such call remains once they are inlined, so the warning is moot.
+#pragma clang diagnostic ignored "-Wpsabi"
 
 // out[i][*] = (B^T in)[i][*] for six rows of GROUP values (in and out rows `stride` apart).
 PD_INLINE void bt_rows(const float *in, float *out, int stride) {
@@ -221,44 +224,129 @@ int pd_cpu_has_avx512f(void) {
 #endif
 }
 
+// Eight tiles side by side in one tile row read six input rows of 34 consecutive columns from
+// column x0: lane l's patch column j is column 4l + j. Writes d[i*6 + j][l] for the six rows
+// (rows[i] points at column x0 of row i, 34 readable floats). The lanes are gathered with vector
+// shuffles: the first 32 columns are an 8x4 (tile, column) matrix to transpose; columns 4 and 5 are
+// columns 0 and 1 of the next tile.
+PD_INLINE void gather_row_of_tiles(const float *const rows[6], float *d) {
+  for (int i = 0; i < 6; i++) {
+    const float *r = rows[i];
+    const pd_v8 a = pd_load8(r), b = pd_load8(r + 8), c = pd_load8(r + 16), e = pd_load8(r + 24);
+    // [t0c0 t2c0 t0c1 t2c1 t1c0 t3c0 t1c1 t3c1] and the same for columns 2, 3 and tiles 4..7.
+    const pd_v8 ab_lo = __builtin_shufflevector(a, b, 0, 8, 1, 9, 4, 12, 5, 13);
+    const pd_v8 ab_hi = __builtin_shufflevector(a, b, 2, 10, 3, 11, 6, 14, 7, 15);
+    const pd_v8 ce_lo = __builtin_shufflevector(c, e, 0, 8, 1, 9, 4, 12, 5, 13);
+    const pd_v8 ce_hi = __builtin_shufflevector(c, e, 2, 10, 3, 11, 6, 14, 7, 15);
+    const pd_v8 col0 = __builtin_shufflevector(ab_lo, ce_lo, 0, 4, 1, 5, 8, 12, 9, 13);
+    const pd_v8 col1 = __builtin_shufflevector(ab_lo, ce_lo, 2, 6, 3, 7, 10, 14, 11, 15);
+    const pd_v8 col2 = __builtin_shufflevector(ab_hi, ce_hi, 0, 4, 1, 5, 8, 12, 9, 13);
+    const pd_v8 col3 = __builtin_shufflevector(ab_hi, ce_hi, 2, 6, 3, 7, 10, 14, 11, 15);
+    const pd_v8 tail = {r[32], r[33], 0, 0, 0, 0, 0, 0};
+    const pd_v8 col4 = __builtin_shufflevector(col0, tail, 1, 2, 3, 4, 5, 6, 7, 8);
+    const pd_v8 col5 = __builtin_shufflevector(col1, tail, 1, 2, 3, 4, 5, 6, 7, 9);
+    float *out = d + i * 6 * GROUP;
+    pd_store8(out + 0 * GROUP, col0); pd_store8(out + 1 * GROUP, col1); pd_store8(out + 2 * GROUP, col2);
+    pd_store8(out + 3 * GROUP, col3); pd_store8(out + 4 * GROUP, col4); pd_store8(out + 5 * GROUP, col5);
+  }
+}
+
 PD_CLONES
 void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
                      long t0, int count, int c_begin, int c_end, float *v, int ld) {
   const long per_image = (long)tiles_h * tiles_w;
   float d[36 * GROUP], e[36 * GROUP];
+  // Rows of a tile-row group that reach past the image, zero-padded (34 columns used).
+  float padded[6][40];
   for (int c = c_begin; c < c_end; c++) {
     for (int g0 = 0; g0 < count; g0 += GROUP) {
       const int lanes = count - g0 < GROUP ? count - g0 : GROUP;
-      for (int l = 0; l < GROUP; l++) {
-        if (l >= lanes) {
-          for (int p = 0; p < 36; p++) d[p * GROUP + l] = 0;
-          continue;
-        }
-        const long t = t0 + g0 + l;
-        const long n = t / per_image;
-        const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
+      const long first = t0 + g0;
+      const int first_tx = (int)(first % per_image) % tiles_w;
+      if (lanes == GROUP && first_tx + GROUP <= tiles_w) {
+        // The common case on large maps: eight tiles of one tile row, read as six row segments.
+        const long n = first / per_image;
+        const int ty = (int)(first % per_image) / tiles_w;
         const float *plane = x + ((size_t)n * channels + c) * h * w;
-        const int y0 = 4 * ty - pad, x0 = 4 * tx - pad;
-        if (y0 >= 0 && x0 >= 0 && y0 + 6 <= h && x0 + 6 <= w) {
-          for (int i = 0; i < 6; i++)
-            for (int j = 0; j < 6; j++) d[(i * 6 + j) * GROUP + l] = plane[(size_t)(y0 + i) * w + x0 + j];
-        } else {
-          for (int i = 0; i < 6; i++)
-            for (int j = 0; j < 6; j++) {
-              const int yy = y0 + i, xx = x0 + j;
-              d[(i * 6 + j) * GROUP + l] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? plane[(size_t)yy * w + xx] : 0.0f;
+        const int y0 = 4 * ty - pad, x0 = 4 * first_tx - pad;
+        const float *rows[6];
+        for (int i = 0; i < 6; i++) {
+          const int yy = y0 + i;
+          if (yy >= 0 && yy < h && x0 >= 0 && x0 + 34 <= w) {
+            rows[i] = plane + (size_t)yy * w + x0;
+          } else {
+            for (int j = 0; j < 34; j++) {
+              const int xx = x0 + j;
+              padded[i][j] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? plane[(size_t)yy * w + xx] : 0.0f;
             }
+            rows[i] = padded[i];
+          }
+        }
+        gather_row_of_tiles(rows, d);
+      } else {
+        for (int l = 0; l < GROUP; l++) {
+          if (l >= lanes) {
+            for (int p = 0; p < 36; p++) d[p * GROUP + l] = 0;
+            continue;
+          }
+          const long t = first + l;
+          const long n = t / per_image;
+          const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
+          const float *plane = x + ((size_t)n * channels + c) * h * w;
+          const int y0 = 4 * ty - pad, x0 = 4 * tx - pad;
+          if (y0 >= 0 && x0 >= 0 && y0 + 6 <= h && x0 + 6 <= w) {
+            for (int i = 0; i < 6; i++)
+              for (int j = 0; j < 6; j++) d[(i * 6 + j) * GROUP + l] = plane[(size_t)(y0 + i) * w + x0 + j];
+          } else {
+            for (int i = 0; i < 6; i++)
+              for (int j = 0; j < 6; j++) {
+                const int yy = y0 + i, xx = x0 + j;
+                d[(i * 6 + j) * GROUP + l] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? plane[(size_t)yy * w + xx] : 0.0f;
+              }
+          }
         }
       }
       // Columns of the patch: e[i][j] = sum_r B^T[i][r] d[r][j] (six rows of six columns).
       for (int j = 0; j < 6; j++) bt_rows(d + j * GROUP, e + j * GROUP, 6 * GROUP);
       // Rows: V[i][j] = sum_k e[i][k] B^T[j][k].
       for (int i = 0; i < 6; i++) bt_rows(e + i * 6 * GROUP, d + i * 6 * GROUP, GROUP);
-      for (int p = 0; p < 36; p++) {
-        float *dst = v + ((size_t)p * channels + c) * ld + g0;
-        for (int l = 0; l < lanes; l++) dst[l] = d[p * GROUP + l];
+      if (lanes == GROUP) {
+        // A whole group is one vector store per position (a variable-length copy would be a
+        // memcpy call per position).
+        for (int p = 0; p < 36; p++) __builtin_memcpy(v + ((size_t)p * channels + c) * ld + g0, d + p * GROUP, GROUP * sizeof(float));
+      } else {
+        for (int p = 0; p < 36; p++) {
+          float *dst = v + ((size_t)p * channels + c) * ld + g0;
+          for (int l = 0; l < lanes; l++) dst[l] = d[p * GROUP + l];
+        }
       }
     }
+  }
+}
+
+typedef int pd_i8 __attribute__((vector_size(32)));
+
+// The inverse of gather_row_of_tiles for one output row: o[j][l] (column j of lane l's tile, four
+// vectors) become the row's 32 consecutive values, lane l's four columns at 4l, stored at y after
+// adding `bias` and, with `relu`, replacing negatives by +0 exactly as the scalar path does.
+PD_INLINE void scatter_row_of_tiles(const float *o, float bias, int relu, float *y) {
+  const pd_v8 o0 = pd_load8(o), o1 = pd_load8(o + GROUP), o2 = pd_load8(o + 2 * GROUP), o3 = pd_load8(o + 3 * GROUP);
+  // [t0c0 t0c1 t1c0 t1c1 t2c0 t2c1 t3c0 t3c1], columns 2 and 3 likewise, then tiles 4..7.
+  const pd_v8 p_lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
+  const pd_v8 q_lo = __builtin_shufflevector(o2, o3, 0, 8, 1, 9, 2, 10, 3, 11);
+  const pd_v8 p_hi = __builtin_shufflevector(o0, o1, 4, 12, 5, 13, 6, 14, 7, 15);
+  const pd_v8 q_hi = __builtin_shufflevector(o2, o3, 4, 12, 5, 13, 6, 14, 7, 15);
+  pd_v8 row[4] = {
+    __builtin_shufflevector(p_lo, q_lo, 0, 1, 8, 9, 2, 3, 10, 11),
+    __builtin_shufflevector(p_lo, q_lo, 4, 5, 12, 13, 6, 7, 14, 15),
+    __builtin_shufflevector(p_hi, q_hi, 0, 1, 8, 9, 2, 3, 10, 11),
+    __builtin_shufflevector(p_hi, q_hi, 4, 5, 12, 13, 6, 7, 14, 15),
+  };
+  const pd_v8 zero = {0};
+  for (int q = 0; q < 4; q++) {
+    pd_v8 value = row[q] + bias;
+    if (relu) value = (pd_v8)((pd_i8)value & ~(pd_i8)(value < zero));
+    pd_store8(y + q * GROUP, value);
   }
 }
 
@@ -271,16 +359,31 @@ void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, 
     const float b = bias ? bias[k] : 0.0f;
     for (int g0 = 0; g0 < count; g0 += GROUP) {
       const int lanes = count - g0 < GROUP ? count - g0 : GROUP;
-      for (int p = 0; p < 36; p++) {
-        const float *src = m + ((size_t)p * channels + k) * ld + g0;
-        for (int l = 0; l < GROUP; l++) in[p * GROUP + l] = l < lanes ? src[l] : 0.0f;
+      if (lanes == GROUP) {
+        for (int p = 0; p < 36; p++) __builtin_memcpy(in + p * GROUP, m + ((size_t)p * channels + k) * ld + g0, GROUP * sizeof(float));
+      } else {
+        for (int p = 0; p < 36; p++) {
+          const float *src = m + ((size_t)p * channels + k) * ld + g0;
+          for (int l = 0; l < GROUP; l++) in[p * GROUP + l] = l < lanes ? src[l] : 0.0f;
+        }
       }
       // mid[i][j] = sum_a A^T[i][a] in[a][j]: for each column j, rows 6 -> 4.
       for (int j = 0; j < 6; j++) at_rows(in + j * GROUP, 6 * GROUP, mid + j * GROUP, 6 * GROUP);
       // out[i][j] = sum_b mid[i][b] A^T[j][b].
       for (int i = 0; i < 4; i++) at_rows(mid + i * 6 * GROUP, GROUP, out + i * 4 * GROUP, GROUP);
+      const long first = t0 + g0;
+      const int first_tx = (int)(first % per_image) % tiles_w;
+      if (lanes == GROUP && first_tx + GROUP <= tiles_w && 4 * (first_tx + GROUP) <= ow) {
+        // Eight whole tiles of one tile row: each output row is 32 consecutive values.
+        const long n = first / per_image;
+        const int ty = (int)(first % per_image) / tiles_w;
+        float *plane = y + ((size_t)n * channels + k) * oh * ow;
+        for (int i = 0; i < 4 && 4 * ty + i < oh; i++)
+          scatter_row_of_tiles(out + i * 4 * GROUP, b, relu, plane + (size_t)(4 * ty + i) * ow + 4 * first_tx);
+        continue;
+      }
       for (int l = 0; l < lanes; l++) {
-        const long t = t0 + g0 + l;
+        const long t = first + l;
         const long n = t / per_image;
         const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
         float *plane = y + ((size_t)n * channels + k) * oh * ow;

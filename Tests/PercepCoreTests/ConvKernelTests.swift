@@ -227,6 +227,45 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// The transforms' tile-row path (eight tiles of one tile row read and written as row segments
+    /// with vector shuffles) gives the bits of the per-tile path, which each tile alone takes:
+    /// interior and zero-padded segments, groups that straddle tile rows and images, a cropped
+    /// last column of tiles, bias and ReLU.
+    func testWinogradTileRowPathMatchesSingleTiles() {
+        // (images, channels, height, width, padding)
+        for (n, c, h, w, pad) in [(1, 2, 12, 100, 1), (2, 3, 20, 40, 1), (1, 2, 13, 35, 0), (1, 1, 9, 64, 2), (2, 2, 8, 32, 1)] {
+            let oh = h + 2 * pad - 2, ow = w + 2 * pad - 2
+            let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4, count = n * tilesH * tilesW, ld = (count + 7) / 8 * 8
+            let label = "\(n)×\(c)×\(h)×\(w) pad \(pad)"
+            let x = randomTensor([n, c, h, w], seed: UInt64(h * 1000 + w), requiresGrad: false)
+            let grouped = Tensor(uninitialized: [36, c, ld]), single = Tensor(uninitialized: [36, c, ld])
+            grouped.fill(.nan)
+            single.fill(.nan)
+            pd_wino43_input(x.data, Int32(c), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW), 0, Int32(count), 0, Int32(c),
+                            grouped.data, Int32(ld))
+            for t in 0..<count {
+                pd_wino43_input(x.data, Int32(c), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW), t, 1, 0, Int32(c),
+                                single.data + t, Int32(ld))
+            }
+            XCTAssertEqual(memcmp(grouped.data, single.data, grouped.count * 4), 0, "input transform \(label)")
+            let m = randomTensor([36, c, ld], seed: UInt64(count), requiresGrad: false)
+            let bias = randomTensor([c], seed: UInt64(c + 5), requiresGrad: false)
+            for relu: Int32 in [0, 1] {
+                let yGrouped = Tensor(uninitialized: [n, c, oh, ow]), ySingle = Tensor(uninitialized: [n, c, oh, ow])
+                yGrouped.fill(.nan)
+                ySingle.fill(.nan)
+                pd_wino43_output(m.data, Int32(c), Int32(ld), 0, Int32(count), Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                 bias.data, relu, 0, Int32(c), yGrouped.data)
+                for t in 0..<count {
+                    pd_wino43_output(m.data + t, Int32(c), Int32(ld), t, 1, Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                     bias.data, relu, 0, Int32(c), ySingle.data)
+                }
+                XCTAssertFalse((0..<ySingle.count).contains { ySingle.data[$0].isNaN }, "output \(label): a pixel not written")
+                XCTAssertEqual(memcmp(yGrouped.data, ySingle.data, yGrouped.count * 4), 0, "output transform \(label) relu \(relu)")
+            }
+        }
+    }
+
     /// A whole Winograd convolution gives the same bits with either GEMM width, whichever this
     /// process measured faster (`ConvWinograd.gemmLanes`).
     func testWinogradGemmWidthDoesNotChangeResults() {
