@@ -327,7 +327,7 @@ void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int ti
         for (int p = 0; p < 36; p++) {
           float *dst = v + ((size_t)p * channels + c) * ld + g0;
           // 36 rows written in step are more streams than the prefetchers follow: fetch the line
-          // two groups ahead of each.
+          // four groups (two lines) ahead in each.
           if (g0 + 4 * GROUP <= ld) __builtin_prefetch(dst + 4 * GROUP, 1);
           __builtin_memcpy(dst, d + p * GROUP, GROUP * sizeof(float));
         }
