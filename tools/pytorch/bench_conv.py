@@ -2,7 +2,7 @@
 """PyTorch side of `percep-dist bench conv`: the same shapes, passes and timing rule (best of
 `--repeats` after one warm-up), so docs/benchmarks.md can put the two tables side by side.
 
-Run: python3 tools/pytorch/bench_conv.py --threads 2 [--json] [--filter TEXT] [--list]
+Run: python3 tools/pytorch/bench_conv.py --threads 2 [--json]
 Needs PyTorch (pip install torch); CI does not run this.
 """
 import argparse
@@ -57,19 +57,12 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--filter", default="", help="only shapes whose name contains this text (as bench conv's)")
-    ap.add_argument("--list", action="store_true", help="print the shape names and exit")
     args = ap.parse_args()
-    if args.list:
-        print("\n".join(c["name"] for c in cases()))
-        return
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     with torch.no_grad():
         for c in cases():
-            if args.filter not in c["name"]:
-                continue
             x = torch.rand(c["n"], c["cin"], c["h"], c["w"]) * 2 - 1
             w = (torch.rand(c["cout"], c["cin"], c["k"], c["k"]) * 2 - 1) * 0.1
             y = torch.nn.functional.conv2d(x, w, stride=c["s"], padding=c["p"], dilation=c["d"])
