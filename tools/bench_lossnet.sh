@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Reproduces the loss-network table of docs/benchmarks.md: every structure of the paper's Table 2
 # and every kernel size of Table 3, ours and PyTorch's twin run alternately on the same settings.
-# Needs PyTorch (pip install torch). Usage: tools/bench_lossnet.sh [threads] [iters] [rounds]
+# Needs PyTorch (pip install torch). Usage: tools/bench_lossnet.sh [threads] [iters] [rounds] [rows]
+# rows: space-separated STRUCTURE/KERNEL of the rows to run (e.g. "2,2,3,3,3/3 1,1,1,1,1/3"); all by default.
 # Each row runs `rounds` alternating pairs (ours, then PyTorch's) and reports the medians: the
 # step time and the ratio of each pair, so a burst of noise on a shared machine moves one pair,
 # not the row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-threads=${1:-2}; iters=${2:-5}; rounds=${3:-3}
+threads=${1:-2}; iters=${2:-5}; rounds=${3:-3}; rows=${4:-}
 # PERCEP_BIN: an already built binary (e.g. the test build's .build/release/percep-dist); else build one.
 bin=${PERCEP_BIN:-}
 if [ -z "$bin" ]; then swift build -c release --product percep-dist >/dev/null; bin=.build/release/percep-dist; fi
@@ -17,6 +18,7 @@ echo "| network | structure | kernel | ours s/step | PyTorch s/step | ours ÷ Py
 echo "|---|---|---|---|---|---|---|---|"
 run() {
   local name=$1 structure=$2 kernel=$3
+  if [ -n "$rows" ] && [[ " $rows " != *" $structure/$kernel "* ]]; then return; fi
   local args=(--structure "$structure" --kernel-size "$kernel" --in-channels 19 --size 128 --batch 2 --iters "$iters" --threads "$threads" --json)
   local ours=() torch=()
   for _ in $(seq "$rounds"); do

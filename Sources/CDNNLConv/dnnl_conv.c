@@ -246,23 +246,42 @@ static void destroy_pass(conv_pass *p) {
   memset(p, 0, sizeof *p);
 }
 
-static int build_forward(pd_conv *c) {
-  const char *ctx = "pd_conv_create(forward)";
-  conv_pass *p = &c->pass[PASS_FWD];
+// oneDNN's own Winograd, asked for with PERCEP_DNNL_WINOGRAD=1, is measured against the project's
+// Winograd (bench conv, bench lossnet); it is never the default. oneDNN 2.x implements it only with
+// AVX-512 and only for dense stride-1 3x3 convolutions; where it declines, the pass stays direct.
+static int dnnl_winograd_requested(const pd_conv *c) {
+  static int requested = -1;
+  if (requested < 0) {
+    const char *v = getenv("PERCEP_DNNL_WINOGRAD");
+    requested = v != NULL && strcmp(v, "1") == 0;
+  }
+  const pd_conv_geometry *g = &c->g;
+  return requested && g->kh == 3 && g->kw == 3 && g->stride_h == 1 && g->stride_w == 1 &&
+         g->dil_h == 1 && g->dil_w == 1 && g->groups == 1;
+}
+
+// Creates the forward primitive descriptor with `algorithm`; returns the oneDNN status.
+static dnnl_status_t create_forward_pd(pd_conv *c, dnnl_alg_kind_t algorithm, const char **failed_call) {
   dnnl_convolution_desc_t d;
-  // forward_training (not inference) so the pd can serve as hint for the
-  // backward passes. Direct algorithm: Winograd needs AVX-512 in oneDNN 2.x,
-  // so "auto" would resolve to direct on AVX2 anyway.
-  if (check(c, ctx,
-            dnnl_dilated_convolution_forward_desc_init(
-                &d, dnnl_forward_training, dnnl_convolution_direct, &c->src_any, &c->wei_any,
-                c->with_bias ? &c->bias_any : NULL, &c->dst_any, c->strides, c->dilates,
-                c->pad_l, c->pad_r),
-            "dnnl_dilated_convolution_forward_desc_init"))
-    return 1;
-  if (check(c, ctx, dnnl_primitive_desc_create(&p->pd, &d, c->fwd_attr ? c->fwd_attr : c->attr, g_engine, NULL),
-            "dnnl_primitive_desc_create(convolution forward)"))
-    return 1;
+  // forward_training (not inference) so the pd can serve as hint for the backward passes.
+  dnnl_status_t st = dnnl_dilated_convolution_forward_desc_init(
+      &d, dnnl_forward_training, algorithm, &c->src_any, &c->wei_any,
+      c->with_bias ? &c->bias_any : NULL, &c->dst_any, c->strides, c->dilates, c->pad_l, c->pad_r);
+  if (st != dnnl_success) { *failed_call = "dnnl_dilated_convolution_forward_desc_init"; return st; }
+  st = dnnl_primitive_desc_create(&c->pass[PASS_FWD].pd, &d, c->fwd_attr ? c->fwd_attr : c->attr, g_engine, NULL);
+  if (st != dnnl_success) *failed_call = "dnnl_primitive_desc_create(convolution forward)";
+  return st;
+}
+
+static int build_forward(pd_conv *c) {
+  const char *ctx = "pd_conv_create(forward)", *failed_call = "";
+  conv_pass *p = &c->pass[PASS_FWD];
+  // Direct by default: Winograd needs AVX-512 in oneDNN 2.x, so "auto" would resolve to
+  // direct on AVX2 anyway.
+  if (!dnnl_winograd_requested(c) || create_forward_pd(c, dnnl_convolution_winograd, &failed_call) != dnnl_success) {
+    dnnl_status_t st = create_forward_pd(c, dnnl_convolution_direct, &failed_call);
+    if (check(c, ctx, st, failed_call)) return 1;
+  }
   if (add_arg(c, ctx, p, DNNL_ARG_SRC, &c->src_md, 0)) return 1;
   if (add_arg(c, ctx, p, DNNL_ARG_WEIGHTS, &c->wei_md, 0)) return 1;
   if (c->with_bias && add_arg(c, ctx, p, DNNL_ARG_BIAS, &c->bias_md, 0)) return 1;
@@ -270,20 +289,24 @@ static int build_forward(pd_conv *c) {
   return finish_pass(c, ctx, p);
 }
 
-static int build_backward_data(pd_conv *c) {
-  const char *ctx = "pd_conv_backward_data(create)";
-  conv_pass *p = &c->pass[PASS_BWD_DATA];
+// Creates the backward-data primitive descriptor with `algorithm`, the forward pd as hint.
+static dnnl_status_t create_backward_data_pd(pd_conv *c, dnnl_alg_kind_t algorithm, const char **failed_call) {
   dnnl_convolution_desc_t d;
-  if (check(c, ctx,
-            dnnl_dilated_convolution_backward_data_desc_init(
-                &d, dnnl_convolution_direct, &c->src_any, &c->wei_any, &c->dst_any, c->strides,
-                c->dilates, c->pad_l, c->pad_r),
-            "dnnl_dilated_convolution_backward_data_desc_init"))
-    return 1;
-  if (check(c, ctx,
-            dnnl_primitive_desc_create(&p->pd, &d, c->attr, g_engine, c->pass[PASS_FWD].pd),
-            "dnnl_primitive_desc_create(convolution backward data)"))
-    return 1;
+  dnnl_status_t st = dnnl_dilated_convolution_backward_data_desc_init(
+      &d, algorithm, &c->src_any, &c->wei_any, &c->dst_any, c->strides, c->dilates, c->pad_l, c->pad_r);
+  if (st != dnnl_success) { *failed_call = "dnnl_dilated_convolution_backward_data_desc_init"; return st; }
+  st = dnnl_primitive_desc_create(&c->pass[PASS_BWD_DATA].pd, &d, c->attr, g_engine, c->pass[PASS_FWD].pd);
+  if (st != dnnl_success) *failed_call = "dnnl_primitive_desc_create(convolution backward data)";
+  return st;
+}
+
+static int build_backward_data(pd_conv *c) {
+  const char *ctx = "pd_conv_backward_data(create)", *failed_call = "";
+  conv_pass *p = &c->pass[PASS_BWD_DATA];
+  if (!dnnl_winograd_requested(c) || create_backward_data_pd(c, dnnl_convolution_winograd, &failed_call) != dnnl_success) {
+    dnnl_status_t st = create_backward_data_pd(c, dnnl_convolution_direct, &failed_call);
+    if (check(c, ctx, st, failed_call)) return 1;
+  }
   if (add_arg(c, ctx, p, DNNL_ARG_DIFF_DST, &c->dst_md, 0)) return 1;
   if (add_arg(c, ctx, p, DNNL_ARG_WEIGHTS, &c->wei_md, 0)) return 1;
   if (add_arg(c, ctx, p, DNNL_ARG_DIFF_SRC, &c->src_md, 1)) return 1;

@@ -35,6 +35,7 @@ struct BenchLossNet: ParsableCommand {
         let pred = logits.softmax(axis: 1)
         pred.requiresGrad = true
         try loss.check(prediction: pred, target: target)
+        var lastLoss: Float = 0
         func step() -> Double {
             pred.grad = nil
             let t0 = DispatchTime.now().uptimeNanoseconds
@@ -42,6 +43,7 @@ struct BenchLossNet: ParsableCommand {
             value.backward()
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             precondition(pred.grad != nil && value.item.isFinite)
+            lastLoss = value.item
             return dt
         }
         _ = step()
@@ -53,6 +55,8 @@ struct BenchLossNet: ParsableCommand {
             "threads": ThreadBudget.threads, "structure": config.structure, "kernel_size": config.kernelSize,
             "in_channels": config.inChannels, "size": size, "batch": batch, "iters": iters, "family": config.family.rawValue,
             "winograd_gemm_lanes": ConvWinograd.gemmLanes.rawValue,
+            // The loss value, so runs with other kernels (PERCEP_WINOGRAD, PERCEP_CONV) can be compared.
+            "loss": Double(lastLoss),
         ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: iters)) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])

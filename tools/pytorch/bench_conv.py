@@ -57,12 +57,15 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--filter", default="", help="only shapes whose name contains this text (as `bench conv --filter`)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     rows = []
     with torch.no_grad():
         for c in cases():
+            if args.filter not in c["name"]:
+                continue
             x = torch.rand(c["n"], c["cin"], c["h"], c["w"]) * 2 - 1
             w = (torch.rand(c["cout"], c["cin"], c["k"], c["k"]) * 2 - 1) * 0.1
             y = torch.nn.functional.conv2d(x, w, stride=c["s"], padding=c["p"], dilation=c["d"])

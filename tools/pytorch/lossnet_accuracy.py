@@ -10,7 +10,8 @@ Issue 17 saw the default path's d loss / d pred differ from a float64 reference 
   - how many switches float32 and float64 resolve differently;
   - PyTorch float32 on the same function with the hidden channels permuted (another summation
     order, nothing else);
-  - ours, `percep-dist lossnet eval --grad-out`, by default and with each algorithm forced.
+  - ours, `percep-dist lossnet eval --grad-out`, by default and with each algorithm forced
+    (oneDNN's own Winograd included, which oneDNN 2.x runs on AVX-512 machines only).
 
 Run: PERCEP_BIN=.build/release/percep-dist python3 tools/pytorch/lossnet_accuracy.py
 """
@@ -102,7 +103,9 @@ with h5py.File(os.path.join(work, "pred.h5"), "w") as f:
 with h5py.File(os.path.join(work, "target.h5"), "w") as f:
     f["target"] = target.numpy()
 for label, env in [("default", {}), ("oneDNN only", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0"}),
-                   ("im2col only", {"PERCEP_CONV": "im2col", "PERCEP_WINOGRAD": "0"})]:
+                   ("im2col only", {"PERCEP_CONV": "im2col", "PERCEP_WINOGRAD": "0"}),
+                   # oneDNN's own Winograd (AVX-512 only; elsewhere the same as "oneDNN only").
+                   ("oneDNN Winograd", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0", "PERCEP_DNNL_WINOGRAD": "1"})]:
     out = subprocess.run([BIN, "lossnet", "eval", "--lossnet", net_file, "--pred", os.path.join(work, "pred.h5"),
                           "--target", os.path.join(work, "target.h5"), "--grad-out", os.path.join(work, "grad.h5"), "--json"],
                          env={**os.environ, **env}, capture_output=True, text=True, check=True)
