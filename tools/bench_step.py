@@ -40,6 +40,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--profile-ops", action="store_true",
+                    help="torch.profiler's table of the timed steps, by op (stderr), beside `bench step --profile-ops`")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
@@ -73,7 +75,12 @@ def main():
 
     for _ in range(a.warmup):
         step()
-    runs = [step() for _ in range(a.steps)]
+    if a.profile_ops:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            runs = [step() for _ in range(a.steps)]
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30), file=sys.stderr)
+    else:
+        runs = [step() for _ in range(a.steps)]
     times = [t for t, _ in runs]
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     out = dict(seconds_per_step=sum(times) / len(times), min_seconds=min(times), peak_rss_mb=rss, threads=a.threads,

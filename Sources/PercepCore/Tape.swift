@@ -16,6 +16,8 @@ public final class Tape {
         /// The gradient it receives is its own (nothing else holds that storage, and the output's
         /// gradient is dropped after the call), so it may overwrite it and return it.
         let backward: (Tensor) -> [Tensor?]
+        /// The recording function (`#function` of the op), for `OpProfile`.
+        let op: StaticString
     }
 
     var entries: [Entry] = []
@@ -42,15 +44,17 @@ public final class Tape {
     /// Records `output = op(inputs)` if recording is on and any input needs a gradient.
     ///
     /// `backward` receives the output's gradient and returns one gradient per input, in order,
-    /// each with that input's shape (nil for inputs that need none).
+    /// each with that input's shape (nil for inputs that need none). `op` names the op in
+    /// `OpProfile`'s report; the calling function's name by default.
     @inline(__always)
-    public static func record(_ output: Tensor, inputs: [Tensor], backward: @escaping (Tensor) -> [Tensor?]) {
+    public static func record(_ output: Tensor, inputs: [Tensor], op: StaticString = #function, backward: @escaping (Tensor) -> [Tensor?]) {
         guard inputs.contains(where: { $0.requiresGrad }) else { return }
         let tape = current
         guard tape.isRecording else { return }
         output.requiresGrad = true
         output.isLeaf = false
-        tape.entries.append(Entry(output: output, inputs: inputs, backward: backward))
+        tape.entries.append(Entry(output: output, inputs: inputs, backward: backward, op: op))
+        if OpProfile.enabled { OpProfile.chargeForward(op) }
     }
 
     /// Runs `body` on a fresh tape of its own and restores this thread's tape afterwards: a
@@ -95,6 +99,10 @@ public final class Tape {
             let entry = entries[i]
             entries.removeLast()
             if let gOut = entry.output.grad {
+                let t0 = OpProfile.enabled ? DispatchTime.now().uptimeNanoseconds : 0
+                defer {
+                    if OpProfile.enabled { OpProfile.chargeBackward(entry.op, seconds: Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9) }
+                }
                 gradDepth += 1
                 let grads = entry.backward(gOut)
                 gradDepth -= 1

@@ -40,6 +40,8 @@ struct BenchStep: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
     @Flag(help: "After the run, list each convolution shape and pass with the rule's algorithm and, under PERCEP_CONV=tune, the measured one (stderr).")
     var reportConv = false
+    @Flag(help: "Time every op kind of the timed steps, forward and backward, and print the table (stderr): where a step goes on a machine without a profiler.")
+    var profileOps = false
 
     /// (height, width) of `--size`.
     var dimensions: (Int, Int)? {
@@ -91,6 +93,7 @@ struct BenchStep: ParsableCommand {
 
         func step() -> (Double, Float) {
             let t0 = DispatchTime.now().uptimeNanoseconds
+            OpProfile.startStep()
             let out = net(x)
             let up = upsampleLogits(out.logits, to: (size, size))
             // The perceptual term first, as SegmentationTask does: its forward's temporaries come
@@ -102,16 +105,18 @@ struct BenchStep: ParsableCommand {
             }
             if let perceptualTerm { total = total + perceptualTerm }
             total.backward()
-            sgd.step()
-            sgd.zeroGrad()
+            OpProfile.measure("SGD step") { sgd.step(); sgd.zeroGrad() }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
             return (dt, total.item)
         }
         for _ in 0..<warmup { _ = step() }
         let freshBefore = StorageStatistics.freshMappedBytes
         var times: [Double] = [], last: Float = 0
+        OpProfile.enabled = profileOps
         for _ in 0..<steps { let (t, l) = step(); times.append(t); last = l }
+        OpProfile.enabled = false
         precondition(last.isFinite, "bench step: the loss is not finite (\(last))")
+        if profileOps { printOpProfile(steps: steps, stepSeconds: times.reduce(0, +)) }
         if reportConv {
             for c in ConvDispatch.tunedChoices {
                 let rule = ConvDispatch.ruleAlgorithm(for: c.geometry, pass: c.pass)
@@ -164,20 +169,23 @@ struct BenchStep: ParsableCommand {
         var lastTerms: [(String, Double)] = []
         func step() -> Double {
             let t0 = DispatchTime.now().uptimeNanoseconds
+            OpProfile.startStep()
             var groupRNG = SeededRNG(seed: 1, stream: "bench group")
             let parts = criterion.groupLosses(model: net, images: images, truth: truth, rng: &groupRNG)
             let terms = CondInstCriterion.terms([parts], totalPositives: Double(parts.positives), totalCenternessTargets: parts.centernessTargetSum,
                                                 groupsInBatch: 1, worldSize: 1)
             let total = terms.dropFirst().reduce(terms[0].value) { $0 + $1.value }
             total.backward()
-            sgd.step()
-            sgd.zeroGrad()
+            OpProfile.measure("SGD step") { sgd.step(); sgd.zeroGrad() }
             lastTerms = terms.map { ($0.name, Double($0.value.item)) }
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         for _ in 0..<warmup { _ = step() }
         let freshBefore = StorageStatistics.freshMappedBytes
+        OpProfile.enabled = profileOps
         let times = (0..<steps).map { _ in step() }
+        OpProfile.enabled = false
+        if profileOps { printOpProfile(steps: steps, stepSeconds: times.reduce(0, +)) }
         precondition(lastTerms.allSatisfy { $0.1.isFinite }, "bench step: a loss is not finite (\(lastTerms))")
         let mean = times.reduce(0, +) / Double(times.count)
         var report: [String: Any] = [
@@ -194,6 +202,23 @@ struct BenchStep: ParsableCommand {
                          h, w, batch, instances, (perceptual ?? "none") as NSString, mean, times.min()!, peakRSSMegabytes(), ThreadBudget.threads))
         }
     }
+}
+
+/// Prints `OpProfile`'s table for `steps` timed steps that took `stepSeconds` in all (stderr, so
+/// `--json` output stays one object): per op kind, calls, forward and backward milliseconds per
+/// step and the share of the step; the rest is time no op was charged with.
+func printOpProfile(steps: Int, stepSeconds: Double) {
+    let rows = OpProfile.rows()
+    let perStep = { (seconds: Double) in 1000 * seconds / Double(steps) }
+    func pad(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
+    var text = pad("op", 34) + "    calls     fwd ms     bwd ms   share\n"
+    for r in rows {
+        text += pad(r.op, 34) + String(format: " %8.1f %10.1f %10.1f %6.1f%%\n", Double(r.forward.calls) / Double(steps),
+                                       perStep(r.forward.seconds), perStep(r.backward.seconds), 100 * r.seconds / stepSeconds)
+    }
+    let rest = stepSeconds - rows.reduce(0) { $0 + $1.seconds }
+    text += pad("(not charged to an op)", 34) + String(repeating: " ", count: 9) + String(format: " %10.1f            %6.1f%%\n", perStep(rest), 100 * rest / stepSeconds)
+    FileHandle.standardError.write(Data(text.utf8))
 }
 
 /// The benchmark's instances of image `image` (the same formula as tools/bench_condinst_step.py):
