@@ -37,7 +37,13 @@ extension Tensor {
             let py = out.data, pg = g.data, pd = dx.data
             Tensor.forEachPositionBlock(outer: outer, n: n, inner: inner) { base, len, sum in
                 for k in 0..<n { let o = base + k * inner; for j in 0..<len { sum[j] += pg[o + j] } }
-                for k in 0..<n { let o = base + k * inner; for j in 0..<len { pd[o + j] = pg[o + j] - Foundation.exp(py[o + j]) * sum[j] } }
+                withUnsafeTemporaryAllocation(of: Float.self, capacity: len) { e in
+                    for k in 0..<n {
+                        let o = base + k * inner
+                        Kernels.exp(e.baseAddress!, py + o, count: len)
+                        for j in 0..<len { pd[o + j] = pg[o + j] - e[j] * sum[j] }
+                    }
+                }
             }
             return [dx]
         }
@@ -85,8 +91,10 @@ extension Tensor {
                     let src = x + o * n, dst = out + o * n
                     var mx = -Float.infinity
                     for k in 0..<n { mx = Swift.max(mx, src[k]) }
+                    for k in 0..<n { dst[k] = src[k] - mx }
+                    Kernels.exp(dst, dst, count: n)
                     var sum: Float = 0
-                    for k in 0..<n { let e = Foundation.exp(src[k] - mx); dst[k] = e; sum += e }
+                    for k in 0..<n { sum += dst[k] }
                     if log {
                         let lse = mx + Foundation.log(sum)
                         for k in 0..<n { dst[k] = src[k] - lse }
@@ -129,7 +137,8 @@ extension Tensor {
         }
         for k in 0..<n {
             let row = src + k * stride, o = dst + k * outStride
-            for j in 0..<len { let e = Foundation.exp(row[j] - m[j]); o[j] = e; s[j] += e }
+            Kernels.exp(o, row, shift: m, count: len)
+            for j in 0..<len { s[j] += o[j] }
         }
         if log {
             for j in 0..<len { s[j] = m[j] + Foundation.log(s[j]) }

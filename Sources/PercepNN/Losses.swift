@@ -73,7 +73,8 @@ public enum Loss {
                 parallelChunks(n * c, grain: Swift.max(1, 32_768 / Swift.max(inner, 1))) { planes in
                     for plane in planes {
                         let fi = f.baseAddress! + (plane / c) * inner, src = pl + plane * inner, dst = pd + plane * inner
-                        for j in 0..<inner { dst[j] = Foundation.exp(src[j]) * fi[j] }
+                        Kernels.exp(dst, src, count: inner)
+                        for j in 0..<inner { dst[j] *= fi[j] }
                     }
                 }
                 for pos in 0..<(n * inner) where f[pos] != 0 {

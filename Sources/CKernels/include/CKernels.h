@@ -1,5 +1,6 @@
 // The project's own C kernels (no external library): Winograd F(4x4, 3x3) transforms and the
-// FMA peak probe, and an mremap wrapper that moves pages.
+// FMA peak probe, an mremap wrapper that moves pages, and exp over float arrays.
 #include "winograd.h"
 #include "fma_peak.h"
 #include "remap.h"
+#include "vexp.h"

@@ -1,3 +1,4 @@
+import CKernels
 import Foundation
 
 /// Raw loops over float buffers used by the ops. Names follow llm.c: outputs first.
@@ -8,6 +9,14 @@ public enum Kernels {
         parallelChunks(count) { r in
             for i in r { dst[i] += src[i] }
         }
+    }
+
+    /// `out[i] = exp(x[i] − shift[i])` (`exp(x[i])` without `shift`) on the calling thread, with
+    /// the CPU's widest vectors (CKernels' `pd_vexp`: within 2 ulp, the same bits on every CPU).
+    /// `out` may be `x`. The softmax and cross-entropy sweeps call it on rows of a block.
+    @inline(__always)
+    public static func exp(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, shift: UnsafePointer<Float>? = nil, count: Int) {
+        pd_vexp(out, x, shift, Int64(count))
     }
 
     /// `out[i] = f(a[i])`.
