@@ -13,11 +13,13 @@ Issue 17 saw the default path's d loss / d pred differ from a float64 reference 
   - ours, `percep-dist lossnet eval --grad-out`, by default and with each algorithm forced
     (oneDNN's own Winograd included, which oneDNN 2.x runs on AVX-512 machines only).
 
-Run: PERCEP_BIN=.build/release/percep-dist python3 tools/pytorch/lossnet_accuracy.py
+Run: PERCEP_BIN=.build/release/percep-dist python3 tools/pytorch/lossnet_accuracy.py [--inputs N]
+(--inputs N repeats the float64 comparison on N more random inputs.)
 """
 import json
 import os
 import subprocess
+import sys
 import tempfile
 
 import h5py
@@ -102,15 +104,41 @@ with h5py.File(os.path.join(work, "pred.h5"), "w") as f:
     f["pred"] = pred.numpy()
 with h5py.File(os.path.join(work, "target.h5"), "w") as f:
     f["target"] = target.numpy()
-for label, env in [("default", {}), ("oneDNN only", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0"}),
-                   ("im2col only", {"PERCEP_CONV": "im2col", "PERCEP_WINOGRAD": "0"}),
-                   # oneDNN's own Winograd (AVX-512 only; elsewhere the same as "oneDNN only").
-                   ("oneDNN Winograd", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0", "PERCEP_DNNL_WINOGRAD": "1"})]:
+
+
+def ours(env):
+    """Our loss and d loss / d pred on the current pred and target, with `env` forcing an algorithm."""
     out = subprocess.run([BIN, "lossnet", "eval", "--lossnet", net_file, "--pred", os.path.join(work, "pred.h5"),
                           "--target", os.path.join(work, "target.h5"), "--grad-out", os.path.join(work, "grad.h5"), "--json"],
                          env={**os.environ, **env}, capture_output=True, text=True, check=True)
-    loss = json.loads(out.stdout)["loss"]
     with h5py.File(os.path.join(work, "grad.h5")) as f:
-        ours = torch.from_numpy(f["grad"][()]).double()
-    print(f"ours, {label}: loss {abs(loss - l64) / l64:.2e}, gradient {rel(ours, g64):.2e} "
-          f"(against PyTorch float32 {rel(ours, g32):.2e})")
+        return json.loads(out.stdout)["loss"], torch.from_numpy(f["grad"][()]).double()
+
+
+ALGORITHMS = [("default", {}), ("oneDNN only", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0"}),
+              ("im2col only", {"PERCEP_CONV": "im2col", "PERCEP_WINOGRAD": "0"}),
+              # oneDNN's own Winograd (AVX-512 only; elsewhere the same as "oneDNN only").
+              ("oneDNN Winograd", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0", "PERCEP_DNNL_WINOGRAD": "1"})]
+for label, env in ALGORITHMS:
+    loss, g = ours(env)
+    print(f"ours, {label}: loss {abs(loss - l64) / l64:.2e}, gradient {rel(g, g64):.2e} "
+          f"(against PyTorch float32 {rel(g, g32):.2e})")
+
+# --inputs N: the same comparison on N more inputs (generator seeds 1..N), to see how often each
+# float32 computation lands beyond 5e-4, i.e. resolves a near-tie differently from float64.
+if "--inputs" in sys.argv:
+    count = int(sys.argv[sys.argv.index("--inputs") + 1])
+    print("\n| input seed | PyTorch float32 | " + " | ".join(f"ours, {label}" for label, _ in ALGORITHMS[:3]) + " |")
+    print("|---|---|" + "---|" * 3)
+    for seed in range(1, count + 1):
+        gen = torch.Generator().manual_seed(seed)
+        pred = torch.softmax(torch.randn(shape, generator=gen) * 2, 1)
+        target = torch.softmax(torch.randn(shape, generator=gen) * 2, 1)
+        _, g64 = gradient(torch.float64)
+        _, g32 = gradient(torch.float32)
+        with h5py.File(os.path.join(work, "pred.h5"), "w") as f:
+            f["pred"] = pred.numpy()
+        with h5py.File(os.path.join(work, "target.h5"), "w") as f:
+            f["target"] = target.numpy()
+        cells = [f"{rel(ours(env)[1], g64):.2e}" for _, env in ALGORITHMS[:3]]
+        print(f"| {seed} | {rel(g32, g64):.2e} | " + " | ".join(cells) + " |")
