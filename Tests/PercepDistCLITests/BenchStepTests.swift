@@ -20,6 +20,20 @@ final class BenchStepTests: XCTestCase {
         XCTAssertGreaterThan(losses[1], losses[0])
     }
 
+    /// `--profile-ops` prints the per-op table on stderr (the JSON on stdout stays one object):
+    /// the convolutions, the cross-entropy and the optimizer each with a row, shares that add up.
+    func testProfileOpsTable() throws {
+        let r = try CLI.run(["bench", "step", "--model", "deeplabv3plus_r18", "--size", "32", "--classes", "3",
+                             "--steps", "1", "--warmup", "0", "--threads", "1", "--json", "--profile-ops"])
+        XCTAssertEqual(r.status, 0, r.err)
+        XCTAssertNotNil(try JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        let rows = r.err.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true) }
+        let ops = Set(rows.compactMap { $0.first.map(String.init) })
+        for op in ["conv2d", "crossEntropy", "SGD"] { XCTAssertTrue(ops.contains(op), "no \(op) row in\n\(r.err)") }
+        let shares = rows.compactMap { $0.last.flatMap { $0.hasSuffix("%") ? Double($0.dropLast()) : nil } }
+        XCTAssertEqual(shares.reduce(0, +), 100, accuracy: 1, r.err)
+    }
+
     func testUnknownModelIsNamed() throws {
         let r = try CLI.run(["bench", "step", "--model", "unet_r18", "--size", "32", "--steps", "1"])
         XCTAssertNotEqual(r.status, 0)
