@@ -26,15 +26,13 @@ import h5py
 import torch
 import torch.nn.functional as F
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vgg_lossnet  # noqa: E402
+
 BIN = os.environ.get("PERCEP_BIN", ".build/release/percep-dist")
 torch.set_num_threads(2)
 work = tempfile.mkdtemp(prefix="lossnet-accuracy-")
-net_file = os.path.join(work, "vgg16.h5")
-subprocess.run([BIN, "lossnet", "export", "--out", net_file], check=True, capture_output=True)
-with h5py.File(net_file) as f:
-    structure = [int(n) for n in f.attrs["structure"]]
-    layers = sorted({int(k.split(".")[1]) for k in f.keys() if k.startswith("features.")})
-    weights = [(torch.from_numpy(f[f"features.{i}.weight"][()]), torch.from_numpy(f[f"features.{i}.bias"][()])) for i in layers]
+net_file, structure, weights = vgg_lossnet.exported(BIN, work)
 
 gen = torch.Generator().manual_seed(0)
 shape = (2, 19, 128, 128)

@@ -2,7 +2,11 @@
 
 Block b has structure[b] convolutions (kernel k, "same" padding, He-normal weights, zero bias),
 each followed by ReLU, then a 2x2 max-pool; frozen and in eval mode, as percep-dist builds it.
+`exported` reads the very weights percep-dist uses, for the accuracy tools.
 """
+import os
+import subprocess
+
 import torch
 
 
@@ -20,3 +24,18 @@ def build(structure, widths, in_channels, kernel_size=3):
     for p in net.parameters():
         p.requires_grad_(False)
     return net.eval()
+
+
+def exported(binary, folder, name="vgg16.h5"):
+    """The default loss network as `percep-dist lossnet export` writes it into `folder`: its path,
+    its structure and its convolutions' (weight, bias) tensors in order."""
+    import h5py  # only the accuracy tools need it, not the benchmark twins
+
+    path = os.path.join(folder, name)
+    subprocess.run([binary, "lossnet", "export", "--out", path], check=True, capture_output=True)
+    with h5py.File(path) as f:
+        structure = [int(n) for n in f.attrs["structure"]]
+        layers = sorted({int(k.split(".")[1]) for k in f.keys() if k.startswith("features.")})
+        weights = [(torch.from_numpy(f[f"features.{i}.weight"][()]), torch.from_numpy(f[f"features.{i}.bias"][()]))
+                   for i in layers]
+    return path, structure, weights

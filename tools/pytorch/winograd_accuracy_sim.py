@@ -15,15 +15,16 @@ Run: PERCEP_BIN=.build/release/percep-dist python3 tools/pytorch/winograd_accura
 (sets: "0,±1,±2", "0,±1,1/2,-2", "0,±1,±1/2", "F(2,3)"; all by default)
 """
 import os
-import subprocess
 import sys
 import tempfile
 from fractions import Fraction as Fr
 
-import h5py
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import vgg_lossnet  # noqa: E402
 
 def polymul(p, q):
     """Product of two polynomials given as coefficient lists, lowest power first."""
@@ -72,13 +73,7 @@ def matrices(points, m=4, r=3):
 
 torch.set_num_threads(1)
 BIN = os.environ.get("PERCEP_BIN", ".build/release/percep-dist")
-work = tempfile.mkdtemp()
-net = os.path.join(work, "v.h5")
-subprocess.run([BIN, "lossnet", "export", "--out", net], check=True, capture_output=True)
-with h5py.File(net) as f:
-    structure = [int(n) for n in f.attrs["structure"]]
-    layers = sorted({int(k.split(".")[1]) for k in f.keys() if k.startswith("features.")})
-    weights = [(torch.from_numpy(f[f"features.{i}.weight"][()]), torch.from_numpy(f[f"features.{i}.bias"][()])) for i in layers]
+_, structure, weights = vgg_lossnet.exported(BIN, tempfile.mkdtemp(prefix="winograd-sim-"))
 shape = (2, 19, 128, 128)
 
 
