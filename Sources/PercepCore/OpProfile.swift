@@ -20,7 +20,6 @@ public enum OpProfile {
     public nonisolated(unsafe) static var enabled = false
     nonisolated(unsafe) static var forward: [String: Totals] = [:]
     nonisolated(unsafe) static var backward: [String: Totals] = [:]
-    nonisolated(unsafe) static var other: [String: Totals] = [:]
     nonisolated(unsafe) static var lastMark: UInt64 = 0
     static let lock = NSLock()
 
@@ -42,14 +41,14 @@ public enum OpProfile {
         add(&backward, name(op), seconds)
     }
 
-    /// Runs `body`, charging its time to `label` outside the tape (an optimizer step, say); the
-    /// forward clock restarts after it.
+    /// Runs `body`, charging its time to `label` as forward time (work outside the tape, an
+    /// optimizer step, say); the forward clock restarts after it.
     public static func measure<T>(_ label: String, _ body: () throws -> T) rethrows -> T {
         guard enabled else { return try body() }
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer {
             let now = DispatchTime.now().uptimeNanoseconds
-            add(&other, label, Double(now - t0) / 1e9)
+            add(&forward, label, Double(now - t0) / 1e9)
             lastMark = now
         }
         return try body()
@@ -58,7 +57,7 @@ public enum OpProfile {
     /// Clears every total.
     public static func reset() {
         lock.lock(); defer { lock.unlock() }
-        forward = [:]; backward = [:]; other = [:]
+        forward = [:]; backward = [:]
     }
 
     /// One row of the report: an op kind's forward and backward totals.
@@ -69,15 +68,11 @@ public enum OpProfile {
         public var seconds: Double { forward.seconds + backward.seconds }
     }
 
-    /// Every op kind seen since `reset`, largest total first; labels from `measure` appear with
-    /// their time as forward.
+    /// Every op kind (and `measure` label) seen since `reset`, largest total first.
     public static func rows() -> [Row] {
         lock.lock(); defer { lock.unlock() }
-        let names = Set(forward.keys).union(backward.keys).union(other.keys)
-        return names.map { n in
-            var f = forward[n] ?? Totals()
-            if let o = other[n] { f.seconds += o.seconds; f.calls += o.calls }
-            return Row(op: n, forward: f, backward: backward[n] ?? Totals())
+        return Set(forward.keys).union(backward.keys).map { n in
+            Row(op: n, forward: forward[n] ?? Totals(), backward: backward[n] ?? Totals())
         }.sorted { $0.seconds > $1.seconds }
     }
 
