@@ -38,7 +38,9 @@ enum LayerChainLoss {
     /// Runs the chain on the prediction x (on softmax(x) over channels with `softmaxFirst`) and on
     /// the target in lockstep, layer by layer, up to the end of level `last` with recording off:
     /// each convolution's weight transform is made once for both (`ConvDispatch.frozenForward`
-    /// with two inputs), and of the target only the layer being run is alive, never a whole
+    /// with two inputs) unless the prediction's switches are kept for a gradient (then the
+    /// prediction runs a direct convolution, `ConvDispatch.winogradOnSwitchingForward`), and of
+    /// the target only the layer being run is alive, never a whole
     /// embedding. Once the layer after a level end has read both level outputs,
     /// `levelEnd(level, prediction's, target's)` may return the level's term for the backward (it
     /// may overwrite the target's output). With `keep`, returns what each layer's backward needs.
@@ -71,8 +73,16 @@ enum LayerChainLoss {
                     if let p = g.problem { preconditionFailure("loss network conv \(g): \(p)") }
                     y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
                     yt = Tensor(uninitialized: y.shape)
-                    let pairs = [(y: y.data, x: UnsafePointer(h.data)), (y: yt.data, x: UnsafePointer(ht.data))]
-                    ConvDispatch.frozenForward(pairs, conv.weight.data, conv.bias?.data, g, relu: fuse)
+                    let (w, b) = (conv.weight.data, conv.bias?.data)
+                    if keep && !ConvDispatch.winogradOnSwitchingForward {
+                        // The prediction's ReLU signs and argmaxes route the gradient: a direct
+                        // convolution (PyTorch's rounding), Winograd for the target only.
+                        ConvDispatch.forward(y.data, h.data, w, b, g, relu: fuse)
+                        ConvDispatch.frozenForward([(y: yt.data, x: UnsafePointer(ht.data))], w, b, g, relu: fuse)
+                    } else {
+                        let pairs = [(y: y.data, x: UnsafePointer(h.data)), (y: yt.data, x: UnsafePointer(ht.data))]
+                        ConvDispatch.frozenForward(pairs, w, b, g, relu: fuse)
+                    }
                     if keep {
                         let signs = fuse ? PackedBits.positive(y.data, rows: y.shape[0] * y.shape[1], entriesPerRow: y.shape[2] * y.shape[3]) : nil
                         steps.append(Step(saved: .conv(conv, g, reluSigns: signs)))

@@ -58,6 +58,43 @@ final class LayerChainLossTests: XCTestCase {
         }
     }
 
+    /// The prediction's forward decides which ReLUs and max-pool inputs pass the gradient. On a
+    /// piecewise-constant prediction (one-hot blocks, like a confident segmentation) every pool
+    /// window inside a flat region is an exact tie, which float64 and a direct convolution (the
+    /// same bits at every position) resolve to the window's first element. The chain must keep
+    /// those switches, so its gradient is the op-by-op tape's; Winograd on the prediction
+    /// (`PERCEP_WINOGRAD=all`) rounds each position of a tile differently and moves them.
+    func testPredictionSwitchesSurviveExactTies() throws {
+        var c = LossNetworkConfig(inChannels: 16)
+        c.structure = [2, 2]; c.widths = [32, 32]
+        let loss = try PerceptualLoss(c)
+        let shape = [1, 16, 64, 64]
+        XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 64, w: 64, cOut: 32, kh: 3, kw: 3, padding: (1, 1)),
+                                                pass: .forward), "the size must be one where Winograd runs")
+        func oneHotBlocks(seed: UInt64, requiresGrad: Bool) -> Tensor {
+            var rng = SeededRNG(seed: seed, stream: "one-hot blocks")
+            let classes = (0..<16).map { _ in Int(rng.next() % 16) }   // one class per 16×16 block
+            let t = Tensor.zeros(shape, requiresGrad: requiresGrad)
+            for y in 0..<64 { for x in 0..<64 { t.data[(classes[(y / 16) * 4 + x / 16] * 64 + y) * 64 + x] = 1 } }
+            return t
+        }
+        let target = oneHotBlocks(seed: 7, requiresGrad: false)
+        func chainGradient() throws -> Tensor {
+            let p = oneHotBlocks(seed: 8, requiresGrad: true)
+            loss(p, target).backward()
+            return try XCTUnwrap(p.grad)
+        }
+        let p = oneHotBlocks(seed: 8, requiresGrad: true)
+        opByOpLoss(loss, p, target).backward()
+        let reference = try XCTUnwrap(p.grad)
+        XCTAssertLessThan(relativeNorm(try chainGradient(), reference), 1e-5, "default: the prediction's switches as op by op")
+
+        // Without this the test would prove nothing: the input must hold ties Winograd moves.
+        ConvDispatch.winogradOnSwitchingForward = true
+        defer { ConvDispatch.winogradOnSwitchingForward = false }
+        XCTAssertGreaterThan(relativeNorm(try chainGradient(), reference), 1e-3, "Winograd on the prediction breaks ties elsewhere")
+    }
+
     /// `weighted(softmaxOf:)`: the softmax inside the chain op gives the loss and logits gradient
     /// of a softmax on the tape followed by the chain, as one tape op that holds less until
     /// backward (no probabilities); with an adapter (no folding) it is the tape softmax itself.

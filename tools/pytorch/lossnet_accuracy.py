@@ -11,7 +11,8 @@ Issue 17 saw the default path's d loss / d pred differ from a float64 reference 
   - PyTorch float32 on the same function with the hidden channels permuted (another summation
     order, nothing else);
   - ours, `percep-dist lossnet eval --grad-out`, by default and with each algorithm forced
-    (oneDNN's own Winograd included, which oneDNN 2.x runs on AVX-512 machines only).
+    (Winograd on the prediction's forward too, and oneDNN's own Winograd, which oneDNN 2.x runs
+    on AVX-512 machines only).
 
 Run: PERCEP_BIN=.build/release/percep-dist python3 tools/pytorch/lossnet_accuracy.py [--inputs N]
 (--inputs N repeats the float64 comparison on N more random inputs.)
@@ -115,6 +116,8 @@ def ours(env):
 
 ALGORITHMS = [("default", {}), ("oneDNN only", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0"}),
               ("im2col only", {"PERCEP_CONV": "im2col", "PERCEP_WINOGRAD": "0"}),
+              # Winograd on the prediction's forward too (the default before 2026-12-04 evening).
+              ("Winograd everywhere", {"PERCEP_WINOGRAD": "all"}),
               # oneDNN's own Winograd (AVX-512 only; elsewhere the same as "oneDNN only").
               ("oneDNN Winograd", {"PERCEP_CONV": "dnnl", "PERCEP_WINOGRAD": "0", "PERCEP_DNNL_WINOGRAD": "1"})]
 for label, env in ALGORITHMS:
@@ -126,8 +129,8 @@ for label, env in ALGORITHMS:
 # float32 computation lands beyond 5e-4, i.e. resolves a near-tie differently from float64.
 if "--inputs" in sys.argv:
     count = int(sys.argv[sys.argv.index("--inputs") + 1])
-    print("\n| input seed | PyTorch float32 | " + " | ".join(f"ours, {label}" for label, _ in ALGORITHMS[:3]) + " |")
-    print("|---|---|" + "---|" * 3)
+    print("\n| input seed | PyTorch float32 | " + " | ".join(f"ours, {label}" for label, _ in ALGORITHMS[:4]) + " |")
+    print("|---|---|" + "---|" * 4)
     for seed in range(1, count + 1):
         gen = torch.Generator().manual_seed(seed)
         pred = torch.softmax(torch.randn(shape, generator=gen) * 2, 1)
@@ -138,5 +141,5 @@ if "--inputs" in sys.argv:
             f["pred"] = pred.numpy()
         with h5py.File(os.path.join(work, "target.h5"), "w") as f:
             f["target"] = target.numpy()
-        cells = [f"{rel(ours(env)[1], g64):.2e}" for _, env in ALGORITHMS[:3]]
+        cells = [f"{rel(ours(env)[1], g64):.2e}" for _, env in ALGORITHMS[:4]]
         print(f"| {seed} | {rel(g32, g64):.2e} | " + " | ".join(cells) + " |")
