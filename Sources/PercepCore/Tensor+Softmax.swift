@@ -51,7 +51,9 @@ extension Tensor {
     }
 
     /// Log-softmax of x: [outer, n, inner] along n into out, off the tape (fused losses use it).
+    /// out must not be x: the kernel writes exp(x − max) into out and then reads x again.
     public static func logSoftmaxRaw(_ out: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, outer: Int, n: Int, inner: Int) {
+        precondition(UnsafePointer(out) != x, "logSoftmaxRaw cannot run in place")
         softmaxKernel(out, x, outer: outer, n: n, inner: inner, log: true)
     }
 
