@@ -75,8 +75,9 @@ enum LayerChainLoss {
                     yt = Tensor(uninitialized: y.shape)
                     let (w, b) = (conv.weight.data, conv.bias?.data)
                     if keep && !ConvDispatch.winogradOnSwitchingForward {
-                        // The prediction's ReLU signs and argmaxes route the gradient: a direct
-                        // convolution (PyTorch's rounding), Winograd for the target only.
+                        // The prediction's ReLU signs and argmaxes route the gradient: the
+                        // ordinary dispatch (a direct convolution, rounding like PyTorch's),
+                        // Winograd for the target only.
                         ConvDispatch.forward(y.data, h.data, w, b, g, relu: fuse)
                         ConvDispatch.frozenForward([(y: yt.data, x: UnsafePointer(ht.data))], w, b, g, relu: fuse)
                     } else {
