@@ -73,16 +73,12 @@ PD_INLINE void g_rows(const float *in, int in_stride, float *out, int out_stride
 typedef float pd_v8 __attribute__((vector_size(32)));
 
 PD_CLONES
-void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int streaming, int panel_begin, int panel_end,
+void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end, int u_panels,
                        float *u) {
   // The GEMM's rows are the output channels of the convolution this U serves. The vector lanes
   // are a panel's rows, so each position's result for one column is the panel's six contiguous
   // floats; eight columns are staged and written as 48 contiguous floats (three cache lines).
   const int rows = transpose_flip ? c_in : k_out, cols = transpose_flip ? k_out : c_in;
-  const int panels = (rows + PD_WINO_MR - 1) / PD_WINO_MR;
-  // Non-temporal stores skip reading each line before writing it; they need 32-byte-aligned
-  // groups of 8 columns (u is 64-byte aligned, so cols a multiple of 8 suffices).
-  const int stream = streaming && cols % GROUP == 0;
   // Lanes past the panel, or past the last row (padding rows), stay zero.
   float g[9 * GROUP] = {0}, t[18 * GROUP], v[36 * GROUP];
   float stage[36][GROUP * PD_WINO_MR];
@@ -110,23 +106,17 @@ void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, 
         for (int i = 0; i < 6; i++) g_rows(t + i * 3 * GROUP, GROUP, v + i * 6 * GROUP, GROUP);
         for (int p = 0; p < 36; p++) __builtin_memcpy(stage[p] + k * PD_WINO_MR, v + p * GROUP, PD_WINO_MR * sizeof(float));
       }
-      for (int p = 0; p < 36; p++) {
-        float *dst = u + (((size_t)p * panels + panel) * cols + c0) * PD_WINO_MR;
-        if (stream) {
-          for (int q = 0; q < PD_WINO_MR; q++) {
-            pd_v8 x;
-            __builtin_memcpy(&x, stage[p] + q * GROUP, sizeof x);
-            __builtin_nontemporal_store(x, (pd_v8 *)dst + q);
-          }
-        } else {
-          __builtin_memcpy(dst, stage[p], (size_t)group * PD_WINO_MR * sizeof(float));
-        }
+      // The 36 positions lie a multiple of 4 KiB apart, in the same cache sets: writing each
+      // column there as it is made (six floats) evicted lines before they were full.
+      float *dst = u + ((size_t)(panel - panel_begin) * cols + c0) * PD_WINO_MR;
+      const size_t position_step = (size_t)u_panels * cols * PD_WINO_MR;
+      if (group == GROUP) {
+        for (int p = 0; p < 36; p++) __builtin_memcpy(dst + p * position_step, stage[p], sizeof stage[p]);
+      } else {
+        for (int p = 0; p < 36; p++) __builtin_memcpy(dst + p * position_step, stage[p], (size_t)group * PD_WINO_MR * sizeof(float));
       }
     }
   }
-#if defined(__x86_64__)
-  if (stream) __builtin_ia32_sfence();   // the GEMMs on other threads read U next
-#endif
 }
 
 PD_INLINE pd_v8 pd_load8(const float *p) {

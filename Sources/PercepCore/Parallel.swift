@@ -68,7 +68,7 @@ public enum ThreadBudget {
 /// A range split over an OpenMP team; passed to the C trampoline by pointer.
 private struct ChunkJob {
     let count: Int
-    let body: (Range<Int>) -> Void
+    let body: (Range<Int>, Int) -> Void
 }
 
 /// Splits `0..<count` into contiguous chunks run on up to `ThreadBudget.threads` threads of the
@@ -78,8 +78,15 @@ private struct ChunkJob {
 /// region would cost more than it saves.
 @inline(__always)
 public func parallelChunks(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>) -> Void) {
+    parallelChunksOnThreads(count, grain: grain) { range, _ in body(range) }
+}
+
+/// `parallelChunks` that also tells each chunk its thread's index in the team (0 for the
+/// caller's chunk, always below `ThreadBudget.threads`), so a kernel can give every thread its own
+/// slice of a preallocated scratch buffer.
+public func parallelChunksOnThreads(_ count: Int, grain: Int = 32_768, _ body: (Range<Int>, Int) -> Void) {
     let workers = min(ThreadBudget.threads, max(1, count / max(grain, 1)))
-    if workers <= 1 { body(0..<count); return }
+    if workers <= 1 { body(0..<count, 0); return }
     withoutActuallyEscaping(body) { escapable in
         var job = ChunkJob(count: count, body: escapable)
         withUnsafeMutablePointer(to: &job) { ptr in
@@ -88,7 +95,7 @@ public func parallelChunks(_ count: Int, grain: Int = 32_768, _ body: (Range<Int
                 let n = Int(threads), t = Int(thread)
                 let chunk = (job.count + n - 1) / n
                 let lo = t * chunk, hi = min(job.count, lo + chunk)
-                if lo < hi { job.body(lo..<hi) }
+                if lo < hi { job.body(lo..<hi, t) }
             }, ptr, Int32(workers))
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import CKernels
 
 // Pooling over NCHW tensors; each (n, c) plane is independent, so planes split across threads.
 
@@ -182,34 +183,14 @@ public struct MaxPoolWindow {
     /// The 2×2/2 window of VGG's pools, unpadded, every window inside the input (no partial
     /// ceil-mode windows): the general loop's bounds checks and divisions
     /// made it a fifth of a loss-network step. Same choice of maximum (the first in row-major
-    /// order; NaNs as in the general loop), each output's 2-bit window index packed 32 to a word.
+    /// order; NaNs as in the general loop), each output's 2-bit window index packed 32 to a word,
+    /// eight outputs per vector (`pd_maxpool2x2_plane`).
     private func forward2x2(_ px: UnsafeMutablePointer<Float>, _ po: UnsafeMutablePointer<Float>, _ argmax: PackedBits?,
                             planes: Int, h: Int, w: Int, oh: Int, ow: Int) {
         parallelChunks(planes, grain: Swift.max(1, 16_384 / Swift.max(oh * ow * 4, 1))) { range in
             for plane in range {
-                let xin = px + plane * h * w, yo = po + plane * oh * ow
-                var word: UInt64 = 0, filled = 0, wordIndex = 0
-                for oy in 0..<oh {
-                    let r0 = xin + 2 * oy * w, r1 = r0 + w
-                    for ox in 0..<ow {
-                        let a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], d = r1[2 * ox + 1]
-                        // As the general loop: a NaN ends its window row, a later row's NaN wins.
-                        var best = a, at: UInt64 = 0
-                        if !a.isNaN && (b > best || b.isNaN) { best = b; at = 1 }
-                        if c > best || c.isNaN { best = c; at = 2 }
-                        if !c.isNaN && (d > best || d.isNaN) { best = d; at = 3 }
-                        yo[oy * ow + ox] = best
-                        if let argmax {
-                            word |= at << UInt64(2 * filled)
-                            filled += 1
-                            if filled == 32 {
-                                argmax.words[plane * argmax.wordsPerRow + wordIndex] = word
-                                word = 0; filled = 0; wordIndex += 1
-                            }
-                        }
-                    }
-                }
-                if let argmax, filled > 0 { argmax.words[plane * argmax.wordsPerRow + wordIndex] = word }
+                pd_maxpool2x2_plane(px + plane * h * w, Int32(h), Int32(w), Int32(oh), Int32(ow), po + plane * oh * ow,
+                                    argmax.map { $0.words + plane * $0.wordsPerRow })
             }
         }
     }

@@ -155,10 +155,13 @@ final class ConvKernelTests: XCTestCase {
             ConvGeometry(n: 3, cIn: 8, h: 6, w: 13, cOut: 4, kh: 3, kw: 3),                    // no padding
             ConvGeometry(n: 1, cIn: 4, h: 5, w: 5, cOut: 7, kh: 3, kw: 3, padding: (2, 2)),     // backward-data pads 0
             ConvGeometry(n: 2, cIn: 64, h: 33, w: 30, cOut: 72, kh: 3, kw: 3, padding: (1, 1)), // several tile blocks
-            // U over `streamingThreshold`: forward streamed (256 columns), backward-data not (250)
-            ConvGeometry(n: 1, cIn: 256, h: 8, w: 8, cOut: 250, kh: 3, kw: 3, padding: (1, 1)),
+            // U over `sharedTransformBudget` both ways: made in chunks of 6 panels per thread (7
+            // backward), the last chunk of each thread shorter, the last panel 4 rows (340 = 56·6 + 4)
+            ConvGeometry(n: 1, cIn: 384, h: 8, w: 8, cOut: 340, kh: 3, kw: 3, padding: (1, 1)),
         ]
-        XCTAssertGreaterThan(36 * 42 * 6 * 256 * 4, ConvWinograd.streamingThreshold)
+        XCTAssertGreaterThan(36 * 57 * 6 * 384 * 4, ConvWinograd.sharedTransformBudget)
+        XCTAssertGreaterThan(36 * 64 * 6 * 340 * 4, ConvWinograd.sharedTransformBudget)
+        XCTAssertEqual(ConvWinograd.panelChunkBudget / (36 * 6 * 384 * 4), 6)
         XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 1, cIn: 4, h: 11, w: 10, cOut: 6, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1))))
         XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 1, cIn: 4, h: 12, w: 12, cOut: 4, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2))))
         XCTAssertFalse(ConvWinograd.applies(ConvGeometry(n: 2, cIn: 5, h: 7, w: 6, cOut: 3, kh: 1, kw: 1)))
@@ -305,20 +308,26 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
-    /// The weight transform written with non-temporal stores (large U) holds the same bits as the
-    /// one written through the caches, for both directions and with padding rows; where the
-    /// columns are not a multiple of 8 the streaming request falls back to ordinary stores.
-    func testWinogradWeightsStreamedEqualStored() {
+    /// The weight transform made a few panels at a time into a small buffer (what each thread
+    /// does for a large U) holds the same bits as the same panels of the whole U, for both
+    /// directions and with padding rows.
+    func testWinogradWeightChunksEqualWholeTransform() {
         for (kOut, cIn) in [(20, 16), (13, 24), (16, 12)] {
             let w = randomTensor([kOut, cIn, 3, 3], seed: UInt64(kOut * 7 + cIn), requiresGrad: false)
             for flip: Int32 in [0, 1] {
                 let rows = flip == 1 ? cIn : kOut, cols = flip == 1 ? kOut : cIn
-                let panels = (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR)
-                let count = 36 * panels * Int(PD_WINO_MR) * cols
-                let stored = Storage(count: count), streamed = Storage(count: count)
-                pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, 0, 0, Int32(panels), stored.base)
-                pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, 1, 0, Int32(panels), streamed.base)
-                XCTAssertEqual(memcmp(stored.base, streamed.base, count * 4), 0, "\(kOut)×\(cIn) flip \(flip)")
+                let panels = (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR), panelFloats = Int(PD_WINO_MR) * cols
+                let whole = Storage(count: 36 * panels * panelFloats)
+                pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, 0, Int32(panels), Int32(panels), whole.base)
+                for first in 0..<panels {
+                    let count = min(2, panels - first)
+                    let chunk = Storage(count: 36 * count * panelFloats)
+                    pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, Int32(first), Int32(first + count), Int32(count), chunk.base)
+                    for p in 0..<36 {
+                        XCTAssertEqual(memcmp(chunk.base + p * count * panelFloats, whole.base + (p * panels + first) * panelFloats,
+                                              count * panelFloats * 4), 0, "\(kOut)×\(cIn) flip \(flip) panels \(first)..<\(first + count) position \(p)")
+                    }
+                }
             }
         }
     }

@@ -200,33 +200,40 @@ final class PackedBitsTests: XCTestCase {
 
     func testTwoByTwoPoolMatchesTheGeneralRule() {
         // Ties everywhere (values 0…3) and a few NaNs: the 2×2/2 fast path must pick what the
-        // general window loop picks (first maximum; a NaN ends its window row).
-        var rng = SeededRNG(seed: 5)
-        let x = Tensor(uninitialized: [2, 3, 6, 8])
-        for i in 0..<x.count { x.data[i] = Float(rng.next() % 4) }
-        for i in [5, 17, 18, 100, 101, 108, 109, 200] { x.data[i] = .nan }
-        let window = MaxPoolWindow(kernel: (2, 2), stride: (2, 2))
-        let (out, argmax) = window.forward(x, keepArgmax: true)
-        let g = randomTensor([2, 3, 3, 4], seed: 6, requiresGrad: false)
-        let dx = window.backward(g, argmax: argmax!, inputShape: x.shape)
-        let expectedDx = Tensor.zeros(x.shape)
-        for plane in 0..<6 {
-            for oy in 0..<3 {
-                for ox in 0..<4 {
-                    var best = -Float.infinity, at = -1
-                    for ky in 0..<2 {
-                        for kx in 0..<2 {
-                            let i = plane * 48 + (2 * oy + ky) * 8 + 2 * ox + kx, v = x.data[i]
-                            if v > best || v.isNaN || at < 0 { best = v; at = i; if v.isNaN { break } }
+        // general window loop picks (first maximum; a NaN ends its window row). 8 columns: the
+        // per-output loop only; 43: two groups of eight outputs per row, a tail of five, an
+        // unused last column and row, and groups whose argmax bits straddle two words.
+        for (shape, nans) in [([2, 3, 6, 8], [5, 17, 18, 100, 101, 108, 109, 200]),
+                              ([2, 3, 7, 43], [0, 1, 43, 44, 87, 130, 173, 301, 302, 345, 346, 900])] {
+            var rng = SeededRNG(seed: 5)
+            let x = Tensor(uninitialized: shape)
+            for i in 0..<x.count { x.data[i] = Float(rng.next() % 4) }
+            for i in nans { x.data[i] = .nan }
+            let (h, w, oh, ow) = (shape[2], shape[3], shape[2] / 2, shape[3] / 2)
+            let window = MaxPoolWindow(kernel: (2, 2), stride: (2, 2))
+            let (out, argmax) = window.forward(x, keepArgmax: true)
+            let g = randomTensor([2, 3, oh, ow], seed: 6, requiresGrad: false)
+            let dx = window.backward(g, argmax: argmax!, inputShape: x.shape)
+            let expectedDx = Tensor.zeros(x.shape)
+            for plane in 0..<6 {
+                for oy in 0..<oh {
+                    for ox in 0..<ow {
+                        var best = -Float.infinity, at = -1
+                        for ky in 0..<2 {
+                            for kx in 0..<2 {
+                                let i = plane * h * w + (2 * oy + ky) * w + 2 * ox + kx, v = x.data[i]
+                                if v > best || v.isNaN || at < 0 { best = v; at = i; if v.isNaN { break } }
+                            }
                         }
+                        let o = out.data[plane * oh * ow + oy * ow + ox]
+                        XCTAssertTrue(o == best || (o.isNaN && best.isNaN), "\(shape) plane \(plane) (\(oy), \(ox)): \(o) vs \(best)")
+                        expectedDx.data[at] += g.data[plane * oh * ow + oy * ow + ox]
                     }
-                    let o = out.data[plane * 12 + oy * 4 + ox]
-                    XCTAssertTrue(o == best || (o.isNaN && best.isNaN), "plane \(plane) (\(oy), \(ox)): \(o) vs \(best)")
-                    expectedDx.data[at] += g.data[plane * 12 + oy * 4 + ox]
                 }
             }
+            XCTAssertEqual(Array(UnsafeBufferPointer(start: dx.data, count: dx.count)),
+                           Array(UnsafeBufferPointer(start: expectedDx.data, count: dx.count)), "\(shape)")
         }
-        XCTAssertEqual(Array(UnsafeBufferPointer(start: dx.data, count: dx.count)), Array(UnsafeBufferPointer(start: expectedDx.data, count: dx.count)))
     }
 
     func testMappedBlocksStartZeroAndAreCounted() {

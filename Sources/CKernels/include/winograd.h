@@ -21,14 +21,14 @@ extern "C" {
 /// Rows of U per GEMM panel (the register block of pd_wino43_gemm).
 #define PD_WINO_MR 6
 
-/// U = G w G^T per (row, column) channel pair for w: [K][C][3][3], written as GEMM panels:
-/// u[36][panels][cols][PD_WINO_MR], panels = ceil(rows / PD_WINO_MR), with rows = K and cols = C
-/// (padding rows zero). With `transpose_flip`, the weights of the backward-data convolution
-/// instead: rows = C, cols = K, from w'[c][k] = w[k][c] rotated by 180 degrees. Writes the
-/// panels panel_begin..panel_end-1 of every position; u must be 64-byte aligned. With
-/// `streaming`, U is written with non-temporal stores (for a U larger than the caches, which
-/// would otherwise read every line before writing it).
-void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int streaming, int panel_begin, int panel_end,
+/// U = G w G^T per (row, column) channel pair for w: [K][C][3][3], written as GEMM panels of
+/// PD_WINO_MR rows: rows = K and cols = C, panels = ceil(rows / PD_WINO_MR) (padding rows zero).
+/// With `transpose_flip`, the weights of the backward-data convolution instead: rows = C,
+/// cols = K, from w'[c][k] = w[k][c] rotated by 180 degrees. Writes the panels
+/// panel_begin..panel_end-1 of every position to u[36][u_panels][cols][PD_WINO_MR], panel_begin
+/// first (u_panels >= panel_end - panel_begin): the whole U with u_panels = panels, or a few
+/// panels into a small buffer.
+void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end, int u_panels,
                        float *u);
 
 /// m[rows][ld] = U . v for one transform position: U that position's panels from

@@ -228,15 +228,15 @@ public enum ConvDispatch {
 
     /// Whether Winograd F(4×4, 3×3) runs `pass` of a frozen network's convolution `g` (unless an
     /// algorithm is forced or `PERCEP_WINOGRAD=0`): where it applies, with at least 16 channels
-    /// on both sides and 32 output tiles over the `inputs` that share one weight transform.
-    /// Measured with `bench conv --compare` on the VGG16 shapes (docs/benchmarks.md, AVX2):
-    /// 1.1–3× oneDNN's rate there; on maps of a few tiles the weight transform (36 values per
-    /// weight, written on every call) outweighs the saving (512 channels on 8×8 maps at batch 2,
-    /// 8 tiles: 0.75×).
+    /// on both sides and 8 output tiles (one group of the transforms, the GEMM's narrowest block)
+    /// over the `inputs` that share one weight transform. Measured with `bench conv --compare` on
+    /// the VGG16 shapes (docs/benchmarks.md, AVX2): 1.1–3× oneDNN's rate there, and since a large
+    /// weight transform is made a chunk at a time in cache (`ConvWinograd.sharedTransformBudget`)
+    /// 1.1–1.3× on 512 channels at 8×8, batch 2: 8 tiles (0.75× while it went through memory).
     public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
         let tiles = inputs * g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
         return pass != .backwardWeight && winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
-            && g.cIn >= 16 && g.cOut >= 16 && tiles >= 32
+            && g.cIn >= 16 && g.cOut >= 16 && tiles >= 8
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
 

@@ -5,8 +5,9 @@ import CKernels
 /// tile costs 36 multiplies per channel pair instead of 144.
 ///
 /// Per block of tiles: the input transform (`pd_wino43_input`, CKernels) gives V[36][C][tiles], 36
-/// GEMMs M_ξ = U_ξ · V_ξ (U[36][K][C], the transformed weights, kept in the GEMM kernel's
-/// panels) run one per thread (`pd_wino43_gemm`), and the output transform
+/// GEMMs M_ξ = U_ξ · V_ξ (`pd_wino43_gemm`; U[36][K][C], the transformed weights, in the GEMM
+/// kernel's panels, made once per call when small, otherwise a few panels at a time by the
+/// thread whose GEMMs read them: `sharedTransformBudget`), and the output transform
 /// (`pd_wino43_output`) writes the tiles with bias and ReLU. Backward-data of such a
 /// convolution is the same algorithm on dy with the weights transposed and rotated (padding
 /// 2 − pad), so the frozen loss network runs both of its passes this way. Rounding is a little
@@ -34,9 +35,8 @@ public enum ConvWinograd {
     public static func forward(_ pairs: [(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>)], _ w: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
         precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
-        let u = transformedWeights(w, g, transposeFlip: false)
-        run(ys: pairs.map(\.y), xs: pairs.map(\.x), u: u.base, bias: b, relu: relu, n: g.n, cIn: g.cIn, h: g.h, w: g.w,
-            cOut: g.cOut, pad: g.padH, oh: g.outH, ow: g.outW)
+        run(ys: pairs.map(\.y), xs: pairs.map(\.x), weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: false),
+            bias: b, relu: relu, n: g.n, cIn: g.cIn, h: g.h, w: g.w, cOut: g.cOut, pad: g.padH, oh: g.outH, ow: g.outW)
     }
 
     /// dx = convᵀ(dy, w) (overwritten): the stride-1 convolution of dy [N, K, OH, OW] with
@@ -44,26 +44,23 @@ public enum ConvWinograd {
     public static func backwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                     _ g: ConvGeometry) {
         precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
-        let u = transformedWeights(w, g, transposeFlip: true)
-        run(ys: [dx], xs: [dy], u: u.base, bias: nil, relu: false, n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn,
-            pad: 2 - g.padH, oh: g.h, ow: g.w)
+        run(ys: [dx], xs: [dy], weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: true), bias: nil, relu: false,
+            n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn, pad: 2 - g.padH, oh: g.h, ow: g.w)
     }
 
-    /// U = G w Gᵀ per (row, column) channel pair as GEMM panels (`pd_wino43_weights`),
-    /// [36][⌈rows / 6⌉][columns][6], in parallel over panels. Computed on every call, not cached:
-    /// U is 4× the weights (235 MB for VGG16 at full width). Writing it is memory-bound (11–13 %
-    /// of the VGG16 loss step before it was streamed, docs/benchmarks.md), which is why the
-    /// target's and the prediction's forward share one.
-    private static func transformedWeights(_ w: UnsafePointer<Float>, _ g: ConvGeometry, transposeFlip: Bool) -> Storage {
-        let rows = transposeFlip ? g.cIn : g.cOut, columns = transposeFlip ? g.cOut : g.cIn
-        let panels = panelCount(rows)
-        let u = Storage(count: 36 * panels * Int(PD_WINO_MR) * columns)
-        let pu = u.base
-        let streaming: Int32 = u.count * MemoryLayout<Float>.stride > streamingThreshold ? 1 : 0
-        parallelChunks(panels, grain: Swift.max(1, 512 / Swift.max(columns, 1))) { r in
-            pd_wino43_weights(w, Int32(g.cOut), Int32(g.cIn), transposeFlip ? 1 : 0, streaming, Int32(r.lowerBound), Int32(r.upperBound), pu)
+    /// The weights of one call and the direction of their transform U = G w Gᵀ
+    /// (`pd_wino43_weights`): w: [kOut, cIn, 3, 3]; with `transposeFlip` the backward-data
+    /// convolution's, w'[c][k] = w[k][c] rotated by 180°.
+    private struct Weights {
+        let w: UnsafePointer<Float>
+        let kOut: Int, cIn: Int
+        let transposeFlip: Bool
+
+        /// Writes U's panels `panels` of every position to u: [36][uPanels][columns][6].
+        func transform(panels: Range<Int>, uPanels: Int, into u: UnsafeMutablePointer<Float>) {
+            pd_wino43_weights(w, Int32(kOut), Int32(cIn), transposeFlip ? 1 : 0, Int32(panels.lowerBound), Int32(panels.upperBound),
+                              Int32(uPanels), u)
         }
-        return u
     }
 
     /// The vector width of the tile GEMM: 8 floats (`pd_wino43_gemm`, AVX2's register) or 16
@@ -111,9 +108,17 @@ public enum ConvWinograd {
         return best[.sixteen]! < best[.eight]! ? .sixteen : .eight
     }
 
-    /// Bytes of U above which it is written with non-temporal stores: a U this large leaves the
-    /// caches before its GEMMs read it anyway (VGG16's 256- and 512-channel layers, 9–38 MB).
-    static let streamingThreshold = 8 << 20
+    /// Bytes of U up to which one call makes it once and its tile blocks share it (the GEMMs then
+    /// split the 36 positions between the threads). A larger U is made a few panels at a time by
+    /// the thread that multiplies them, right before its GEMMs read them, in every tile block: U
+    /// is 4× the weights (38 MB for a 512×512 layer), so written whole it went out to memory and
+    /// came back once per 16 tile columns, and on VGG16's 16×16 maps (one block of 32 tiles per
+    /// image pair) those layers' GEMMs waited on memory.
+    static let sharedTransformBudget = 16 << 20
+
+    /// Bytes of U one thread makes at a time when U is above `sharedTransformBudget`: a few
+    /// panels for all 36 positions, so one position's share stays in L2 while its GEMM runs.
+    static let panelChunkBudget = 2 << 20
 
     /// GEMM panels of `PD_WINO_MR` rows needed for `rows` rows.
     private static func panelCount(_ rows: Int) -> Int { (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR) }
@@ -126,10 +131,11 @@ public enum ConvWinograd {
     /// Bytes of transformed input and output one block may hold (V and M together).
     static let blockBudget = 4 << 20
 
-    /// The shared tile loop: each xs[i]: [n, cIn, h, w] → ys[i]: [n, cOut, oh, ow] with U from
-    /// `transformedWeights` (cOut rows, cIn columns, in GEMM panels). The inputs' tiles are
-    /// numbered one after another, so a block may hold tiles of several inputs.
-    private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], u: UnsafePointer<Float>,
+    /// The shared tile loop: each xs[i]: [n, cIn, h, w] → ys[i]: [n, cOut, oh, ow], the GEMMs'
+    /// rows the cOut output channels and their columns the cIn input channels of U (`weights`).
+    /// The inputs' tiles are numbered one after another, so a block may hold tiles of several
+    /// inputs.
+    private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], weights: Weights,
                             bias: UnsafePointer<Float>?, relu: Bool, n: Int, cIn: Int, h: Int, w: Int, cOut: Int,
                             pad: Int, oh: Int, ow: Int) {
         precondition(ys.count == xs.count && !xs.isEmpty, "Winograd F(4,3): \(xs.count) inputs for \(ys.count) outputs")
@@ -139,10 +145,26 @@ public enum ConvWinograd {
         // at least 64 so each GEMM is wide enough to run near full speed.
         var block = blockBudget / (36 * (cIn + cOut) * MemoryLayout<Float>.stride)
         block = Swift.min(Swift.max(64, block / 8 * 8), (tiles + 7) / 8 * 8)
+        // U whole (shared by the blocks), or per thread a chunk of panels (`sharedTransformBudget`).
+        let panels = panelCount(cOut), panelFloats = Int(PD_WINO_MR) * cIn
+        let shared = 36 * panels * panelFloats * MemoryLayout<Float>.stride <= sharedTransformBudget
+        let chunkPanels = Swift.max(1, panelChunkBudget / (36 * panelFloats * MemoryLayout<Float>.stride))
+        let uFloats = shared ? 36 * panels * panelFloats : ThreadBudget.threads * 36 * chunkPanels * panelFloats
+        // U lives for this call only, like the activations (the mapped-block cache reuses it), so
+        // the largest layer's U is not held for the rest of the step.
+        let u = Storage(count: uFloats), pu = u.base
+        defer { withExtendedLifetime(u) {} }   // pu is used until the last GEMM
+        let vFloats = 36 * cIn * block, mFloats = 36 * cOut * block
         scratchLock.lock()
         defer { scratchLock.unlock() }
-        if scratch.count < 36 * (cIn + cOut) * block { scratch = Storage(count: 36 * (cIn + cOut) * block) }
-        let pv = scratch.base, pm = scratch.base + 36 * cIn * block
+        if scratch.count < vFloats + mFloats { scratch = Storage(count: vFloats + mFloats) }
+        let pv = scratch.base, pm = pv + vFloats
+        let gemm = gemmLanes.kernel
+        if shared {
+            parallelChunks(panels, grain: Swift.max(1, 512 / Swift.max(cIn, 1))) { r in
+                weights.transform(panels: r, uPanels: panels, into: pu + r.lowerBound * panelFloats)
+            }
+        }
         var t0 = 0
         while t0 < tiles {
             let count = Swift.min(block, tiles - t0)
@@ -161,14 +183,30 @@ public enum ConvWinograd {
                                     s.first, Int32(s.count), Int32(r.lowerBound), Int32(r.upperBound), pv + s.column, Int32(block))
                 }
             }
-            // One GEMM per transform position, each on one thread: U is already in the kernel's
-            // panels and V's rows are contiguous, so nothing is packed per call.
-            let uPerPosition = panelCount(cOut) * Int(PD_WINO_MR) * cIn
-            let gemm = gemmLanes.kernel
-            parallelChunks(36, grain: 1) { r in
-                for p in r {
-                    gemm(u + p * uPerPosition, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
-                         pm + p * cOut * block)
+            // U is already in the kernel's panels and V's rows are contiguous, so nothing is
+            // packed per GEMM. M's rows of panel i start at row 6i.
+            if shared {
+                // One GEMM per transform position, each on one thread.
+                parallelChunks(36, grain: 1) { r in
+                    for p in r {
+                        gemm(pu + p * panels * panelFloats, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
+                             pm + p * cOut * block)
+                    }
+                }
+            } else {
+                // Each thread makes its panels' U a chunk at a time and runs the 36 GEMMs of
+                // that chunk's rows while the chunk is in cache.
+                parallelChunksOnThreads(panels, grain: 1) { r, thread in
+                    let chunkU = pu + thread * 36 * chunkPanels * panelFloats
+                    for first in stride(from: r.lowerBound, to: r.upperBound, by: chunkPanels) {
+                        let chunk = first..<Swift.min(first + chunkPanels, r.upperBound)
+                        weights.transform(panels: chunk, uPanels: chunk.count, into: chunkU)
+                        let row0 = first * Int(PD_WINO_MR), rows = Swift.min(cOut, chunk.upperBound * Int(PD_WINO_MR)) - row0
+                        for p in 0..<36 {
+                            gemm(chunkU + p * chunk.count * panelFloats, pv + p * cIn * block, Int32(rows), Int32(cIn), Int32(count),
+                                 Int32(block), pm + (p * cOut + row0) * block)
+                        }
+                    }
                 }
             }
             parallelChunks(cOut, grain: 1) { r in
