@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The reproduction study (docs/reproduction.md): the paper's segmentation claims at CPU scale on
-# structured synthetic scenes, several seeds per row, one training process at a time.
+# The reproduction study (docs/reproduction.md): the paper's claims at CPU scale on synthetic
+# data, several seeds per row, one training job at a time: segmentation (Tables 1-4) on
+# structured synthetic scenes, instance segmentation (Table 5) and depth (Table 7) with --tasks.
 #
 #   bash launch/reproduce.sh                   the target rows in about 2 hours on two cores:
 #                                              baseline and + perceptual vs teacher at 6 seeds,
@@ -13,7 +14,11 @@
 #                                              1200 iterations (a quarter of the study's, so
 #                                              undertrained), in output/study-quick with its
 #                                              report there (docs/ is left alone)
-#   bash launch/reproduce.sh --only vgg19,k7   some rows (names: percep-dist study run --help)
+#   bash launch/reproduce.sh --tasks instance,depth --seeds 3
+#                                              Table 5 (CondInst +- perceptual, 2 ranks, about
+#                                              10-14 minutes a run) and Table 7 (WCE, WCE + VNL,
+#                                              each +- perceptual, about 3 minutes a run), 3 seeds
+#   bash launch/reproduce.sh --only vgg19,k7   some rows of any task (names: percep-dist study run --help)
 #   bash launch/reproduce.sh ... KEY VALUE     config overrides for every training run
 #
 # Runs live in output/study (--out); finished runs are skipped and interrupted ones resume, so

@@ -45,16 +45,22 @@ struct PlotCommand: ParsableCommand {
         }
     }
 
-    /// The study's bar chart (SVG only) into `--out` or beside results.json.
+    /// The study's bar charts (SVG only; mIoU.svg, and instance.svg and depth.svg when those
+    /// tasks have runs) into `--out` or beside results.json.
     func plotStudy(width: Int) throws {
         let results: StudyResults
         do { results = try StudyResults.load(outputDir) } catch { throw ValidationError("\(error)") }
         let directory = out ?? (outputDir as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
-        let path = ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("mIoU.svg")
-        guard FileManager.default.createFile(atPath: path, contents: Data(StudyReport(results: results).chart().svg(width: width).utf8)) else {
-            throw ValidationError("cannot write \(path)")
+        let segmentation = ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("mIoU.svg")
+        let report = StudyReport(results: results)
+        for task in StudyTask.allCases {
+            guard let chart = report.chart(task) else { continue }
+            let path = StudyReport.figure(for: task, beside: segmentation)
+            guard FileManager.default.createFile(atPath: path, contents: Data(chart.svg(width: width).utf8)) else {
+                throw ValidationError("cannot write \(path)")
+            }
+            print(path)
         }
-        print(path)
     }
 }

@@ -4,12 +4,13 @@ import Distributed
 import Foundation
 import Study
 
-/// `percep-dist study`: the reproduction study of the paper's segmentation claims at CPU scale
-/// (launch/reproduce.sh runs `study run`).
+/// `percep-dist study`: the reproduction study of the paper's claims at CPU scale: segmentation
+/// (Tables 1–4), instance segmentation (Table 5) and depth (Table 7) (launch/reproduce.sh runs
+/// `study run`).
 struct StudyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "study",
-        abstract: "Run the reproduction study's grid (baseline, perceptual rows, the paper's ablations) over seeds and report it.",
+        abstract: "Run the reproduction study's grid (baseline, perceptual rows, the paper's ablations, instance and depth rows) over seeds and report it.",
         subcommands: [StudyRun.self, StudyReportCommand.self])
 }
 
@@ -19,7 +20,8 @@ struct StudyReportOptions: ParsableArguments {
     @Option(help: "The Markdown report (default: docs/reproduction.md; <out>/reproduction.md with --quick).") var doc: String?
     @Option(help: "Every run's result as JSON, from which the report can be regenerated (default: docs/reproduction/results.json; under <out> with --quick).")
     var results: String?
-    @Option(help: "The bar chart, SVG (default: docs/reproduction/mIoU.svg; under <out> with --quick).") var figure: String?
+    @Option(help: "The segmentation bar chart, SVG (default: docs/reproduction/mIoU.svg; under <out> with --quick); the instance and depth charts go beside it (instance.svg, depth.svg).")
+    var figure: String?
     @Option(help: "Hand-written interpretation included in the report, if the file exists.") var notes = "docs/reproduction/notes.md"
 
     /// The report's paths, with unset ones under `folder` (`folder/reproduction.md`,
@@ -28,7 +30,7 @@ struct StudyReportOptions: ParsableArguments {
         (doc ?? folder + "/reproduction.md", results ?? folder + "/reproduction/results.json", figure ?? folder + "/reproduction/mIoU.svg")
     }
 
-    /// Writes the report, the figure and (when `runs` is given) results.json.
+    /// Writes the report, its figures (one per task with runs) and, when `saveResults`, results.json.
     func write(_ results: StudyResults, saveResults: Bool, under folder: String = "docs") throws {
         let (doc, resultsFile, figure) = paths(under: folder)
         for path in [doc, resultsFile, figure] {
@@ -40,9 +42,14 @@ struct StudyReportOptions: ParsableArguments {
         let relativeFigure = !docFolder.isEmpty && figure.hasPrefix(docFolder + "/") ? String(figure.dropFirst(docFolder.count + 1)) : figure
         let notesText = (try? String(contentsOfFile: notes, encoding: .utf8)) ?? ""
         let report = StudyReport(results: results, notes: notesText, figure: relativeFigure)
-        guard FileManager.default.createFile(atPath: figure, contents: Data(report.chart().svg().utf8)) else { throw ValidationError("cannot write \(figure)") }
+        for task in StudyTask.allCases {
+            guard let chart = report.chart(task) else { continue }
+            let path = StudyReport.figure(for: task, beside: figure)
+            guard FileManager.default.createFile(atPath: path, contents: Data(chart.svg().utf8)) else { throw ValidationError("cannot write \(path)") }
+            print(path)
+        }
         guard FileManager.default.createFile(atPath: doc, contents: Data(report.markdown().utf8)) else { throw ValidationError("cannot write \(doc)") }
-        print(doc); print(figure)
+        print(doc)
     }
 }
 
@@ -55,56 +62,81 @@ struct StudyRun: ParsableCommand {
     @Flag(help: """
         A first look in about 15 minutes on two cores: the target rows (baseline, + perceptual vs \
         teacher, vs one-hot GT), 2 seeds each, teacher and students trained for a quarter of the \
-        study's schedule (\(StudyGrid.quickIterations) iterations: undertrained), in output/study-quick \
-        with the report there.
+        study's schedule (\(StudyTask.segmentation.quickIterations) iterations: undertrained), in \
+        output/study-quick with the report there. With --tasks, a quarter of each task's schedule.
         """) var quick = false
     @Flag(help: """
         Also the ablation rows (Tables 1–4, the level weights): about 8–10 more hours on two cores \
         at the study's schedule. Without it the study is the target rows, about 2 hours.
         """) var ablations = false
-    @Option(help: "Comma-separated rows to run (default: the target rows, every row with --ablations; any row by name, but only target rows with --quick unless --ablations).") var only: String?
+    @Option(help: """
+        Comma-separated tasks whose rows run: segmentation (Tables 1–4, the default), instance \
+        (Table 5: CondInst ± perceptual, 2 ranks, about 10–14 minutes a run), depth (Table 7: WCE \
+        and WCE + VNL, each ± perceptual, about 3 minutes a run).
+        """) var tasks = "segmentation"
+    @Option(help: "Comma-separated rows to run, of any task (default: the target rows of --tasks, every row with --ablations; any row by name, but only target rows with --quick unless --ablations).") var only: String?
     @Option(help: "Seeds per ablation row (default 2).") var seeds: Int?
     @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default \(StudyGrid.headlineSeeds); 2 with --quick); at least --seeds.")
     var headlineSeeds: Int?
     @Option(name: .customLong("out"), help: "The study's folder: data, teacher, runs, logs (default: output/study; output/study-quick with --quick).")
     var outFolder: String?
-    @Option(help: "Folder with student.yaml and teacher.yaml.") var configDir = "configs/study"
-    @Option(help: "Synthetic set: training images, validation images, side.") var dataSize = "400,100,96"
+    @Option(help: "Folder with the tasks' configs (student.yaml, teacher.yaml, condinst.yaml, depth.yaml).") var configDir = "configs/study"
+    @Option(help: "Synthetic segmentation set: training images, validation images, side.") var dataSize = "400,100,96"
+    @Option(help: "Synthetic COCO set of the instance rows: training images, validation images, side.") var cocoSize = "400,50,128"
+    @Option(help: "Synthetic rooms of the depth rows (every 5th a test frame).") var depthImages = 240
     @OptionGroup var report: StudyReportOptions
     @Argument(help: "KEY VALUE overrides for every training run (e.g. SOLVER.MAX_ITER 10).") var overrides: [String] = []
 
     func validate() throws {
         guard (seeds ?? 1) > 0, (headlineSeeds ?? 1) > 0 else { throw ValidationError("--seeds and --headline-seeds must be positive") }
         guard overrides.count % 2 == 0 else { throw ValidationError("overrides come in KEY VALUE pairs, got \(overrides.count) words") }
-        guard dataSizes != nil else { throw ValidationError("--data-size must be TRAIN,VAL,SIDE, three positive integers, got '\(dataSize)'") }
+        for (option, value) in [("--data-size", dataSize), ("--coco-size", cocoSize)] where Self.sizes(value) == nil {
+            throw ValidationError("\(option) must be TRAIN,VAL,SIDE, three positive integers, got '\(value)'")
+        }
+        guard depthImages >= 5 else { throw ValidationError("--depth-images must be at least 5 (every 5th room is a test frame), got \(depthImages)") }
+        guard selectedTasks != nil else {
+            throw ValidationError("--tasks must name tasks of \(StudyTask.allCases.map(\.rawValue).joined(separator: ", ")), got '\(tasks)'")
+        }
         if let only, only.split(separator: ",").isEmpty { throw ValidationError("--only needs at least one row name") }
     }
 
-    /// (training images, validation images, side) of `--data-size`, or nil unless three positive integers.
-    var dataSizes: [Int]? {
-        let parts = dataSize.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+    /// (training images, validation images, side) of a `TRAIN,VAL,SIDE` option, or nil unless three positive integers.
+    static func sizes(_ text: String) -> (train: Int, val: Int, side: Int)? {
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard parts.count == 3, parts.allSatisfy({ ($0 ?? 0) > 0 }) else { return nil }
-        return parts.map { $0! }
+        return (parts[0]!, parts[1]!, parts[2]!)
+    }
+
+    /// The tasks of `--tasks`, or nil when one is unknown or none is named.
+    var selectedTasks: Set<StudyTask>? {
+        let names = tasks.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let found = names.compactMap(StudyTask.init(rawValue:))
+        return found.isEmpty || found.count != names.count ? nil : Set(found)
     }
 
     func run() throws {
         let rows: [StudyRow]
-        do { rows = try StudyGrid.select(quick: quick, ablations: ablations, only: only?.split(separator: ",").map(String.init) ?? []) } catch {
+        do {
+            rows = try StudyGrid.select(quick: quick, ablations: ablations, only: only?.split(separator: ",").map(String.init) ?? [], tasks: selectedTasks!)
+        } catch {
             throw ValidationError("\(error)")
         }
         guard !rows.isEmpty else {
             throw ValidationError("--only \(only ?? "") names no row of the \(quick ? "quick " : "")grid (its ablation rows run with --ablations)")
         }
-        for file in ["student.yaml", "teacher.yaml"] where !FileManager.default.fileExists(atPath: configDir + "/" + file) {
+        let needed = Set(rows.map(\.task.config) + (rows.contains(where: \.usesTeacher) ? ["teacher.yaml"] : []))
+        for file in needed.sorted() where !FileManager.default.fileExists(atPath: configDir + "/" + file) {
             throw ValidationError("\(configDir)/\(file) does not exist (run from the repository root or pass --config-dir)")
         }
-        let d = dataSizes!
+        let launcher = "launch/mpirun-local.sh"
+        if rows.contains(where: { $0.task.ranks > 1 }), !FileManager.default.fileExists(atPath: launcher) {
+            throw ValidationError("\(launcher) does not exist: the instance rows run on 2 ranks through it (run from the repository root)")
+        }
         let out = outFolder ?? (quick ? "output/study-quick" : "output/study")
-        // The quick schedule goes first so that the command line's own overrides win.
-        let schedule = quick ? ["SOLVER.MAX_ITER", "\(StudyGrid.quickIterations)"] : []
-        let runner = StudyRunner(executable: try percepDistExecutable(), out: out, configDirectory: configDir, extraOverrides: schedule + overrides,
-                                 data: (d[0], d[1], d[2]), log: { Log.info($0) })
-        try runner.prepareData()
+        let data = StudyDataSizes(segmentation: Self.sizes(dataSize)!, instance: Self.sizes(cocoSize)!, depthImages: depthImages)
+        let runner = StudyRunner(executable: try percepDistExecutable(), launcher: launcher, out: out, configDirectory: configDir,
+                                 extraOverrides: overrides, quick: quick, data: data, log: { Log.info($0) })
+        for task in StudyTask.allCases where rows.contains(where: { $0.task == task }) { try runner.prepareData(for: task) }
         let teacher = rows.contains(where: \.usesTeacher) ? try runner.prepareTeacher() : nil
         let seeds = self.seeds ?? 2, headlineSeeds = self.headlineSeeds ?? (quick ? 2 : StudyGrid.headlineSeeds)
         for row in rows {

@@ -1,7 +1,7 @@
 import Foundation
 
-/// One configuration of the reproduction study: a student trained with the study's recipe plus
-/// `overrides` (config `KEY VALUE` pairs), once per seed.
+/// One configuration of the reproduction study: a run of its task's recipe (the task's config in
+/// configs/study) plus `overrides` (config `KEY VALUE` pairs), once per seed.
 public struct StudyRow: Sendable, Equatable {
     /// Short name, also the run folder (`runs/<id>/seed<s>`).
     public let id: String
@@ -17,11 +17,18 @@ public struct StudyRow: Sendable, Equatable {
     public let target: Bool
     /// A headline row: gets at least the headline seed count (the baseline and the paper's method).
     public let headline: Bool
+    /// The job it trains.
+    public let task: StudyTask
+    /// The row its runs are compared with, seed by seed (the same setting without what this row
+    /// adds); nil for a reference row.
+    public let pairedWith: String?
 
-    /// A row; see the properties.
-    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, target: Bool = false, headline: Bool = false) {
+    /// A row; see the properties. Segmentation rows pair with the CE baseline.
+    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, target: Bool = false, headline: Bool = false,
+                task: StudyTask = .segmentation, pairedWith: String? = StudyGrid.baseline) {
         self.id = id; self.label = label; self.overrides = overrides
         self.usesTeacher = usesTeacher; self.target = target; self.headline = headline
+        self.task = task; self.pairedWith = pairedWith == id ? nil : pairedWith
     }
 }
 
@@ -31,8 +38,14 @@ public struct StudyTableEntry: Sendable, Equatable {
     public let row: String
     /// The setting as the paper's table names it.
     public let label: String
-    /// The paper's number for it (mIoU %, Cityscapes PSPNet-R18), or its words ("does not converge").
-    public let paper: String
+    /// The paper's number for it per metric of the table (mIoU %: Cityscapes PSPNet-R18), or its
+    /// words ("does not converge").
+    public let paper: [String]
+
+    /// A line of a table with one metric per row of the paper.
+    public init(row: String, label: String, paper: String...) {
+        self.row = row; self.label = label; self.paper = paper
+    }
 }
 
 /// One table of the report (a table of the paper, or the target ablation).
@@ -43,6 +56,15 @@ public struct StudyTable: Sendable, Equatable {
     public let paperNote: String
     /// Lines in order.
     public let entries: [StudyTableEntry]
+    /// The numbers it shows (each line's `paper` has one per metric).
+    public let metrics: [StudyMetric]
+    /// What its Δ column compares, when not the CE baseline.
+    public let pairing: String?
+
+    /// A table; see the properties.
+    public init(title: String, paperNote: String, metrics: [StudyMetric] = [.mIoU], pairing: String? = nil, entries: [StudyTableEntry]) {
+        self.title = title; self.paperNote = paperNote; self.metrics = metrics; self.pairing = pairing; self.entries = entries
+    }
 }
 
 /// The study's grid: every row, and the tables that show them. The perceptual rows use the
@@ -52,9 +74,6 @@ public struct StudyTable: Sendable, Equatable {
 public enum StudyGrid {
     /// The rows that share the baseline's runs for the paired comparison.
     public static let baseline = "baseline"
-    /// Iterations of every run of `--quick`: a quarter of configs/study's 4800, so the quick grid
-    /// fits in about 15 minutes on two cores; its students are undertrained (thin classes at IoU 0).
-    public static let quickIterations = 1200
     /// Seeds of the headline rows by default, sized by the measured spread: the paired
     /// differences (baseline vs + perceptual vs teacher, 4800 iterations) spread by 0.87 points
     /// over 6 seeds, so 6 pairs give a standard error of 0.36, within the 0.4 that resolves a
@@ -95,7 +114,20 @@ public enum StudyGrid {
         StudyRow(id: "alexnet", label: "AlexNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "alexnet"]), usesTeacher: true),
         StudyRow(id: "mobilenetv2", label: "MobileNetV2", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "mobilenetv2"]), usesTeacher: true),
         StudyRow(id: "googlenet", label: "GoogLeNet", overrides: percep(["LOSS.PERCEPTUAL.FAMILY", "googlenet"]), usesTeacher: true),
+        // Table 7 (depth, configs/study/depth.yaml): each perceptual row pairs with its row without it.
+        StudyRow(id: "depth_wce", label: "WCE", overrides: noVNL, usesTeacher: false, target: true, task: .depth, pairedWith: nil),
+        StudyRow(id: "depth_wce_percep", label: "WCE + perceptual", overrides: noVNL + percep([]), usesTeacher: false, target: true,
+                 task: .depth, pairedWith: "depth_wce"),
+        StudyRow(id: "depth_vnl", label: "WCE + VNL", overrides: [], usesTeacher: false, target: true, task: .depth, pairedWith: nil),
+        StudyRow(id: "depth_vnl_percep", label: "WCE + VNL + perceptual", overrides: percep([]), usesTeacher: false, target: true,
+                 task: .depth, pairedWith: "depth_vnl"),
+        // Table 5 (CondInst, configs/study/condinst.yaml).
+        StudyRow(id: "inst_baseline", label: "CondInst", overrides: [], usesTeacher: false, target: true, task: .instance, pairedWith: nil),
+        StudyRow(id: "inst_percep", label: "CondInst + perceptual", overrides: percep([]), usesTeacher: false, target: true,
+                 task: .instance, pairedWith: "inst_baseline"),
     ]
+
+    private static let noVNL = ["LOSS.VNL.WEIGHT", "0.0"]
 
     /// The row called `id`, if any.
     public static func row(_ id: String) -> StudyRow? { rows.first { $0.id == id } }
@@ -144,6 +176,20 @@ public enum StudyGrid {
             StudyTableEntry(row: "levels_equal", label: "five levels, equal", paper: "70.73"),
             StudyTableEntry(row: "levels_scaled", label: "five levels, 1/16, 1/8, 1/4, 1/2, 1", paper: "70.93"),
         ]),
+        StudyTable(title: "Table 5 — instance segmentation (CondInst)",
+                   paperNote: "Table 5, COCO val2017, CondInst R-50, 90K iterations; ours: a narrow R-18 CondInst from scratch on synth coco",
+                   metrics: [.boxAP, .maskAP], pairing: "Δ: paired with CondInst without the perceptual term", entries: [
+            StudyTableEntry(row: "inst_baseline", label: "CondInst", paper: "36.91", "33.42"),
+            StudyTableEntry(row: "inst_percep", label: "CondInst + perceptual", paper: "37.44", "33.69"),
+        ]),
+        StudyTable(title: "Table 7 — depth (VNL)",
+                   paperNote: "Table 7, NYUDv2, VNL ResNet-50, relative error in %; ours: VNL's narrow network on synth depth --tiny rooms, lower abs_rel is better",
+                   metrics: [.absRel, .delta1], pairing: "Δ: paired with the same row without the perceptual term", entries: [
+            StudyTableEntry(row: "depth_wce", label: "WCE", paper: "14.5", "not reported"),
+            StudyTableEntry(row: "depth_wce_percep", label: "WCE + perceptual", paper: "14.0", "not reported"),
+            StudyTableEntry(row: "depth_vnl", label: "WCE + VNL", paper: "13.6", "not reported"),
+            StudyTableEntry(row: "depth_vnl_percep", label: "WCE + VNL + perceptual", paper: "13.2", "not reported"),
+        ]),
     ]
 }
 
@@ -156,14 +202,16 @@ extension StudyGrid {
         ["MODEL.TEACHER.NAME", teacherName, "MODEL.TEACHER.BASE_CHANNELS", "\(teacherBaseChannels)", "MODEL.TEACHER.WEIGHTS", weights]
     }
 
-    /// The rows of a study: the target rows, with every ablation row when `ablations`; `only`
-    /// picks rows by name (any row, except that `--quick` without `--ablations` keeps to the
-    /// target rows). Unknown names are an error naming the known ones.
-    public static func select(quick: Bool, ablations: Bool, only: [String]) throws -> [StudyRow] {
+    /// The rows of a study: the target rows of `tasks`, with every ablation row when `ablations`;
+    /// `only` picks rows by name, of any task (any row, except that `--quick` without
+    /// `--ablations` keeps to the target rows). Unknown names are an error naming the known ones.
+    public static func select(quick: Bool, ablations: Bool, only: [String], tasks: Set<StudyTask> = [.segmentation]) throws -> [StudyRow] {
         if let unknown = only.first(where: { row($0) == nil }) {
             throw StudyError("--only", "unknown row '\(unknown)'; rows: \(rows.map(\.id).joined(separator: ", "))")
         }
         let byName = !only.isEmpty && !quick
-        return rows.filter { ($0.target || ablations || byName) && (only.isEmpty || only.contains($0.id)) }
+        return rows.filter {
+            ($0.target || ablations || byName) && (only.isEmpty ? tasks.contains($0.task) : only.contains($0.id))
+        }
     }
 }

@@ -22,12 +22,13 @@ public struct SampleSummary: Equatable, Sendable {
     public var standardError: Double { count < 2 ? .nan : std / Double(count).squareRoot() }
 }
 
-/// The paired comparison of a row with the baseline over the seeds both finished: the mean of
-/// the per-seed differences (row − baseline) and its standard error. Pairing removes what a seed
-/// does to both runs alike (data order, augmentation, student initialisation).
-public func pairedDifference(_ row: [StudyRunResult], baseline: [StudyRunResult]) -> SampleSummary {
-    let base = Dictionary(baseline.compactMap { r in r.mIoU.map { (r.seed, $0) } }, uniquingKeysWith: { a, _ in a })
-    return SampleSummary(row.compactMap { r in r.mIoU.flatMap { v in base[r.seed].map { v - $0 } } }.sorted())
+/// The paired comparison of a row with its reference row (the baseline) over the seeds both
+/// finished: the mean of the per-seed differences of `metric` (row − baseline) and its standard
+/// error. Pairing removes what a seed does to both runs alike (data order, augmentation, the
+/// network's initialisation).
+public func pairedDifference(_ row: [StudyRunResult], baseline: [StudyRunResult], metric: StudyMetric = .mIoU) -> SampleSummary {
+    let base = Dictionary(baseline.compactMap { r in r.value(metric).map { (r.seed, $0) } }, uniquingKeysWith: { a, _ in a })
+    return SampleSummary(row.compactMap { r in r.value(metric).flatMap { v in base[r.seed].map { v - $0 } } }.sorted())
 }
 
 /// Renders a study's results as the Markdown report (docs/reproduction.md).
@@ -36,7 +37,8 @@ public struct StudyReport {
     public let results: StudyResults
     /// Hand-written interpretation to include (docs/reproduction/notes.md), or empty.
     public let notes: String
-    /// The figure's path relative to the report, or nil for none.
+    /// The segmentation figure's path relative to the report, or nil for none; the other tasks'
+    /// figures lie beside it (`figure(for:beside:)`).
     public let figure: String?
 
     /// A report of `results`.
@@ -47,29 +49,37 @@ public struct StudyReport {
     /// The runs of `row`, in seed order.
     public func runs(_ row: String) -> [StudyRunResult] { results.runs.filter { $0.row == row }.sorted { $0.seed < $1.seed } }
 
-    /// mIoU in percent with two decimals.
-    static func pct(_ x: Double) -> String { x.isFinite ? String(format: "%.2f", 100 * x) : "—" }
+    /// Where the chart of `task` goes: the segmentation chart at `figure`, the others beside it
+    /// (`instance.svg`, `depth.svg`).
+    public static func figure(for task: StudyTask, beside figure: String) -> String {
+        task == .segmentation ? figure : ((figure as NSString).deletingLastPathComponent as NSString).appendingPathComponent(task.rawValue + ".svg")
+    }
 
-    /// "mean ± std (n)" of a row's finished runs, with the diverged ones counted.
-    func cell(_ row: String) -> String {
+    /// A value (a fraction printed in percent by default) with two decimals.
+    static func pct(_ x: Double, scale: Double = 100) -> String { x.isFinite ? String(format: "%.2f", scale * x) : "—" }
+
+    /// "mean ± std (n)" of `metric` over a row's finished runs, with the diverged ones counted.
+    func cell(_ row: String, _ metric: StudyMetric = .mIoU) -> String {
         let all = runs(row)
         if all.isEmpty { return "not run" }
-        let done = SampleSummary(all.compactMap(\.mIoU))
-        let diverged = all.filter { $0.mIoU == nil }.count
-        var text = done.count == 0 ? "—" : done.count == 1 ? "\(Self.pct(done.mean)) (1 seed)" : "\(Self.pct(done.mean)) ± \(Self.pct(done.std)) (\(done.count))"
+        let done = SampleSummary(all.compactMap { $0.value(metric) })
+        let diverged = all.filter { !$0.finished }.count
+        let pct = { Self.pct($0, scale: metric.scale) }
+        var text = done.count == 0 ? "—" : done.count == 1 ? "\(pct(done.mean)) (1 seed)" : "\(pct(done.mean)) ± \(pct(done.std)) (\(done.count))"
         if diverged > 0 { text += ", \(diverged) diverged" }
         return text
     }
 
-    /// A difference in points with its sign (+, or the minus sign −).
-    static func signed(_ x: Double) -> String { (x >= 0 ? "+" : "−") + String(format: "%.2f", abs(100 * x)) }
+    /// A difference with its sign (+, or the minus sign −), in the metric's printed unit.
+    static func signed(_ x: Double, scale: Double = 100) -> String { (x >= 0 ? "+" : "−") + String(format: "%.2f", abs(scale * x)) }
 
-    /// "Δ ± SE (pairs)" against the baseline.
-    func delta(_ row: String) -> String {
-        if row == StudyGrid.baseline { return "" }
-        let d = pairedDifference(runs(row), baseline: runs(StudyGrid.baseline))
+    /// "Δ ± SE (pairs)" of `metric` against the row's reference row (empty for a reference row).
+    func delta(_ row: String, _ metric: StudyMetric = .mIoU) -> String {
+        guard let reference = StudyGrid.row(row)?.pairedWith else { return "" }
+        let d = pairedDifference(runs(row), baseline: runs(reference), metric: metric)
         if d.count == 0 { return "—" }
-        return d.count < 2 ? "\(Self.signed(d.mean)) (1 pair)" : "\(Self.signed(d.mean)) ± \(Self.pct(d.standardError)) (\(d.count))"
+        let signed = Self.signed(d.mean, scale: metric.scale)
+        return d.count < 2 ? "\(signed) (1 pair)" : "\(signed) ± \(Self.pct(d.standardError, scale: metric.scale)) (\(d.count))"
     }
 
     /// Mean wall time of a row's runs.
@@ -87,17 +97,30 @@ public struct StudyReport {
         out += "\nmIoU in percent on the synthetic validation set at the last iteration; mean ± sample std over seeds "
         out += "(count in brackets); Δ = the paired difference from the CE baseline over the seeds both ran, mean ± its "
         out += "standard error; paper = the paper's Cityscapes PSPNet-R18 number for the same setting (a different "
-        out += "data set and network: compare directions and sizes of effects, not levels).\n\n"
+        out += "data set and network: compare directions and sizes of effects, not levels). Tables 5 and 7 "
+        out += "(instance segmentation, depth) read the same way with their own metrics and reference rows.\n\n"
         if !notes.isEmpty { out += notes.trimmingCharacters(in: .whitespacesAndNewlines) + "\n\n" }
         if let figure { out += "![mIoU per row, mean ± std over seeds](\(figure))\n\n" }
         for table in StudyGrid.tables {
-            out += "## \(table.title)\n\nPaper: \(table.paperNote).\n\n"
-            out += "| setting | paper | ours mIoU | Δ vs baseline | wall time per run |\n|---|---|---|---|---|\n"
-            for e in table.entries { out += "| \(e.label) | \(e.paper) | \(cell(e.row)) | \(delta(e.row)) | \(wall(e.row)) |\n" }
+            out += "## \(table.title)\n\nPaper: \(table.paperNote).\(table.pairing.map { " \($0)." } ?? "")\n\n"
+            if let figure, let task = table.entries.first.flatMap({ StudyGrid.row($0.row)?.task }), task != .segmentation,
+               table.entries.contains(where: { !runs($0.row).isEmpty }) {
+                out += "![\(task.metrics[0].name) per row, mean ± std over seeds](\(Self.figure(for: task, beside: figure)))\n\n"
+            }
+            if table.metrics == [.mIoU] {
+                out += "| setting | paper | ours mIoU | Δ vs baseline | wall time per run |\n|---|---|---|---|---|\n"
+            } else {
+                out += "| setting | " + table.metrics.map { "paper \($0.name) | ours \($0.name) | Δ \($0.name)" }.joined(separator: " | ")
+                out += " | wall time per run |\n|---|" + String(repeating: "---|---|---|", count: table.metrics.count) + "---|\n"
+            }
+            for e in table.entries {
+                let cells = zip(table.metrics, e.paper).map { metric, paper in "\(paper) | \(cell(e.row, metric)) | \(delta(e.row, metric))" }
+                out += "| \(e.label) | " + cells.joined(separator: " | ") + " | \(wall(e.row)) |\n"
+            }
             out += "\n"
         }
         out += perClassTable()
-        let diverged = results.runs.filter { $0.mIoU == nil }
+        let diverged = results.runs.filter { !$0.finished }
         if !diverged.isEmpty {
             out += "## Runs that diverged\n\n| row | seed | what the trainer said |\n|---|---|---|\n"
             for r in diverged { out += "| \(r.row) | \(r.seed) | \(r.message ?? "") |\n" }
@@ -105,24 +128,40 @@ public struct StudyReport {
         }
         out += "## Every run\n\nCPU time: user + system seconds of the training process, all threads (not recorded for the earlier runs: —); "
         out += "unlike the wall time it does not count time the run was stopped or waiting for the cores.\n\n"
-        out += "| row | seed | status | mIoU | aAcc | iterations | wall time | CPU time |\n|---|---|---|---|---|---|---|---|\n"
         let order = Dictionary(uniqueKeysWithValues: StudyGrid.rows.enumerated().map { ($0.element.id, $0.offset) })
-        for r in results.runs.sorted(by: { (order[$0.row] ?? 99, $0.seed) < (order[$1.row] ?? 99, $1.seed) }) {
-            out += "| \(r.row) | \(r.seed) | \(r.status) | \(r.mIoU.map(Self.pct) ?? "—") | \(r.aAcc.map(Self.pct) ?? "—") | \(r.iterations) | \(String(format: "%.0f s", r.wallSeconds)) | \(r.cpuSeconds.map { String(format: "%.0f s", $0) } ?? "—") |\n"
+        let task = { (r: StudyRunResult) in StudyGrid.row(r.row)?.task ?? .segmentation }
+        for kind in StudyTask.allCases {
+            let these = results.runs.filter { task($0) == kind }.sorted { (order[$0.row] ?? 99, $0.seed) < (order[$1.row] ?? 99, $1.seed) }
+            guard !these.isEmpty else { continue }
+            if kind != .segmentation { out += "\nRuns of \(kind.title):\n\n" }
+            out += "| row | seed | status | " + kind.metrics.map(\.name).joined(separator: " | ") + " | iterations | wall time | CPU time |\n"
+            out += "|---|---|---|" + String(repeating: "---|", count: kind.metrics.count) + "---|---|---|\n"
+            for r in these {
+                let values = kind.metrics.map { m in r.value(m).map { Self.pct($0, scale: m.scale) } ?? "—" }
+                out += "| \(r.row) | \(r.seed) | \(r.status) | " + values.joined(separator: " | ")
+                out += " | \(r.iterations) | \(String(format: "%.0f s", r.wallSeconds)) | \(r.cpuSeconds.map { String(format: "%.0f s", $0) } ?? "—") |\n"
+            }
         }
         return out
     }
 
-    /// Every row that has runs, in grid order: mean mIoU (%) with a ± std whisker, and the
-    /// baseline's mean as the reference line.
-    public func chart() -> BarChart {
-        let bars = StudyGrid.rows.compactMap { row -> BarChart.Bar? in
+    /// The rows of `task` that have runs, in grid order: the mean of its first metric with a
+    /// ± std whisker, and for segmentation the baseline's mean as the reference line; nil when
+    /// the task has no runs.
+    public func chart(_ task: StudyTask = .segmentation) -> BarChart? {
+        let metric = task.metrics[0]
+        let bars = StudyGrid.rows.filter { $0.task == task }.compactMap { row -> BarChart.Bar? in
             let all = runs(row.id)
             guard !all.isEmpty else { return nil }
-            let s = SampleSummary(all.compactMap(\.mIoU))
+            let s = SampleSummary(all.compactMap { $0.value(metric) })
             let diverged = all.count - s.count
             let label = row.label + (diverged > 0 ? " (\(diverged) of \(all.count) diverged)" : "")
-            return BarChart.Bar(label: label, value: 100 * s.mean, error: 100 * s.std)
+            return BarChart.Bar(label: label, value: metric.scale * s.mean, error: metric.scale * s.std)
+        }
+        guard !bars.isEmpty else { return nil }
+        guard task == .segmentation else {
+            return BarChart(title: "Synthetic \(task.title): \(metric.name) per study row (mean ± std over seeds\(metric.higherIsBetter ? "" : "; lower is better"))",
+                            valueLabel: metric.name + " (%)", bars: bars, reference: nil)
         }
         let base = SampleSummary(runs(StudyGrid.baseline).compactMap(\.mIoU)).mean
         return BarChart(title: "Synthetic segmentation: mIoU per study row (mean ± std over seeds)", valueLabel: "mIoU (%)",

@@ -10,6 +10,11 @@ private func result(_ row: String, _ seed: Int, _ mIoU: Double?, pole: Double? =
                    perClassIoU: ["pole": pole], wallSeconds: 60, iterations: 600, message: mIoU == nil ? "non-finite loss_perceptual at iteration 3" : nil)
 }
 
+/// A finished instance or depth result with named metrics.
+private func result(_ row: String, _ seed: Int, metrics: [String: Double]) -> StudyRunResult {
+    StudyRunResult(row: row, seed: seed, status: "finished", mIoU: nil, aAcc: nil, metrics: metrics, perClassIoU: [:], wallSeconds: 120, iterations: 400)
+}
+
 final class StudyStatisticsTests: XCTestCase {
     /// Mean, sample std (n − 1) and standard error as numpy's mean/std(ddof=1) give them.
     func testSampleSummary() {
@@ -44,18 +49,64 @@ final class StudyStatisticsTests: XCTestCase {
         {"iteration":599,"total_loss":0.4}
         """.write(toFile: file, atomically: true, encoding: .utf8)
         let e = try finalEvaluation(metricsFile: file)
-        XCTAssertEqual(e.iteration, 599); XCTAssertEqual(e.mIoU, 0.3); XCTAssertEqual(e.aAcc, 0.85)
+        XCTAssertEqual(e.iteration, 599); XCTAssertEqual(e.metrics, ["mIoU": 0.3, "aAcc": 0.85])
         XCTAssertEqual(e.perClass.count, 2)
         XCTAssertEqual(e.perClass["sky"], 0.9)
         XCTAssertEqual(e.perClass["pole"], .some(nil))
         try "{\"iteration\":3,\"total_loss\":1}\n".write(toFile: file, atomically: true, encoding: .utf8)
         XCTAssertThrowsError(try finalEvaluation(metricsFile: file)) { XCTAssertTrue("\($0)".contains("metrics.jsonl: no evaluation record")) }
+        // Another task's evaluation: found by its primary metric, nulls (AP of an absent size) left out.
+        try """
+        {"iteration":199,"eval/abs_rel":0.31,"eval/delta1":0.4}
+        {"iteration":399,"eval/bbox/APl":null,"eval/abs_rel":0.29,"eval/delta1":0.5}
+        {"iteration":399,"total_loss":0.4}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let depth = try finalEvaluation(metricsFile: file, primary: "abs_rel")
+        XCTAssertEqual(depth, FinalEvaluation(iteration: 399, metrics: ["abs_rel": 0.29, "delta1": 0.5], perClass: [:]))
+        XCTAssertThrowsError(try finalEvaluation(metricsFile: file)) { XCTAssertTrue("\($0)".contains("no evaluation record (eval/mIoU)")) }
+    }
+
+    /// Results of instance and depth runs: each row's Δ pairs with its own reference row (Table 7's
+    /// WCE + VNL + perceptual with WCE + VNL, not with WCE), metrics print in their units (AP is
+    /// already in percent, abs_rel a fraction), a task's runs get their own chart and run table,
+    /// and a segmentation-only results.json written before any of this still reads.
+    func testInstanceAndDepthTables() throws {
+        let runs = [
+            result("depth_wce", 0, metrics: ["abs_rel": 0.28, "delta1": 0.50]), result("depth_wce", 1, metrics: ["abs_rel": 0.30, "delta1": 0.48]),
+            result("depth_wce_percep", 0, metrics: ["abs_rel": 0.27, "delta1": 0.52]), result("depth_wce_percep", 1, metrics: ["abs_rel": 0.28, "delta1": 0.50]),
+            result("depth_vnl", 0, metrics: ["abs_rel": 0.40, "delta1": 0.30]),
+            result("depth_vnl_percep", 0, metrics: ["abs_rel": 0.39, "delta1": 0.31]),
+            result("inst_baseline", 0, metrics: ["bbox/AP": 66.3, "segm/AP": 61.8]), result("inst_percep", 0, metrics: ["bbox/AP": 65.1, "segm/AP": 61.0]),
+        ]
+        let report = StudyReport(results: StudyResults(environment: [:], runs: runs), figure: "reproduction/mIoU.svg")
+        let md = report.markdown()
+        XCTAssertTrue(md.contains("| WCE | 14.5 | 29.00 ± 1.41 (2) |  | not reported | 49.00 ± 1.41 (2) |  | 120 s |"), md)
+        XCTAssertTrue(md.contains("| WCE + perceptual | 14.0 | 27.50 ± 0.71 (2) | −1.50 ± 0.50 (2) | not reported | 51.00 ± 1.41 (2) | +2.00 ± 0.00 (2) |"), md)
+        XCTAssertTrue(md.contains("| WCE + VNL + perceptual | 13.2 | 39.00 (1 seed) | −1.00 (1 pair) |"), md)
+        XCTAssertTrue(md.contains("| CondInst + perceptual | 37.44 | 65.10 (1 seed) | −1.20 (1 pair) | 33.69 | 61.00 (1 seed) | −0.80 (1 pair) | 120 s |"), md)
+        XCTAssertTrue(md.contains("](reproduction/depth.svg)") && md.contains("](reproduction/instance.svg)"), md)
+        XCTAssertTrue(md.contains("| depth_vnl_percep | 0 | finished | 39.00 | 31.00 | 400 | 120 s | — |"), md)
+        XCTAssertTrue(md.contains("| inst_baseline | 0 | finished | 61.80 | 66.30 | 400 | 120 s | — |"), md)
+        XCTAssertTrue(md.contains("| CE only | 69.60 | not run |  |"), "segmentation tables still listed: \(md)")
+        XCTAssertNil(report.chart(.segmentation), "no segmentation runs, no segmentation chart")
+        for (task, expected) in [(StudyTask.depth, [29, 27.5, 40, 39] as [Double]), (.instance, [61.8, 61.0])] {
+            let values = try XCTUnwrap(report.chart(task)).bars.map(\.value)
+            XCTAssertEqual(values.count, expected.count, "\(task)")
+            for (v, e) in zip(values, expected) { XCTAssertEqual(v, e, accuracy: 1e-9, "\(task)") }
+        }
+        XCTAssertEqual(StudyReport.figure(for: .depth, beside: "docs/reproduction/mIoU.svg"), "docs/reproduction/depth.svg")
+
+        let committed = try StudyResults.load(StudyGridTests.repo.appendingPathComponent("docs/reproduction/results.json").path)
+        for run in committed.runs where StudyGrid.row(run.row)?.task == .segmentation {
+            XCTAssertEqual(run.value(.mIoU), run.finished ? run.mIoU : nil, "\(run.row) seed \(run.seed)")
+            XCTAssertNotNil(run.finished ? run.value(.mIoU) : 0, "\(run.row) seed \(run.seed)")
+        }
     }
 
     /// The report shows each table's rows with mean ± std, the paired Δ with its standard error,
     /// the paper's number, diverged runs, per-class IoU and every run; the chart has a bar per row
     /// with runs and the baseline line.
-    func testReportAndChart() {
+    func testReportAndChart() throws {
         var timed = result("baseline", 1, 0.28, pole: 0.12)
         timed.cpuSeconds = 118.4
         let runs = [result("baseline", 0, 0.30, pole: 0.10), timed,
@@ -72,8 +123,10 @@ final class StudyStatisticsTests: XCTestCase {
         XCTAssertTrue(md.contains("| GoogLeNet | 68.91 | not run |"), md)
         XCTAssertTrue(md.contains("| baseline | 0 | finished | 30.00 | 80.00 | 600 | 60 s | — |"), md)
         XCTAssertTrue(md.contains("| baseline | 1 | finished | 28.00 | 78.00 | 600 | 60 s | 118 s |"), md)
-        let svg = report.chart().svg()
-        XCTAssertEqual(report.chart().bars.map(\.label), ["CE only", "+ perceptual vs teacher (VGG16)", "N(0, 1) (1 of 1 diverged)"])
+        let chart = try XCTUnwrap(report.chart())
+        let svg = chart.svg()
+        XCTAssertNil(report.chart(.depth), "no depth runs, no depth chart")
+        XCTAssertEqual(chart.bars.map(\.label), ["CE only", "+ perceptual vs teacher (VGG16)", "N(0, 1) (1 of 1 diverged)"])
         XCTAssertEqual(svg.components(separatedBy: "<rect x=").count - 1, 2, "a bar per row with a finite mean")
         XCTAssertTrue(svg.contains("stroke-dasharray"), "the baseline line")
     }
@@ -82,27 +135,42 @@ final class StudyStatisticsTests: XCTestCase {
 final class StudyGridTests: XCTestCase {
     static let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// Every row's overrides are KEY VALUE pairs the config accepts on top of the study's student
-    /// config (with the teacher's), row ids are unique, every table names existing rows, the
-    /// quick grid is the three target rows, and the teacher the rows distil from is the one
+    /// Every row's overrides are KEY VALUE pairs the config accepts on top of its task's study
+    /// config (with the teacher's), row ids are unique, every table names existing rows of one
+    /// task with a paper number per metric, every reference row is of the same task, the quick
+    /// grid is the three target rows, and the teacher the rows distil from is the one
     /// configs/study/teacher.yaml trains.
     func testRowsAreValidConfigs() throws {
-        let student = Self.repo.appendingPathComponent("configs/study/student.yaml").path
         XCTAssertEqual(Set(StudyGrid.rows.map(\.id)).count, StudyGrid.rows.count)
         for row in StudyGrid.rows {
             XCTAssertEqual(row.overrides.count % 2, 0, row.id)
             let extra = row.usesTeacher ? StudyGrid.teacherOverrides(weights: "/nonexistent/model_best.h5") : []
-            XCTAssertNoThrow(try TrainingConfig.load(file: student, overrides: row.overrides + extra + ["SEED", "1"]), row.id)
+            let config = Self.repo.appendingPathComponent("configs/study/" + row.task.config).path
+            let loaded = try TrainingConfig.load(file: config, overrides: row.overrides + extra + ["SEED", "1"])
+            XCTAssertEqual(loaded.bool("LOSS.PERCEPTUAL.ENABLED"), row.id != "baseline" && !["depth_wce", "depth_vnl", "inst_baseline"].contains(row.id), row.id)
+            if let reference = row.pairedWith { XCTAssertEqual(StudyGrid.row(reference)?.task, row.task, row.id) }
         }
-        for table in StudyGrid.tables { for e in table.entries { XCTAssertNotNil(StudyGrid.row(e.row), "\(table.title): \(e.row)") } }
+        XCTAssertEqual(try TrainingConfig.load(file: Self.repo.appendingPathComponent("configs/study/depth.yaml").path,
+                                               overrides: StudyGrid.row("depth_wce")!.overrides).double("LOSS.VNL.WEIGHT"), 0)
+        for table in StudyGrid.tables {
+            XCTAssertEqual(Set(table.entries.compactMap { StudyGrid.row($0.row)?.task }).count, 1, table.title)
+            for e in table.entries {
+                XCTAssertNotNil(StudyGrid.row(e.row), "\(table.title): \(e.row)")
+                XCTAssertEqual(e.paper.count, table.metrics.count, "\(table.title): \(e.row)")
+            }
+        }
         // The default and quick grids are the target rows; --ablations adds the rest; --only
         // picks any row by name, except from the quick grid without --ablations.
         let target = ["baseline", "percep_teacher", "percep_gt"]
         for quick in [false, true] { XCTAssertEqual(try StudyGrid.select(quick: quick, ablations: false, only: []).map(\.id), target) }
-        XCTAssertEqual(try StudyGrid.select(quick: false, ablations: true, only: []).map(\.id), StudyGrid.rows.map(\.id))
+        XCTAssertEqual(try StudyGrid.select(quick: false, ablations: true, only: []).map(\.id), StudyGrid.rows.filter { $0.task == .segmentation }.map(\.id))
         XCTAssertEqual(try StudyGrid.select(quick: false, ablations: false, only: ["k7", "baseline"]).map(\.id), ["baseline", "k7"])
         XCTAssertEqual(try StudyGrid.select(quick: true, ablations: false, only: ["k7", "baseline"]).map(\.id), ["baseline"])
         XCTAssertEqual(try StudyGrid.select(quick: true, ablations: true, only: ["k7"]).map(\.id), ["k7"])
+        // --tasks picks the target rows of other tasks; --only names rows of any task.
+        XCTAssertEqual(try StudyGrid.select(quick: true, ablations: false, only: [], tasks: [.instance, .depth]).map(\.id),
+                       ["depth_wce", "depth_wce_percep", "depth_vnl", "depth_vnl_percep", "inst_baseline", "inst_percep"])
+        XCTAssertEqual(try StudyGrid.select(quick: false, ablations: false, only: ["inst_percep", "k7"]).map(\.id), ["k7", "inst_percep"])
         XCTAssertThrowsError(try StudyGrid.select(quick: false, ablations: false, only: ["vgg17"])) { XCTAssertTrue("\($0)".contains("vgg17") && "\($0)".contains("vgg19")) }
         let teacher = try TrainingConfig.load(file: Self.repo.appendingPathComponent("configs/study/teacher.yaml").path)
         XCTAssertEqual(teacher.string("MODEL.NAME"), StudyGrid.teacherName)
@@ -167,5 +235,45 @@ final class ReproduceScriptTests: XCTestCase {
                                                                              "--doc", dir.appendingPathComponent("x.md").path], environment: env, limit: 30)
         XCTAssertNotEqual(empty.status, 0)
         XCTAssertTrue(empty.output.contains("not a study's --out"), empty.output)
+    }
+
+    /// The instance and depth rows on tiny sets (`--quick --tasks instance,depth`, 8 COCO images of
+    /// 64², 10 rooms, 4 iterations): CondInst runs on 2 ranks through launch/mpirun-local.sh, each
+    /// run's final box/mask AP or abs_rel/δ1 lands in results.json, and the report shows Table 7's
+    /// perceptual row paired with its row without the term, with a chart per task.
+    func testQuickInstanceAndDepthRowsOnTinySets() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("reproduce-tasks-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        var env = ProcessInfo.processInfo.environment
+        env["PERCEP_BIN"] = ProcessRunner.percepDist.path
+        let study = dir.appendingPathComponent("study")
+        let args = [StudyGridTests.repo.appendingPathComponent("launch/reproduce.sh").path, "--quick", "--tasks", "instance,depth",
+                    "--only", "inst_baseline,depth_wce,depth_wce_percep", "--seeds", "1", "--out", study.path,
+                    "--coco-size", "8,4,64", "--depth-images", "10", "--notes", dir.appendingPathComponent("none.md").path,
+                    "SOLVER.MAX_ITER", "4", "SOLVER.CHECKPOINT_PERIOD", "2", "LOG_PERIOD", "1"]
+        let run = try ProcessRunner.runCombined(URL(fileURLWithPath: "/bin/bash"), args, environment: env, limit: 300)
+        XCTAssertEqual(run.status, 0, run.output)
+        let results = try StudyResults.load(study.appendingPathComponent("reproduction/results.json").path)
+        XCTAssertEqual(results.runs.map(\.row), ["depth_wce", "depth_wce_percep", "inst_baseline"])
+        for r in results.runs {
+            XCTAssertEqual([r.status, "\(r.iterations)"], ["finished", "4"], r.row)
+            XCTAssertNil(r.mIoU, r.row)
+            let task = try XCTUnwrap(StudyGrid.row(r.row)).task
+            for metric in task.metrics { XCTAssertNotNil(r.value(metric), "\(r.row) \(metric.key)") }
+        }
+        let log = try String(contentsOf: study.appendingPathComponent("logs/inst_baseline-seed0.log"), encoding: .utf8)
+        XCTAssertTrue(log.contains("local rank 1 of 2"), "CondInst on 2 ranks: \(log.prefix(2000))")
+        let doc = try String(contentsOf: study.appendingPathComponent("reproduction.md"), encoding: .utf8)
+        XCTAssertTrue(doc.contains("| WCE + perceptual | 14.0 |") && doc.contains("(1 pair)"), doc)
+        XCTAssertTrue(doc.contains("| CondInst | 36.91 |"), doc)
+        for figure in ["depth.svg", "instance.svg"] {
+            XCTAssertTrue(FileManager.default.fileExists(atPath: study.appendingPathComponent("reproduction/" + figure).path), figure)
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: study.appendingPathComponent("reproduction/mIoU.svg").path), "no segmentation runs")
+        // An unknown task is refused with the known ones.
+        let bad = try ProcessRunner.runCombined(ProcessRunner.percepDist, ["study", "run", "--tasks", "detection", "--out", dir.appendingPathComponent("bad").path],
+                                                environment: env, limit: 30)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.output.contains("--tasks must name tasks of segmentation, instance, depth"), bad.output)
     }
 }
