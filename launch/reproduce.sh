@@ -22,7 +22,7 @@
 #   bash launch/reproduce.sh ... KEY VALUE     config overrides for every training run
 #
 # Runs live in output/study (--out); finished runs are skipped and interrupted ones resume, so
-# the same command continues a study. At the end the report (docs/reproduction.md), its figure
+# the same command continues a study. At the end the report (docs/reproduction.md), its figures
 # and docs/reproduction/results.json are rewritten from every finished run in the folder.
 # PERCEP_BIN: an already built percep-dist (else this installs what is missing and builds one).
 set -euo pipefail

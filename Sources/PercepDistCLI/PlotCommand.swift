@@ -53,10 +53,9 @@ struct PlotCommand: ParsableCommand {
         let directory = out ?? (outputDir as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory.isEmpty ? "." : directory, withIntermediateDirectories: true)
         let segmentation = ((directory.isEmpty ? "." : directory) as NSString).appendingPathComponent("mIoU.svg")
-        let report = StudyReport(results: results)
-        for task in StudyTask.allCases {
-            guard let chart = report.chart(task) else { continue }
-            let path = StudyReport.figure(for: task, beside: segmentation)
+        let charts = StudyReport(results: results).charts(beside: segmentation)
+        guard !charts.isEmpty else { throw ValidationError("\(outputDir): the study holds no run to plot") }
+        for (path, chart) in charts {
             guard FileManager.default.createFile(atPath: path, contents: Data(chart.svg(width: width).utf8)) else {
                 throw ValidationError("cannot write \(path)")
             }

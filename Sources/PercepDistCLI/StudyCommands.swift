@@ -42,9 +42,7 @@ struct StudyReportOptions: ParsableArguments {
         let relativeFigure = !docFolder.isEmpty && figure.hasPrefix(docFolder + "/") ? String(figure.dropFirst(docFolder.count + 1)) : figure
         let notesText = (try? String(contentsOfFile: notes, encoding: .utf8)) ?? ""
         let report = StudyReport(results: results, notes: notesText, figure: relativeFigure)
-        for task in StudyTask.allCases {
-            guard let chart = report.chart(task) else { continue }
-            let path = StudyReport.figure(for: task, beside: figure)
+        for (path, chart) in report.charts(beside: figure) {
             guard FileManager.default.createFile(atPath: path, contents: Data(chart.svg().utf8)) else { throw ValidationError("cannot write \(path)") }
             print(path)
         }
@@ -75,7 +73,7 @@ struct StudyRun: ParsableCommand {
         and WCE + VNL, each ± perceptual, about 3 minutes a run).
         """) var tasks = "segmentation"
     @Option(help: "Comma-separated rows to run, of any task (default: the target rows of --tasks, every row with --ablations; any row by name, but only target rows with --quick unless --ablations).") var only: String?
-    @Option(help: "Seeds per ablation row (default 2).") var seeds: Int?
+    @Option(help: "Seeds per row that is not a headline row: the ablations, the instance and depth rows (default 2).") var seeds: Int?
     @Option(help: "Seeds for the headline rows, the baseline and + perceptual vs teacher (default \(StudyGrid.headlineSeeds); 2 with --quick); at least --seeds.")
     var headlineSeeds: Int?
     @Option(name: .customLong("out"), help: "The study's folder: data, teacher, runs, logs (default: output/study; output/study-quick with --quick).")
@@ -93,11 +91,19 @@ struct StudyRun: ParsableCommand {
         for (option, value) in [("--data-size", dataSize), ("--coco-size", cocoSize)] where Self.sizes(value) == nil {
             throw ValidationError("\(option) must be TRAIN,VAL,SIDE, three positive integers, got '\(value)'")
         }
-        guard depthImages >= 5 else { throw ValidationError("--depth-images must be at least 5 (every 5th room is a test frame), got \(depthImages)") }
+        for (option, value) in [("--data-size", dataSize), ("--coco-size", cocoSize)] where !(16...4096).contains(Self.sizes(value)!.side) {
+            throw ValidationError("\(option): the side must be 16…4096 pixels, got \(Self.sizes(value)!.side)")
+        }
+        guard (5...100_000).contains(depthImages) else {
+            throw ValidationError("--depth-images must be 5…100000 (every 5th room is a test frame), got \(depthImages)")
+        }
         guard selectedTasks != nil else {
             throw ValidationError("--tasks must name tasks of \(StudyTask.allCases.map(\.rawValue).joined(separator: ", ")), got '\(tasks)'")
         }
         if let only, only.split(separator: ",").isEmpty { throw ValidationError("--only needs at least one row name") }
+        if ablations, only == nil, selectedTasks?.contains(.segmentation) == false {
+            throw ValidationError("--ablations adds segmentation rows (Tables 1–4), but --tasks \(tasks) has no segmentation")
+        }
     }
 
     /// (training images, validation images, side) of a `TRAIN,VAL,SIDE` option, or nil unless three positive integers.
@@ -153,7 +159,7 @@ struct StudyRun: ParsableCommand {
 struct StudyReportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "report",
-        abstract: "Write docs/reproduction.md and its figure from results.json, or from the runs of a study folder (--from-runs).")
+        abstract: "Write docs/reproduction.md and its figures from results.json, or from the runs of a study folder (--from-runs).")
 
     @Option(help: "Collect the runs of this study folder (writing results.json) instead of reading results.json.") var fromRuns: String?
     @OptionGroup var report: StudyReportOptions

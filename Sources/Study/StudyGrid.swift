@@ -23,12 +23,18 @@ public struct StudyRow: Sendable, Equatable {
     /// adds); nil for a reference row.
     public let pairedWith: String?
 
-    /// A row; see the properties. Segmentation rows pair with the CE baseline.
-    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, target: Bool = false, headline: Bool = false,
-                task: StudyTask = .segmentation, pairedWith: String? = StudyGrid.baseline) {
+    /// A segmentation row, paired with the CE baseline; see the properties.
+    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, target: Bool = false, headline: Bool = false) {
+        self.init(id: id, label: label, overrides: overrides, usesTeacher: usesTeacher, target: target, headline: headline,
+                  task: .segmentation, pairedWith: id == StudyGrid.baseline ? nil : StudyGrid.baseline)
+    }
+
+    /// A row of any task, with its reference row (nil for none); see the properties.
+    public init(id: String, label: String, overrides: [String], usesTeacher: Bool, target: Bool, headline: Bool = false,
+                task: StudyTask, pairedWith: String?) {
         self.id = id; self.label = label; self.overrides = overrides
         self.usesTeacher = usesTeacher; self.target = target; self.headline = headline
-        self.task = task; self.pairedWith = pairedWith == id ? nil : pairedWith
+        self.task = task; self.pairedWith = pairedWith
     }
 }
 
@@ -38,8 +44,8 @@ public struct StudyTableEntry: Sendable, Equatable {
     public let row: String
     /// The setting as the paper's table names it.
     public let label: String
-    /// The paper's number for it per metric of the table (mIoU %: Cityscapes PSPNet-R18), or its
-    /// words ("does not converge").
+    /// The paper's number for it per metric of the table (Tables 1–4: mIoU % on Cityscapes,
+    /// PSPNet-R18), or its words ("does not converge").
     public let paper: [String]
 
     /// A line of a table with one metric per row of the paper.
@@ -65,12 +71,17 @@ public struct StudyTable: Sendable, Equatable {
     public init(title: String, paperNote: String, metrics: [StudyMetric] = [.mIoU], pairing: String? = nil, entries: [StudyTableEntry]) {
         self.title = title; self.paperNote = paperNote; self.metrics = metrics; self.pairing = pairing; self.entries = entries
     }
+
+    /// The task of its rows (every table shows one task's rows).
+    public var task: StudyTask { entries.first.flatMap { StudyGrid.row($0.row)?.task } ?? .segmentation }
 }
 
-/// The study's grid: every row, and the tables that show them. The perceptual rows use the
-/// paper's VGG16 (2,2,3,3,3) He-initialised loss network against the teacher's soft labels unless
-/// the row says otherwise (configs/study/percep.yaml); Tables 3 and the level weights vary the
-/// paper's (1,1,1,1,1) network, as the paper does.
+/// The study's grid: every row, and the tables that show them. The segmentation rows' perceptual
+/// term uses the paper's VGG16 (2,2,3,3,3) He-initialised loss network against the teacher's soft
+/// labels unless the row says otherwise (configs/study/student.yaml); Tables 3 and the level
+/// weights vary the paper's (1,1,1,1,1) network, as the paper does. The instance and depth rows
+/// (Tables 5 and 7) use a narrow (1,1,1,1,1) network against the ground truth
+/// (configs/study/condinst.yaml, depth.yaml).
 public enum StudyGrid {
     /// The rows that share the baseline's runs for the paired comparison.
     public static let baseline = "baseline"
@@ -132,7 +143,8 @@ public enum StudyGrid {
     /// The row called `id`, if any.
     public static func row(_ id: String) -> StudyRow? { rows.first { $0.id == id } }
 
-    /// The report's tables (the paper's numbers: Cityscapes, PSPNet-R18, baseline 69.60).
+    /// The report's tables (the paper's numbers: Cityscapes PSPNet-R18 with baseline 69.60 for the
+    /// segmentation tables; COCO CondInst R-50 for Table 5; NYUDv2 VNL for Table 7).
     public static let tables: [StudyTable] = [
         StudyTable(title: "Target of the perceptual term", paperNote: "§4.2.1: one-hot targets converge poorly, hence the teacher", entries: [
             StudyTableEntry(row: "baseline", label: "CE only", paper: "69.60"),

@@ -46,6 +46,12 @@ public struct StudyReport {
         self.results = results; self.notes = notes; self.figure = figure
     }
 
+    /// The chart of every task with runs and where it goes when the segmentation chart goes to
+    /// `segmentationFigure` (the others beside it).
+    public func charts(beside segmentationFigure: String) -> [(path: String, chart: BarChart)] {
+        StudyTask.allCases.compactMap { task in chart(task).map { (Self.figure(for: task, beside: segmentationFigure), $0) } }
+    }
+
     /// The runs of `row`, in seed order.
     public func runs(_ row: String) -> [StudyRunResult] { results.runs.filter { $0.row == row }.sorted { $0.seed < $1.seed } }
 
@@ -100,12 +106,11 @@ public struct StudyReport {
         out += "data set and network: compare directions and sizes of effects, not levels). Tables 5 and 7 "
         out += "(instance segmentation, depth) read the same way with their own metrics and reference rows.\n\n"
         if !notes.isEmpty { out += notes.trimmingCharacters(in: .whitespacesAndNewlines) + "\n\n" }
-        if let figure { out += "![mIoU per row, mean ± std over seeds](\(figure))\n\n" }
+        if let figure, chart(.segmentation) != nil { out += "![mIoU per row, mean ± std over seeds](\(figure))\n\n" }
         for table in StudyGrid.tables {
             out += "## \(table.title)\n\nPaper: \(table.paperNote).\(table.pairing.map { " \($0)." } ?? "")\n\n"
-            if let figure, let task = table.entries.first.flatMap({ StudyGrid.row($0.row)?.task }), task != .segmentation,
-               table.entries.contains(where: { !runs($0.row).isEmpty }) {
-                out += "![\(task.metrics[0].name) per row, mean ± std over seeds](\(Self.figure(for: task, beside: figure)))\n\n"
+            if let figure, table.task != .segmentation, chart(table.task) != nil {
+                out += "![\(table.task.metrics[0].name) per row, mean ± std over seeds](\(Self.figure(for: table.task, beside: figure)))\n\n"
             }
             if table.metrics == [.mIoU] {
                 out += "| setting | paper | ours mIoU | Δ vs baseline | wall time per run |\n|---|---|---|---|---|\n"
@@ -127,13 +132,14 @@ public struct StudyReport {
             out += "\n"
         }
         out += "## Every run\n\nCPU time: user + system seconds of the training process, all threads (not recorded for the earlier runs: —); "
-        out += "unlike the wall time it does not count time the run was stopped or waiting for the cores.\n\n"
+        out += "unlike the wall time it does not count time the run was stopped or waiting for the cores.\n"
         let order = Dictionary(uniqueKeysWithValues: StudyGrid.rows.enumerated().map { ($0.element.id, $0.offset) })
-        let task = { (r: StudyRunResult) in StudyGrid.row(r.row)?.task ?? .segmentation }
         for kind in StudyTask.allCases {
-            let these = results.runs.filter { task($0) == kind }.sorted { (order[$0.row] ?? 99, $0.seed) < (order[$1.row] ?? 99, $1.seed) }
+            // A result of a row no longer in the grid is listed with the segmentation runs.
+            let these = results.runs.filter { (StudyGrid.row($0.row)?.task ?? .segmentation) == kind }
+                .sorted { (order[$0.row] ?? 99, $0.seed) < (order[$1.row] ?? 99, $1.seed) }
             guard !these.isEmpty else { continue }
-            if kind != .segmentation { out += "\nRuns of \(kind.title):\n\n" }
+            out += kind == .segmentation ? "\n" : "\nRuns of \(kind.title):\n\n"
             out += "| row | seed | status | " + kind.metrics.map(\.name).joined(separator: " | ") + " | iterations | wall time | CPU time |\n"
             out += "|---|---|---|" + String(repeating: "---|", count: kind.metrics.count) + "---|---|---|\n"
             for r in these {

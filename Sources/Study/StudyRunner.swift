@@ -1,7 +1,7 @@
 import Foundation
 
 /// Sizes of the synthetic sets a study writes (one per task).
-public struct StudyDataSizes: Sendable, Equatable {
+public struct StudyDataSizes: Sendable {
     /// `synth seg`: training and validation scenes, side.
     public var segmentation: (train: Int, val: Int, side: Int)
     /// `synth coco`: training and validation images, side.
@@ -13,10 +13,6 @@ public struct StudyDataSizes: Sendable, Equatable {
     public init(segmentation: (train: Int, val: Int, side: Int) = (400, 100, 96), instance: (train: Int, val: Int, side: Int) = (400, 50, 128),
                 depthImages: Int = 240) {
         self.segmentation = segmentation; self.instance = instance; self.depthImages = depthImages
-    }
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.segmentation == b.segmentation && a.instance == b.instance && a.depthImages == b.depthImages
     }
 }
 
@@ -56,7 +52,7 @@ public struct StudyRunner {
 
     /// The schedule override of `--quick` for a run of `task`; it goes before the command line's
     /// own overrides, so that theirs win.
-    func schedule(_ task: StudyTask) -> [String] { quick ? ["SOLVER.MAX_ITER", "\(task.quickIterations)"] : [] }
+    func schedule(_ task: StudyTask) -> [String] { quick ? task.quickSchedule : [] }
 
     /// The DATASETS.ROOT of a task's runs.
     func dataRoot(_ task: StudyTask) -> String {
@@ -107,7 +103,9 @@ public struct StudyRunner {
 
     /// A stable fingerprint (FNV-1a, 64 bits, hex) of a config file's text and the overrides a run
     /// gets: a finished run or teacher is reused only when it matches, so a folder once used with
-    /// other settings (a shortened test recipe) cannot leak into a study.
+    /// other settings (a shortened test recipe) cannot leak into a study. It does not cover the
+    /// files the config inherits (`_BASE_`) or the synthetic sets' sizes (a set once written is
+    /// kept): after changing those, study in another `--out`.
     func recipe(config: String, overrides: [String], task: StudyTask = .segmentation) throws -> String {
         guard let text = FileManager.default.contents(atPath: config) else { throw StudyError(config, "cannot read") }
         var hash: UInt64 = 0xcbf2_9ce4_8422_2325

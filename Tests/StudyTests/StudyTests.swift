@@ -149,6 +149,12 @@ final class StudyGridTests: XCTestCase {
             let loaded = try TrainingConfig.load(file: config, overrides: row.overrides + extra + ["SEED", "1"])
             XCTAssertEqual(loaded.bool("LOSS.PERCEPTUAL.ENABLED"), row.id != "baseline" && !["depth_wce", "depth_vnl", "inst_baseline"].contains(row.id), row.id)
             if let reference = row.pairedWith { XCTAssertEqual(StudyGrid.row(reference)?.task, row.task, row.id) }
+            // --quick shortens the whole schedule: learning-rate steps fall inside the shorter run.
+            let quick = try TrainingConfig.load(file: config, overrides: row.overrides + extra + row.task.quickSchedule)
+            XCTAssertEqual(quick.int("SOLVER.MAX_ITER"), row.task.quickIterations, row.id)
+            if quick.string("SOLVER.LR_SCHEDULER_NAME") != "poly" {   // poly decays towards MAX_ITER by itself
+                XCTAssertTrue(quick.ints("SOLVER.STEPS").allSatisfy { $0 < row.task.quickIterations }, "\(row.id): \(quick.ints("SOLVER.STEPS"))")
+            }
         }
         XCTAssertEqual(try TrainingConfig.load(file: Self.repo.appendingPathComponent("configs/study/depth.yaml").path,
                                                overrides: StudyGrid.row("depth_wce")!.overrides).double("LOSS.VNL.WEIGHT"), 0)
@@ -270,10 +276,15 @@ final class ReproduceScriptTests: XCTestCase {
             XCTAssertTrue(FileManager.default.fileExists(atPath: study.appendingPathComponent("reproduction/" + figure).path), figure)
         }
         XCTAssertFalse(FileManager.default.fileExists(atPath: study.appendingPathComponent("reproduction/mIoU.svg").path), "no segmentation runs")
-        // An unknown task is refused with the known ones.
-        let bad = try ProcessRunner.runCombined(ProcessRunner.percepDist, ["study", "run", "--tasks", "detection", "--out", dir.appendingPathComponent("bad").path],
-                                                environment: env, limit: 30)
-        XCTAssertNotEqual(bad.status, 0)
-        XCTAssertTrue(bad.output.contains("--tasks must name tasks of segmentation, instance, depth"), bad.output)
+        XCTAssertFalse(doc.contains("mIoU.svg"), "no link to a segmentation chart that was not drawn: \(doc)")
+        // Bad arguments are refused with the reason.
+        for (bad, reason) in [(["--tasks", "detection"], "--tasks must name tasks of segmentation, instance, depth"),
+                              (["--tasks", "depth", "--ablations"], "--ablations adds segmentation rows"),
+                              (["--coco-size", "8,4,8"], "the side must be 16…4096"), (["--depth-images", "3"], "--depth-images must be 5…100000")] {
+            let r = try ProcessRunner.runCombined(ProcessRunner.percepDist, ["study", "run", "--out", dir.appendingPathComponent("bad").path] + bad,
+                                                  environment: env, limit: 30)
+            XCTAssertNotEqual(r.status, 0, "\(bad)")
+            XCTAssertTrue(r.output.contains(reason), "\(bad): \(r.output)")
+        }
     }
 }
