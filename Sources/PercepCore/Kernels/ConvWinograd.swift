@@ -123,62 +123,121 @@ public enum ConvWinograd {
     /// GEMM panels of `PD_WINO_MR` rows needed for `rows` rows.
     private static func panelCount(_ rows: Int) -> Int { (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR) }
 
-    /// V and M of one block, kept between calls (at most `blockBudget` bytes, more only when a
-    /// layer is so wide that 64 tiles exceed it): fresh pages would be faulted in on every call.
+    /// V and M of the blocks, kept between calls (at most `blockBudget` bytes, or one
+    /// `threadBlockBudget` per thread, more only when a layer is so wide that the narrowest block
+    /// exceeds it): fresh pages would be faulted in on every call.
     nonisolated(unsafe) private static var scratch = Storage(count: 0)
     private static let scratchLock = NSLock()
 
-    /// Bytes of transformed input and output one block may hold (V and M together).
+    /// Bytes of transformed input and output one block may hold (V and M together) when the
+    /// threads share a block.
     static let blockBudget = 4 << 20
+
+    /// Bytes of V and M of one thread's own block when each thread runs whole blocks: they stay
+    /// in its L2 cache from the input transform through the GEMMs to the output transform, while
+    /// the shared U streams from L3. `PERCEP_WINOGRAD_THREAD_BLOCK_KB` sets another budget (0:
+    /// the threads share every block, the schedule before); tests set it directly.
+    nonisolated(unsafe) static var threadBlockBudget: Int = {
+        guard let text = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_THREAD_BLOCK_KB"], let kb = Int(text), kb >= 0 else {
+            return 384 << 10
+        }
+        return kb << 10
+    }()
+
+    /// The tiles t0..<t0+count as runs within one input each: (input, its first tile, tiles,
+    /// column of the block), the inputs' tiles numbered one after another.
+    private static func segments(t0: Int, count: Int, tilesPerInput: Int) -> [(input: Int, first: Int, count: Int, column: Int)] {
+        var runs: [(input: Int, first: Int, count: Int, column: Int)] = []
+        var t = t0
+        while t < t0 + count {
+            let input = t / tilesPerInput, first = t % tilesPerInput
+            let length = Swift.min(tilesPerInput - first, t0 + count - t)
+            runs.append((input, first, length, t - t0))
+            t += length
+        }
+        return runs
+    }
 
     /// The shared tile loop: each xs[i]: [n, cIn, h, w] → ys[i]: [n, cOut, oh, ow], the GEMMs'
     /// rows the cOut output channels and their columns the cIn input channels of U (`weights`).
     /// The inputs' tiles are numbered one after another, so a block may hold tiles of several
     /// inputs.
+    ///
+    /// Two schedules, the same arithmetic per tile (so the same bits):
+    /// - many tiles and a U made once (`sharedTransformBudget`): each thread runs whole blocks of
+    ///   its own tiles (`threadBlockBudget`): input transform, the 36 GEMMs, output transform,
+    ///   with its V and M in its own cache. On VGG16's 128² maps (64–128 channels, 512–2048 tiles
+    ///   per call) this ran 1.2–1.5× the shared schedule's rate, where V and M went from one core
+    ///   to the other through L3 between the three steps (docs/benchmarks.md);
+    /// - otherwise the threads share each block: the input transform split by input channels, the
+    ///   GEMMs by position (U made once) or by U's panels (U made in chunks), the output
+    ///   transform by output channels.
     private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], weights: Weights,
                             bias: UnsafePointer<Float>?, relu: Bool, n: Int, cIn: Int, h: Int, w: Int, cOut: Int,
                             pad: Int, oh: Int, ow: Int) {
         precondition(ys.count == xs.count && !xs.isEmpty, "Winograd F(4,3): \(xs.count) inputs for \(ys.count) outputs")
         let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
         let tilesPerInput = n * tilesH * tilesW, tiles = xs.count * tilesPerInput
-        // Tiles per block: V and M within the budget, a multiple of 8 (the transforms' group), and
-        // at least 64 so each GEMM is wide enough to run near full speed.
-        var block = blockBudget / (36 * (cIn + cOut) * MemoryLayout<Float>.stride)
-        block = Swift.min(Swift.max(64, block / 8 * 8), (tiles + 7) / 8 * 8)
+        let floatsPerTile = 36 * (cIn + cOut), threads = ThreadBudget.threads
         // U whole (shared by the blocks), or per thread a chunk of panels (`sharedTransformBudget`).
         let panels = panelCount(cOut), panelFloats = Int(PD_WINO_MR) * cIn
         let shared = 36 * panels * panelFloats * MemoryLayout<Float>.stride <= sharedTransformBudget
         let chunkPanels = Swift.max(1, panelChunkBudget / (36 * panelFloats * MemoryLayout<Float>.stride))
-        let uFloats = shared ? 36 * panels * panelFloats : ThreadBudget.threads * 36 * chunkPanels * panelFloats
+        let uFloats = shared ? 36 * panels * panelFloats : threads * 36 * chunkPanels * panelFloats
+        // Tiles per thread-owned block: V and M within `threadBlockBudget`, a multiple of 8 (the
+        // transforms' group), 16 to 64 (the GEMM's register block is 16 columns wide). That
+        // schedule needs two blocks per thread, so the threads' shares stay even.
+        let ownBlock = Swift.min(64, Swift.max(16, threadBlockBudget / (floatsPerTile * MemoryLayout<Float>.stride) / 8 * 8))
+        let perThread = shared && threadBlockBudget > 0 && tiles >= 2 * threads * ownBlock
+        // Tiles per shared block: V and M within `blockBudget`, a multiple of 8, and at least 64
+        // so each GEMM is wide enough to run near full speed.
+        var block = blockBudget / (floatsPerTile * MemoryLayout<Float>.stride)
+        block = perThread ? ownBlock : Swift.min(Swift.max(64, block / 8 * 8), (tiles + 7) / 8 * 8)
         // U lives for this call only, like the activations (the mapped-block cache reuses it), so
         // the largest layer's U is not held for the rest of the step.
         let u = Storage(count: uFloats), pu = u.base
         defer { withExtendedLifetime(u) {} }   // pu is used until the last GEMM
-        let vFloats = 36 * cIn * block, mFloats = 36 * cOut * block
+        let scratchFloats = (perThread ? threads : 1) * floatsPerTile * block
         scratchLock.lock()
         defer { scratchLock.unlock() }
-        if scratch.count < vFloats + mFloats { scratch = Storage(count: vFloats + mFloats) }
-        let pv = scratch.base, pm = pv + vFloats
+        if scratch.count < scratchFloats { scratch = Storage(count: scratchFloats) }
         let gemm = gemmLanes.kernel
         if shared {
             parallelChunks(panels, grain: Swift.max(1, 512 / Swift.max(cIn, 1))) { r in
                 weights.transform(panels: r, uPanels: panels, into: pu + r.lowerBound * panelFloats)
             }
         }
+        let base = scratch.base
+        if perThread {
+            let blocks = (tiles + block - 1) / block
+            parallelChunksOnThreads(blocks, grain: 1) { r, thread in
+                let pv = base + thread * floatsPerTile * block, pm = pv + 36 * cIn * block
+                for b in r {
+                    let t0 = b * block, count = Swift.min(block, tiles - t0)
+                    let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
+                    for s in runs {
+                        pd_wino43_input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
+                                        s.first, Int32(s.count), 0, Int32(cIn), pv + s.column, Int32(block))
+                    }
+                    for p in 0..<36 {
+                        gemm(pu + p * panels * panelFloats, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
+                             pm + p * cOut * block)
+                    }
+                    for s in runs {
+                        pd_wino43_output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
+                                         Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, 0, Int32(cOut), ys[s.input])
+                    }
+                }
+            }
+            return
+        }
+        let pv = base, pm = pv + 36 * cIn * block
         var t0 = 0
         while t0 < tiles {
             let count = Swift.min(block, tiles - t0)
-            // The block's runs of tiles within one input: (input, its first tile, tiles, column).
-            var segments: [(input: Int, first: Int, count: Int, column: Int)] = []
-            var t = t0
-            while t < t0 + count {
-                let input = t / tilesPerInput, first = t % tilesPerInput
-                let length = Swift.min(tilesPerInput - first, t0 + count - t)
-                segments.append((input, first, length, t - t0))
-                t += length
-            }
+            let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
             parallelChunks(cIn, grain: 1) { r in
-                for s in segments {
+                for s in runs {
                     pd_wino43_input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
                                     s.first, Int32(s.count), Int32(r.lowerBound), Int32(r.upperBound), pv + s.column, Int32(block))
                 }
@@ -210,7 +269,7 @@ public enum ConvWinograd {
                 }
             }
             parallelChunks(cOut, grain: 1) { r in
-                for s in segments {
+                for s in runs {
                     pd_wino43_output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
                                      Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, Int32(r.lowerBound), Int32(r.upperBound),
                                      ys[s.input])
