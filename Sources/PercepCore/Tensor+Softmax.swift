@@ -163,6 +163,24 @@ extension Tensor {
         softmaxKernel(out, x, outer: outer, n: n, inner: inner, log: false)
     }
 
+    /// Softmax along n of `count` consecutive positions into out, off the tape: channel k of the
+    /// input starts at x + k·stride, of the output at out + k·outStride (out must not overlap x).
+    /// The same arithmetic per position as `softmaxRaw`, so a band of an image's rows gets the
+    /// bits the whole image would.
+    public static func softmaxRaw(_ out: UnsafeMutablePointer<Float>, outStride: Int, _ x: UnsafePointer<Float>, stride: Int,
+                                  n: Int, count: Int) {
+        let block = 256
+        parallelChunks((count + block - 1) / block, grain: Swift.max(1, 8192 / Swift.max(n * block, 1))) { r in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 2 * block)
+            defer { scratch.deallocate() }
+            for task in r {
+                let j0 = task * block
+                softmaxBlock(x + j0, out + j0, n: n, stride: stride, outStride: outStride, count: Swift.min(block, count - j0),
+                             max: scratch, sum: scratch + block, log: false)
+            }
+        }
+    }
+
     /// The softmax backward dx = y ⊙ (g − Σ g·y) written over g, with y = softmax(logits) along n
     /// recomputed block by block instead of read from a kept output: an op that folds the softmax
     /// in (the perceptual loss on a segmentation prediction) then holds nothing but the logits,

@@ -50,8 +50,14 @@ enum LayerChainLoss {
         var steps: [Step] = []
         Tape.withoutGrad {
             var h = x, ht = target, i = 0, level = 0
-            if softmaxFirst {
-                // A temporary: released when the first layer's output replaces it in h.
+            let direct = keep && !ConvDispatch.winogradOnSwitchingForward
+            // The prediction's direct first convolution takes the softmax band by band
+            // (`ConvDispatch.forwardInRowBands`); otherwise p is a temporary, released when the
+            // first layer's output replaces it in h.
+            let softmaxInBands = softmaxFirst && direct && (chain.layers.first as? Conv2d).map {
+                $0.stride.0 == 1 && $0.dilation.0 == 1 && $0.groups == 1
+            } == true
+            if softmaxFirst && !softmaxInBands {
                 h = Tensor(uninitialized: x.shape)
                 Tensor.softmaxRaw(h.data, x.data, outer: x.shape[0], n: x.shape[1], inner: x.shape[2] * x.shape[3])
             }
@@ -74,11 +80,19 @@ enum LayerChainLoss {
                     y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
                     yt = Tensor(uninitialized: y.shape)
                     let (w, b) = (conv.weight.data, conv.bias?.data)
-                    if keep && !ConvDispatch.winogradOnSwitchingForward {
+                    if direct {
                         // The prediction's ReLU signs and argmaxes route the gradient: the
                         // ordinary dispatch (a direct convolution, rounding like PyTorch's),
                         // Winograd for the target only.
-                        ConvDispatch.forward(y.data, h.data, w, b, g, relu: fuse)
+                        if softmaxInBands && i == 0 {
+                            let logits = h.data, plane = g.h * g.w
+                            ConvDispatch.forwardInRowBands(y.data, w, b, g, relu: fuse) { band, channelStride, image, rows in
+                                Tensor.softmaxRaw(band, outStride: channelStride, logits + image * g.cIn * plane + rows.lowerBound * g.w,
+                                                  stride: plane, n: g.cIn, count: rows.count * g.w)
+                            }
+                        } else {
+                            ConvDispatch.forward(y.data, h.data, w, b, g, relu: fuse)
+                        }
                         ConvDispatch.frozenForward([(y: yt.data, x: UnsafePointer(ht.data))], w, b, g, relu: fuse)
                     } else {
                         let pairs = [(y: y.data, x: UnsafePointer(h.data)), (y: yt.data, x: UnsafePointer(ht.data))]

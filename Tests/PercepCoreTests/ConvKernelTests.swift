@@ -332,6 +332,72 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// The per-thread tile blocks (`threadBlockBudget`) give the bits of the shared blocks: each
+    /// tile's transforms and products are the same whichever thread runs them and whichever
+    /// block holds them. Two inputs, so blocks span both; 16-tile blocks, the last one short;
+    /// forward with bias and ReLU, and backward-data.
+    func testWinogradThreadBlocksMatchSharedBlocks() {
+        let saved = ConvWinograd.threadBlockBudget
+        defer { ConvWinograd.threadBlockBudget = saved }
+        let g = ConvGeometry(n: 2, cIn: 24, h: 38, w: 41, cOut: 20, kh: 3, kw: 3, padding: (1, 1))  // 10×11 tiles per image
+        let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 71, requiresGrad: false)
+        let b = randomTensor([g.cOut], seed: 72, requiresGrad: false)
+        let xs = (0..<2).map { randomTensor([g.n, g.cIn, g.h, g.w], seed: 73 + UInt64($0), requiresGrad: false) }
+        let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 75, requiresGrad: false)
+        func run(budget: Int) -> [Tensor] {
+            ConvWinograd.threadBlockBudget = budget
+            let ys = xs.map { _ in Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]) }
+            let dx = Tensor(uninitialized: xs[0].shape)
+            for t in ys + [dx] { t.fill(.nan) }
+            ConvWinograd.forward(zip(ys, xs).map { (y: $0.data, x: UnsafePointer($1.data)) }, w.data, b.data, g, relu: true)
+            ConvWinograd.backwardData(dx.data, dy.data, w.data, g)
+            return ys + [dx]
+        }
+        // 1 byte: the narrowest per-thread block (16 tiles); 0: every block shared by the threads.
+        let perThread = run(budget: 1), shared = run(budget: 0)
+        for (name, (a, b)) in zip(["forward 0", "forward 1", "backward-data"], zip(perThread, shared)) {
+            XCTAssertFalse((0..<a.count).contains { a.data[$0].isNaN }, "\(name): an element was never written")
+            XCTAssertEqual(memcmp(a.data, b.data, a.count * 4), 0, "\(name): per-thread blocks differ from shared blocks")
+        }
+    }
+
+    /// A convolution over bands of output rows whose input is filled band by band
+    /// (`forwardInRowBands`) gives the whole convolution's output: bands of one row and of a
+    /// few rows with a shorter last one, kernels 1, 3 and 5 (row padding 0, 1, 2 made of explicit
+    /// zero rows), bias and ReLU; the fill is asked only for rows inside the image.
+    func testConvolutionInRowBandsMatchesWhole() {
+        let saved = ConvDispatch.rowBandBudget
+        defer { ConvDispatch.rowBandBudget = saved }
+        for (i, (k, pad)) in [(1, 0), (3, 1), (5, 2)].enumerated() {
+            let g = ConvGeometry(n: 2, cIn: 10, h: 17, w: 13, cOut: 9, kh: k, kw: k, padding: (pad, pad))
+            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 80 + UInt64(i), requiresGrad: false)
+            let w = randomTensor([g.cOut, g.cIn, k, k], seed: 90 + UInt64(i), requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: 95, requiresGrad: false)
+            for relu in [false, true] {
+                let whole = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
+                ConvDispatch.forward(whole.data, x.data, w.data, b.data, g, relu: relu)
+                let bytesPerRow = (2 * g.cIn * g.w + g.cOut * g.outW) * 4
+                for budget in [1, bytesPerRow * (5 + k - 1)] {
+                    ConvDispatch.rowBandBudget = budget
+                    let banded = Tensor(uninitialized: whole.shape)
+                    banded.fill(.nan)
+                    ConvDispatch.forwardInRowBands(banded.data, w.data, b.data, g, relu: relu) { band, channelStride, image, rows in
+                        XCTAssertTrue(rows.lowerBound >= 0 && rows.upperBound <= g.h, "rows \(rows) asked of \(g.h)")
+                        for c in 0..<g.cIn {
+                            (band + c * channelStride).update(from: x.data + ((image * g.cIn + c) * g.h + rows.lowerBound) * g.w,
+                                                              count: rows.count * g.w)
+                        }
+                    }
+                    var scale: Float = 0
+                    for j in 0..<whole.count { scale = max(scale, abs(whole.data[j])) }
+                    // "Not within", so an element never written (NaN) counts as off.
+                    let off = (0..<whole.count).filter { !(abs(banded.data[$0] - whole.data[$0]) <= 1e-6 * scale) }.count
+                    XCTAssertEqual(off, 0, "kernel \(k) relu \(relu) budget \(budget): \(off) elements differ")
+                }
+            }
+        }
+    }
+
     /// Several inputs through one weight transform (the loss network's target and prediction in
     /// lockstep): each output as the single-input call's, including where one tile block holds
     /// tiles of two inputs and where an input ends inside a group of 8 tiles.

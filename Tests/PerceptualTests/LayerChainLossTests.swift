@@ -122,6 +122,34 @@ final class LayerChainLossTests: XCTestCase {
         XCTAssertLessThanOrEqual(heldFolded + probabilityBytes, heldReference, "folded holds \(heldFolded), softmax on the tape \(heldReference)")
     }
 
+    /// The folded softmax runs the prediction's first convolution band by band
+    /// (`ConvDispatch.forwardInRowBands`): one-row bands, three bands with a shorter last one,
+    /// and the default budget (one band per image) give the same loss and logits gradient.
+    func testSoftmaxInRowBandsMatchesWholeImages() throws {
+        var c = LossNetworkConfig(inChannels: 7)
+        c.structure = [2, 1]; c.widths = [8, 12]; c.levelWeights = [0.5, 1]
+        let loss = try PerceptualLoss(c)
+        let shape = [2, 7, 20, 18]
+        let target = Tape.withoutGrad { randomTensor(shape, seed: 3, lo: -2, hi: 2, requiresGrad: false).softmax(axis: 1) }
+        let saved = ConvDispatch.rowBandBudget
+        defer { ConvDispatch.rowBandBudget = saved }
+        func run(budget: Int) throws -> (Float, Tensor) {
+            ConvDispatch.rowBandBudget = budget
+            let logits = randomTensor(shape, seed: 4, lo: -3, hi: 3)
+            let value = loss.weighted(softmaxOf: logits, target)
+            value.backward()
+            return (value.item, try XCTUnwrap(logits.grad))
+        }
+        let (whole, wholeGrad) = try run(budget: saved)
+        // Bytes per row of this first layer: input and its blocked copy, and the output.
+        let bytesPerRow = (2 * 7 * 18 + 8 * 18) * 4
+        for budget in [1, bytesPerRow * (7 + 2)] {
+            let (value, grad) = try run(budget: budget)
+            XCTAssertEqual(Double(value), Double(whole), accuracy: 1e-6 * Double(abs(whole)), "budget \(budget)")
+            XCTAssertLessThan(relativeNorm(grad, wholeGrad), 1e-6, "budget \(budget): logits gradient")
+        }
+    }
+
     /// The softmax backward from recomputed probabilities equals the one from the kept output,
     /// along channels (blocks of positions) and along the last axis (one position per block).
     func testSoftmaxBackwardRecomputingMatchesTheTape() throws {
