@@ -336,7 +336,7 @@ typedef int pd_i8 __attribute__((vector_size(32)));
 // The inverse of gather_row_of_tiles for one output row: o[j][l] (column j of lane l's tile, four
 // vectors) become the row's 32 consecutive values, lane l's four columns at 4l, stored at y after
 // adding `bias` and, with `relu`, replacing negatives by +0 exactly as the scalar path does.
-PD_INLINE void scatter_row_of_tiles(const float *o, float bias, int relu, float *y) {
+PD_INLINE void scatter_row_of_tiles(const float *o, float bias, int relu, uint32_t keep, float *y) {
   const pd_v8 o0 = pd_load8(o), o1 = pd_load8(o + GROUP), o2 = pd_load8(o + 2 * GROUP), o3 = pd_load8(o + 3 * GROUP);
   // [t0c0 t0c1 t1c0 t1c1 t2c0 t2c1 t3c0 t3c1], columns 2 and 3 likewise, then tiles 4..7.
   const pd_v8 p_lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
@@ -350,16 +350,32 @@ PD_INLINE void scatter_row_of_tiles(const float *o, float bias, int relu, float 
     __builtin_shufflevector(p_hi, q_hi, 4, 5, 12, 13, 6, 7, 14, 15),
   };
   const pd_v8 zero = {0};
+  const pd_i8 lane_bit = {1, 2, 4, 8, 16, 32, 64, 128};
   for (int q = 0; q < 4; q++) {
     pd_v8 value = row[q] + bias;
     if (relu) value = (pd_v8)((pd_i8)value & ~(pd_i8)(value < zero));
+    if (keep != 0xFFFFFFFFu) {
+      const int byte = (int)((keep >> (8 * q)) & 0xFF);
+      const pd_i8 bits = (pd_i8){byte, byte, byte, byte, byte, byte, byte, byte} & lane_bit;
+      value = (pd_v8)((pd_i8)value & (pd_i8)(bits != 0));
+    }
     pd_store8(y + q * GROUP, value);
   }
 }
 
+// Bits bit .. bit+31 of a mask row (all inside the row), bit bit first.
+PD_INLINE uint32_t mask_bits32(const uint64_t *row, long bit) {
+  const uint64_t *w = row + (bit >> 6);
+  const int shift = (int)(bit & 63);
+  uint64_t v = w[0] >> shift;
+  if (shift > 32) v |= w[1] << (64 - shift);
+  return (uint32_t)v;
+}
+
 PD_CLONES
 void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
-                      int tiles_h, int tiles_w, const float *bias, int relu, int k_begin, int k_end, float *y) {
+                      int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
+                      int k_begin, int k_end, float *y) {
   const long per_image = (long)tiles_h * tiles_w;
   float in[36 * GROUP], mid[24 * GROUP], out[16 * GROUP];
   for (int k = k_begin; k < k_end; k++) {
@@ -389,8 +405,11 @@ void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, 
         const long n = first / per_image;
         const int ty = (int)(first % per_image) / tiles_w;
         float *plane = y + ((size_t)n * channels + k) * oh * ow;
-        for (int i = 0; i < 4 && 4 * ty + i < oh; i++)
-          scatter_row_of_tiles(out + i * 4 * GROUP, b, relu, plane + (size_t)(4 * ty + i) * ow + 4 * first_tx);
+        const uint64_t *mask_row = mask ? mask + ((size_t)n * channels + k) * mask_row_words : NULL;
+        for (int i = 0; i < 4 && 4 * ty + i < oh; i++) {
+          const long at = (long)(4 * ty + i) * ow + 4 * first_tx;
+          scatter_row_of_tiles(out + i * 4 * GROUP, b, relu, mask_row ? mask_bits32(mask_row, at) : 0xFFFFFFFFu, plane + at);
+        }
         continue;
       }
       for (int l = 0; l < lanes; l++) {
@@ -398,10 +417,14 @@ void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, 
         const long n = t / per_image;
         const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
         float *plane = y + ((size_t)n * channels + k) * oh * ow;
+        const uint64_t *mask_row = mask ? mask + ((size_t)n * channels + k) * mask_row_words : NULL;
         for (int i = 0; i < 4 && 4 * ty + i < oh; i++)
           for (int j = 0; j < 4 && 4 * tx + j < ow; j++) {
+            const size_t at = (size_t)(4 * ty + i) * ow + 4 * tx + j;
             float value = out[(i * 4 + j) * GROUP + l] + b;
-            plane[(size_t)(4 * ty + i) * ow + 4 * tx + j] = relu && value < 0 ? 0.0f : value;
+            if (relu && value < 0) value = 0.0f;
+            if (mask_row && !((mask_row[at >> 6] >> (at & 63)) & 1)) value = 0.0f;
+            plane[at] = value;
           }
       }
     }

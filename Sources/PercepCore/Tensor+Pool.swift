@@ -196,14 +196,26 @@ public struct MaxPoolWindow {
     }
 
     /// d(loss)/d(input) [N, C, H, W] from the output's gradient g: [N, C, OH, OW] and the
-    /// forward's argmax: each output's gradient goes to its window's maximum.
-    public func backward(_ g: Tensor, argmax: PackedBits, inputShape: [Int]) -> Tensor {
+    /// forward's argmax: each output's gradient goes to its window's maximum. With `mask`, sign
+    /// bits over the input ([N·C rows of H·W], a ReLU's in front of the pool), gradient reaching
+    /// an input whose bit is clear is dropped: the ReLU's backward done in the same pass, instead
+    /// of a second pass over the input-sized gradient.
+    public func backward(_ g: Tensor, argmax: PackedBits, inputShape: [Int], mask: PackedBits? = nil) -> Tensor {
         let (n, c, h, w) = (inputShape[0], inputShape[1], inputShape[2], inputShape[3])
         let (oh, ow) = (g.shape[2], g.shape[3])
         precondition(argmax.rows == n * c && argmax.entriesPerRow == oh * ow, "max_pool2d backward: argmax does not match \(g.shape)")
+        if let mask {
+            precondition(mask.bitsPerEntry == 1 && mask.rows == n * c && mask.entriesPerRow == h * w,
+                         "max_pool2d backward: the mask does not match the input \(inputShape)")
+        }
         let dx = Tensor.zeros(inputShape)
         let pg = g.data, pd = dx.data
         let (k, s, p, d) = (kernel, stride, padding, dilation)
+        // Whether input `index` of `plane` passes the mask.
+        @inline(__always) func passes(_ plane: Int, _ index: Int) -> Bool {
+            guard let mask else { return true }
+            return (mask.words[plane * mask.wordsPerRow + index >> 6] >> UInt64(index & 63)) & 1 == 1
+        }
         if k == (2, 2) && s == (2, 2) && p == (0, 0) && d == (1, 1) && 2 * oh <= h && 2 * ow <= w {
             // Disjoint windows: each output's gradient lands on one of its four inputs.
             parallelChunks(n * c, grain: 4) { planes in
@@ -213,7 +225,8 @@ public struct MaxPoolWindow {
                         for ox in 0..<ow {
                             let e = oy * ow + ox
                             let at = Int((bits[e >> 5] >> UInt64(2 * (e & 31))) & 3)
-                            dxo[(2 * oy + (at >> 1)) * w + 2 * ox + (at & 1)] = gin[e]
+                            let index = (2 * oy + (at >> 1)) * w + 2 * ox + (at & 1)
+                            if passes(plane, index) { dxo[index] = gin[e] }
                         }
                     }
                 }
@@ -227,7 +240,7 @@ public struct MaxPoolWindow {
                     for ox in 0..<ow {
                         let widx = argmax.get(row: plane, index: oy * ow + ox)
                         let iy = oy * s.0 - p.0 + (widx / k.1) * d.0, ix = ox * s.1 - p.1 + (widx % k.1) * d.1
-                        dxo[iy * w + ix] += gin[oy * ow + ox]
+                        if passes(plane, iy * w + ix) { dxo[iy * w + ix] += gin[oy * ow + ox] }
                     }
                 }
             }

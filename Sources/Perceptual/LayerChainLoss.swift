@@ -27,6 +27,15 @@ enum LayerChainLoss {
         case conv(Conv2d, ConvGeometry, reluSigns: PackedBits?)
         case relu(PackedBits)
         case pool(MaxPoolWindow, argmax: PackedBits, inputShape: [Int])
+
+        /// The sign bits of a ReLU at this step's output, if it has one.
+        var reluSigns: PackedBits? {
+            switch self {
+            case let .conv(_, _, signs): return signs
+            case let .relu(signs): return signs
+            case .pool: return nil
+            }
+        }
     }
     private struct Step {
         let saved: Saved
@@ -154,7 +163,14 @@ enum LayerChainLoss {
         Tape.record(total, inputs: [x]) { g in
             let upstream = g.item
             var grad: Tensor?   // d(loss)/d(output of the step being undone)
-            for step in steps.reversed() {
+            // Whether grad already went through the ReLU at the output of the step being undone:
+            // a convolution's backward-data and a max-pool's backward apply the sign bits of the
+            // ReLU in front of them as they write their input's gradient (one pass over it
+            // instead of two), unless a level term still enters there.
+            var masked = false
+            for index in steps.indices.reversed() {
+                let step = steps[index], arrivedMasked = masked
+                masked = false
                 if let (difference, weightPerElement) = step.level {
                     let scale = 2 * weightPerElement * upstream
                     let term = Tensor(uninitialized: difference.shape)
@@ -162,16 +178,20 @@ enum LayerChainLoss {
                     if let grad { Kernels.addInPlace(grad.data, term.data, count: grad.count) } else { grad = term }
                 }
                 guard let dy = grad else { continue }
+                // The sign bits of the ReLU this step's input gradient passes next, if it can take them.
+                let next = index > 0 && steps[index - 1].level == nil ? steps[index - 1].saved.reluSigns : nil
                 switch step.saved {
                 case let .conv(conv, geometry, signs):
-                    signs?.maskGradient(dy.data, dy.data)
+                    if !arrivedMasked { signs?.maskGradient(dy.data, dy.data) }
                     let dx = Tensor(uninitialized: [geometry.n, geometry.cIn, geometry.h, geometry.w])
-                    ConvDispatch.frozenBackwardData(dx.data, dy.data, conv.weight.data, geometry)
+                    ConvDispatch.frozenBackwardData(dx.data, dy.data, conv.weight.data, geometry, mask: next)
                     grad = dx
+                    masked = next != nil
                 case let .relu(signs):
-                    signs.maskGradient(dy.data, dy.data)
+                    if !arrivedMasked { signs.maskGradient(dy.data, dy.data) }
                 case let .pool(window, argmax, inputShape):
-                    grad = window.backward(dy, argmax: argmax, inputShape: inputShape)
+                    grad = window.backward(dy, argmax: argmax, inputShape: inputShape, mask: next)
+                    masked = next != nil
                 }
             }
             if softmaxOfInput, let grad {

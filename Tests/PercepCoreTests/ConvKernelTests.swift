@@ -233,7 +233,8 @@ final class ConvKernelTests: XCTestCase {
     /// The transforms' tile-row path (eight tiles of one tile row read and written as row segments
     /// with vector shuffles) gives the bits of the per-tile path, which each tile alone takes:
     /// interior and zero-padded segments, groups that straddle tile rows and images, a cropped
-    /// last column of tiles, bias and ReLU.
+    /// last column of tiles, bias and ReLU; and with sign bits (a ReLU's backward), the bits of
+    /// writing without them and masking after, on rows whose 32 bits straddle two words.
     func testWinogradTileRowPathMatchesSingleTiles() {
         // (images, channels, height, width, padding)
         for (n, c, h, w, pad) in [(1, 2, 12, 100, 1), (2, 3, 20, 40, 1), (1, 2, 13, 35, 0), (1, 1, 9, 64, 2), (2, 2, 8, 32, 1)] {
@@ -253,18 +254,31 @@ final class ConvKernelTests: XCTestCase {
             XCTAssertEqual(memcmp(grouped.data, single.data, grouped.count * 4), 0, "input transform \(label)")
             let m = randomTensor([36, c, ld], seed: UInt64(count), requiresGrad: false)
             let bias = randomTensor([c], seed: UInt64(c + 5), requiresGrad: false)
-            for relu: Int32 in [0, 1] {
-                let yGrouped = Tensor(uninitialized: [n, c, oh, ow]), ySingle = Tensor(uninitialized: [n, c, oh, ow])
-                yGrouped.fill(.nan)
-                ySingle.fill(.nan)
-                pd_wino43_output(m.data, Int32(c), Int32(ld), 0, Int32(count), Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
-                                 bias.data, relu, 0, Int32(c), yGrouped.data)
-                for t in 0..<count {
-                    pd_wino43_output(m.data + t, Int32(c), Int32(ld), t, 1, Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
-                                     bias.data, relu, 0, Int32(c), ySingle.data)
+            // Sign bits over y for the masked writes (a ReLU's backward in the output transform).
+            let signSource = randomTensor([n, c, oh, ow], seed: UInt64(count + 9), requiresGrad: false)
+            let signs = PackedBits.positive(signSource.data, rows: n * c, entriesPerRow: oh * ow)
+            var unmasked: [Int32: Tensor] = [:]
+            for masked in [false, true] {
+                for relu: Int32 in [0, 1] {
+                    let yGrouped = Tensor(uninitialized: [n, c, oh, ow]), ySingle = Tensor(uninitialized: [n, c, oh, ow])
+                    yGrouped.fill(.nan)
+                    ySingle.fill(.nan)
+                    let words = masked ? UnsafePointer(signs.words) : nil, rowWords = Int32(signs.wordsPerRow)
+                    pd_wino43_output(m.data, Int32(c), Int32(ld), 0, Int32(count), Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                     bias.data, relu, words, rowWords, 0, Int32(c), yGrouped.data)
+                    for t in 0..<count {
+                        pd_wino43_output(m.data + t, Int32(c), Int32(ld), t, 1, Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                         bias.data, relu, words, rowWords, 0, Int32(c), ySingle.data)
+                    }
+                    XCTAssertFalse((0..<ySingle.count).contains { ySingle.data[$0].isNaN }, "output \(label): a pixel not written")
+                    XCTAssertEqual(memcmp(yGrouped.data, ySingle.data, yGrouped.count * 4), 0,
+                                   "output transform \(label) relu \(relu) masked \(masked)")
+                    if !masked { unmasked[relu] = yGrouped; continue }
+                    let expected = unmasked[relu]!
+                    signs.maskGradient(expected.data, expected.data)
+                    XCTAssertEqual(memcmp(yGrouped.data, expected.data, yGrouped.count * 4), 0,
+                                   "output transform \(label) relu \(relu): masked writes differ from writing then masking")
                 }
-                XCTAssertFalse((0..<ySingle.count).contains { ySingle.data[$0].isNaN }, "output \(label): a pixel not written")
-                XCTAssertEqual(memcmp(yGrouped.data, ySingle.data, yGrouped.count * 4), 0, "output transform \(label) relu \(relu)")
             }
         }
     }

@@ -236,6 +236,26 @@ final class PackedBitsTests: XCTestCase {
         }
     }
 
+    /// A max-pool backward with the sign bits of the ReLU in front (`mask`) equals the plain
+    /// backward followed by the ReLU's mask: the 2×2/2 path and the general window loop (3×3,
+    /// stride 2, padding 1, where windows overlap and gradients add up).
+    func testPoolBackwardWithReLUMaskEqualsTwoPasses() {
+        let shape = [2, 3, 9, 70]
+        let x = randomTensor(shape, seed: 11, requiresGrad: false)
+        let signs = PackedBits.positive(x.data, rows: 6, entriesPerRow: 9 * 70)
+        for window in [MaxPoolWindow(kernel: (2, 2), stride: (2, 2)), MaxPoolWindow(kernel: (3, 3), stride: (2, 2), padding: (1, 1))] {
+            let (out, argmax) = window.forward(x, keepArgmax: true)
+            let g = randomTensor(out.shape, seed: 12, requiresGrad: false)
+            let expected = window.backward(g, argmax: argmax!, inputShape: shape)
+            signs.maskGradient(expected.data, expected.data)
+            let fused = window.backward(g, argmax: argmax!, inputShape: shape, mask: signs)
+            XCTAssertEqual(memcmp(fused.data, expected.data, fused.count * 4), 0, "\(window.kernel) window")
+            var dropped = 0
+            for i in 0..<x.count where !(x.data[i] > 0) && fused.data[i] == 0 { dropped += 1 }
+            XCTAssertGreaterThan(dropped, x.count / 4, "the mask must have dropped gradient for the test to mean anything")
+        }
+    }
+
     func testMappedBlocksStartZeroAndAreCounted() {
         let before = StorageStatistics.liveBytes
         StorageStatistics.resetPeak()

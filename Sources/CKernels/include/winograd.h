@@ -13,6 +13,7 @@
 #define PERCEP_CKERNELS_WINOGRAD_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -50,9 +51,13 @@ void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int ti
                      long t0, int count, int c_begin, int c_end, float *v, int ld);
 
 /// y[n][k][4ty+i][4tx+j] = A^T m A (+ bias[k], then max(., 0) when `relu`) for channels
-/// k_begin..k_end-1 of m: [36][K][ld], cropped to y: [N][K][oh][ow].
+/// k_begin..k_end-1 of m: [36][K][ld], cropped to y: [N][K][oh][ow]. With `mask` (else NULL):
+/// sign bits over y, one row of `mask_row_words` 64-bit words per [n][k] plane, element (r, c) at
+/// bit r*ow + c; an element whose bit is clear is written as 0 (the backward of a ReLU in front of
+/// the convolution, applied while its input gradient is written).
 void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
-                      int tiles_h, int tiles_w, const float *bias, int relu, int k_begin, int k_end, float *y);
+                      int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
+                      int k_begin, int k_end, float *y);
 
 #ifdef __cplusplus
 }

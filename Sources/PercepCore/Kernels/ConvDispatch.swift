@@ -267,14 +267,17 @@ public enum ConvDispatch {
         }
     }
 
-    /// `backwardData` for a frozen network: Winograd where `usesWinograd` says so.
+    /// `backwardData` for a frozen network: Winograd where `usesWinograd` says so. With `mask`,
+    /// the sign bits of a ReLU whose output is this convolution's input ([N·C rows of H·W]), dx is
+    /// 0 where the bit is clear: inside Winograd's output transform, else a pass after.
     public static func frozenBackwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                                          _ g: ConvGeometry) {
+                                          _ g: ConvGeometry, mask: PackedBits? = nil) {
         if usesWinograd(g, pass: .backwardData) {
             lock.lock(); passCounts[ConvPass.backwardData.rawValue] += 1; lock.unlock()
-            ConvWinograd.backwardData(dx, dy, w, g)
+            ConvWinograd.backwardData(dx, dy, w, g, mask: mask)
         } else {
             backwardData(dx, dy, w, g)
+            mask?.maskGradient(dx, dx)
         }
     }
 

@@ -40,12 +40,19 @@ public enum ConvWinograd {
     }
 
     /// dx = convᵀ(dy, w) (overwritten): the stride-1 convolution of dy [N, K, OH, OW] with
-    /// w'[c][k] = w[k][c] rotated by 180° and padding 2 − pad, giving dx [N, C, H, W].
+    /// w'[c][k] = w[k][c] rotated by 180° and padding 2 − pad, giving dx [N, C, H, W]. With
+    /// `mask`, sign bits over dx ([N·C rows of H·W], those of a ReLU whose output is this
+    /// convolution's input), dx is 0 wherever the bit is clear: the ReLU's backward done as dx is
+    /// written.
     public static func backwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                                    _ g: ConvGeometry) {
+                                    _ g: ConvGeometry, mask: PackedBits? = nil) {
         precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
+        if let mask {
+            precondition(mask.bitsPerEntry == 1 && mask.rows == g.n * g.cIn && mask.entriesPerRow == g.h * g.w,
+                         "Winograd backward-data: the mask does not match dx of \(g)")
+        }
         run(ys: [dx], xs: [dy], weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: true), bias: nil, relu: false,
-            n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn, pad: 2 - g.padH, oh: g.h, ow: g.w)
+            mask: mask, n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn, pad: 2 - g.padH, oh: g.h, ow: g.w)
     }
 
     /// The weights of one call and the direction of their transform U = G w Gᵀ
@@ -173,8 +180,8 @@ public enum ConvWinograd {
     ///   GEMMs by position (U made once) or by U's panels (U made in chunks), the output
     ///   transform by output channels.
     private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], weights: Weights,
-                            bias: UnsafePointer<Float>?, relu: Bool, n: Int, cIn: Int, h: Int, w: Int, cOut: Int,
-                            pad: Int, oh: Int, ow: Int) {
+                            bias: UnsafePointer<Float>?, relu: Bool, mask: PackedBits? = nil, n: Int, cIn: Int, h: Int, w: Int,
+                            cOut: Int, pad: Int, oh: Int, ow: Int) {
         precondition(ys.count == xs.count && !xs.isEmpty, "Winograd F(4,3): \(xs.count) inputs for \(ys.count) outputs")
         let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
         let tilesPerInput = n * tilesH * tilesW, tiles = xs.count * tilesPerInput
@@ -202,6 +209,7 @@ public enum ConvWinograd {
         defer { scratchLock.unlock() }
         if scratch.count < scratchFloats { scratch = Storage(count: scratchFloats) }
         let gemm = gemmLanes.kernel
+        let maskWords = mask.map { UnsafePointer($0.words) }, maskRowWords = Int32(mask?.wordsPerRow ?? 0)
         if shared {
             parallelChunks(panels, grain: Swift.max(1, 512 / Swift.max(cIn, 1))) { r in
                 weights.transform(panels: r, uPanels: panels, into: pu + r.lowerBound * panelFloats)
@@ -225,7 +233,7 @@ public enum ConvWinograd {
                     }
                     for s in runs {
                         pd_wino43_output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
-                                         Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, 0, Int32(cOut), ys[s.input])
+                                         Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, maskWords, maskRowWords, 0, Int32(cOut), ys[s.input])
                     }
                 }
             }
@@ -271,7 +279,7 @@ public enum ConvWinograd {
             parallelChunks(cOut, grain: 1) { r in
                 for s in runs {
                     pd_wino43_output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
-                                     Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, Int32(r.lowerBound), Int32(r.upperBound),
+                                     Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, maskWords, maskRowWords, Int32(r.lowerBound), Int32(r.upperBound),
                                      ys[s.input])
                 }
             }
