@@ -56,7 +56,10 @@ PD_INLINE void at_rows(const float *in, int in_stride, float *out, int out_strid
 }
 
 // out[i][*] = (G in)[i][*]: six rows from three (in rows `in_stride`, out rows `out_stride` apart).
+// Neither G helper contracts a*b + c into one FMA: the vector and the per-kernel transforms then
+// round alike, and so do the CPU-specific clones.
 PD_INLINE void g_rows(const float *in, int in_stride, float *out, int out_stride) {
+#pragma clang fp contract(off)
   for (int l = 0; l < GROUP; l++) {
     float g0 = in[0 * in_stride + l], g1 = in[1 * in_stride + l], g2 = in[2 * in_stride + l];
     float s = g0 + g2, a = g0 * (1.0f / 24) + g2 * (1.0f / 6), b = g1 * (1.0f / 12);
@@ -72,53 +75,6 @@ PD_INLINE void g_rows(const float *in, int in_stride, float *out, int out_stride
 // Eight floats, one AVX register: GCC/clang's vector type, so each clone compiles it for its own ISA.
 typedef float pd_v8 __attribute__((vector_size(32)));
 
-PD_CLONES
-void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end, int u_panels,
-                       float *u) {
-  // The GEMM's rows are the output channels of the convolution this U serves. The vector lanes
-  // are a panel's rows, so each position's result for one column is the panel's six contiguous
-  // floats; eight columns are staged and written as 48 contiguous floats (three cache lines).
-  const int rows = transpose_flip ? c_in : k_out, cols = transpose_flip ? k_out : c_in;
-  // Lanes past the panel, or past the last row (padding rows), stay zero.
-  float g[9 * GROUP] = {0}, t[18 * GROUP], v[36 * GROUP];
-  float stage[36][GROUP * PD_WINO_MR];
-  for (int panel = panel_begin; panel < panel_end; panel++) {
-    const int r0 = panel * PD_WINO_MR;
-    const int lanes = rows - r0 < PD_WINO_MR ? rows - r0 : PD_WINO_MR;
-    if (lanes < PD_WINO_MR)
-      for (int i = 0; i < 9 * GROUP; i++) g[i] = 0.0f;
-    // Row r0 + l of column c is the 3x3 kernel at first[c * column_step + l * row_step].
-    const float *first = transpose_flip ? w + (size_t)r0 * 9 : w + (size_t)r0 * c_in * 9;
-    const size_t column_step = transpose_flip ? (size_t)c_in * 9 : 9, row_step = transpose_flip ? 9 : (size_t)c_in * 9;
-    for (int c0 = 0; c0 < cols; c0 += GROUP) {
-      const int group = cols - c0 < GROUP ? cols - c0 : GROUP;
-      for (int k = 0; k < group; k++) {
-        const float *kernels = first + (size_t)(c0 + k) * column_step;
-        if (transpose_flip) {
-          for (int l = 0; l < lanes; l++)
-            for (int ab = 0; ab < 9; ab++) g[ab * GROUP + l] = kernels[l * row_step + 8 - ab];
-        } else {
-          for (int l = 0; l < lanes; l++)
-            for (int ab = 0; ab < 9; ab++) g[ab * GROUP + l] = kernels[l * row_step + ab];
-        }
-        // t[i][b] = sum_a G[i][a] g[a][b] (per column b), then U[i][j] = sum_b t[i][b] G[j][b].
-        for (int b = 0; b < 3; b++) g_rows(g + b * GROUP, 3 * GROUP, t + b * GROUP, 3 * GROUP);
-        for (int i = 0; i < 6; i++) g_rows(t + i * 3 * GROUP, GROUP, v + i * 6 * GROUP, GROUP);
-        for (int p = 0; p < 36; p++) __builtin_memcpy(stage[p] + k * PD_WINO_MR, v + p * GROUP, PD_WINO_MR * sizeof(float));
-      }
-      // The 36 positions lie a multiple of 4 KiB apart, in the same cache sets: writing each
-      // column there as it is made (six floats) evicted lines before they were full.
-      float *dst = u + ((size_t)(panel - panel_begin) * cols + c0) * PD_WINO_MR;
-      const size_t position_step = (size_t)u_panels * cols * PD_WINO_MR;
-      if (group == GROUP) {
-        for (int p = 0; p < 36; p++) __builtin_memcpy(dst + p * position_step, stage[p], sizeof stage[p]);
-      } else {
-        for (int p = 0; p < 36; p++) __builtin_memcpy(dst + p * position_step, stage[p], (size_t)group * PD_WINO_MR * sizeof(float));
-      }
-    }
-  }
-}
-
 PD_INLINE pd_v8 pd_load8(const float *p) {
   pd_v8 r;
   __builtin_memcpy(&r, p, sizeof r);
@@ -127,11 +83,185 @@ PD_INLINE pd_v8 pd_load8(const float *p) {
 
 PD_INLINE void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x); }
 
+// out[i] = (G in)[i] for six outputs from three vectors: g_rows's arithmetic, expression for
+// expression, on whole vectors (so each lane rounds as g_rows's lanes do).
+PD_INLINE void g_vectors(pd_v8 g0, pd_v8 g1, pd_v8 g2, pd_v8 out[6]) {
+#pragma clang fp contract(off)
+  const pd_v8 s = g0 + g2, a = g0 * (1.0f / 24) + g2 * (1.0f / 6), b = g1 * (1.0f / 12);
+  out[0] = g0 * 0.25f;
+  out[1] = -(s + g1) * (1.0f / 6);
+  out[2] = -(s - g1) * (1.0f / 6);
+  out[3] = a + b;
+  out[4] = a - b;
+  out[5] = g2;
+}
+
+// r[j][l] <- r[l][j]: the 8x8 transpose by unpacks, 64-bit shuffles and 128-bit lane swaps.
+PD_INLINE void transpose8x8(pd_v8 r[8]) {
+  const pd_v8 t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t1 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 t2 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 t4 = __builtin_shufflevector(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t5 = __builtin_shufflevector(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 t6 = __builtin_shufflevector(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t7 = __builtin_shufflevector(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 s0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+  const pd_v8 s2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+  const pd_v8 s4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+  const pd_v8 s6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+  r[0] = __builtin_shufflevector(s0, s4, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[1] = __builtin_shufflevector(s1, s5, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[2] = __builtin_shufflevector(s2, s6, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[3] = __builtin_shufflevector(s3, s7, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[4] = __builtin_shufflevector(s0, s4, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[5] = __builtin_shufflevector(s1, s5, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[6] = __builtin_shufflevector(s2, s6, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[7] = __builtin_shufflevector(s3, s7, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// The 3x3 kernel of GEMM row `row` and column `col` (see pd_wino43_weights): w[row][col], or with
+// transpose_flip w[col][row] read backwards.
+PD_INLINE const float *kernel_of(const float *w, int c_in, int transpose_flip, int row, int col) {
+  return transpose_flip ? w + ((size_t)col * c_in + row) * 9 : w + ((size_t)row * c_in + col) * 9;
+}
+
+// Rows r of one panel's group of eight columns c0.. (lanes of them valid) into stage[36][MR]: see
+// pd_wino43_weights. Vectors stay inside this inlined helper, so the baseline clone never passes
+// one by value.
+PD_INLINE void weights_group(const float *w, int c_in, int transpose_flip, int rows, int row0, int c0, int lanes,
+                             pd_v8 stage[36][PD_WINO_MR]) {
+  for (int r = 0; r < PD_WINO_MR; r++) {
+    const int row = row0 + r;
+    if (row >= rows) {
+      // Padding rows of the last panel: zeros, which the GEMM multiplies and never stores.
+      for (int p = 0; p < 36; p++) stage[p][r] = (pd_v8){0};
+      continue;
+    }
+    // taps[ab][l] = tap ab (row-major 3x3, after the flip) of column c0 + l's kernel.
+    pd_v8 taps[9];
+    if (lanes == GROUP) {
+      pd_v8 first8[8];
+      float last[GROUP];
+      for (int l = 0; l < GROUP; l++) {
+        const float *k = kernel_of(w, c_in, transpose_flip, row, c0 + l);
+        first8[l] = pd_load8(k);
+        last[l] = k[8];
+      }
+      transpose8x8(first8);
+      if (transpose_flip) {
+        taps[0] = pd_load8(last);
+        for (int ab = 1; ab < 9; ab++) taps[ab] = first8[8 - ab];
+      } else {
+        for (int ab = 0; ab < 8; ab++) taps[ab] = first8[ab];
+        taps[8] = pd_load8(last);
+      }
+    } else {
+      float t[9][GROUP] = {{0}};
+      for (int l = 0; l < lanes; l++) {
+        const float *k = kernel_of(w, c_in, transpose_flip, row, c0 + l);
+        for (int ab = 0; ab < 9; ab++) t[ab][l] = k[transpose_flip ? 8 - ab : ab];
+      }
+      for (int ab = 0; ab < 9; ab++) taps[ab] = pd_load8(t[ab]);
+    }
+    // t[i][b] = sum_a G[i][a] g[a][b] (per kernel column b), then U[i][j] = sum_b t[i][b] G[j][b].
+    pd_v8 t[6][3], col[6];
+    for (int b = 0; b < 3; b++) {
+      g_vectors(taps[b], taps[3 + b], taps[6 + b], col);
+      for (int i = 0; i < 6; i++) t[i][b] = col[i];
+    }
+    for (int i = 0; i < 6; i++) {
+      g_vectors(t[i][0], t[i][1], t[i][2], col);
+      for (int j = 0; j < 6; j++) stage[i * 6 + j][r] = col[j];
+    }
+  }
+}
+
+PD_CLONES
+void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end, int u_panels,
+                       float *u) {
+  // The vector lanes are eight GEMM columns of one row: a group's 3x3 kernels are loaded as eight
+  // rows of taps and transposed (tap ab of the eight kernels in one vector), G g G^T runs on
+  // whole vectors, and each position's result is the row's eight floats of the GEMM's block
+  // layout (PD_WINO_MR rows of eight columns per group), so nothing is gathered or scattered a
+  // float at a time. The six rows of a group are staged and written as 48 contiguous floats
+  // (three cache lines) per position: the positions lie a multiple of 4 KiB apart, in the same
+  // cache sets, and lines written piecemeal were evicted before they were full.
+  const int rows = transpose_flip ? c_in : k_out, cols = transpose_flip ? k_out : c_in;
+  const int groups = (cols + GROUP - 1) / GROUP;
+  const size_t panel_floats = (size_t)groups * PD_WINO_MR * GROUP, position_step = (size_t)u_panels * panel_floats;
+  pd_v8 stage[36][PD_WINO_MR];
+  for (int panel = panel_begin; panel < panel_end; panel++) {
+    for (int group = 0; group < groups; group++) {
+      const int c0 = group * GROUP, lanes = cols - c0 < GROUP ? cols - c0 : GROUP;
+      // The next group's kernels, while this one is transformed: backward-data reads eight
+      // kernels a whole weight row apart (w[k][c] for eight k), a stride the hardware prefetcher
+      // does not follow, and the loads of those kernels were the slowest part of the transform.
+      const int row0 = panel * PD_WINO_MR, next = c0 + GROUP;
+      if (next < cols && row0 < rows) {
+        const int valid_rows = rows - row0 < PD_WINO_MR ? rows - row0 : PD_WINO_MR;
+        if (transpose_flip) {
+          // Column k's kernels of the panel's rows lie together: valid_rows x 9 floats.
+          for (int l = 0; l < GROUP && next + l < cols; l++) {
+            const char *k = (const char *)kernel_of(w, c_in, 1, row0, next + l);
+            for (int b = 0; b < valid_rows * 9 * 4; b += 64) __builtin_prefetch(k + b);
+          }
+        } else {
+          // Row o's kernels of the next eight columns lie together: 72 floats.
+          for (int r = 0; r < valid_rows; r++) {
+            const char *k = (const char *)kernel_of(w, c_in, 0, row0 + r, next);
+            for (int b = 0; b < GROUP * 9 * 4; b += 64) __builtin_prefetch(k + b);
+          }
+        }
+      }
+      weights_group(w, c_in, transpose_flip, rows, row0, c0, lanes, stage);
+      float *dst = u + (size_t)(panel - panel_begin) * panel_floats + (size_t)group * PD_WINO_MR * GROUP;
+      for (int p = 0; p < 36; p++) __builtin_memcpy(dst + p * position_step, stage[p], sizeof stage[p]);
+    }
+  }
+}
+
+void pd_wino43_weights_reference(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end,
+                                 int u_panels, float *u) {
+  // One kernel at a time, in lane 0 of g_rows's arrays: the arithmetic of pd_wino43_weights
+  // without its transposes, for the tests.
+  const int rows = transpose_flip ? c_in : k_out, cols = transpose_flip ? k_out : c_in;
+  const int groups = (cols + GROUP - 1) / GROUP;
+  const size_t panel_floats = (size_t)groups * PD_WINO_MR * GROUP, position_step = (size_t)u_panels * panel_floats;
+  for (int panel = panel_begin; panel < panel_end; panel++)
+    for (int r = 0; r < PD_WINO_MR; r++)
+      for (int c = 0; c < groups * GROUP; c++) {
+        const int row = panel * PD_WINO_MR + r;
+        float g[9 * GROUP] = {0}, t[18 * GROUP] = {0}, v[36 * GROUP] = {0};
+        if (row < rows) {
+          // Columns past `cols` transform zero taps, as the vector lanes past them do.
+          if (c < cols) {
+            const float *k = kernel_of(w, c_in, transpose_flip, row, c);
+            for (int ab = 0; ab < 9; ab++) g[ab * GROUP] = k[transpose_flip ? 8 - ab : ab];
+          }
+          for (int b = 0; b < 3; b++) g_rows(g + b * GROUP, 3 * GROUP, t + b * GROUP, 3 * GROUP);
+          for (int i = 0; i < 6; i++) g_rows(t + i * 3 * GROUP, GROUP, v + i * 6 * GROUP, GROUP);
+        }
+        float *dst = u + (size_t)(panel - panel_begin) * panel_floats + ((size_t)(c / GROUP) * PD_WINO_MR + r) * GROUP + c % GROUP;
+        for (int p = 0; p < 36; p++) dst[p * position_step] = v[p * GROUP];
+      }
+}
+
 // The GEMM's register block: PD_WINO_MR rows of U by two vectors of V (2 x lanes columns),
 // twelve accumulators: with 8-float vectors the shape that fills the 16 AVX registers (BLIS's
 // Haswell kernel), with 16-float vectors the same on AVX-512. One definition for both widths, so
 // each lane sums the same products in the same order and the two GEMMs agree bit for bit.
-// m[0..valid_rows)[0..2 x lanes) (row stride ld) = panel (cols x MR, packed) . v[0..cols)[..] (row stride ld).
+// m[0..valid_rows)[0..2 x lanes) (row stride ld) = panel . v[0..cols)[..] (row stride ld), the
+// panel in pd_wino43_weights's layout: per group of eight columns, PD_WINO_MR rows of eight.
+// Row r of column c of a panel: panel_entry(panel, c)[8 r].
+PD_INLINE const float *panel_entry(const float *panel, int c) {
+  return panel + (size_t)(c / GROUP) * PD_WINO_MR * GROUP + c % GROUP;
+}
+
 #define PD_DEFINE_BLOCK(name, vec, lanes)                                                                   \
   PD_INLINE void name(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {    \
     vec a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};                                   \
@@ -140,13 +270,13 @@ PD_INLINE void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x);
       vec b0, b1;                                                                                           \
       __builtin_memcpy(&b0, v + (size_t)c * ld, sizeof b0);                                                 \
       __builtin_memcpy(&b1, v + (size_t)c * ld + (lanes), sizeof b1);                                       \
-      const float *a = panel + (size_t)c * PD_WINO_MR;                                                      \
+      const float *a = panel_entry(panel, c);                                                               \
       a00 += a[0] * b0; a01 += a[0] * b1;                                                                   \
-      a10 += a[1] * b0; a11 += a[1] * b1;                                                                   \
-      a20 += a[2] * b0; a21 += a[2] * b1;                                                                   \
-      a30 += a[3] * b0; a31 += a[3] * b1;                                                                   \
-      a40 += a[4] * b0; a41 += a[4] * b1;                                                                   \
-      a50 += a[5] * b0; a51 += a[5] * b1;                                                                   \
+      a10 += a[8] * b0; a11 += a[8] * b1;                                                                   \
+      a20 += a[16] * b0; a21 += a[16] * b1;                                                                 \
+      a30 += a[24] * b0; a31 += a[24] * b1;                                                                 \
+      a40 += a[32] * b0; a41 += a[32] * b1;                                                                 \
+      a50 += a[40] * b0; a51 += a[40] * b1;                                                                 \
     }                                                                                                       \
     const vec rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};        \
     for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) {                                                \
@@ -162,13 +292,16 @@ PD_INLINE void pd_block_6x8(const float *panel, const float *v, int cols, int ld
   pd_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0};
   for (int c = 0; c < cols; c++) {
     const pd_v8 b = pd_load8(v + (size_t)c * ld);
-    const float *a = panel + (size_t)c * PD_WINO_MR;
-    a0 += a[0] * b; a1 += a[1] * b; a2 += a[2] * b;
-    a3 += a[3] * b; a4 += a[4] * b; a5 += a[5] * b;
+    const float *a = panel_entry(panel, c);
+    a0 += a[0] * b; a1 += a[8] * b; a2 += a[16] * b;
+    a3 += a[24] * b; a4 += a[32] * b; a5 += a[40] * b;
   }
   const pd_v8 rows[6] = {a0, a1, a2, a3, a4, a5};
   for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) pd_store8(m + (size_t)i * ld, rows[i]);
 }
+
+// Floats of one U panel (one position) for `cols` columns: groups of eight, PD_WINO_MR rows each.
+PD_INLINE size_t pd_panel_floats(int cols) { return (size_t)(cols + GROUP - 1) / GROUP * GROUP * PD_WINO_MR; }
 
 // Columns j..width-1 of the GEMM in 16- and 8-column blocks. Column blocks outside, row panels
 // inside: one block of V (cols x 16) is read by every panel while it is in cache; U streams once
@@ -177,10 +310,10 @@ PD_INLINE void pd_gemm_columns(const float *u, const float *v, int rows, int col
   const int panels = (rows + PD_WINO_MR - 1) / PD_WINO_MR;
   for (; j + 16 <= width; j += 16)
     for (int i = 0; i < panels; i++)
-      pd_block_6x16(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
+      pd_block_6x16(u + (size_t)i * pd_panel_floats(cols), v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
   if (j < width)
     for (int i = 0; i < panels; i++)
-      pd_block_6x8(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
+      pd_block_6x8(u + (size_t)i * pd_panel_floats(cols), v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
 }
 
 PD_CLONES
@@ -201,7 +334,7 @@ void pd_wino43_gemm_wide(const float *u, const float *v, int rows, int cols, int
   int j = 0;
   for (; j + 32 <= width; j += 32)
     for (int i = 0; i < panels; i++)
-      pd_block_6x32(u + (size_t)i * cols * PD_WINO_MR, v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
+      pd_block_6x32(u + (size_t)i * pd_panel_floats(cols), v + j, cols, ld, m + (size_t)i * PD_WINO_MR * ld + j, rows - i * PD_WINO_MR);
   pd_gemm_columns(u, v, rows, cols, ld, m, j, width);
 }
 

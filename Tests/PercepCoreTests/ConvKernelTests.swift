@@ -202,11 +202,14 @@ final class ConvKernelTests: XCTestCase {
     /// the valid rows. The two kernels agree bit for bit.
     func testWinogradGemmMatchesPlainProduct() {
         for (rows, cols, count, ld) in [(13, 7, 21, 32), (6, 64, 16, 16), (64, 19, 344, 344), (1, 1, 3, 8), (7, 10, 53, 64)] {
-            let mr = Int(PD_WINO_MR), panels = (rows + mr - 1) / mr
+            let mr = Int(PD_WINO_MR), panels = (rows + mr - 1) / mr, groups = (cols + 7) / 8
             let a = randomTensor([rows, cols], seed: UInt64(rows * 31 + cols), requiresGrad: false)
             let v = randomTensor([cols, ld], seed: UInt64(count), requiresGrad: false)
-            let packed = Tensor.zeros([panels * cols * mr])
-            for r in 0..<rows { for c in 0..<cols { packed.data[((r / mr) * cols + c) * mr + r % mr] = a.data[r * cols + c] } }
+            // pd_wino43_weights's layout: per panel, groups of eight columns of mr rows each.
+            let packed = Tensor.zeros([panels * groups * mr * 8])
+            for r in 0..<rows {
+                for c in 0..<cols { packed.data[((r / mr) * groups + c / 8) * mr * 8 + (r % mr) * 8 + c % 8] = a.data[r * cols + c] }
+            }
             let m = Tensor(uninitialized: [rows + 1, ld]), wide = Tensor(uninitialized: [rows + 1, ld])
             m.fill(.nan)
             wide.fill(.nan)
@@ -330,7 +333,7 @@ final class ConvKernelTests: XCTestCase {
             let w = randomTensor([kOut, cIn, 3, 3], seed: UInt64(kOut * 7 + cIn), requiresGrad: false)
             for flip: Int32 in [0, 1] {
                 let rows = flip == 1 ? cIn : kOut, cols = flip == 1 ? kOut : cIn
-                let panels = (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR), panelFloats = Int(PD_WINO_MR) * cols
+                let panels = (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR), panelFloats = Int(PD_WINO_MR) * ((cols + 7) / 8 * 8)
                 let whole = Storage(count: 36 * panels * panelFloats)
                 pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, 0, Int32(panels), Int32(panels), whole.base)
                 for first in 0..<panels {
@@ -341,6 +344,31 @@ final class ConvKernelTests: XCTestCase {
                         XCTAssertEqual(memcmp(chunk.base + p * count * panelFloats, whole.base + (p * panels + first) * panelFloats,
                                               count * panelFloats * 4), 0, "\(kOut)×\(cIn) flip \(flip) panels \(first)..<\(first + count) position \(p)")
                     }
+                }
+            }
+        }
+    }
+
+    /// The weight transform with eight columns per vector (kernels loaded as rows of taps and
+    /// transposed) gives the bits of the one-kernel-at-a-time reference, both directions: column
+    /// counts with and without a partial group of eight, row counts with a partial last panel,
+    /// a range of panels written into a smaller buffer.
+    func testWinogradWeightTransformMatchesReference() {
+        for (kOut, cIn) in [(16, 16), (13, 24), (20, 19), (7, 5), (64, 40)] {
+            let w = randomTensor([kOut, cIn, 3, 3], seed: UInt64(kOut * 13 + cIn), requiresGrad: false)
+            for flip: Int32 in [0, 1] {
+                let rows = flip == 1 ? cIn : kOut, cols = flip == 1 ? kOut : cIn
+                let panels = (rows + Int(PD_WINO_MR) - 1) / Int(PD_WINO_MR), panelFloats = Int(PD_WINO_MR) * ((cols + 7) / 8 * 8)
+                for range in [0..<panels, (panels / 2)..<panels] {
+                    let fast = Storage(count: 36 * range.count * panelFloats), reference = Storage(count: fast.count)
+                    fast.base.update(repeating: .nan, count: fast.count)
+                    reference.base.update(repeating: .nan, count: fast.count)
+                    pd_wino43_weights(w.data, Int32(kOut), Int32(cIn), flip, Int32(range.lowerBound), Int32(range.upperBound),
+                                      Int32(range.count), fast.base)
+                    pd_wino43_weights_reference(w.data, Int32(kOut), Int32(cIn), flip, Int32(range.lowerBound), Int32(range.upperBound),
+                                                Int32(range.count), reference.base)
+                    XCTAssertFalse((0..<fast.count).contains { reference.base[$0].isNaN }, "\(kOut)×\(cIn) flip \(flip): U not all written")
+                    XCTAssertEqual(memcmp(fast.base, reference.base, fast.count * 4), 0, "\(kOut)×\(cIn) flip \(flip) panels \(range)")
                 }
             }
         }

@@ -25,12 +25,18 @@ extern "C" {
 /// U = G w G^T per (row, column) channel pair for w: [K][C][3][3], written as GEMM panels of
 /// PD_WINO_MR rows: rows = K and cols = C, panels = ceil(rows / PD_WINO_MR) (padding rows zero).
 /// With `transpose_flip`, the weights of the backward-data convolution instead: rows = C,
-/// cols = K, from w'[c][k] = w[k][c] rotated by 180 degrees. Writes the panels
-/// panel_begin..panel_end-1 of every position to u[36][u_panels][cols][PD_WINO_MR], panel_begin
-/// first (u_panels >= panel_end - panel_begin): the whole U with u_panels = panels, or a few
-/// panels into a small buffer.
+/// cols = K, from w'[c][k] = w[k][c] rotated by 180 degrees. A panel of one position holds
+/// ceil(cols / 8) groups of PD_WINO_MR x 8 floats (row r, column 8g + j at [g][r][j]; columns past
+/// `cols` zero). Writes the panels panel_begin..panel_end-1 of every position to
+/// u[36][u_panels][panel], panel_begin first (u_panels >= panel_end - panel_begin): the whole U
+/// with u_panels = panels, or a few panels into a small buffer.
 void pd_wino43_weights(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end, int u_panels,
                        float *u);
+
+/// pd_wino43_weights one kernel at a time without vector transposes: the reference the tests
+/// hold it to, bit for bit.
+void pd_wino43_weights_reference(const float *w, int k_out, int c_in, int transpose_flip, int panel_begin, int panel_end,
+                                 int u_panels, float *u);
 
 /// m[rows][ld] = U . v for one transform position: U that position's panels from
 /// pd_wino43_weights, v: [cols][ld]. Columns 0..count rounded up to a multiple of 8 are

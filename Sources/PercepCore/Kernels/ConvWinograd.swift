@@ -187,7 +187,7 @@ public enum ConvWinograd {
         let tilesPerInput = n * tilesH * tilesW, tiles = xs.count * tilesPerInput
         let floatsPerTile = 36 * (cIn + cOut), threads = ThreadBudget.threads
         // U whole (shared by the blocks), or per thread a chunk of panels (`sharedTransformBudget`).
-        let panels = panelCount(cOut), panelFloats = Int(PD_WINO_MR) * cIn
+        let panels = panelCount(cOut), panelFloats = Int(PD_WINO_MR) * ((cIn + 7) / 8 * 8)   // columns in groups of 8 (pd_wino43_weights)
         let shared = 36 * panels * panelFloats * MemoryLayout<Float>.stride <= sharedTransformBudget
         let chunkPanels = Swift.max(1, panelChunkBudget / (36 * panelFloats * MemoryLayout<Float>.stride))
         let uFloats = shared ? 36 * panels * panelFloats : threads * 36 * chunkPanels * panelFloats
