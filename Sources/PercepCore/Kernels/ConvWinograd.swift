@@ -173,9 +173,9 @@ public enum ConvWinograd {
     /// Two schedules, the same arithmetic per tile (so the same bits):
     /// - many tiles and a U made once (`sharedTransformBudget`): each thread runs whole blocks of
     ///   its own tiles (`threadBlockBudget`): input transform, the 36 GEMMs, output transform,
-    ///   with its V and M in its own cache. On VGG16's 128² maps (64–128 channels, 512–2048 tiles
-    ///   per call) this ran 1.2–1.5× the shared schedule's rate, where V and M went from one core
-    ///   to the other through L3 between the three steps (docs/benchmarks.md);
+    ///   with its V and M in its own cache. On VGG16's conv1_2 at 128² (2048 tiles per call) this
+    ///   ran 1.0–1.4× the shared schedule's rate over four rounds on a noisy VM, where V and M went
+    ///   from one core to the other through L3 between the three steps (docs/benchmarks.md);
     /// - otherwise the threads share each block: the input transform split by input channels, the
     ///   GEMMs by position (U made once) or by U's panels (U made in chunks), the output
     ///   transform by output channels.
