@@ -257,26 +257,29 @@ void pd_wino43_weights_reference(const float *w, int k_out, int c_in, int transp
 // each lane sums the same products in the same order and the two GEMMs agree bit for bit.
 // m[0..valid_rows)[0..2 x lanes) (row stride ld) = panel . v[0..cols)[..] (row stride ld), the
 // panel in pd_wino43_weights's layout: per group of eight columns, PD_WINO_MR rows of eight.
-// Row r of column c of a panel: panel_entry(panel, c)[8 r].
-PD_INLINE const float *panel_entry(const float *panel, int c) {
-  return panel + (size_t)(c / GROUP) * PD_WINO_MR * GROUP + c % GROUP;
-}
+// Row r of column c0 + j of a panel (c0 a multiple of 8, j < 8): panel[c0 * PD_WINO_MR + 8 r + j].
 
 #define PD_DEFINE_BLOCK(name, vec, lanes)                                                                   \
   PD_INLINE void name(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {    \
     vec a00 = {0}, a01 = {0}, a10 = {0}, a11 = {0}, a20 = {0}, a21 = {0};                                   \
     vec a30 = {0}, a31 = {0}, a40 = {0}, a41 = {0}, a50 = {0}, a51 = {0};                                   \
-    for (int c = 0; c < cols; c++) {                                                                        \
-      vec b0, b1;                                                                                           \
-      __builtin_memcpy(&b0, v + (size_t)c * ld, sizeof b0);                                                 \
-      __builtin_memcpy(&b1, v + (size_t)c * ld + (lanes), sizeof b1);                                       \
-      const float *a = panel_entry(panel, c);                                                               \
-      a00 += a[0] * b0; a01 += a[0] * b1;                                                                   \
-      a10 += a[8] * b0; a11 += a[8] * b1;                                                                   \
-      a20 += a[16] * b0; a21 += a[16] * b1;                                                                 \
-      a30 += a[24] * b0; a31 += a[24] * b1;                                                                 \
-      a40 += a[32] * b0; a41 += a[32] * b1;                                                                 \
-      a50 += a[40] * b0; a51 += a[40] * b1;                                                                 \
+    /* Columns in U's groups of eight: the group's rows are 8 floats apart. */                              \
+    for (int c0 = 0; c0 < cols; c0 += GROUP) {                                                              \
+      const float *group = panel + (size_t)c0 * PD_WINO_MR;                                                 \
+      const int n = cols - c0 < GROUP ? cols - c0 : GROUP;                                                  \
+      const float *vc = v + (size_t)c0 * ld;                                                                \
+      for (int j = 0; j < n; j++, vc += ld) {                                                               \
+        vec b0, b1;                                                                                         \
+        __builtin_memcpy(&b0, vc, sizeof b0);                                                               \
+        __builtin_memcpy(&b1, vc + (lanes), sizeof b1);                                                     \
+        const float *a = group + j;                                                                         \
+        a00 += a[0] * b0; a01 += a[0] * b1;                                                                 \
+        a10 += a[8] * b0; a11 += a[8] * b1;                                                                 \
+        a20 += a[16] * b0; a21 += a[16] * b1;                                                               \
+        a30 += a[24] * b0; a31 += a[24] * b1;                                                               \
+        a40 += a[32] * b0; a41 += a[32] * b1;                                                               \
+        a50 += a[40] * b0; a51 += a[40] * b1;                                                               \
+      }                                                                                                     \
     }                                                                                                       \
     const vec rows[6][2] = {{a00, a01}, {a10, a11}, {a20, a21}, {a30, a31}, {a40, a41}, {a50, a51}};        \
     for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) {                                                \
@@ -290,11 +293,16 @@ PD_DEFINE_BLOCK(pd_block_6x16, pd_v8, 8)
 // The same for the last 8 columns when the width is not a multiple of 16.
 PD_INLINE void pd_block_6x8(const float *panel, const float *v, int cols, int ld, float *m, int valid_rows) {
   pd_v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, a4 = {0}, a5 = {0};
-  for (int c = 0; c < cols; c++) {
-    const pd_v8 b = pd_load8(v + (size_t)c * ld);
-    const float *a = panel_entry(panel, c);
-    a0 += a[0] * b; a1 += a[8] * b; a2 += a[16] * b;
-    a3 += a[24] * b; a4 += a[32] * b; a5 += a[40] * b;
+  for (int c0 = 0; c0 < cols; c0 += GROUP) {
+    const float *group = panel + (size_t)c0 * PD_WINO_MR;
+    const int n = cols - c0 < GROUP ? cols - c0 : GROUP;
+    const float *vc = v + (size_t)c0 * ld;
+    for (int j = 0; j < n; j++, vc += ld) {
+      const pd_v8 b = pd_load8(vc);
+      const float *a = group + j;
+      a0 += a[0] * b; a1 += a[8] * b; a2 += a[16] * b;
+      a3 += a[24] * b; a4 += a[32] * b; a5 += a[40] * b;
+    }
   }
   const pd_v8 rows[6] = {a0, a1, a2, a3, a4, a5};
   for (int i = 0; i < valid_rows && i < PD_WINO_MR; i++) pd_store8(m + (size_t)i * ld, rows[i]);
