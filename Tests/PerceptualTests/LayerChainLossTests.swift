@@ -95,15 +95,21 @@ final class LayerChainLossTests: XCTestCase {
         XCTAssertGreaterThan(relativeNorm(try chainGradient(), reference), 1e-3, "Winograd on the prediction breaks ties elsewhere")
     }
 
+    /// A two-block VGG on 7 channels with both levels weighted, the logits' shape and a soft target:
+    /// the setting of the softmax-folding tests.
+    func softmaxFoldSetup() throws -> (PerceptualLoss, [Int], Tensor) {
+        var c = LossNetworkConfig(inChannels: 7)
+        c.structure = [2, 1]; c.widths = [8, 12]; c.levelWeights = [0.5, 1]
+        let shape = [2, 7, 20, 18]
+        let target = Tape.withoutGrad { randomTensor(shape, seed: 3, lo: -2, hi: 2, requiresGrad: false).softmax(axis: 1) }
+        return (try PerceptualLoss(c), shape, target)
+    }
+
     /// `weighted(softmaxOf:)`: the softmax inside the chain op gives the loss and logits gradient
     /// of a softmax on the tape followed by the chain, as one tape op that holds less until
     /// backward (no probabilities); with an adapter (no folding) it is the tape softmax itself.
     func testSoftmaxFoldedIntoTheChain() throws {
-        var c = LossNetworkConfig(inChannels: 7)
-        c.structure = [2, 1]; c.widths = [8, 12]; c.levelWeights = [0.5, 1]
-        let loss = try PerceptualLoss(c)
-        let shape = [2, 7, 20, 18]
-        let target = Tape.withoutGrad { randomTensor(shape, seed: 3, lo: -2, hi: 2, requiresGrad: false).softmax(axis: 1) }
+        let (loss, shape, target) = try softmaxFoldSetup()
         let l1 = randomTensor(shape, seed: 4, lo: -3, hi: 3), l2 = randomTensor(shape, seed: 4, lo: -3, hi: 3)
         Tape.current.reset()
         let before = StorageStatistics.liveBytes
@@ -126,11 +132,7 @@ final class LayerChainLossTests: XCTestCase {
     /// (`ConvDispatch.forwardInRowBands`): one-row bands, three bands with a shorter last one,
     /// and the default budget (one band per image) give the same loss and logits gradient.
     func testSoftmaxInRowBandsMatchesWholeImages() throws {
-        var c = LossNetworkConfig(inChannels: 7)
-        c.structure = [2, 1]; c.widths = [8, 12]; c.levelWeights = [0.5, 1]
-        let loss = try PerceptualLoss(c)
-        let shape = [2, 7, 20, 18]
-        let target = Tape.withoutGrad { randomTensor(shape, seed: 3, lo: -2, hi: 2, requiresGrad: false).softmax(axis: 1) }
+        let (loss, shape, target) = try softmaxFoldSetup()
         let saved = ConvDispatch.rowBandBudget
         defer { ConvDispatch.rowBandBudget = saved }
         func run(budget: Int) throws -> (Float, Tensor) {
