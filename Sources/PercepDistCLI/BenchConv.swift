@@ -17,11 +17,13 @@ struct ConvCase {
 /// The fixed shape set of `bench conv`: the paper's VGG16 loss network (2,2,3,3,3) at 19 and
 /// 150 input channels, 128² and 256², batch 2 (and its first layer on 1 channel, depth, and on 3,
 /// the pretrained variant behind its 1×1 adapter); ResNet-18/50 3×3 and 1×1 layers at 224², batch 2;
-/// the dilated 3×3 layers of the segmentation backbones (output stride 8, 512² crops, batch 2).
+/// the dilated 3×3 layers of the segmentation backbones (output stride 8, 512² crops, batch 2);
+/// the 3×3 layers of CondInst R-50-FPN on its benchmark step's 512×640 images, batch 2 (the main
+/// job: the FCOS towers and the FPN outputs at P3 and P4, the backbone's res2–res5).
 func convBenchmarkCases() -> [ConvCase] {
     var cases: [ConvCase] = []
-    func conv(_ name: String, n: Int = 2, _ cin: Int, _ cout: Int, _ size: Int, k: Int = 3, s: Int = 1, d: Int = 1) -> ConvCase {
-        ConvCase(name: name, geometry: ConvGeometry(n: n, cIn: cin, h: size, w: size, cOut: cout, kh: k, kw: k,
+    func conv(_ name: String, n: Int = 2, _ cin: Int, _ cout: Int, _ size: Int, width: Int? = nil, k: Int = 3, s: Int = 1, d: Int = 1) -> ConvCase {
+        ConvCase(name: name, geometry: ConvGeometry(n: n, cIn: cin, h: size, w: width ?? size, cOut: cout, kh: k, kw: k,
                                                     stride: (s, s), padding: (d * (k / 2), d * (k / 2)), dilation: (d, d)))
     }
     for size in [128, 256] {
@@ -48,6 +50,11 @@ func convBenchmarkCases() -> [ConvCase] {
         // Dilated ResNet (18 and 50 share these 3×3 shapes) at output stride 8 on 512² crops.
         conv("dilated_resnet.layer3_3x3d2", 256, 256, 64, d: 2),
         conv("dilated_resnet.layer4_3x3d4", 512, 512, 64, d: 4),
+        conv("condinst.tower@P3", 256, 256, 64, width: 80),
+        conv("condinst.tower@P4", 256, 256, 32, width: 40),
+        conv("condinst.res2_3x3", 64, 64, 128, width: 160),
+        conv("condinst.res3_3x3", 128, 128, 64, width: 80),
+        conv("condinst.res5_3x3", 512, 512, 16, width: 20),
     ]
     return cases
 }
@@ -155,7 +162,7 @@ struct BenchConv: ParsableCommand {
             totalFlops += 3 * c.geometry.flops
             totalSeconds += 3 * c.geometry.flops / (t.combined_gflops * 1e9)
             rows.append(Row(name: c.name, shape: c.geometry.description,
-                            algorithm: ConvPass.allCases.map { ConvDispatch.algorithm(for: c.geometry, pass: $0).rawValue },
+                            algorithm: ConvPass.allCases.map { ConvDispatch.algorithmName(for: c.geometry, pass: $0) },
                             dnnl_implementation: ConvPass.allCases.map { ConvDispatch.dnnlImplementation(c.geometry, pass: $0) ?? "none" },
                             gflop: c.geometry.flops / 1e9,
                             fwd_gflops: t.fwd_gflops, bwd_data_gflops: t.bwd_data_gflops,

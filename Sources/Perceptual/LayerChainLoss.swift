@@ -91,7 +91,7 @@ enum LayerChainLoss {
                     let (w, b) = (conv.weight.data, conv.bias?.data)
                     if direct {
                         // The prediction's ReLU signs and argmaxes route the gradient: the
-                        // ordinary dispatch (a direct convolution, rounding like PyTorch's),
+                        // direct dispatch (a direct convolution, rounding like PyTorch's),
                         // Winograd for the target only.
                         if softmaxInBands && i == 0 {
                             let logits = h.data, plane = g.h * g.w
@@ -100,7 +100,7 @@ enum LayerChainLoss {
                                                   stride: plane, n: g.cIn, count: rows.count * g.w)
                             }
                         } else {
-                            ConvDispatch.forward(y.data, h.data, w, b, g, relu: fuse)
+                            ConvDispatch.directForward(y.data, h.data, w, b, g, relu: fuse)
                         }
                         ConvDispatch.frozenForward([(y: yt.data, x: UnsafePointer(ht.data))], w, b, g, relu: fuse)
                     } else {

@@ -196,6 +196,50 @@ final class ConvKernelTests: XCTestCase {
         }
     }
 
+    /// The default dispatch runs Winograd for forward and backward-data wherever `usesWinograd`
+    /// says so, trainable layers included: `Tensor.conv2d` gives Winograd's bits (bias and fused
+    /// ReLU too, dx through the ReLU) and the direct algorithm's inside `withDirectForward`, with
+    /// a forced algorithm and on shapes Winograd does not take (strided, dilated, few channels).
+    func testDefaultDispatchRunsWinogradWhereItApplies() {
+        let g = ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1))   // 2·3·3 = 18 tiles
+        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) },
+                       ["winograd", "winograd", ConvDispatch.algorithm(for: g, pass: .backwardWeight).rawValue])
+        for other in [ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1)),
+                      ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2)),
+                      ConvGeometry(n: 2, cIn: 8, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1)),
+                      ConvGeometry(n: 1, cIn: 16, h: 4, w: 4, cOut: 24, kh: 3, kw: 3, padding: (1, 1))] {
+            XCTAssertNotEqual(ConvDispatch.algorithmName(for: other, pass: .forward), "winograd", "\(other)")
+        }
+        ConvDispatch.force(.dnnl)
+        XCTAssertEqual(ConvDispatch.algorithmName(for: g, pass: .forward), "dnnl")
+        ConvDispatch.force(nil)
+
+        let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 61)
+        let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 62, requiresGrad: false)
+        let b = randomTensor([g.cOut], seed: 63, requiresGrad: false)
+        let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 64, requiresGrad: false)
+        func bits(_ t: Tensor) -> [UInt32] { (0..<t.count).map { t.data[$0].bitPattern } }
+        for relu in [false, true] {
+            let expected = Tensor(uninitialized: dy.shape), direct = Tensor(uninitialized: dy.shape)
+            ConvWinograd.forward(expected.data, x.data, w.data, b.data, g, relu: relu)
+            ConvDispatch.force(.dnnl)
+            ConvDispatch.forward(direct.data, x.data, w.data, b.data, g, relu: relu)
+            ConvDispatch.force(nil)
+            XCTAssertNotEqual(bits(expected), bits(direct), "the two algorithms must round differently for this test to see which ran")
+            x.grad = nil
+            let y = x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu)
+            XCTAssertEqual(bits(y), bits(expected), "conv2d forward, relu \(relu)")
+            XCTAssertEqual(bits(Tape.withoutGrad { ConvDispatch.withDirectForward { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu) } }),
+                           bits(direct), "withDirectForward, relu \(relu)")
+            y.backward(seed: dy)
+            let maskedDy = dy.copy()
+            if relu { for i in 0..<maskedDy.count where y.data[i] <= 0 { maskedDy.data[i] = 0 } }
+            let dx = Tensor(uninitialized: x.shape)
+            ConvWinograd.backwardData(dx.data, maskedDy.data, w.data, g)
+            XCTAssertEqual(bits(x.grad!), bits(dx), "conv2d backward-data, relu \(relu)")
+        }
+    }
+
     /// Winograd's per-position GEMMs (`pd_wino43_gemm` and its 16-lane twin `pd_wino43_gemm_wide`,
     /// U in 6-row panels) against a plain double loop: rows not a multiple of 6, widths with
     /// 32-, 16- and 8-column parts, ld > width, and nothing written past the computed columns or

@@ -125,6 +125,46 @@ final class LossNetworkTests: XCTestCase {
         }
     }
 
+    /// The loss networks run on the tape (ResNet-18, GoogLeNet, MobileNetV2) embed the prediction
+    /// with direct convolutions, as the layer-chain op does (`ConvDispatch.withDirectForward`),
+    /// although `Tensor.conv2d` runs Winograd elsewhere. GoogLeNet has max-pools after 3×3
+    /// layers Winograd would run (ResNet-18's only pool comes before them): on one-hot blocks,
+    /// exact ties in every flat pool window, the gradient is the all-direct one's up to the
+    /// target's Winograd rounding, and Winograd on the prediction (`winogradOnSwitchingForward`)
+    /// moves it, so the input holds ties the check can see.
+    func testTapeLossNetworksKeepTheirPredictionDirect() throws {
+        for family in [LossNetworkFamily.googlenet] {
+            var c = LossNetworkConfig(inChannels: 16)
+            c.family = family
+            c.levelWeights = LossNetworkConfig.equalLevelWeights(c.levelCount)
+            let loss = try PerceptualLoss(c)
+            func oneHotBlocks(seed: UInt64, requiresGrad: Bool) -> Tensor {
+                var rng = SeededRNG(seed: seed, stream: "one-hot blocks")
+                let t = Tensor.zeros([2, 16, 96, 96], requiresGrad: requiresGrad)
+                for image in 0..<2 {
+                    let classes = (0..<36).map { _ in Int(rng.next() % 16) }   // one class per 16×16 block
+                    for y in 0..<96 { for x in 0..<96 { t.data[((image * 16 + classes[(y / 16) * 6 + x / 16]) * 96 + y) * 96 + x] = 1 } }
+                }
+                return t
+            }
+            let target = oneHotBlocks(seed: 7, requiresGrad: false)
+            func gradient() throws -> Tensor {
+                let p = oneHotBlocks(seed: 8, requiresGrad: true)
+                loss(p, target).backward()
+                return try XCTUnwrap(p.grad)
+            }
+            ConvDispatch.force(.dnnl)
+            let direct = try gradient()
+            ConvDispatch.force(nil)
+            let byDefault = try gradient()
+            ConvDispatch.winogradOnSwitchingForward = true
+            let winograd = try gradient()
+            ConvDispatch.winogradOnSwitchingForward = false
+            XCTAssertLessThan(relativeNorm(byDefault, direct), 1e-4, "\(family): the default's switches as all-direct")
+            XCTAssertGreaterThan(relativeNorm(winograd, direct), 1e-3, "\(family): Winograd on the prediction moves ties")
+        }
+    }
+
     func testPresetsAndDefaults() {
         XCTAssertEqual(LossNetworkConfig.geometricLevelWeights(5), [1.0 / 16, 1.0 / 8, 0.25, 0.5, 1])
         XCTAssertEqual(LossNetworkConfig.equalLevelWeights(3), [1, 1, 1])

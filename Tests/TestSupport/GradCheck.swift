@@ -10,6 +10,13 @@ public func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float
     return t
 }
 
+/// ‖a − b‖ / ‖b‖ over all elements, in float64 (b is the reference).
+public func relativeNorm(_ a: Tensor, _ b: Tensor) -> Double {
+    var diff = 0.0, norm = 0.0
+    for i in 0..<a.count { diff += pow(Double(a.data[i] - b.data[i]), 2); norm += pow(Double(b.data[i]), 2) }
+    return (diff / max(norm, 1e-30)).squareRoot()
+}
+
 /// Values that are at least `gap` apart in magnitude from each other and from 0, shuffled, so
 /// that max, ReLU, abs and pooling have no ties and no kinks within a finite-difference step.
 public func separatedTensor(_ shape: [Int], seed: UInt64, gap: Float = 0.05) -> Tensor {

@@ -16,8 +16,8 @@ def cases():
     """The shape list of Sources/PercepDistCLI/BenchConv.swift, in the same order."""
     out = []
 
-    def conv(name, cin, cout, size, k=3, s=1, n=2, d=1):
-        out.append(dict(name=name, n=n, cin=cin, cout=cout, h=size, w=size, k=k, s=s, p=d * (k // 2), d=d))
+    def conv(name, cin, cout, size, width=None, k=3, s=1, n=2, d=1):
+        out.append(dict(name=name, n=n, cin=cin, cout=cout, h=size, w=width or size, k=k, s=s, p=d * (k // 2), d=d))
 
     for size in (128, 256):
         for cin in (19, 150):
@@ -39,6 +39,11 @@ def cases():
     conv("resnet50.layer4_1x1_expand", 512, 2048, 7, k=1)
     conv("dilated_resnet.layer3_3x3d2", 256, 256, 64, d=2)
     conv("dilated_resnet.layer4_3x3d4", 512, 512, 64, d=4)
+    conv("condinst.tower@P3", 256, 256, 64, width=80)
+    conv("condinst.tower@P4", 256, 256, 32, width=40)
+    conv("condinst.res2_3x3", 64, 64, 128, width=160)
+    conv("condinst.res3_3x3", 128, 128, 64, width=80)
+    conv("condinst.res5_3x3", 512, 512, 16, width=20)
     return out
 
 

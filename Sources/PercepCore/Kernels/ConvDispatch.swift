@@ -214,25 +214,66 @@ public enum ConvDispatch {
     }
 
     /// y = conv(x, w) + b (overwritten), then max(y, 0) when `relu`. Shapes as
-    /// `ConvIm2col.forward`.
+    /// `ConvIm2col.forward`. Winograd F(4×4, 3×3) where `usesWinograd` says so (trainable layers
+    /// too: its rounding moves values a little more than a direct convolution's, as cuDNN's
+    /// Winograd does in training) and not inside `withDirectForward`, otherwise `directForward`.
     public static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
+        if usesWinograd(g, pass: .forward) && (!directForwardOnThisThread || winogradOnSwitchingForward) {
+            lock.lock(); passCounts[ConvPass.forward.rawValue] += 1; lock.unlock()
+            ConvWinograd.forward(y, x, w, b, g, relu: relu)
+        } else {
+            directForward(y, x, w, b, g, relu: relu)
+        }
+    }
+
+    /// Runs `body` with every `forward` on this thread direct (`directForward`) unless
+    /// `winogradOnSwitchingForward`: for the prediction's embedding through a loss network run on
+    /// the tape (ResNet-18, MobileNetV2), whose ReLU signs and max-pool argmaxes route the
+    /// gradient as in the layer-chain networks' direct prediction forward.
+    public static func withDirectForward<T>(_ body: () throws -> T) rethrows -> T {
+        let outer = Thread.current.threadDictionary[directForwardKey] as? Int ?? 0
+        Thread.current.threadDictionary[directForwardKey] = outer + 1
+        defer { Thread.current.threadDictionary[directForwardKey] = outer }
+        return try body()
+    }
+    private static let directForwardKey = "PercepCore.ConvDispatch.directForwardDepth"
+    private static var directForwardOnThisThread: Bool { (Thread.current.threadDictionary[directForwardKey] as? Int ?? 0) > 0 }
+
+    /// `forward` with a direct algorithm only (oneDNN's or im2col, per shape), never Winograd: for
+    /// a forward whose ReLU signs and max-pool argmaxes route a gradient and should fall as a
+    /// float32 direct convolution's do (the prediction's embedding in a perceptual loss).
+    public static func directForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                     _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
         run(.forward, g, with: algorithm(for: g, pass: .forward), y: y, x: x, w: w, b: b, relu: relu)
     }
 
-    /// dx = convᵀ(dy, w) (overwritten).
+    /// dx = convᵀ(dy, w) (overwritten): Winograd where `usesWinograd` says so, otherwise the
+    /// per-shape direct algorithm.
     public static func backwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                     _ g: ConvGeometry) {
-        run(.backwardData, g, with: algorithm(for: g, pass: .backwardData), w: w, dx: dx, dy: dy)
+        if usesWinograd(g, pass: .backwardData) {
+            lock.lock(); passCounts[ConvPass.backwardData.rawValue] += 1; lock.unlock()
+            ConvWinograd.backwardData(dx, dy, w, g)
+        } else {
+            run(.backwardData, g, with: algorithm(for: g, pass: .backwardData), w: w, dx: dx, dy: dy)
+        }
     }
 
-    /// Whether Winograd F(4×4, 3×3) runs `pass` of a frozen network's convolution `g` (unless an
-    /// algorithm is forced or `PERCEP_WINOGRAD=0`): where it applies, with at least 16 channels
-    /// on both sides and 8 output tiles (one group of the transforms, the GEMM's narrowest block)
-    /// over the `inputs` that share one weight transform. Measured with `bench conv --compare` on
-    /// the VGG16 shapes (docs/benchmarks.md, AVX2): 1.1–3× oneDNN's rate there, and since a large
-    /// weight transform is made a chunk at a time in cache (`ConvWinograd.sharedTransformBudget`)
-    /// 1.1–1.3× on 512 channels at 8×8, batch 2: 8 tiles (0.75× while it went through memory).
+    /// The algorithm that runs `pass` of `g` by default, for reports: "winograd" where
+    /// `usesWinograd` says so, else the per-shape direct algorithm's name.
+    public static func algorithmName(for g: ConvGeometry, pass: ConvPass) -> String {
+        usesWinograd(g, pass: pass) ? "winograd" : algorithm(for: g, pass: pass).rawValue
+    }
+
+    /// Whether Winograd F(4×4, 3×3) runs `pass` of convolution `g` (unless an algorithm is forced
+    /// or `PERCEP_WINOGRAD=0`): forward and backward-data where it applies, with at least 16
+    /// channels on both sides and 8 output tiles (one group of the transforms, the GEMM's
+    /// narrowest block) over the `inputs` that share one weight transform. Measured with
+    /// `bench conv --compare` (docs/benchmarks.md, AVX2): 1.1–3× oneDNN's rate on the VGG16
+    /// shapes, and since a large weight transform is made a chunk at a time in cache
+    /// (`ConvWinograd.sharedTransformBudget`) 1.1–1.3× on 512 channels at 8×8, batch 2: 8 tiles
+    /// (0.75× while it went through memory); 1.7–2.6× on CondInst R-50-FPN's 3×3 layers.
     public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
         let tiles = inputs * g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
         return pass != .backwardWeight && winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
@@ -253,23 +294,24 @@ public enum ConvDispatch {
     }
     private static var switchingForwardWinograd = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] == "all"
 
-    /// `forward` for a frozen network (the loss network) on one or more inputs of geometry `g`
-    /// (the target's and the prediction's embedding, layer by layer): Winograd where
-    /// `usesWinograd` says so, the inputs then sharing the weight transform and the tile blocks;
-    /// otherwise each runs on its own.
+    /// `forward` on one or more inputs of geometry `g` with the same weights (a frozen loss
+    /// network's target and prediction embeddings, layer by layer): Winograd where
+    /// `usesWinograd` says so for all of them, the inputs then sharing the weight transform and
+    /// the tile blocks; otherwise each runs on its own.
     public static func frozenForward(_ pairs: [(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>)],
                                      _ w: UnsafePointer<Float>, _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
         if usesWinograd(g, pass: .forward, inputs: pairs.count) {
             lock.lock(); passCounts[ConvPass.forward.rawValue] += pairs.count; lock.unlock()
             ConvWinograd.forward(pairs, w, b, g, relu: relu)
         } else {
-            for (y, x) in pairs { forward(y, x, w, b, g, relu: relu) }
+            for (y, x) in pairs { directForward(y, x, w, b, g, relu: relu) }
         }
     }
 
-    /// `backwardData` for a frozen network: Winograd where `usesWinograd` says so. With `mask`,
-    /// the sign bits of a ReLU whose output is this convolution's input ([N·C rows of H·W]), dx is
-    /// 0 where the bit is clear: inside Winograd's output transform, else a pass after.
+    /// `backwardData` with `mask`, the sign bits of a ReLU whose output is this convolution's
+    /// input ([N·C rows of H·W]): dx is 0 where the bit is clear, inside Winograd's output
+    /// transform where `usesWinograd` says so, else a pass after (the frozen loss network's
+    /// backward).
     public static func frozenBackwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                           _ g: ConvGeometry, mask: PackedBits? = nil) {
         if usesWinograd(g, pass: .backwardData) {

@@ -10,9 +10,10 @@ extension ConvDispatch {
     /// y = conv(input, w) + b (overwritten), then max(y, 0) when `relu`, for a convolution whose
     /// input is never whole: `fill(band, channelStride, image, rows)` writes rows `rows` of every
     /// channel of image `image` (channel c's first row at band + c·channelStride, rows W floats
-    /// apart), and the convolution runs one band of output rows at a time on them, each band an
-    /// ordinary convolution (`forward`) with the rows above and below it (zeros outside the
-    /// image) and no row padding. The bands' outputs are those of the whole convolution:
+    /// apart), and the convolution runs one band of output rows at a time on them, each band a
+    /// direct convolution (`directForward`: the bands serve a forward whose switches route a
+    /// gradient) with the rows above and below it (zeros outside the image) and no row padding.
+    /// The bands' outputs are those of the whole convolution:
     /// explicit zero rows add nothing that the padding would not.
     ///
     /// For the prediction of a perceptual loss on segmentation logits: the softmax is made band by
@@ -52,7 +53,7 @@ extension ConvDispatch {
                 fill(input.base + (inside.lowerBound - top) * g.w, channelStride, image, inside)
                 let band = ConvGeometry(n: 1, cIn: g.cIn, h: inRows, w: g.w, cOut: g.cOut, kh: g.kh, kw: g.kw,
                                         stride: (1, g.strideW), padding: (0, g.padW), dilation: (1, g.dilW))
-                forward(output.base, input.base, w, b, band, relu: relu)
+                directForward(output.base, input.base, w, b, band, relu: relu)
                 let rowFloats = rows * g.outW
                 parallelChunks(g.cOut, grain: 64) { r in
                     for k in r {
