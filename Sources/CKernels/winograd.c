@@ -571,3 +571,86 @@ void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, 
     }
   }
 }
+
+// out[i][*] = (A in)[i][*]: six rows from four (in rows `in_stride`, out rows `out_stride` apart),
+// A = (A^T)^T, the transpose of the output transform's matrix.
+PD_INLINE void a_rows(const float *in, int in_stride, float *out, int out_stride) {
+  for (int l = 0; l < GROUP; l++) {
+    float d0 = in[0 * in_stride + l], d1 = in[1 * in_stride + l], d2 = in[2 * in_stride + l], d3 = in[3 * in_stride + l];
+    float s02 = d0 + d2, s13 = d1 + d3, f02 = d0 + 4 * d2, f13 = 2 * d1 + 8 * d3;
+    out[0 * out_stride + l] = d0;
+    out[1 * out_stride + l] = s02 + s13;
+    out[2 * out_stride + l] = s02 - s13;
+    out[3 * out_stride + l] = f02 + f13;
+    out[4 * out_stride + l] = f02 - f13;
+    out[5 * out_stride + l] = d3;
+  }
+}
+
+PD_CLONES
+void pd_wino43_output_grad(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
+                           int k_begin, int k_end, int k_first, int rows, float *dm, int ld) {
+  const long per_image = (long)tiles_h * tiles_w;
+  float d[16 * GROUP], e[24 * GROUP], out[36 * GROUP];
+  for (int k = k_begin; k < k_end; k++) {
+    for (int g0 = 0; g0 < count; g0 += GROUP) {
+      const int lanes = count - g0 < GROUP ? count - g0 : GROUP;
+      for (int l = 0; l < GROUP; l++) {
+        if (l >= lanes) {
+          for (int p = 0; p < 16; p++) d[p * GROUP + l] = 0;
+          continue;
+        }
+        const long t = t0 + g0 + l;
+        const long n = t / per_image;
+        const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
+        const float *plane = dy + ((size_t)n * channels + k) * oh * ow;
+        const int y0 = 4 * ty, x0 = 4 * tx;
+        // Outputs past the map's edge, which the forward computed and cropped, take no gradient.
+        for (int i = 0; i < 4; i++)
+          for (int j = 0; j < 4; j++)
+            d[(i * 4 + j) * GROUP + l] = (y0 + i < oh && x0 + j < ow) ? plane[(size_t)(y0 + i) * ow + x0 + j] : 0.0f;
+      }
+      // Columns: e[i][j] = sum_r A[i][r] d[r][j] (four rows to six, for each of four columns).
+      for (int j = 0; j < 4; j++) a_rows(d + j * GROUP, 4 * GROUP, e + j * GROUP, 4 * GROUP);
+      // Rows: out[i][j] = sum_s e[i][s] A[j][s].
+      for (int i = 0; i < 6; i++) a_rows(e + i * 4 * GROUP, GROUP, out + i * 6 * GROUP, GROUP);
+      for (int p = 0; p < 36; p++) {
+        float *dst = dm + ((size_t)p * rows + (k - k_first)) * ld + g0;
+        for (int l = 0; l < lanes; l++) dst[l] = out[p * GROUP + l];
+      }
+    }
+  }
+}
+
+// out[a][*] = (G^T in)[a][*]: three rows from six (in rows `in_stride`, out rows `out_stride` apart).
+PD_INLINE void gt_rows(const float *in, int in_stride, float *out, int out_stride) {
+  for (int l = 0; l < GROUP; l++) {
+    float m0 = in[0 * in_stride + l], m1 = in[1 * in_stride + l], m2 = in[2 * in_stride + l];
+    float m3 = in[3 * in_stride + l], m4 = in[4 * in_stride + l], m5 = in[5 * in_stride + l];
+    float s12 = m1 + m2, d12 = m2 - m1, s34 = m3 + m4, d34 = m3 - m4;
+    out[0 * out_stride + l] = m0 * (1.0f / 4) - s12 * (1.0f / 6) + s34 * (1.0f / 24);
+    out[1 * out_stride + l] = d12 * (1.0f / 6) + d34 * (1.0f / 12);
+    out[2 * out_stride + l] = (s34 - s12) * (1.0f / 6) + m5;
+  }
+}
+
+PD_CLONES
+void pd_wino43_weight_grad(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw) {
+  float in[36 * GROUP], mid[18 * GROUP], out[9 * GROUP];
+  for (int k = k_begin; k < k_end; k++) {
+    for (int c0 = 0; c0 < c_in; c0 += GROUP) {
+      const int lanes = c_in - c0 < GROUP ? c_in - c0 : GROUP;
+      for (int p = 0; p < 36; p++) {
+        const float *src = du + ((size_t)p * k_out + k) * c_in + c0;
+        for (int l = 0; l < GROUP; l++) in[p * GROUP + l] = l < lanes ? src[l] : 0.0f;
+      }
+      // mid[a][j] = sum_i G[i][a] in[i][j], then out[a][b] = sum_j mid[a][j] G[j][b].
+      for (int j = 0; j < 6; j++) gt_rows(in + j * GROUP, 6 * GROUP, mid + j * GROUP, 6 * GROUP);
+      for (int a = 0; a < 3; a++) gt_rows(mid + a * 6 * GROUP, GROUP, out + a * 3 * GROUP, GROUP);
+      for (int l = 0; l < lanes; l++) {
+        float *kernel = dw + ((size_t)k * c_in + c0 + l) * 9;
+        for (int ab = 0; ab < 9; ab++) kernel[ab] = out[ab * GROUP + l];
+      }
+    }
+  }
+}

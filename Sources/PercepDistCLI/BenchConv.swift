@@ -109,8 +109,8 @@ func timeConv(_ g: ConvGeometry, algorithm: ConvAlgorithm?, repeats: Int) -> Con
                       combined_gflops: 3 * f / (tf + td + tw))
 }
 
-/// Forward and backward-data of `g` with Winograd F(4×4, 3×3) (what the frozen loss network
-/// runs), as direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
+/// Forward, backward-data and backward-weight of `g` with Winograd F(4×4, 3×3), as
+/// direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
 /// so the rates compare with the other algorithms'; nil where Winograd does not apply.
 func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     guard ConvWinograd.applies(g) else { return nil }
@@ -118,10 +118,11 @@ func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     let x = Tensor(uninitialized: [g.n, g.cIn, g.h, g.w]); rng.fillUniform(x, lo: -1, hi: 1)
     let w = Tensor(uninitialized: [g.cOut, g.cIn, 3, 3]); rng.fillUniform(w, lo: -0.1, hi: 0.1)
     let y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]); rng.fillUniform(y, lo: -1, hi: 1)
-    let dx = Tensor(uninitialized: x.shape), out = Tensor(uninitialized: y.shape)
+    let dx = Tensor(uninitialized: x.shape), out = Tensor(uninitialized: y.shape), dw = Tensor(uninitialized: w.shape)
     let tf = bestSeconds(repeats: repeats) { ConvWinograd.forward(out.data, x.data, w.data, nil, g) }
     let td = bestSeconds(repeats: repeats) { ConvWinograd.backwardData(dx.data, y.data, w.data, g) }
-    return ["fwd_gflops": g.flops / 1e9 / tf, "bwd_data_gflops": g.flops / 1e9 / td]
+    let tw = bestSeconds(repeats: repeats) { ConvWinograd.backwardWeight(dw.data, x.data, y.data, g) }
+    return ["fwd_gflops": g.flops / 1e9 / tf, "bwd_data_gflops": g.flops / 1e9 / td, "bwd_weight_gflops": g.flops / 1e9 / tw]
 }
 
 /// `percep-dist bench conv`: convolution GFLOP/s per shape against the machine's FMA peak.
@@ -176,7 +177,8 @@ struct BenchConv: ParsableCommand {
                     line += "  |" + ConvAlgorithm.allCases.map { String(format: " %@ %.1f", $0.rawValue, by[$0.rawValue]!.combined_gflops) }.joined()
                 }
                 if let winograd {
-                    line += String(format: "  | winograd fwd %.1f bwd-data %.1f", winograd["fwd_gflops"]!, winograd["bwd_data_gflops"]!)
+                    line += String(format: "  | winograd fwd %.1f bwd-data %.1f bwd-weight %.1f", winograd["fwd_gflops"]!, winograd["bwd_data_gflops"]!,
+                                   winograd["bwd_weight_gflops"]!)
                 }
                 print(line)
             }

@@ -139,7 +139,8 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertGreaterThan(split, Self.geometries.count / 2, "most test shapes need blocked copies and split")
     }
 
-    /// Winograd F(4×4, 3×3), forward and backward-data, against the double-accumulated reference.
+    /// Winograd F(4×4, 3×3), forward, backward-data and backward-weight, against the
+    /// double-accumulated reference.
     ///
     /// Its rounding is not that of a sum of products: the transforms add and scale values by up
     /// to 8 (and 1/24) before and after the products are summed, so the bound of
@@ -186,24 +187,40 @@ final class ConvKernelTests: XCTestCase {
             }
             let dxRef = Tensor(uninitialized: x.shape), dwRef = Tensor(uninitialized: w.shape), dbRef = Tensor(uninitialized: b.shape)
             ConvIm2col.backwardNaive(dxRef.data, dwRef.data, dbRef.data, x.data, w.data, dy.data, g)
-            let dxMag = Tensor(uninitialized: x.shape)
-            ConvIm2col.backwardNaive(dxMag.data, dwRef.data, dbRef.data, absX.data, absW.data, absDy.data, g)
-            for i in 0..<dxMag.count { dxMag.data[i] *= Float(kappa) }
+            let dxMag = Tensor(uninitialized: x.shape), dwMag = Tensor(uninitialized: w.shape)
+            ConvIm2col.backwardNaive(dxMag.data, dwMag.data, dbRef.data, absX.data, absW.data, absDy.data, g)
+            for t in [dxMag, dwMag] { for i in 0..<t.count { t.data[i] *= Float(kappa) } }
             let dx = Tensor(uninitialized: x.shape)
             dx.fill(.nan)
             ConvWinograd.backwardData(dx.data, dy.data, w.data, g)
             assertWithinRoundingBound(dx, dxRef, magnitude: dxMag, terms: g.cOut * 9, "winograd backward data \(g)")
+            // The weight gradient with the default budget (one chunk of output channels, one
+            // block of tiles, except the 384×340 layer: two chunks) and with 64 KiB (several
+            // chunks and blocks, the last of each shorter).
+            let budget = ConvWinograd.weightGradientBudget
+            defer { ConvWinograd.weightGradientBudget = budget }
+            for small in [false, true] {
+                ConvWinograd.weightGradientBudget = small ? 64 << 10 : budget
+                let dw = Tensor(uninitialized: w.shape)
+                dw.fill(.nan)
+                ConvWinograd.backwardWeight(dw.data, x.data, dy.data, g)
+                assertWithinRoundingBound(dw, dwRef, magnitude: dwMag, terms: g.n * g.outH * g.outW,
+                                          "winograd backward weight, budget \(ConvWinograd.weightGradientBudget) \(g)")
+            }
         }
     }
 
-    /// The default dispatch runs Winograd for forward and backward-data wherever `usesWinograd`
-    /// says so, trainable layers included: `Tensor.conv2d` gives Winograd's bits (bias and fused
-    /// ReLU too, dx through the ReLU) and the direct algorithm's inside `withDirectForward`, with
-    /// a forced algorithm and on shapes Winograd does not take (strided, dilated, few channels).
+    /// The default dispatch runs Winograd wherever `usesWinograd` says so, trainable layers
+    /// included: `Tensor.conv2d` gives Winograd's bits (bias and fused ReLU too, dx through the
+    /// ReLU, dw from 128 tiles up) and the direct algorithm's inside `withDirectForward`, with a
+    /// forced algorithm and on shapes Winograd does not take (strided, dilated, few channels,
+    /// few tiles).
     func testDefaultDispatchRunsWinogradWhereItApplies() {
-        let g = ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1))   // 2·3·3 = 18 tiles
-        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) },
-                       ["winograd", "winograd", ConvDispatch.algorithm(for: g, pass: .backwardWeight).rawValue])
+        let few = ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1))   // 2·3·3 = 18 tiles
+        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: few, pass: $0) },
+                       ["winograd", "winograd", ConvDispatch.algorithm(for: few, pass: .backwardWeight).rawValue])
+        let g = ConvGeometry(n: 2, cIn: 16, h: 30, w: 32, cOut: 24, kh: 3, kw: 3, padding: (1, 1))     // 2·8·8 = 128 tiles
+        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) }, ["winograd", "winograd", "winograd"])
         for other in [ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1)),
                       ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2)),
                       ConvGeometry(n: 2, cIn: 8, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1)),
@@ -211,11 +228,11 @@ final class ConvKernelTests: XCTestCase {
             XCTAssertNotEqual(ConvDispatch.algorithmName(for: other, pass: .forward), "winograd", "\(other)")
         }
         ConvDispatch.force(.dnnl)
-        XCTAssertEqual(ConvDispatch.algorithmName(for: g, pass: .forward), "dnnl")
+        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) }, ["dnnl", "dnnl", "dnnl"])
         ConvDispatch.force(nil)
 
         let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 61)
-        let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 62, requiresGrad: false)
+        let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 62)
         let b = randomTensor([g.cOut], seed: 63, requiresGrad: false)
         let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 64, requiresGrad: false)
         func bits(_ t: Tensor) -> [UInt32] { (0..<t.count).map { t.data[$0].bitPattern } }
@@ -226,7 +243,7 @@ final class ConvKernelTests: XCTestCase {
             ConvDispatch.forward(direct.data, x.data, w.data, b.data, g, relu: relu)
             ConvDispatch.force(nil)
             XCTAssertNotEqual(bits(expected), bits(direct), "the two algorithms must round differently for this test to see which ran")
-            x.grad = nil
+            x.grad = nil; w.grad = nil
             let y = x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu)
             XCTAssertEqual(bits(y), bits(expected), "conv2d forward, relu \(relu)")
             XCTAssertEqual(bits(Tape.withoutGrad { ConvDispatch.withDirectForward { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu) } }),
@@ -234,9 +251,11 @@ final class ConvKernelTests: XCTestCase {
             y.backward(seed: dy)
             let maskedDy = dy.copy()
             if relu { for i in 0..<maskedDy.count where y.data[i] <= 0 { maskedDy.data[i] = 0 } }
-            let dx = Tensor(uninitialized: x.shape)
+            let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
             ConvWinograd.backwardData(dx.data, maskedDy.data, w.data, g)
+            ConvWinograd.backwardWeight(dw.data, x.data, maskedDy.data, g)
             XCTAssertEqual(bits(x.grad!), bits(dx), "conv2d backward-data, relu \(relu)")
+            XCTAssertEqual(bits(w.grad!), bits(dw), "conv2d backward-weight, relu \(relu)")
         }
     }
 

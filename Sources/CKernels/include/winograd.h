@@ -65,6 +65,16 @@ void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, 
                       int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
                       int k_begin, int k_end, float *y);
 
+/// The weight gradient's two transforms. For channels k_begin..k_end-1 of dy: [N][K][oh][ow]
+/// (K = channels), A g A^T of each tile's 4x4 patch g (outputs past oh, ow read 0), the gradient
+/// of the tile's M = U (.) V in the forward's y = A^T M A, into dm[36][rows][ld] whose row r is
+/// channel k_first + r.
+void pd_wino43_output_grad(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
+                           int k_begin, int k_end, int k_first, int rows, float *dm, int ld);
+/// dw[k][c][3][3] = G^T S G for k in k_begin..k_end-1 and every c, S the 6x6 matrix
+/// du[0..36)[k][c] (du: [36][K][C], the products of pd_wino43_output_grad's dm and
+/// pd_wino43_input's V summed over the tiles): the gradient of w through U = G w G^T.
+void pd_wino43_weight_grad(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw);
 #ifdef __cplusplus
 }
 #endif

@@ -267,17 +267,19 @@ public enum ConvDispatch {
     }
 
     /// Whether Winograd F(4×4, 3×3) runs `pass` of convolution `g` (unless an algorithm is forced
-    /// or `PERCEP_WINOGRAD=0`): forward and backward-data where it applies, with at least 16
-    /// channels on both sides and 8 output tiles (one group of the transforms, the GEMM's
-    /// narrowest block) over the `inputs` that share one weight transform. Measured with
-    /// `bench conv --compare` (docs/benchmarks.md, AVX2): 1.1–3× oneDNN's rate on the VGG16
+    /// or `PERCEP_WINOGRAD=0`): where it applies, with at least 16 channels on both sides, and
+    /// over the `inputs` that share one weight transform at least 8 output tiles for forward and
+    /// backward-data (one group of the transforms, the GEMM's narrowest block), 128 for
+    /// backward-weight (its GEMMs sum over the tiles). Measured with `bench conv --compare`
+    /// (docs/benchmarks.md, AVX2): forward and backward-data 1.1–3× oneDNN's rate on the VGG16
     /// shapes, and since a large weight transform is made a chunk at a time in cache
     /// (`ConvWinograd.sharedTransformBudget`) 1.1–1.3× on 512 channels at 8×8, batch 2: 8 tiles
     /// (0.75× while it went through memory); 1.7–2.6× on CondInst R-50-FPN's 3×3 layers.
+    /// Backward-weight 1.4–2.4× the direct rate from 128 tiles up, 0.3–0.8× at 8–40 tiles.
     public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
         let tiles = inputs * g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
-        return pass != .backwardWeight && winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
-            && g.cIn >= 16 && g.cOut >= 16 && tiles >= 8
+        return winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
+            && g.cIn >= 16 && g.cOut >= 16 && tiles >= (pass == .backwardWeight ? 128 : 8)
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
 
@@ -323,10 +325,17 @@ public enum ConvDispatch {
         }
     }
 
-    /// dw, db (overwritten; either may be nil).
+    /// dw, db (overwritten; either may be nil): Winograd where `usesWinograd` says so, otherwise
+    /// the per-shape direct algorithm.
     public static func backwardWeight(_ dw: UnsafeMutablePointer<Float>?, _ db: UnsafeMutablePointer<Float>?,
                                       _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ g: ConvGeometry) {
         guard let dw else { if let db { ConvIm2col.biasGrad(db, dy, g) }; return }
+        if usesWinograd(g, pass: .backwardWeight) {
+            lock.lock(); passCounts[ConvPass.backwardWeight.rawValue] += 1; lock.unlock()
+            ConvWinograd.backwardWeight(dw, x, dy, g)
+            if let db { ConvIm2col.biasGrad(db, dy, g) }
+            return
+        }
         run(.backwardWeight, g, with: algorithm(for: g, pass: .backwardWeight), x: x, dy: dy, dw: dw, db: db)
     }
 

@@ -55,6 +55,59 @@ public enum ConvWinograd {
             mask: mask, n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn, pad: 2 - g.padH, oh: g.h, ow: g.w)
     }
 
+    /// dw = ∂L/∂w (overwritten) for y = conv(x, w) given dy, through the same algorithm: the
+    /// forward's y = Aᵀ (U ⊙ V) A per tile with U = G w Gᵀ and V = Bᵀ d B gives, summed over the
+    /// tiles, ∂L/∂U = Σ (A dy Aᵀ) ⊙ V and dw = Gᵀ (∂L/∂U) G. Per block of tiles: the input
+    /// transform (`pd_wino43_input`, as the forward's) and the output gradient's
+    /// (`pd_wino43_output_grad`), then per transform position one GEMM over the block's tiles
+    /// (OpenBLAS, accumulating over the blocks: its sums are as long as the direct algorithm's,
+    /// so its shapes suit a library GEMM, which Winograd's per-position forward GEMMs do not);
+    /// at the end `pd_wino43_weight_grad`. A quarter of the direct algorithm's multiplies, with
+    /// the transforms' extra rounding (ConvKernelTests bounds it). x: [N, C, H, W],
+    /// dy: [N, K, OH, OW], dw: [K, C, 3, 3].
+    public static func backwardWeight(_ dw: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
+                                      _ g: ConvGeometry) {
+        precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
+        let tilesH = (g.outH + 3) / 4, tilesW = (g.outW + 3) / 4, tiles = g.n * tilesH * tilesW
+        let floatBytes = MemoryLayout<Float>.stride
+        // ∂L/∂U for at most `weightGradientBudget` bytes of output channels at a time (a 512×512
+        // layer's is 38 MB); the input transform is then redone per chunk.
+        let chunkRows = Swift.max(1, Swift.min(g.cOut, weightGradientBudget / (36 * g.cIn * floatBytes)))
+        // Tiles per block: V and A dy Aᵀ within the same budget, at least 64 so each GEMM's sums
+        // are long enough to run near full speed, a multiple of 8 (the transforms' group).
+        let block = Swift.min(Swift.max(64, weightGradientBudget / (36 * (g.cIn + chunkRows) * floatBytes) / 8 * 8), (tiles + 7) / 8 * 8)
+        let v = Storage(count: 36 * g.cIn * block), m = Storage(count: 36 * chunkRows * block), du = Storage(count: 36 * chunkRows * g.cIn)
+        let pv = v.base, pm = m.base, pu = du.base
+        for k0 in stride(from: 0, to: g.cOut, by: chunkRows) {
+            let rows = Swift.min(chunkRows, g.cOut - k0)
+            var t0 = 0
+            while t0 < tiles {
+                let count = Swift.min(block, tiles - t0)
+                parallelChunks(g.cIn, grain: 1) { r in
+                    pd_wino43_input(x, Int32(g.cIn), Int32(g.h), Int32(g.w), Int32(g.padH), Int32(tilesH), Int32(tilesW),
+                                    t0, Int32(count), Int32(r.lowerBound), Int32(r.upperBound), pv, Int32(block))
+                }
+                parallelChunks(rows, grain: 1) { r in
+                    pd_wino43_output_grad(dy, Int32(g.cOut), Int32(g.outH), Int32(g.outW), Int32(tilesH), Int32(tilesW), t0, Int32(count),
+                                          Int32(k0 + r.lowerBound), Int32(k0 + r.upperBound), Int32(k0), Int32(rows), pm, Int32(block))
+                }
+                for p in 0..<36 {
+                    Gemm.sgemm(transB: true, m: rows, n: g.cIn, k: count, a: pm + p * rows * block, lda: block,
+                               b: pv + p * g.cIn * block, ldb: block, beta: t0 == 0 ? 0 : 1, c: pu + p * rows * g.cIn, ldc: g.cIn)
+                }
+                t0 += count
+            }
+            parallelChunks(rows, grain: 1) { r in
+                pd_wino43_weight_grad(pu, Int32(rows), Int32(g.cIn), Int32(r.lowerBound), Int32(r.upperBound), dw + k0 * g.cIn * 9)
+            }
+        }
+        withExtendedLifetime((v, m, du)) {}
+    }
+
+    /// Bytes of ∂L/∂U, and of V with A dy Aᵀ, one weight-gradient call holds (`backwardWeight`).
+    /// Settable for tests (a small budget makes small shapes run several chunks and blocks).
+    nonisolated(unsafe) static var weightGradientBudget = 16 << 20
+
     /// The weights of one call and the direction of their transform U = G w Gᵀ
     /// (`pd_wino43_weights`): w: [kOut, cIn, 3, 3]; with `transposeFlip` the backward-data
     /// convolution's, w'[c][k] = w[k][c] rotated by 180°.
