@@ -275,11 +275,17 @@ public enum ConvDispatch {
     /// shapes, and since a large weight transform is made a chunk at a time in cache
     /// (`ConvWinograd.sharedTransformBudget`) 1.1–1.3× on 512 channels at 8×8, batch 2: 8 tiles
     /// (0.75× while it went through memory); 1.7–2.6× on CondInst R-50-FPN's 3×3 layers.
-    /// Backward-weight 1.4–2.4× the direct rate from 128 tiles up, 0.3–0.8× at 8–40 tiles.
+    /// Backward-weight 1.4–2.4× the direct rate from 128 tiles up with ≥ 32 channels each side,
+    /// 0.3–0.8× at 8–40 tiles, 0.85× PyTorch's direct rate with 19 input channels (a loss
+    /// network's first layer on 19 classes: each position's GEMM is 19 columns wide). Its
+    /// GEMMs are OpenBLAS's, so it is used only where OpenBLAS's kernels are as wide as oneDNN's:
+    /// held to AVX2 beside AVX-512 oneDNN (`OPENBLAS_CORETYPE`), a quarter of the multiplies at
+    /// half the width is no clear gain over the direct kernel, which there beat im2col + OpenBLAS
+    /// by 1.3–4× (`measuredRule`).
     public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
         let tiles = inputs * g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
-        return winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g)
-            && g.cIn >= 16 && g.cOut >= 16 && tiles >= (pass == .backwardWeight ? 128 : 8)
+        let enough = pass == .backwardWeight ? tiles >= 128 && g.cIn >= 32 && g.cOut >= 32 && Gemm.vectorBits >= dnnlVectorBits : tiles >= 8
+        return winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g) && g.cIn >= 16 && g.cOut >= 16 && enough
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
 
