@@ -229,8 +229,9 @@ public enum ConvDispatch {
 
     /// Runs `body` with every `forward` on this thread direct (`directForward`) unless
     /// `winogradOnSwitchingForward`: for the prediction's embedding through a loss network run on
-    /// the tape (ResNet-18, MobileNetV2), whose ReLU signs and max-pool argmaxes route the
-    /// gradient as in the layer-chain networks' direct prediction forward.
+    /// the tape (ResNet-18, GoogLeNet, MobileNetV2), whose ReLU signs and max-pool argmaxes route
+    /// the gradient as in the layer-chain networks' direct prediction forward. Per thread, as the
+    /// tape is.
     public static func withDirectForward<T>(_ body: () throws -> T) rethrows -> T {
         let outer = Thread.current.threadDictionary[directForwardKey] as? Int ?? 0
         Thread.current.threadDictionary[directForwardKey] = outer + 1
