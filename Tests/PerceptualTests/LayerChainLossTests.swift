@@ -65,20 +65,13 @@ final class LayerChainLossTests: XCTestCase {
         let shape = [1, 16, 64, 64]
         XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 64, w: 64, cOut: 32, kh: 3, kw: 3, padding: (1, 1)),
                                                 pass: .forward), "the size must be one where Winograd runs")
-        func oneHotBlocks(seed: UInt64, requiresGrad: Bool) -> Tensor {
-            var rng = SeededRNG(seed: seed, stream: "one-hot blocks")
-            let classes = (0..<16).map { _ in Int(rng.next() % 16) }   // one class per 16×16 block
-            let t = Tensor.zeros(shape, requiresGrad: requiresGrad)
-            for y in 0..<64 { for x in 0..<64 { t.data[(classes[(y / 16) * 4 + x / 16] * 64 + y) * 64 + x] = 1 } }
-            return t
-        }
-        let target = oneHotBlocks(seed: 7, requiresGrad: false)
+        let target = oneHotBlocks(shape, seed: 7, requiresGrad: false)
         func chainGradient() throws -> Tensor {
-            let p = oneHotBlocks(seed: 8, requiresGrad: true)
+            let p = oneHotBlocks(shape, seed: 8, requiresGrad: true)
             loss(p, target).backward()
             return try XCTUnwrap(p.grad)
         }
-        let p = oneHotBlocks(seed: 8, requiresGrad: true)
+        let p = oneHotBlocks(shape, seed: 8, requiresGrad: true)
         opByOpLoss(loss, p, target).backward()
         let reference = try XCTUnwrap(p.grad)
         XCTAssertLessThan(relativeNorm(try chainGradient(), reference), 1e-5, "default: the prediction's switches as op by op")

@@ -133,36 +133,25 @@ final class LossNetworkTests: XCTestCase {
     /// target's Winograd rounding, and Winograd on the prediction (`winogradOnSwitchingForward`)
     /// moves it, so the input holds ties the check can see.
     func testTapeLossNetworksKeepTheirPredictionDirect() throws {
-        for family in [LossNetworkFamily.googlenet] {
-            var c = LossNetworkConfig(inChannels: 16)
-            c.family = family
-            c.levelWeights = LossNetworkConfig.equalLevelWeights(c.levelCount)
-            let loss = try PerceptualLoss(c)
-            func oneHotBlocks(seed: UInt64, requiresGrad: Bool) -> Tensor {
-                var rng = SeededRNG(seed: seed, stream: "one-hot blocks")
-                let t = Tensor.zeros([2, 16, 96, 96], requiresGrad: requiresGrad)
-                for image in 0..<2 {
-                    let classes = (0..<36).map { _ in Int(rng.next() % 16) }   // one class per 16×16 block
-                    for y in 0..<96 { for x in 0..<96 { t.data[((image * 16 + classes[(y / 16) * 6 + x / 16]) * 96 + y) * 96 + x] = 1 } }
-                }
-                return t
-            }
-            let target = oneHotBlocks(seed: 7, requiresGrad: false)
-            func gradient() throws -> Tensor {
-                let p = oneHotBlocks(seed: 8, requiresGrad: true)
-                loss(p, target).backward()
-                return try XCTUnwrap(p.grad)
-            }
-            ConvDispatch.force(.dnnl)
-            let direct = try gradient()
-            ConvDispatch.force(nil)
-            let byDefault = try gradient()
-            ConvDispatch.winogradOnSwitchingForward = true
-            let winograd = try gradient()
-            ConvDispatch.winogradOnSwitchingForward = false
-            XCTAssertLessThan(relativeNorm(byDefault, direct), 1e-4, "\(family): the default's switches as all-direct")
-            XCTAssertGreaterThan(relativeNorm(winograd, direct), 1e-3, "\(family): Winograd on the prediction moves ties")
+        var c = LossNetworkConfig(inChannels: 16)
+        c.family = .googlenet
+        c.levelWeights = LossNetworkConfig.equalLevelWeights(c.levelCount)
+        let loss = try PerceptualLoss(c)
+        let target = oneHotBlocks([2, 16, 96, 96], seed: 7, requiresGrad: false)
+        func gradient() throws -> Tensor {
+            let p = oneHotBlocks([2, 16, 96, 96], seed: 8, requiresGrad: true)
+            loss(p, target).backward()
+            return try XCTUnwrap(p.grad)
         }
+        ConvDispatch.force(.dnnl)
+        let direct = try gradient()
+        ConvDispatch.force(nil)
+        let byDefault = try gradient()
+        ConvDispatch.winogradOnSwitchingForward = true
+        defer { ConvDispatch.winogradOnSwitchingForward = false }
+        let winograd = try gradient()
+        XCTAssertLessThan(relativeNorm(byDefault, direct), 1e-4, "the default's switches as all-direct")
+        XCTAssertGreaterThan(relativeNorm(winograd, direct), 1e-3, "Winograd on the prediction moves ties")
     }
 
     func testPresetsAndDefaults() {

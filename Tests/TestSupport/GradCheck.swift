@@ -10,6 +10,21 @@ public func randomTensor(_ shape: [Int], seed: UInt64, lo: Float = -1, hi: Float
     return t
 }
 
+/// A piecewise-constant one-hot map, like a confident segmentation: each image [C, H, W] is cut
+/// into `block`×`block` squares, each one class drawn from a seeded generator (one draw per square,
+/// image by image, row by row). Every max-pool window inside a square is an exact tie.
+public func oneHotBlocks(_ shape: [Int], block: Int = 16, seed: UInt64, requiresGrad: Bool) -> Tensor {
+    precondition(shape.count == 4 && shape[2] % block == 0 && shape[3] % block == 0, "oneHotBlocks: \(shape) in \(block)² squares")
+    let (n, c, h, w) = (shape[0], shape[1], shape[2], shape[3])
+    var rng = SeededRNG(seed: seed, stream: "one-hot blocks")
+    let t = Tensor.zeros(shape, requiresGrad: requiresGrad)
+    for image in 0..<n {
+        let classes = (0..<(h / block) * (w / block)).map { _ in Int(rng.next() % UInt64(c)) }
+        for y in 0..<h { for x in 0..<w { t.data[((image * c + classes[(y / block) * (w / block) + x / block]) * h + y) * w + x] = 1 } }
+    }
+    return t
+}
+
 /// ‖a − b‖ / ‖b‖ over all elements, in float64 (b is the reference).
 public func relativeNorm(_ a: Tensor, _ b: Tensor) -> Double {
     var diff = 0.0, norm = 0.0
