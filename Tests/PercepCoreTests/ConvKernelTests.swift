@@ -216,50 +216,53 @@ final class ConvKernelTests: XCTestCase {
     /// direct algorithm's inside `withDirectForward`, with a forced algorithm and on shapes
     /// Winograd does not take (strided, dilated, few channels, few tiles).
     func testDefaultDispatchRunsWinogradWhereItApplies() {
-        let few = ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1))   // 2·3·3 = 18 tiles
-        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: few, pass: $0) },
-                       ["winograd", "winograd", ConvDispatch.algorithm(for: few, pass: .backwardWeight).rawValue])
-        let g = ConvGeometry(n: 2, cIn: 32, h: 30, w: 32, cOut: 40, kh: 3, kw: 3, padding: (1, 1))     // 2·8·8 = 128 tiles
-        // Winograd's weight gradient runs on OpenBLAS's GEMM: not where oneDNN is wider.
-        let weightsByWinograd = Gemm.vectorBits >= ConvDispatch.dnnlVectorBits
-        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) },
-                       ["winograd", "winograd", weightsByWinograd ? "winograd" : ConvDispatch.algorithm(for: g, pass: .backwardWeight).rawValue])
-        for other in [ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1)),
-                      ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2)),
-                      ConvGeometry(n: 2, cIn: 8, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1)),
-                      ConvGeometry(n: 1, cIn: 16, h: 4, w: 4, cOut: 24, kh: 3, kw: 3, padding: (1, 1))] {
-            XCTAssertNotEqual(ConvDispatch.algorithmName(for: other, pass: .forward), "winograd", "\(other)")
-        }
-        ConvDispatch.force(.dnnl)
-        XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) }, ["dnnl", "dnnl", "dnnl"])
-        ConvDispatch.force(nil)
-
-        let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 61)
-        let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 62)
-        let b = randomTensor([g.cOut], seed: 63, requiresGrad: false)
-        let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 64, requiresGrad: false)
-        func bits(_ t: Tensor) -> [UInt32] { (0..<t.count).map { t.data[$0].bitPattern } }
-        for relu in [false, true] {
-            let expected = Tensor(uninitialized: dy.shape), direct = Tensor(uninitialized: dy.shape)
-            ConvWinograd.forward(expected.data, x.data, w.data, b.data, g, relu: relu)
+        // Where oneDNN is wider than AVX2 Winograd's passes are timed; this test checks the rule.
+        ConvDispatch.withWinogradByRule {
+            let few = ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1))   // 2·3·3 = 18 tiles
+            XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: few, pass: $0) },
+                           ["winograd", "winograd", ConvDispatch.algorithm(for: few, pass: .backwardWeight).rawValue])
+            let g = ConvGeometry(n: 2, cIn: 32, h: 30, w: 32, cOut: 40, kh: 3, kw: 3, padding: (1, 1))     // 2·8·8 = 128 tiles
+            // Winograd's weight gradient runs on OpenBLAS's GEMM: not where oneDNN is wider.
+            let weightsByWinograd = Gemm.vectorBits >= ConvDispatch.dnnlVectorBits
+            XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) },
+                           ["winograd", "winograd", weightsByWinograd ? "winograd" : ConvDispatch.algorithm(for: g, pass: .backwardWeight).rawValue])
+            for other in [ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, stride: (2, 2), padding: (1, 1)),
+                          ConvGeometry(n: 2, cIn: 16, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (2, 2), dilation: (2, 2)),
+                          ConvGeometry(n: 2, cIn: 8, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1)),
+                          ConvGeometry(n: 1, cIn: 16, h: 4, w: 4, cOut: 24, kh: 3, kw: 3, padding: (1, 1))] {
+                XCTAssertNotEqual(ConvDispatch.algorithmName(for: other, pass: .forward), "winograd", "\(other)")
+            }
             ConvDispatch.force(.dnnl)
-            ConvDispatch.forward(direct.data, x.data, w.data, b.data, g, relu: relu)
+            XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) }, ["dnnl", "dnnl", "dnnl"])
             ConvDispatch.force(nil)
-            XCTAssertNotEqual(bits(expected), bits(direct), "the two algorithms must round differently for this test to see which ran")
-            x.grad = nil; w.grad = nil
-            let y = x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu)
-            XCTAssertEqual(bits(y), bits(expected), "conv2d forward, relu \(relu)")
-            XCTAssertEqual(bits(Tape.withoutGrad { ConvDispatch.withDirectForward { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu) } }),
-                           bits(direct), "withDirectForward, relu \(relu)")
-            y.backward(seed: dy)
-            let maskedDy = dy.copy()
-            if relu { for i in 0..<maskedDy.count where y.data[i] <= 0 { maskedDy.data[i] = 0 } }
-            let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
-            ConvWinograd.backwardData(dx.data, maskedDy.data, w.data, g)
-            XCTAssertEqual(bits(x.grad!), bits(dx), "conv2d backward-data, relu \(relu)")
-            if weightsByWinograd {
-                ConvWinograd.backwardWeight(dw.data, x.data, maskedDy.data, g)
-                XCTAssertEqual(bits(w.grad!), bits(dw), "conv2d backward-weight, relu \(relu)")
+
+            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 61)
+            let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 62)
+            let b = randomTensor([g.cOut], seed: 63, requiresGrad: false)
+            let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: 64, requiresGrad: false)
+            func bits(_ t: Tensor) -> [UInt32] { (0..<t.count).map { t.data[$0].bitPattern } }
+            for relu in [false, true] {
+                let expected = Tensor(uninitialized: dy.shape), direct = Tensor(uninitialized: dy.shape)
+                ConvWinograd.forward(expected.data, x.data, w.data, b.data, g, relu: relu)
+                ConvDispatch.force(.dnnl)
+                ConvDispatch.forward(direct.data, x.data, w.data, b.data, g, relu: relu)
+                ConvDispatch.force(nil)
+                XCTAssertNotEqual(bits(expected), bits(direct), "the two algorithms must round differently for this test to see which ran")
+                x.grad = nil; w.grad = nil
+                let y = x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu)
+                XCTAssertEqual(bits(y), bits(expected), "conv2d forward, relu \(relu)")
+                XCTAssertEqual(bits(Tape.withoutGrad { ConvDispatch.withDirectForward { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu) } }),
+                               bits(direct), "withDirectForward, relu \(relu)")
+                y.backward(seed: dy)
+                let maskedDy = dy.copy()
+                if relu { for i in 0..<maskedDy.count where y.data[i] <= 0 { maskedDy.data[i] = 0 } }
+                let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
+                ConvWinograd.backwardData(dx.data, maskedDy.data, w.data, g)
+                XCTAssertEqual(bits(x.grad!), bits(dx), "conv2d backward-data, relu \(relu)")
+                if weightsByWinograd {
+                    ConvWinograd.backwardWeight(dw.data, x.data, maskedDy.data, g)
+                    XCTAssertEqual(bits(w.grad!), bits(dw), "conv2d backward-weight, relu \(relu)")
+                }
             }
         }
     }
@@ -546,14 +549,14 @@ final class ConvKernelTests: XCTestCase {
         // Measured once, written under this machine's key.
         ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
         let measured = ConvDispatch.algorithm(for: g, pass: .forward)
-        XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.key(g, .forward)], measured)
+        XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.key(g, .forward)], measured.rawValue)
 
         // A later process takes a stored decision as it is, without measuring: plant the other one.
         let other: ConvAlgorithm = measured == .dnnl ? .im2col : .dnnl
         var table = ConvTuneCache.load(path: file, machine: machine)
-        table[ConvTuneCache.key(g, .forward)] = other
+        table[ConvTuneCache.key(g, .forward)] = other.rawValue
         ConvTuneCache.store(table, path: file, machine: machine)
-        ConvTuneCache.store([ConvTuneCache.key(g, .backwardData): .im2col], path: file, machine: "another CPU | other libraries")
+        ConvTuneCache.store([ConvTuneCache.key(g, .backwardData): "im2col"], path: file, machine: "another CPU | other libraries")
         ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
         XCTAssertEqual(ConvDispatch.algorithm(for: g, pass: .forward), other)
         // Another machine's tables stay in the file but are not this machine's decisions.
@@ -592,7 +595,7 @@ final class ConvKernelTests: XCTestCase {
         let stored = ConvTuneCache.load(path: file, machine: machine)
         XCTAssertNil(stored[ConvTuneCache.key(g, .forward)], "a decided pass must not be timed")
         if tie {
-            XCTAssertEqual(stored[ConvTuneCache.key(g, .backwardWeight)], weight, "the near-tie is timed and remembered")
+            XCTAssertEqual(stored[ConvTuneCache.key(g, .backwardWeight)], weight.rawValue, "the near-tie is timed and remembered")
         } else {
             XCTAssertTrue(stored.isEmpty)
             XCTAssertEqual(weight, ConvDispatch.ruleAlgorithm(for: g, pass: .backwardWeight))
@@ -603,6 +606,59 @@ final class ConvKernelTests: XCTestCase {
         ConvDispatch.setMeasuring(all: false, ties: false, cacheFile: file)
         XCTAssertEqual(ConvDispatch.algorithm(for: g, pass: .backwardWeight), ConvDispatch.ruleAlgorithm(for: g, pass: .backwardWeight))
         XCTAssertFalse(FileManager.default.fileExists(atPath: file))
+    }
+
+    /// Where Winograd's passes are timed (by default where oneDNN's kernels are wider than AVX2;
+    /// here through timing everything, as `PERCEP_CONV=tune` does), each pass its rule takes is
+    /// timed once against the direct algorithm, remembered per machine on disk, and run by the
+    /// winner; a stored decision is taken as it is, `withWinogradByRule` restores the rule, and a
+    /// pass off the rule is never timed.
+    func testWinogradIsTimedAgainstTheDirectAlgorithmWhereAsked() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("percep-wino-\(UUID().uuidString)")
+        let file = dir.appendingPathComponent("conv-dispatch.json").path
+        defer { ConvDispatch.setMeasuring(all: false, ties: true, cacheFile: ConvTuneCache.path); try? FileManager.default.removeItem(at: dir) }
+        let machine = ConvTuneCache.machineKey
+        ConvDispatch.setMeasuring(all: false, ties: true, cacheFile: file)
+        let requested = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] == "tune"
+        XCTAssertEqual(ConvDispatch.winogradIsTimed, requested || ConvDispatch.dnnlVectorBits > 256,
+                       "timed by default exactly where oneDNN is wider than AVX2")
+
+        let g = ConvGeometry(n: 1, cIn: 16, h: 16, w: 16, cOut: 24, kh: 3, kw: 3, padding: (1, 1))   // 16 tiles
+        XCTAssertTrue(ConvDispatch.winogradRule(g, pass: .forward))
+        ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
+        XCTAssertTrue(ConvDispatch.winogradIsTimed)
+        let measured = ConvDispatch.usesWinograd(g, pass: .forward)
+        let key = ConvTuneCache.winogradKey(g, .forward)
+        XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine)[key], measured ? "winograd" : "direct")
+
+        // Each stored choice is taken without timing, and the forward runs it (the two algorithms
+        // round differently, so the bits tell which ran).
+        let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 71), w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 72)
+        let winograd = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]), direct = Tensor(uninitialized: winograd.shape)
+        ConvWinograd.forward(winograd.data, x.data, w.data, nil, g)
+        ConvDispatch.directForward(direct.data, x.data, w.data, nil, g)
+        func bits(_ t: Tensor) -> [UInt32] { (0..<t.count).map { t.data[$0].bitPattern } }
+        XCTAssertNotEqual(bits(winograd), bits(direct))
+        for planted in [!measured, measured] {
+            var table = ConvTuneCache.load(path: file, machine: machine)
+            table[key] = planted ? "winograd" : "direct"
+            ConvTuneCache.store(table, path: file, machine: machine)
+            ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
+            XCTAssertEqual(ConvDispatch.usesWinograd(g, pass: .forward), planted)
+            let y = Tensor(uninitialized: winograd.shape)
+            ConvDispatch.forward(y.data, x.data, w.data, nil, g)
+            XCTAssertEqual(bits(y), bits(planted ? winograd : direct), "planted \(planted ? "winograd" : "direct")")
+            if !planted { ConvDispatch.withWinogradByRule { XCTAssertTrue(ConvDispatch.usesWinograd(g, pass: .forward)) } }
+        }
+
+        // Inputs that share one weight transform are timed together; a pass off the rule never is.
+        _ = ConvDispatch.usesWinograd(g, pass: .backwardData, inputs: 2)
+        var both = g
+        both.n = 2
+        XCTAssertNotNil(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.winogradKey(both, .backwardData)])
+        let narrow = ConvGeometry(n: 1, cIn: 8, h: 16, w: 16, cOut: 24, kh: 3, kw: 3, padding: (1, 1))
+        XCTAssertFalse(ConvDispatch.usesWinograd(narrow, pass: .forward))
+        XCTAssertNil(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.winogradKey(narrow, .forward)])
     }
 
     func testFMAPeakProbesTheWidestVectors() throws {

@@ -59,27 +59,30 @@ final class LayerChainLossTests: XCTestCase {
     /// those switches, so its gradient is the op-by-op tape's; Winograd on the prediction
     /// (`PERCEP_WINOGRAD=all`) rounds each position of a tile differently and moves them.
     func testPredictionSwitchesSurviveExactTies() throws {
-        var c = LossNetworkConfig(inChannels: 16)
-        c.structure = [2, 2]; c.widths = [32, 32]
-        let loss = try PerceptualLoss(c)
-        let shape = [1, 16, 64, 64]
-        XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 64, w: 64, cOut: 32, kh: 3, kw: 3, padding: (1, 1)),
-                                                pass: .forward), "the size must be one where Winograd runs")
-        let target = oneHotBlocks(shape, seed: 7, requiresGrad: false)
-        func chainGradient() throws -> Tensor {
+        // Winograd must run where its rule says, whatever a timed dispatch would pick.
+        try ConvDispatch.withWinogradByRule {
+            var c = LossNetworkConfig(inChannels: 16)
+            c.structure = [2, 2]; c.widths = [32, 32]
+            let loss = try PerceptualLoss(c)
+            let shape = [1, 16, 64, 64]
+            XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 64, w: 64, cOut: 32, kh: 3, kw: 3, padding: (1, 1)),
+                                                    pass: .forward), "the size must be one where Winograd runs")
+            let target = oneHotBlocks(shape, seed: 7, requiresGrad: false)
+            func chainGradient() throws -> Tensor {
+                let p = oneHotBlocks(shape, seed: 8, requiresGrad: true)
+                loss(p, target).backward()
+                return try XCTUnwrap(p.grad)
+            }
             let p = oneHotBlocks(shape, seed: 8, requiresGrad: true)
-            loss(p, target).backward()
-            return try XCTUnwrap(p.grad)
-        }
-        let p = oneHotBlocks(shape, seed: 8, requiresGrad: true)
-        opByOpLoss(loss, p, target).backward()
-        let reference = try XCTUnwrap(p.grad)
-        XCTAssertLessThan(relativeNorm(try chainGradient(), reference), 1e-5, "default: the prediction's switches as op by op")
+            opByOpLoss(loss, p, target).backward()
+            let reference = try XCTUnwrap(p.grad)
+            XCTAssertLessThan(relativeNorm(try chainGradient(), reference), 1e-5, "default: the prediction's switches as op by op")
 
-        // Without this the test would prove nothing: the input must hold ties Winograd moves.
-        ConvDispatch.winogradOnSwitchingForward = true
-        defer { ConvDispatch.winogradOnSwitchingForward = false }
-        XCTAssertGreaterThan(relativeNorm(try chainGradient(), reference), 1e-3, "Winograd on the prediction breaks ties elsewhere")
+            // Without this the test would prove nothing: the input must hold ties Winograd moves.
+            ConvDispatch.winogradOnSwitchingForward = true
+            defer { ConvDispatch.winogradOnSwitchingForward = false }
+            XCTAssertGreaterThan(relativeNorm(try chainGradient(), reference), 1e-3, "Winograd on the prediction breaks ties elsewhere")
+        }
     }
 
     /// A two-block VGG on 7 channels with both levels weighted, the logits' shape and a soft target:
@@ -228,78 +231,81 @@ final class WinogradLossNetworkTests: XCTestCase {
     }
 
     func testVGGWithWinogradMatchesFloat64() throws {
-        var config = LossNetworkConfig(inChannels: 16)
-        config.structure = [2, 2]; config.widths = [32, 64]; config.levelWeights = [1, 0.5]
-        let loss = try PerceptualLoss(config)
-        let shape = [1, 16, 96, 96]
-        XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 96, w: 96, cOut: 32, kh: 3, kw: 3, padding: (1, 1)), pass: .forward))
-        XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 64, h: 48, w: 48, cOut: 64, kh: 3, kw: 3, padding: (1, 1)), pass: .backwardData))
-        let pred = randomTensor(shape, seed: 11, lo: 0, hi: 1), target = randomTensor(shape, seed: 12, lo: 0, hi: 1, requiresGrad: false)
-        let value = loss(pred, target)
-        value.backward()
-        let grad = try XCTUnwrap(pred.grad)
+        // Winograd must run where its rule says, whatever a timed dispatch would pick.
+        try ConvDispatch.withWinogradByRule {
+            var config = LossNetworkConfig(inChannels: 16)
+            config.structure = [2, 2]; config.widths = [32, 64]; config.levelWeights = [1, 0.5]
+            let loss = try PerceptualLoss(config)
+            let shape = [1, 16, 96, 96]
+            XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 96, w: 96, cOut: 32, kh: 3, kw: 3, padding: (1, 1)), pass: .forward))
+            XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 64, h: 48, w: 48, cOut: 64, kh: 3, kw: 3, padding: (1, 1)), pass: .backwardData))
+            let pred = randomTensor(shape, seed: 11, lo: 0, hi: 1), target = randomTensor(shape, seed: 12, lo: 0, hi: 1, requiresGrad: false)
+            let value = loss(pred, target)
+            value.backward()
+            let grad = try XCTUnwrap(pred.grad)
 
-        // float64: forward both inputs, keeping the prediction's pre-activations and pool inputs.
-        let convs = loss.network.layerChain!.layers.compactMap { $0 as? Conv2d }
-        func embed(_ t: Tensor) -> (levels: [Level64], preacts: [Level64], poolInputs: [Level64]) {
-            var h = Level64(values: (0..<t.count).map { Double(t.data[$0]) }, c: shape[1], h: shape[2], w: shape[3])
-            var levels: [Level64] = [], preacts: [Level64] = [], poolInputs: [Level64] = []
-            var k = 0
-            for convsInBlock in config.structure {
-                for _ in 0..<convsInBlock {
-                    let z = conv(h, convs[k].weight, convs[k].bias!)
-                    preacts.append(z)
-                    h = Level64(values: z.values.map { max($0, 0) }, c: z.c, h: z.h, w: z.w)
-                    k += 1
+            // float64: forward both inputs, keeping the prediction's pre-activations and pool inputs.
+            let convs = loss.network.layerChain!.layers.compactMap { $0 as? Conv2d }
+            func embed(_ t: Tensor) -> (levels: [Level64], preacts: [Level64], poolInputs: [Level64]) {
+                var h = Level64(values: (0..<t.count).map { Double(t.data[$0]) }, c: shape[1], h: shape[2], w: shape[3])
+                var levels: [Level64] = [], preacts: [Level64] = [], poolInputs: [Level64] = []
+                var k = 0
+                for convsInBlock in config.structure {
+                    for _ in 0..<convsInBlock {
+                        let z = conv(h, convs[k].weight, convs[k].bias!)
+                        preacts.append(z)
+                        h = Level64(values: z.values.map { max($0, 0) }, c: z.c, h: z.h, w: z.w)
+                        k += 1
+                    }
+                    poolInputs.append(h)
+                    var p = [Double](repeating: 0, count: h.c * (h.h / 2) * (h.w / 2))
+                    for c in 0..<h.c { for r in 0..<(h.h / 2) { for q in 0..<(h.w / 2) {
+                        var best = -Double.infinity
+                        for a in 0..<2 { for b in 0..<2 { best = max(best, h.values[(c * h.h + 2 * r + a) * h.w + 2 * q + b]) } }
+                        p[(c * (h.h / 2) + r) * (h.w / 2) + q] = best
+                    } } }
+                    h = Level64(values: p, c: h.c, h: h.h / 2, w: h.w / 2)
+                    levels.append(h)
                 }
-                poolInputs.append(h)
-                var p = [Double](repeating: 0, count: h.c * (h.h / 2) * (h.w / 2))
-                for c in 0..<h.c { for r in 0..<(h.h / 2) { for q in 0..<(h.w / 2) {
-                    var best = -Double.infinity
-                    for a in 0..<2 { for b in 0..<2 { best = max(best, h.values[(c * h.h + 2 * r + a) * h.w + 2 * q + b]) } }
-                    p[(c * (h.h / 2) + r) * (h.w / 2) + q] = best
-                } } }
-                h = Level64(values: p, c: h.c, h: h.h / 2, w: h.w / 2)
-                levels.append(h)
+                return (levels, preacts, poolInputs)
             }
-            return (levels, preacts, poolInputs)
-        }
-        let (pl, preacts, poolInputs) = embed(pred), (tl, _, _) = embed(target)
-        var expected = 0.0
-        for j in 0..<2 {
-            let n = Double(pl[j].values.count)
-            expected += Double(config.levelWeights![j]) * zip(pl[j].values, tl[j].values).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / n
-        }
-        XCTAssertEqual(Double(value.item), expected, accuracy: 1e-4 * expected)
+            let (pl, preacts, poolInputs) = embed(pred), (tl, _, _) = embed(target)
+            var expected = 0.0
+            for j in 0..<2 {
+                let n = Double(pl[j].values.count)
+                expected += Double(config.levelWeights![j]) * zip(pl[j].values, tl[j].values).reduce(0) { $0 + ($1.0 - $1.1) * ($1.0 - $1.1) } / n
+            }
+            XCTAssertEqual(Double(value.item), expected, accuracy: 1e-4 * expected)
 
-        // float64 backward, deepest level first.
-        var g: Level64?
-        var k = convs.count - 1
-        for j in stride(from: 1, through: 0, by: -1) {
-            let n = Double(pl[j].values.count), wj = Double(config.levelWeights![j])
-            var gl = Level64(values: zip(pl[j].values, tl[j].values).map { 2 * wj * ($0 - $1) / n }, c: pl[j].c, h: pl[j].h, w: pl[j].w)
-            if let g { gl.values = zip(gl.values, g.values).map(+) }
-            let x = poolInputs[j]
-            var up = Level64(values: [Double](repeating: 0, count: x.values.count), c: x.c, h: x.h, w: x.w)
-            for c in 0..<x.c { for r in 0..<(x.h / 2) { for q in 0..<(x.w / 2) {
-                var best = -Double.infinity, at = 0
-                for a in 0..<2 { for b in 0..<2 {
-                    let i = (c * x.h + 2 * r + a) * x.w + 2 * q + b
-                    if x.values[i] > best { best = x.values[i]; at = i }
-                } }
-                up.values[at] += gl.values[(c * (x.h / 2) + r) * (x.w / 2) + q]
-            } } }
-            var cur = up
-            for _ in 0..<config.structure[j] {
-                let z = preacts[k]
-                cur.values = zip(cur.values, z.values).map { $1 > 0 ? $0 : 0 }
-                cur = conv(cur, convs[k].weight, convs[k].bias!, flip: true)
-                k -= 1
+            // float64 backward, deepest level first.
+            var g: Level64?
+            var k = convs.count - 1
+            for j in stride(from: 1, through: 0, by: -1) {
+                let n = Double(pl[j].values.count), wj = Double(config.levelWeights![j])
+                var gl = Level64(values: zip(pl[j].values, tl[j].values).map { 2 * wj * ($0 - $1) / n }, c: pl[j].c, h: pl[j].h, w: pl[j].w)
+                if let g { gl.values = zip(gl.values, g.values).map(+) }
+                let x = poolInputs[j]
+                var up = Level64(values: [Double](repeating: 0, count: x.values.count), c: x.c, h: x.h, w: x.w)
+                for c in 0..<x.c { for r in 0..<(x.h / 2) { for q in 0..<(x.w / 2) {
+                    var best = -Double.infinity, at = 0
+                    for a in 0..<2 { for b in 0..<2 {
+                        let i = (c * x.h + 2 * r + a) * x.w + 2 * q + b
+                        if x.values[i] > best { best = x.values[i]; at = i }
+                    } }
+                    up.values[at] += gl.values[(c * (x.h / 2) + r) * (x.w / 2) + q]
+                } } }
+                var cur = up
+                for _ in 0..<config.structure[j] {
+                    let z = preacts[k]
+                    cur.values = zip(cur.values, z.values).map { $1 > 0 ? $0 : 0 }
+                    cur = conv(cur, convs[k].weight, convs[k].bias!, flip: true)
+                    k -= 1
+                }
+                g = cur
             }
-            g = cur
+            var diff = 0.0, norm = 0.0
+            for i in 0..<grad.count { diff += pow(Double(grad.data[i]) - g!.values[i], 2); norm += pow(g!.values[i], 2) }
+            XCTAssertLessThan((diff / norm).squareRoot(), 5e-4, "gradient relative error against float64")
         }
-        var diff = 0.0, norm = 0.0
-        for i in 0..<grad.count { diff += pow(Double(grad.data[i]) - g!.values[i], 2); norm += pow(g!.values[i], 2) }
-        XCTAssertLessThan((diff / norm).squareRoot(), 5e-4, "gradient relative error against float64")
     }
 }

@@ -133,25 +133,28 @@ final class LossNetworkTests: XCTestCase {
     /// target's Winograd rounding, and Winograd on the prediction (`winogradOnSwitchingForward`)
     /// moves it, so the input holds ties the check can see.
     func testTapeLossNetworksKeepTheirPredictionDirect() throws {
-        var c = LossNetworkConfig(inChannels: 16)
-        c.family = .googlenet
-        c.levelWeights = LossNetworkConfig.equalLevelWeights(c.levelCount)
-        let loss = try PerceptualLoss(c)
-        let target = oneHotBlocks([2, 16, 96, 96], seed: 7, requiresGrad: false)
-        func gradient() throws -> Tensor {
-            let p = oneHotBlocks([2, 16, 96, 96], seed: 8, requiresGrad: true)
-            loss(p, target).backward()
-            return try XCTUnwrap(p.grad)
+        // Winograd must run where its rule says, whatever a timed dispatch would pick.
+        try ConvDispatch.withWinogradByRule {
+            var c = LossNetworkConfig(inChannels: 16)
+            c.family = .googlenet
+            c.levelWeights = LossNetworkConfig.equalLevelWeights(c.levelCount)
+            let loss = try PerceptualLoss(c)
+            let target = oneHotBlocks([2, 16, 96, 96], seed: 7, requiresGrad: false)
+            func gradient() throws -> Tensor {
+                let p = oneHotBlocks([2, 16, 96, 96], seed: 8, requiresGrad: true)
+                loss(p, target).backward()
+                return try XCTUnwrap(p.grad)
+            }
+            ConvDispatch.force(.dnnl)
+            let direct = try gradient()
+            ConvDispatch.force(nil)
+            let byDefault = try gradient()
+            ConvDispatch.winogradOnSwitchingForward = true
+            defer { ConvDispatch.winogradOnSwitchingForward = false }
+            let winograd = try gradient()
+            XCTAssertLessThan(relativeNorm(byDefault, direct), 1e-4, "the default's switches as all-direct")
+            XCTAssertGreaterThan(relativeNorm(winograd, direct), 1e-3, "Winograd on the prediction moves ties")
         }
-        ConvDispatch.force(.dnnl)
-        let direct = try gradient()
-        ConvDispatch.force(nil)
-        let byDefault = try gradient()
-        ConvDispatch.winogradOnSwitchingForward = true
-        defer { ConvDispatch.winogradOnSwitchingForward = false }
-        let winograd = try gradient()
-        XCTAssertLessThan(relativeNorm(byDefault, direct), 1e-4, "the default's switches as all-direct")
-        XCTAssertGreaterThan(relativeNorm(winograd, direct), 1e-3, "Winograd on the prediction moves ties")
     }
 
     func testPresetsAndDefaults() {

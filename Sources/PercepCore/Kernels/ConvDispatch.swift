@@ -28,12 +28,18 @@ public enum ConvPass: Int, CaseIterable, Sendable {
 /// the same kind (some backward-weight shapes when oneDNN's kernels are no wider than
 /// OpenBLAS's): those are timed once per shape on this machine, the decision remembered on disk
 /// (`ConvTuneCache`).
-/// `PERCEP_CONV=rule` never times (the rule's fallback for those), `PERCEP_CONV=tune` times
-/// every new shape and pass, and `PERCEP_CONV=im2col|dnnl` forces one algorithm.
+/// Winograd's rule (`usesWinograd`) was measured where oneDNN's kernels are AVX2, as Winograd's
+/// transforms are; where oneDNN's are wider, each pass Winograd would run is timed the same way
+/// against the direct algorithm (`winogradIsTimed`).
+/// `PERCEP_CONV=rule` never times (the rule's fallback for those, Winograd where its rule says),
+/// `PERCEP_CONV=tune` times every new shape and pass, Winograd's included, and
+/// `PERCEP_CONV=im2col|dnnl` forces one algorithm.
 public enum ConvDispatch {
     private static let lock = NSLock()
     private static var handles: [HandleKey: OpaquePointer] = [:]
     private static var tuned: [TuneKey: ConvAlgorithm] = [:]
+    /// Timed Winograd-or-direct decisions: true where Winograd was faster.
+    private static var tunedWinograd: [TuneKey: Bool] = [:]
     private static var ruled: [TuneKey: RuleVerdict] = [:]
     private static let environment = ProcessInfo.processInfo.environment["PERCEP_CONV"] ?? ""
     private static var forced: ConvAlgorithm? = ConvAlgorithm(rawValue: environment)
@@ -43,7 +49,7 @@ public enum ConvDispatch {
     /// Where measured decisions persist (`ConvTuneCache`), nil: in memory only.
     private static var tuneCachePath: String? = environment == "rule" ? nil : ConvTuneCache.path
     /// This machine's decisions read from the cache file, loaded on first need.
-    private static var storedDecisions: [String: ConvAlgorithm]?
+    private static var storedDecisions: [String: String]?
 
     /// Sets what is measured: every shape and pass (`all`, as `PERCEP_CONV=tune`), the rule's
     /// near-ties only (`ties`, the default) or nothing (as `PERCEP_CONV=rule`), with decisions
@@ -55,6 +61,7 @@ public enum ConvDispatch {
         tuneCachePath = cacheFile
         storedDecisions = nil
         tuned.removeAll()
+        tunedWinograd.removeAll()
     }
 
     struct HandleKey: Hashable { let geometry: ConvGeometry; let bias: Bool; var relu = false }
@@ -78,6 +85,7 @@ public enum ConvDispatch {
         lock.lock(); defer { lock.unlock() }
         storedDecisions = nil   // decisions are per thread count
         tuned.removeAll()
+        tunedWinograd.removeAll()
         for h in handles.values { pd_conv_destroy(h) }
         handles.removeAll()
     }
@@ -96,16 +104,31 @@ public enum ConvDispatch {
             }
         }
         lock.lock()
-        if let path = tuneCachePath {
-            if storedDecisions == nil { storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey) }
-            if let stored = storedDecisions?[ConvTuneCache.key(g, pass)] {
-                tuned[TuneKey(geometry: g, pass: pass)] = stored
-                lock.unlock()
-                return stored
-            }
+        if let stored = storedDecision(ConvTuneCache.key(g, pass)).flatMap(ConvAlgorithm.init(rawValue:)) {
+            tuned[TuneKey(geometry: g, pass: pass)] = stored
+            lock.unlock()
+            return stored
         }
         lock.unlock()
         return tune(g, pass)
+    }
+
+    /// The decision stored under `key` in this machine's table of the cache file (read on first
+    /// need), nil when there is none or no file is kept. Call with `lock` held.
+    private static func storedDecision(_ key: String) -> String? {
+        guard let path = tuneCachePath else { return nil }
+        if storedDecisions == nil { storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey) }
+        return storedDecisions?[key]
+    }
+
+    /// Adds one measured decision to this machine's table of the cache file, re-read first so
+    /// that decisions other processes wrote meanwhile are kept. Call with `lock` held.
+    private static func storeDecision(_ value: String, key: String) {
+        guard let path = tuneCachePath else { return }
+        var table = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey)
+        table[key] = value
+        storedDecisions = table
+        ConvTuneCache.store(table, path: path, machine: ConvTuneCache.machineKey)
     }
 
     /// What the rule says for one shape and pass: an algorithm, or that the pass is a near-tie
@@ -283,12 +306,51 @@ public enum ConvDispatch {
     /// held to AVX2 beside AVX-512 oneDNN (`OPENBLAS_CORETYPE`), a quarter of the multiplies at
     /// half the width is no clear gain over the direct kernel, which there beat im2col + OpenBLAS
     /// by 1.3–4× (`measuredRule`).
+    ///
+    /// Where `winogradIsTimed`, a pass the rule gives to Winograd is timed once against the
+    /// direct algorithm instead (on the `inputs` together, as `frozenForward` runs them), and
+    /// runs with whichever was faster.
     public static func usesWinograd(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
+        guard winogradRule(g, pass: pass, inputs: inputs) else { return false }
+        guard winogradIsTimed else { return true }
+        var together = g
+        together.n = inputs * g.n
+        return winogradWins(together, pass)
+    }
+    private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
+
+    /// What `usesWinograd` says without timing: the measured rule above.
+    public static func winogradRule(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
         let tiles = inputs * g.n * ((g.outH + 3) / 4) * ((g.outW + 3) / 4)
         let enough = pass == .backwardWeight ? tiles >= 128 && g.cIn >= 32 && g.cOut >= 32 && Gemm.vectorBits >= dnnlVectorBits : tiles >= 8
         return winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g) && g.cIn >= 16 && g.cOut >= 16 && enough
     }
-    private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
+
+    /// Whether the passes Winograd's rule takes are timed against the direct algorithm rather
+    /// than taken: under `PERCEP_CONV=tune` (everything is timed) or `PERCEP_WINOGRAD=tune`, and
+    /// by default where oneDNN's kernels are wider than `winogradRuleMeasuredBits`. Winograd's
+    /// transforms are AVX2 code and its rule was measured against AVX2 oneDNN (1.1–3× its rate);
+    /// against AVX-512 oneDNN, which reaches 380–440 GFLOP/s of a 430 GFLOP/s FMA peak on two
+    /// Zen 5 cores, a quarter of the multiplies plus the transforms is no sure gain on every
+    /// shape. `PERCEP_CONV=rule` times nothing.
+    static var winogradIsTimed: Bool {
+        lock.lock(); defer { lock.unlock() }
+        return winogradByRuleDepth == 0 && (tuning || (measuringTies && (winogradTimedByRequest || dnnlVectorBits > winogradRuleMeasuredBits)))
+    }
+    /// `PERCEP_WINOGRAD=tune`: Winograd's passes timed on any machine (with the near-ties).
+    private static let winogradTimedByRequest = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] == "tune"
+
+    /// Runs `body` with Winograd's rule taken as it is, never timed (`winogradRule`), in every
+    /// thread: for tests and measurements that must know which algorithm runs on any machine.
+    public static func withWinogradByRule<T>(_ body: () throws -> T) rethrows -> T {
+        lock.lock(); winogradByRuleDepth += 1; lock.unlock()
+        defer { lock.lock(); winogradByRuleDepth -= 1; lock.unlock() }
+        return try body()
+    }
+    private static var winogradByRuleDepth = 0
+
+    /// The widest oneDNN kernels Winograd's rule was measured against (AVX2).
+    static let winogradRuleMeasuredBits = 256
 
     /// Whether the forward whose ReLU signs and max-pool argmaxes enter a gradient (the
     /// prediction's embedding in a perceptual loss) may run Winograd too: only with
@@ -465,13 +527,51 @@ public enum ConvDispatch {
         let best = ConvAlgorithm.allCases[fastest.indices.min { fastest[$0] < fastest[$1] }!]
         lock.lock()
         tuned[TuneKey(geometry: g, pass: pass)] = best
-        if let path = tuneCachePath {
-            storedDecisions = ConvTuneCache.load(path: path, machine: ConvTuneCache.machineKey)
-            storedDecisions![ConvTuneCache.key(g, pass)] = best
-            ConvTuneCache.store(storedDecisions!, path: path, machine: ConvTuneCache.machineKey)
-        }
+        storeDecision(best.rawValue, key: ConvTuneCache.key(g, pass))
         lock.unlock()
         return best
+    }
+
+    /// Whether Winograd ran `pass` of `g` faster than the direct algorithm the dispatch would
+    /// otherwise run (`algorithm(for:pass:)`), timed as `tune` times (the best of `tuneRounds`
+    /// calls each, taking turns) the first time, remembered in memory and in the cache file.
+    private static func winogradWins(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
+        let key = TuneKey(geometry: g, pass: pass)
+        lock.lock()
+        if let decided = tunedWinograd[key] { lock.unlock(); return decided }
+        if let stored = storedDecision(ConvTuneCache.winogradKey(g, pass)),
+           stored == ConvTuneCache.winogradChoice || stored == ConvTuneCache.directChoice {
+            tunedWinograd[key] = stored == ConvTuneCache.winogradChoice
+            lock.unlock()
+            return stored == ConvTuneCache.winogradChoice
+        }
+        lock.unlock()
+        let direct = algorithm(for: g, pass: pass)
+        let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
+        let y = Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1)
+        let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
+        var fastest: [UInt64] = [.max, .max]   // Winograd, direct
+        for round in 0..<tuneRounds {
+            for k in round % 2 == 0 ? [0, 1] : [1, 0] {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                if k == 1 {
+                    run(pass, g, with: direct, y: y.data, x: x.data, w: w.data, dx: dx.data, dy: y.data, dw: dw.data)
+                } else {
+                    switch pass {
+                    case .forward: ConvWinograd.forward(y.data, x.data, w.data, nil, g)
+                    case .backwardData: ConvWinograd.backwardData(dx.data, y.data, w.data, g)
+                    case .backwardWeight: ConvWinograd.backwardWeight(dw.data, x.data, y.data, g)
+                    }
+                }
+                fastest[k] = Swift.min(fastest[k], DispatchTime.now().uptimeNanoseconds - t0)
+            }
+        }
+        let wins = fastest[0] < fastest[1]
+        lock.lock()
+        tunedWinograd[key] = wins
+        storeDecision(wins ? ConvTuneCache.winogradChoice : ConvTuneCache.directChoice, key: ConvTuneCache.winogradKey(g, pass))
+        lock.unlock()
+        return wins
     }
 
     /// Every (shape, pass) timed (or read from the cache file) so far with the algorithm it

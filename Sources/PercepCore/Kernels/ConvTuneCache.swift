@@ -3,7 +3,8 @@ import CBLAS
 import CDNNLConv
 
 /// Convolution algorithm decisions measured by `ConvDispatch` (the rule's near-ties by default,
-/// every shape and pass under `PERCEP_CONV=tune`), kept on disk so each (shape, pass) is timed
+/// every shape and pass under `PERCEP_CONV=tune`; Winograd against the direct algorithm where its
+/// rule was not measured), kept on disk so each (shape, pass) is timed
 /// once per machine rather than once per process (cuDNN's benchmark mode, remembered).
 ///
 /// Decisions are only valid where they were measured, so the file holds one table per machine
@@ -37,21 +38,28 @@ public enum ConvTuneCache {
             + "\(g.dilH),\(g.dilW),\(g.groups)/\(pass)"
     }
 
-    /// The decisions stored for `machine` in the file at `path` (empty when there are none).
-    static func load(path: String, machine: String) -> [String: ConvAlgorithm] {
+    /// Text key of the Winograd-or-direct decision for one (shape, pass); its value is
+    /// `winogradChoice` or `directChoice`.
+    static func winogradKey(_ g: ConvGeometry, _ pass: ConvPass) -> String { key(g, pass) + "/winograd-or-direct" }
+    /// The stored values of a `winogradKey` decision.
+    static let winogradChoice = "winograd", directChoice = "direct"
+
+    /// The decisions stored for `machine` in the file at `path` (empty when there are none), as
+    /// text: a `key`'s value is a `ConvAlgorithm` name, a `winogradKey`'s one of its two choices.
+    static func load(path: String, machine: String) -> [String: String] {
         guard let data = FileManager.default.contents(atPath: path),
               let file = try? JSONDecoder().decode([String: [String: String]].self, from: data),
               let table = file[machine] else { return [:] }
-        return table.compactMapValues { ConvAlgorithm(rawValue: $0) }
+        return table
     }
 
     /// Writes `decisions` as `machine`'s table into the file at `path`, keeping other machines'
     /// tables; failures are ignored (the next run measures again).
-    static func store(_ decisions: [String: ConvAlgorithm], path: String, machine: String) {
+    static func store(_ decisions: [String: String], path: String, machine: String) {
         var file: [String: [String: String]] = [:]
         if let data = FileManager.default.contents(atPath: path),
            let old = try? JSONDecoder().decode([String: [String: String]].self, from: data) { file = old }
-        file[machine] = decisions.mapValues(\.rawValue)
+        file[machine] = decisions
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard let data = try? encoder.encode(file) else { return }
