@@ -17,7 +17,7 @@
 #   bash launch/reproduce.sh --tasks instance,depth --seeds 3
 #                                              Table 5 (CondInst +- perceptual, 2 ranks, about
 #                                              10-14 minutes a run) and Table 7 (WCE, WCE + VNL,
-#                                              each +- perceptual, about 3 minutes a run), 3 seeds
+#                                              each +- perceptual, about 8 minutes a run), 3 seeds
 #   bash launch/reproduce.sh --only vgg19,k7   some rows of any task (names: percep-dist study run --help)
 #   bash launch/reproduce.sh ... KEY VALUE     config overrides for every training run
 #

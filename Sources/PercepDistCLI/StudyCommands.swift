@@ -70,7 +70,7 @@ struct StudyRun: ParsableCommand {
     @Option(help: """
         Comma-separated tasks whose rows run: segmentation (Tables 1–4, the default), instance \
         (Table 5: CondInst ± perceptual, 2 ranks, about 10–14 minutes a run), depth (Table 7: WCE \
-        and WCE + VNL, each ± perceptual, about 3 minutes a run).
+        and WCE + VNL, each ± perceptual, about 8 minutes a run).
         """) var tasks = "segmentation"
     @Option(help: "Comma-separated rows to run, of any task (default: the target rows of --tasks, every row with --ablations; any row by name, but only target rows with --quick unless --ablations).") var only: String?
     @Option(help: "Seeds per row that is not a headline row: the ablations, the instance and depth rows (default 2).") var seeds: Int?

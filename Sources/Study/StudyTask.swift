@@ -68,7 +68,7 @@ public enum StudyTask: String, Codable, Sendable, CaseIterable {
         switch self {
         case .segmentation: return 1200
         case .instance: return 750
-        case .depth: return 100
+        case .depth: return 500
         }
     }
 

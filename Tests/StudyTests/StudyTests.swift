@@ -152,6 +152,7 @@ final class StudyGridTests: XCTestCase {
             // --quick shortens the whole schedule: learning-rate steps fall inside the shorter run.
             let quick = try TrainingConfig.load(file: config, overrides: row.overrides + extra + row.task.quickSchedule)
             XCTAssertEqual(quick.int("SOLVER.MAX_ITER"), row.task.quickIterations, row.id)
+            XCTAssertEqual(4 * row.task.quickIterations, loaded.int("SOLVER.MAX_ITER"), "\(row.id): --quick is a quarter of the schedule")
             if quick.string("SOLVER.LR_SCHEDULER_NAME") != "poly" {   // poly decays towards MAX_ITER by itself
                 XCTAssertTrue(quick.ints("SOLVER.STEPS").allSatisfy { $0 < row.task.quickIterations }, "\(row.id): \(quick.ints("SOLVER.STEPS"))")
             }
