@@ -507,24 +507,11 @@ public enum ConvDispatch {
     /// Calls per algorithm when timing a shape and pass.
     static let tuneRounds = 5
 
-    /// Times `pass` of `g` with each algorithm on scratch tensors and records the faster: the
-    /// best of `tuneRounds` calls each, the algorithms taking turns (the order reversed every
-    /// other round), so a burst of load from a neighbour on a shared machine slows both rather
-    /// than deciding the race. The first round also warms each algorithm up.
+    /// Times `pass` of `g` with each algorithm (`fastestCandidate`) and records the faster.
     private static func tune(_ g: ConvGeometry, _ pass: ConvPass) -> ConvAlgorithm {
-        let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
-        let y = Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1)
-        let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
-        var fastest = Array(repeating: UInt64.max, count: ConvAlgorithm.allCases.count)
-        for round in 0..<tuneRounds {
-            let order = round % 2 == 0 ? Array(ConvAlgorithm.allCases.indices) : ConvAlgorithm.allCases.indices.reversed()
-            for k in order {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                run(pass, g, with: ConvAlgorithm.allCases[k], y: y.data, x: x.data, w: w.data, dx: dx.data, dy: y.data, dw: dw.data)
-                fastest[k] = Swift.min(fastest[k], DispatchTime.now().uptimeNanoseconds - t0)
-            }
-        }
-        let best = ConvAlgorithm.allCases[fastest.indices.min { fastest[$0] < fastest[$1] }!]
+        let best = ConvAlgorithm.allCases[fastestCandidate(g, count: ConvAlgorithm.allCases.count) { k, t in
+            run(pass, g, with: ConvAlgorithm.allCases[k], y: t.y.data, x: t.x.data, w: t.w.data, dx: t.dx.data, dy: t.y.data, dw: t.dw.data)
+        }]
         lock.lock()
         tuned[TuneKey(geometry: g, pass: pass)] = best
         storeDecision(best.rawValue, key: ConvTuneCache.key(g, pass))
@@ -532,9 +519,31 @@ public enum ConvDispatch {
         return best
     }
 
+    /// Scratch tensors of one geometry for timing its passes: x, w, y (also dy), dx, dw.
+    struct TimingTensors { let x, w, y, dx, dw: Tensor }
+
+    /// Index of the fastest of `count` candidates run by `body(k, scratch)` on scratch tensors of
+    /// `g`: the best of `tuneRounds` calls each, the candidates taking turns (the order reversed
+    /// every other round), so a burst of load from a neighbour slows all of them rather than
+    /// deciding the race. The first round also warms each one up.
+    private static func fastestCandidate(_ g: ConvGeometry, count: Int, _ body: (Int, TimingTensors) -> Void) -> Int {
+        let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
+        let t = TimingTensors(x: x, w: w, y: Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1),
+                              dx: Tensor(uninitialized: x.shape), dw: Tensor(uninitialized: w.shape))
+        var fastest = Array(repeating: UInt64.max, count: count)
+        for round in 0..<tuneRounds {
+            for k in round % 2 == 0 ? Array(0..<count) : (0..<count).reversed() {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body(k, t)
+                fastest[k] = Swift.min(fastest[k], DispatchTime.now().uptimeNanoseconds - t0)
+            }
+        }
+        return fastest.indices.min { fastest[$0] < fastest[$1] }!
+    }
+
     /// Whether Winograd ran `pass` of `g` faster than the direct algorithm the dispatch would
-    /// otherwise run (`algorithm(for:pass:)`), timed as `tune` times (the best of `tuneRounds`
-    /// calls each, taking turns) the first time, remembered in memory and in the cache file.
+    /// otherwise run (`algorithm(for:pass:)`), timed by `fastestCandidate` the first time,
+    /// remembered in memory and in the cache file.
     private static func winogradWins(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
         let key = TuneKey(geometry: g, pass: pass)
         lock.lock()
@@ -547,26 +556,16 @@ public enum ConvDispatch {
         }
         lock.unlock()
         let direct = algorithm(for: g, pass: pass)
-        let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
-        let y = Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1)
-        let dx = Tensor(uninitialized: x.shape), dw = Tensor(uninitialized: w.shape)
-        var fastest: [UInt64] = [.max, .max]   // Winograd, direct
-        for round in 0..<tuneRounds {
-            for k in round % 2 == 0 ? [0, 1] : [1, 0] {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                if k == 1 {
-                    run(pass, g, with: direct, y: y.data, x: x.data, w: w.data, dx: dx.data, dy: y.data, dw: dw.data)
-                } else {
-                    switch pass {
-                    case .forward: ConvWinograd.forward(y.data, x.data, w.data, nil, g)
-                    case .backwardData: ConvWinograd.backwardData(dx.data, y.data, w.data, g)
-                    case .backwardWeight: ConvWinograd.backwardWeight(dw.data, x.data, y.data, g)
-                    }
-                }
-                fastest[k] = Swift.min(fastest[k], DispatchTime.now().uptimeNanoseconds - t0)
+        let wins = fastestCandidate(g, count: 2) { k, t in   // 0: Winograd, 1: direct
+            guard k == 0 else {
+                return run(pass, g, with: direct, y: t.y.data, x: t.x.data, w: t.w.data, dx: t.dx.data, dy: t.y.data, dw: t.dw.data)
             }
-        }
-        let wins = fastest[0] < fastest[1]
+            switch pass {
+            case .forward: ConvWinograd.forward(t.y.data, t.x.data, t.w.data, nil, g)
+            case .backwardData: ConvWinograd.backwardData(t.dx.data, t.y.data, t.w.data, g)
+            case .backwardWeight: ConvWinograd.backwardWeight(t.dw.data, t.x.data, t.y.data, g)
+            }
+        } == 0
         lock.lock()
         tunedWinograd[key] = wins
         storeDecision(wins ? ConvTuneCache.winogradChoice : ConvTuneCache.directChoice, key: ConvTuneCache.winogradKey(g, pass))
