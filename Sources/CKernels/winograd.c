@@ -12,7 +12,8 @@
 
 #if defined(__x86_64__) && defined(__clang__)
 #define PD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-// The 16-lane GEMM also gets an AVX-512 clone; on other CPUs it runs split into 8-lane halves.
+// The 16-lane GEMM and tile transforms also get an AVX-512 clone; on other CPUs they run split
+// into 8-lane halves.
 #define PD_CLONES_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define PD_CLONES
@@ -28,9 +29,11 @@
 // calling convention, but no such call remains once they are inlined, so the warning is moot.
 #pragma clang diagnostic ignored "-Wpsabi"
 
-// out[i][*] = (B^T in)[i][*] for six rows of GROUP values (in and out rows `stride` apart).
-PD_INLINE void bt_rows(const float *in, float *out, int stride) {
-  for (int l = 0; l < GROUP; l++) {
+// out[i][*] = (B^T in)[i][*] for six rows of `lanes` values (in and out rows `stride` apart). The
+// tile transforms run on groups of 8 or 16 tiles (`lanes`, a constant in each caller once inlined,
+// so the loop is one vector operation per row); every lane does the same arithmetic either way.
+PD_INLINE void bt_rows(const float *in, float *out, int stride, const int lanes) {
+  for (int l = 0; l < lanes; l++) {
     float d0 = in[0 * stride + l], d1 = in[1 * stride + l], d2 = in[2 * stride + l];
     float d3 = in[3 * stride + l], d4 = in[4 * stride + l], d5 = in[5 * stride + l];
     out[0 * stride + l] = 4 * d0 - 5 * d2 + d4;
@@ -43,8 +46,8 @@ PD_INLINE void bt_rows(const float *in, float *out, int stride) {
 }
 
 // out[i][*] = (A^T in)[i][*]: four rows from six (in rows `in_stride`, out rows `out_stride` apart).
-PD_INLINE void at_rows(const float *in, int in_stride, float *out, int out_stride) {
-  for (int l = 0; l < GROUP; l++) {
+PD_INLINE void at_rows(const float *in, int in_stride, float *out, int out_stride, const int lanes) {
+  for (int l = 0; l < lanes; l++) {
     float m0 = in[0 * in_stride + l], m1 = in[1 * in_stride + l], m2 = in[2 * in_stride + l];
     float m3 = in[3 * in_stride + l], m4 = in[4 * in_stride + l], m5 = in[5 * in_stride + l];
     float s12 = m1 + m2, d12 = m1 - m2, s34 = m3 + m4, d34 = m3 - m4;
@@ -356,11 +359,11 @@ int pd_cpu_has_avx512f(void) {
 }
 
 // Eight tiles side by side in one tile row read six input rows of 34 consecutive columns from
-// column x0: lane l's patch column j is column 4l + j. Writes d[i*6 + j][l] for the six rows
-// (rows[i] points at column x0 of row i, 34 readable floats). The lanes are gathered with vector
-// shuffles: the first 32 columns are an 8x4 (tile, column) matrix to transpose; columns 4 and 5 are
-// columns 0 and 1 of the next tile.
-PD_INLINE void gather_row_of_tiles(const float *const rows[6], float *d) {
+// column x0: lane l's patch column j is column 4l + j. Writes d[(i*6 + j) * stride + l] for the six
+// rows (rows[i] points at column x0 of row i, 34 readable floats). The lanes are gathered with
+// vector shuffles: the first 32 columns are an 8x4 (tile, column) matrix to transpose; columns 4
+// and 5 are columns 0 and 1 of the next tile.
+PD_INLINE void gather_row_of_tiles(const float *const rows[6], float *d, int stride) {
   for (int i = 0; i < 6; i++) {
     const float *r = rows[i];
     const pd_v8 a = pd_load8(r), b = pd_load8(r + 8), c = pd_load8(r + 16), e = pd_load8(r + 24);
@@ -376,109 +379,132 @@ PD_INLINE void gather_row_of_tiles(const float *const rows[6], float *d) {
     const pd_v8 tail = {r[32], r[33], 0, 0, 0, 0, 0, 0};
     const pd_v8 col4 = __builtin_shufflevector(col0, tail, 1, 2, 3, 4, 5, 6, 7, 8);
     const pd_v8 col5 = __builtin_shufflevector(col1, tail, 1, 2, 3, 4, 5, 6, 7, 9);
-    float *out = d + i * 6 * GROUP;
-    pd_store8(out + 0 * GROUP, col0); pd_store8(out + 1 * GROUP, col1); pd_store8(out + 2 * GROUP, col2);
-    pd_store8(out + 3 * GROUP, col3); pd_store8(out + 4 * GROUP, col4); pd_store8(out + 5 * GROUP, col5);
+    float *out = d + i * 6 * stride;
+    pd_store8(out + 0 * stride, col0); pd_store8(out + 1 * stride, col1); pd_store8(out + 2 * stride, col2);
+    pd_store8(out + 3 * stride, col3); pd_store8(out + 4 * stride, col4); pd_store8(out + 5 * stride, col5);
   }
 }
 
-PD_CLONES
-void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
-                     long t0, int count, int c_begin, int c_end, float *v, int ld) {
-  const long per_image = (long)tiles_h * tiles_w;
-  float d[36 * GROUP], e[36 * GROUP];
+// The 6x6 input patches of channel c of the tiles first .. first+lanes-1 (lanes <= 8) into
+// d[p * stride + l] for the 36 positions p, lanes past `lanes` zero. `padded` is scratch for rows
+// that reach past the image.
+PD_INLINE void gather_eight_patches(const float *x, int channels, int h, int w, int pad, int tiles_w, long per_image, int c,
+                                    long first, int lanes, float *d, int stride, float padded[6][40]) {
+  const int first_tx = (int)(first % per_image) % tiles_w;
+  if (lanes == GROUP && first_tx + GROUP <= tiles_w) {
+    // The common case on large maps: eight tiles of one tile row, read as six row segments.
+    const long n = first / per_image;
+    const int ty = (int)(first % per_image) / tiles_w;
+    const float *plane = x + ((size_t)n * channels + c) * h * w;
+    const int y0 = 4 * ty - pad, x0 = 4 * first_tx - pad;
+    const float *rows[6];
+    for (int i = 0; i < 6; i++) {
+      const int yy = y0 + i;
+      if (yy >= 0 && yy < h && x0 >= 0 && x0 + 34 <= w) {
+        rows[i] = plane + (size_t)yy * w + x0;
+      } else {
+        // Zeros, then the columns inside the image: whole 8-float chunks as vectors, the
+        // chunks cut by an edge element by element (a per-element bounds test was a quarter
+        // of this function's time).
+        __builtin_memset(padded[i], 0, sizeof padded[i]);
+        if (yy >= 0 && yy < h) {
+          const float *row = plane + (size_t)yy * w;   // column x0 + j is padded[i][j]
+          const int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 34 ? w - x0 : 34;
+          for (int q = 0; q < 40; q += GROUP) {
+            if (q >= lo && q + GROUP <= hi) {
+              __builtin_memcpy(padded[i] + q, row + x0 + q, GROUP * sizeof(float));
+            } else {
+              for (int j = q > lo ? q : lo; j < q + GROUP && j < hi; j++) padded[i][j] = row[x0 + j];
+            }
+          }
+        }
+        rows[i] = padded[i];
+      }
+    }
+    gather_row_of_tiles(rows, d, stride);
+    return;
+  }
+  for (int l = 0; l < GROUP; l++) {
+    if (l >= lanes) {
+      for (int p = 0; p < 36; p++) d[p * stride + l] = 0;
+      continue;
+    }
+    const long t = first + l;
+    const long n = t / per_image;
+    const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
+    const float *plane = x + ((size_t)n * channels + c) * h * w;
+    const int y0 = 4 * ty - pad, x0 = 4 * tx - pad;
+    if (y0 >= 0 && x0 >= 0 && y0 + 6 <= h && x0 + 6 <= w) {
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++) d[(i * 6 + j) * stride + l] = plane[(size_t)(y0 + i) * w + x0 + j];
+    } else {
+      for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 6; j++) {
+          const int yy = y0 + i, xx = x0 + j;
+          d[(i * 6 + j) * stride + l] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? plane[(size_t)yy * w + xx] : 0.0f;
+        }
+    }
+  }
+}
+
+// pd_wino43_input on groups of `width` tiles (8 or 16): each group's patches are gathered eight
+// tiles at a time, then transformed on `width`-float rows.
+PD_INLINE void input_transform(const float *x, int channels, int h, int w, int pad, int tiles_w, long t0, int count,
+                               int c_begin, int c_end, float *v, int ld, const int width, long per_image) {
+  float d[36 * 16], e[36 * 16];
   // Rows of a tile-row group that reach past the image, zero-padded (34 columns used).
   float padded[6][40];
   for (int c = c_begin; c < c_end; c++) {
-    for (int g0 = 0; g0 < count; g0 += GROUP) {
-      const int lanes = count - g0 < GROUP ? count - g0 : GROUP;
-      const long first = t0 + g0;
-      const int first_tx = (int)(first % per_image) % tiles_w;
-      if (lanes == GROUP && first_tx + GROUP <= tiles_w) {
-        // The common case on large maps: eight tiles of one tile row, read as six row segments.
-        const long n = first / per_image;
-        const int ty = (int)(first % per_image) / tiles_w;
-        const float *plane = x + ((size_t)n * channels + c) * h * w;
-        const int y0 = 4 * ty - pad, x0 = 4 * first_tx - pad;
-        const float *rows[6];
-        for (int i = 0; i < 6; i++) {
-          const int yy = y0 + i;
-          if (yy >= 0 && yy < h && x0 >= 0 && x0 + 34 <= w) {
-            rows[i] = plane + (size_t)yy * w + x0;
-          } else {
-            // Zeros, then the columns inside the image: whole 8-float chunks as vectors, the
-            // chunks cut by an edge element by element (a per-element bounds test was a quarter
-            // of this function's time).
-            __builtin_memset(padded[i], 0, sizeof padded[i]);
-            if (yy >= 0 && yy < h) {
-              const float *row = plane + (size_t)yy * w;   // column x0 + j is padded[i][j]
-              const int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 34 ? w - x0 : 34;
-              for (int q = 0; q < 40; q += GROUP) {
-                if (q >= lo && q + GROUP <= hi) {
-                  __builtin_memcpy(padded[i] + q, row + x0 + q, GROUP * sizeof(float));
-                } else {
-                  for (int j = q > lo ? q : lo; j < q + GROUP && j < hi; j++) padded[i][j] = row[x0 + j];
-                }
-              }
-            }
-            rows[i] = padded[i];
-          }
-        }
-        gather_row_of_tiles(rows, d);
-      } else {
-        for (int l = 0; l < GROUP; l++) {
-          if (l >= lanes) {
-            for (int p = 0; p < 36; p++) d[p * GROUP + l] = 0;
-            continue;
-          }
-          const long t = first + l;
-          const long n = t / per_image;
-          const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
-          const float *plane = x + ((size_t)n * channels + c) * h * w;
-          const int y0 = 4 * ty - pad, x0 = 4 * tx - pad;
-          if (y0 >= 0 && x0 >= 0 && y0 + 6 <= h && x0 + 6 <= w) {
-            for (int i = 0; i < 6; i++)
-              for (int j = 0; j < 6; j++) d[(i * 6 + j) * GROUP + l] = plane[(size_t)(y0 + i) * w + x0 + j];
-          } else {
-            for (int i = 0; i < 6; i++)
-              for (int j = 0; j < 6; j++) {
-                const int yy = y0 + i, xx = x0 + j;
-                d[(i * 6 + j) * GROUP + l] = (yy >= 0 && yy < h && xx >= 0 && xx < w) ? plane[(size_t)yy * w + xx] : 0.0f;
-              }
-          }
-        }
+    for (int g0 = 0; g0 < count; g0 += width) {
+      const int lanes = count - g0 < width ? count - g0 : width;
+      for (int half = 0; half < width; half += GROUP) {
+        const int half_lanes = lanes - half < 0 ? 0 : (lanes - half < GROUP ? lanes - half : GROUP);
+        gather_eight_patches(x, channels, h, w, pad, tiles_w, per_image, c, t0 + g0 + half, half_lanes, d + half, width, padded);
       }
       // Columns of the patch: e[i][j] = sum_r B^T[i][r] d[r][j] (six rows of six columns).
-      for (int j = 0; j < 6; j++) bt_rows(d + j * GROUP, e + j * GROUP, 6 * GROUP);
+      for (int j = 0; j < 6; j++) bt_rows(d + j * width, e + j * width, 6 * width, width);
       // Rows: V[i][j] = sum_k e[i][k] B^T[j][k].
-      for (int i = 0; i < 6; i++) bt_rows(e + i * 6 * GROUP, d + i * 6 * GROUP, GROUP);
-      if (lanes == GROUP) {
+      for (int i = 0; i < 6; i++) bt_rows(e + i * 6 * width, d + i * 6 * width, width, width);
+      if (lanes == width) {
         // A whole group is one vector store per position (a variable-length copy would be a
         // memcpy call per position).
         for (int p = 0; p < 36; p++) {
           float *dst = v + ((size_t)p * channels + c) * ld + g0;
           // 36 rows written in step are more streams than the prefetchers follow: fetch the line
-          // four groups (two lines) ahead in each.
-          if (g0 + 4 * GROUP <= ld) __builtin_prefetch(dst + 4 * GROUP, 1);
-          __builtin_memcpy(dst, d + p * GROUP, GROUP * sizeof(float));
+          // four groups ahead in each.
+          if (g0 + 4 * width <= ld) __builtin_prefetch(dst + 4 * width, 1);
+          __builtin_memcpy(dst, d + p * width, width * sizeof(float));
         }
       } else {
         for (int p = 0; p < 36; p++) {
           float *dst = v + ((size_t)p * channels + c) * ld + g0;
-          for (int l = 0; l < lanes; l++) dst[l] = d[p * GROUP + l];
+          for (int l = 0; l < lanes; l++) dst[l] = d[p * width + l];
         }
       }
     }
   }
 }
 
+PD_CLONES
+void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+                     long t0, int count, int c_begin, int c_end, float *v, int ld) {
+  input_transform(x, channels, h, w, pad, tiles_w, t0, count, c_begin, c_end, v, ld, GROUP, (long)tiles_h * tiles_w);
+}
+
+PD_CLONES_WIDE
+void pd_wino43_input_wide(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+                          long t0, int count, int c_begin, int c_end, float *v, int ld) {
+  input_transform(x, channels, h, w, pad, tiles_w, t0, count, c_begin, c_end, v, ld, 2 * GROUP, (long)tiles_h * tiles_w);
+}
+
 typedef int pd_i8 __attribute__((vector_size(32)));
 
-// The inverse of gather_row_of_tiles for one output row: o[j][l] (column j of lane l's tile, four
-// vectors) become the row's 32 consecutive values, lane l's four columns at 4l, stored at y after
-// adding `bias` and, with `relu`, replacing negatives by +0 exactly as the scalar path does.
-PD_INLINE void scatter_row_of_tiles(const float *o, float bias, int relu, uint32_t keep, float *y) {
-  const pd_v8 o0 = pd_load8(o), o1 = pd_load8(o + GROUP), o2 = pd_load8(o + 2 * GROUP), o3 = pd_load8(o + 3 * GROUP);
+// The inverse of gather_row_of_tiles for one output row: o[j * stride + l] (column j of lane l's
+// tile, four vectors) become the row's 32 consecutive values, lane l's four columns at 4l, stored
+// at y after adding `bias` and, with `relu`, replacing negatives by +0 exactly as the scalar path
+// does.
+PD_INLINE void scatter_row_of_tiles(const float *o, int stride, float bias, int relu, uint32_t keep, float *y) {
+  const pd_v8 o0 = pd_load8(o), o1 = pd_load8(o + stride), o2 = pd_load8(o + 2 * stride), o3 = pd_load8(o + 3 * stride);
   // [t0c0 t0c1 t1c0 t1c1 t2c0 t2c1 t3c0 t3c1], columns 2 and 3 likewise, then tiles 4..7.
   const pd_v8 p_lo = __builtin_shufflevector(o0, o1, 0, 8, 1, 9, 2, 10, 3, 11);
   const pd_v8 q_lo = __builtin_shufflevector(o2, o3, 0, 8, 1, 9, 2, 10, 3, 11);
@@ -513,69 +539,97 @@ PD_INLINE uint32_t mask_bits32(const uint64_t *row, long bit) {
   return (uint32_t)v;
 }
 
-PD_CLONES
-void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
-                      int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
-                      int k_begin, int k_end, float *y) {
-  const long per_image = (long)tiles_h * tiles_w;
-  float in[36 * GROUP], mid[24 * GROUP], out[16 * GROUP];
+// Writes the transformed tiles first .. first+lanes-1 (lanes <= 8) of channel k: lane l's output
+// (i, j) is out[(i*4 + j) * stride + l], cropped to the map, with bias, ReLU and mask as
+// pd_wino43_output says.
+PD_INLINE void write_eight_tiles(const float *out, int stride, int channels, int k, long first, int lanes, int oh, int ow,
+                                 int tiles_w, long per_image, float b, int relu, const uint64_t *mask, int mask_row_words,
+                                 float *y) {
+  const int first_tx = (int)(first % per_image) % tiles_w;
+  if (lanes == GROUP && first_tx + GROUP <= tiles_w && 4 * (first_tx + GROUP) <= ow) {
+    // Eight whole tiles of one tile row: each output row is 32 consecutive values.
+    const long n = first / per_image;
+    const int ty = (int)(first % per_image) / tiles_w;
+    float *plane = y + ((size_t)n * channels + k) * oh * ow;
+    const uint64_t *mask_row = mask ? mask + ((size_t)n * channels + k) * mask_row_words : NULL;
+    for (int i = 0; i < 4 && 4 * ty + i < oh; i++) {
+      const long at = (long)(4 * ty + i) * ow + 4 * first_tx;
+      scatter_row_of_tiles(out + i * 4 * stride, stride, b, relu, mask_row ? mask_bits32(mask_row, at) : 0xFFFFFFFFu, plane + at);
+    }
+    return;
+  }
+  for (int l = 0; l < lanes; l++) {
+    const long t = first + l;
+    const long n = t / per_image;
+    const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
+    float *plane = y + ((size_t)n * channels + k) * oh * ow;
+    const uint64_t *mask_row = mask ? mask + ((size_t)n * channels + k) * mask_row_words : NULL;
+    for (int i = 0; i < 4 && 4 * ty + i < oh; i++)
+      for (int j = 0; j < 4 && 4 * tx + j < ow; j++) {
+        const size_t at = (size_t)(4 * ty + i) * ow + 4 * tx + j;
+        float value = out[(i * 4 + j) * stride + l] + b;
+        if (relu && value < 0) value = 0.0f;
+        if (mask_row && !((mask_row[at >> 6] >> (at & 63)) & 1)) value = 0.0f;
+        plane[at] = value;
+      }
+  }
+}
+
+// pd_wino43_output on groups of `width` tiles (8 or 16): transformed on `width`-float rows, then
+// written eight tiles at a time.
+PD_INLINE void output_transform(const float *m, int channels, int ld, long t0, int count, int oh, int ow, int tiles_w,
+                                long per_image, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
+                                int k_begin, int k_end, float *y, const int width) {
+  float in[36 * 16], mid[24 * 16], out[16 * 16];
   for (int k = k_begin; k < k_end; k++) {
     const float b = bias ? bias[k] : 0.0f;
-    for (int g0 = 0; g0 < count; g0 += GROUP) {
-      const int lanes = count - g0 < GROUP ? count - g0 : GROUP;
-      if (lanes == GROUP) {
+    for (int g0 = 0; g0 < count; g0 += width) {
+      const int lanes = count - g0 < width ? count - g0 : width;
+      if (lanes == width) {
         for (int p = 0; p < 36; p++) {
           const float *src = m + ((size_t)p * channels + k) * ld + g0;
-          if (g0 + 4 * GROUP <= ld) __builtin_prefetch(src + 4 * GROUP);   // as in pd_wino43_input
-          __builtin_memcpy(in + p * GROUP, src, GROUP * sizeof(float));
+          if (g0 + 4 * width <= ld) __builtin_prefetch(src + 4 * width);   // as in input_transform
+          __builtin_memcpy(in + p * width, src, width * sizeof(float));
         }
       } else {
         for (int p = 0; p < 36; p++) {
           const float *src = m + ((size_t)p * channels + k) * ld + g0;
-          for (int l = 0; l < GROUP; l++) in[p * GROUP + l] = l < lanes ? src[l] : 0.0f;
+          for (int l = 0; l < width; l++) in[p * width + l] = l < lanes ? src[l] : 0.0f;
         }
       }
       // mid[i][j] = sum_a A^T[i][a] in[a][j]: for each column j, rows 6 -> 4.
-      for (int j = 0; j < 6; j++) at_rows(in + j * GROUP, 6 * GROUP, mid + j * GROUP, 6 * GROUP);
+      for (int j = 0; j < 6; j++) at_rows(in + j * width, 6 * width, mid + j * width, 6 * width, width);
       // out[i][j] = sum_b mid[i][b] A^T[j][b].
-      for (int i = 0; i < 4; i++) at_rows(mid + i * 6 * GROUP, GROUP, out + i * 4 * GROUP, GROUP);
-      const long first = t0 + g0;
-      const int first_tx = (int)(first % per_image) % tiles_w;
-      if (lanes == GROUP && first_tx + GROUP <= tiles_w && 4 * (first_tx + GROUP) <= ow) {
-        // Eight whole tiles of one tile row: each output row is 32 consecutive values.
-        const long n = first / per_image;
-        const int ty = (int)(first % per_image) / tiles_w;
-        float *plane = y + ((size_t)n * channels + k) * oh * ow;
-        const uint64_t *mask_row = mask ? mask + ((size_t)n * channels + k) * mask_row_words : NULL;
-        for (int i = 0; i < 4 && 4 * ty + i < oh; i++) {
-          const long at = (long)(4 * ty + i) * ow + 4 * first_tx;
-          scatter_row_of_tiles(out + i * 4 * GROUP, b, relu, mask_row ? mask_bits32(mask_row, at) : 0xFFFFFFFFu, plane + at);
-        }
-        continue;
-      }
-      for (int l = 0; l < lanes; l++) {
-        const long t = first + l;
-        const long n = t / per_image;
-        const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
-        float *plane = y + ((size_t)n * channels + k) * oh * ow;
-        const uint64_t *mask_row = mask ? mask + ((size_t)n * channels + k) * mask_row_words : NULL;
-        for (int i = 0; i < 4 && 4 * ty + i < oh; i++)
-          for (int j = 0; j < 4 && 4 * tx + j < ow; j++) {
-            const size_t at = (size_t)(4 * ty + i) * ow + 4 * tx + j;
-            float value = out[(i * 4 + j) * GROUP + l] + b;
-            if (relu && value < 0) value = 0.0f;
-            if (mask_row && !((mask_row[at >> 6] >> (at & 63)) & 1)) value = 0.0f;
-            plane[at] = value;
-          }
+      for (int i = 0; i < 4; i++) at_rows(mid + i * 6 * width, width, out + i * 4 * width, width, width);
+      for (int half = 0; half < width && half < lanes; half += GROUP) {
+        const int half_lanes = lanes - half < GROUP ? lanes - half : GROUP;
+        write_eight_tiles(out + half, width, channels, k, t0 + g0 + half, half_lanes, oh, ow, tiles_w, per_image, b, relu, mask,
+                          mask_row_words, y);
       }
     }
   }
 }
 
+PD_CLONES
+void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
+                      int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
+                      int k_begin, int k_end, float *y) {
+  output_transform(m, channels, ld, t0, count, oh, ow, tiles_w, (long)tiles_h * tiles_w, bias, relu, mask, mask_row_words, k_begin,
+                   k_end, y, GROUP);
+}
+
+PD_CLONES_WIDE
+void pd_wino43_output_wide(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
+                           int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
+                           int k_begin, int k_end, float *y) {
+  output_transform(m, channels, ld, t0, count, oh, ow, tiles_w, (long)tiles_h * tiles_w, bias, relu, mask, mask_row_words, k_begin,
+                   k_end, y, 2 * GROUP);
+}
+
 // out[i][*] = (A in)[i][*]: six rows from four (in rows `in_stride`, out rows `out_stride` apart),
 // A = (A^T)^T, the transpose of the output transform's matrix.
-PD_INLINE void a_rows(const float *in, int in_stride, float *out, int out_stride) {
-  for (int l = 0; l < GROUP; l++) {
+PD_INLINE void a_rows(const float *in, int in_stride, float *out, int out_stride, const int lanes) {
+  for (int l = 0; l < lanes; l++) {
     float d0 = in[0 * in_stride + l], d1 = in[1 * in_stride + l], d2 = in[2 * in_stride + l], d3 = in[3 * in_stride + l];
     float s02 = d0 + d2, s13 = d1 + d3, f02 = d0 + 4 * d2, f13 = 2 * d1 + 8 * d3;
     out[0 * out_stride + l] = d0;
@@ -587,17 +641,17 @@ PD_INLINE void a_rows(const float *in, int in_stride, float *out, int out_stride
   }
 }
 
-PD_CLONES
-void pd_wino43_output_grad(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
-                           int k_begin, int k_end, int k_first, int rows, float *dm, int ld) {
-  const long per_image = (long)tiles_h * tiles_w;
-  float d[16 * GROUP], e[24 * GROUP], out[36 * GROUP];
+// pd_wino43_output_grad on groups of `width` tiles (8 or 16).
+PD_INLINE void output_grad_transform(const float *dy, int channels, int oh, int ow, int tiles_w, long per_image, long t0,
+                                     int count, int k_begin, int k_end, int k_first, int rows, float *dm, int ld,
+                                     const int width) {
+  float d[16 * 16], e[24 * 16], out[36 * 16];
   for (int k = k_begin; k < k_end; k++) {
-    for (int g0 = 0; g0 < count; g0 += GROUP) {
-      const int lanes = count - g0 < GROUP ? count - g0 : GROUP;
-      for (int l = 0; l < GROUP; l++) {
+    for (int g0 = 0; g0 < count; g0 += width) {
+      const int lanes = count - g0 < width ? count - g0 : width;
+      for (int l = 0; l < width; l++) {
         if (l >= lanes) {
-          for (int p = 0; p < 16; p++) d[p * GROUP + l] = 0;
+          for (int p = 0; p < 16; p++) d[p * width + l] = 0;
           continue;
         }
         const long t = t0 + g0 + l;
@@ -608,23 +662,37 @@ void pd_wino43_output_grad(const float *dy, int channels, int oh, int ow, int ti
         // Outputs past the map's edge, which the forward computed and cropped, take no gradient.
         for (int i = 0; i < 4; i++)
           for (int j = 0; j < 4; j++)
-            d[(i * 4 + j) * GROUP + l] = (y0 + i < oh && x0 + j < ow) ? plane[(size_t)(y0 + i) * ow + x0 + j] : 0.0f;
+            d[(i * 4 + j) * width + l] = (y0 + i < oh && x0 + j < ow) ? plane[(size_t)(y0 + i) * ow + x0 + j] : 0.0f;
       }
       // Columns: e[i][j] = sum_r A[i][r] d[r][j] (four rows to six, for each of four columns).
-      for (int j = 0; j < 4; j++) a_rows(d + j * GROUP, 4 * GROUP, e + j * GROUP, 4 * GROUP);
+      for (int j = 0; j < 4; j++) a_rows(d + j * width, 4 * width, e + j * width, 4 * width, width);
       // Rows: out[i][j] = sum_s e[i][s] A[j][s].
-      for (int i = 0; i < 6; i++) a_rows(e + i * 4 * GROUP, GROUP, out + i * 6 * GROUP, GROUP);
+      for (int i = 0; i < 6; i++) a_rows(e + i * 4 * width, width, out + i * 6 * width, width, width);
       for (int p = 0; p < 36; p++) {
         float *dst = dm + ((size_t)p * rows + (k - k_first)) * ld + g0;
-        for (int l = 0; l < lanes; l++) dst[l] = out[p * GROUP + l];
+        for (int l = 0; l < lanes; l++) dst[l] = out[p * width + l];
       }
     }
   }
 }
 
+PD_CLONES
+void pd_wino43_output_grad(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
+                           int k_begin, int k_end, int k_first, int rows, float *dm, int ld) {
+  output_grad_transform(dy, channels, oh, ow, tiles_w, (long)tiles_h * tiles_w, t0, count, k_begin, k_end, k_first, rows, dm, ld,
+                        GROUP);
+}
+
+PD_CLONES_WIDE
+void pd_wino43_output_grad_wide(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
+                                int k_begin, int k_end, int k_first, int rows, float *dm, int ld) {
+  output_grad_transform(dy, channels, oh, ow, tiles_w, (long)tiles_h * tiles_w, t0, count, k_begin, k_end, k_first, rows, dm, ld,
+                        2 * GROUP);
+}
+
 // out[a][*] = (G^T in)[a][*]: three rows from six (in rows `in_stride`, out rows `out_stride` apart).
-PD_INLINE void gt_rows(const float *in, int in_stride, float *out, int out_stride) {
-  for (int l = 0; l < GROUP; l++) {
+PD_INLINE void gt_rows(const float *in, int in_stride, float *out, int out_stride, const int lanes) {
+  for (int l = 0; l < lanes; l++) {
     float m0 = in[0 * in_stride + l], m1 = in[1 * in_stride + l], m2 = in[2 * in_stride + l];
     float m3 = in[3 * in_stride + l], m4 = in[4 * in_stride + l], m5 = in[5 * in_stride + l];
     float s12 = m1 + m2, d12 = m2 - m1, s34 = m3 + m4, d34 = m3 - m4;
@@ -634,23 +702,33 @@ PD_INLINE void gt_rows(const float *in, int in_stride, float *out, int out_strid
   }
 }
 
-PD_CLONES
-void pd_wino43_weight_grad(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw) {
-  float in[36 * GROUP], mid[18 * GROUP], out[9 * GROUP];
+// pd_wino43_weight_grad on groups of `width` input channels (8 or 16).
+PD_INLINE void weight_grad_transform(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw, const int width) {
+  float in[36 * 16], mid[18 * 16], out[9 * 16];
   for (int k = k_begin; k < k_end; k++) {
-    for (int c0 = 0; c0 < c_in; c0 += GROUP) {
-      const int lanes = c_in - c0 < GROUP ? c_in - c0 : GROUP;
+    for (int c0 = 0; c0 < c_in; c0 += width) {
+      const int lanes = c_in - c0 < width ? c_in - c0 : width;
       for (int p = 0; p < 36; p++) {
         const float *src = du + ((size_t)p * k_out + k) * c_in + c0;
-        for (int l = 0; l < GROUP; l++) in[p * GROUP + l] = l < lanes ? src[l] : 0.0f;
+        for (int l = 0; l < width; l++) in[p * width + l] = l < lanes ? src[l] : 0.0f;
       }
       // mid[a][j] = sum_i G[i][a] in[i][j], then out[a][b] = sum_j mid[a][j] G[j][b].
-      for (int j = 0; j < 6; j++) gt_rows(in + j * GROUP, 6 * GROUP, mid + j * GROUP, 6 * GROUP);
-      for (int a = 0; a < 3; a++) gt_rows(mid + a * 6 * GROUP, GROUP, out + a * 3 * GROUP, GROUP);
+      for (int j = 0; j < 6; j++) gt_rows(in + j * width, 6 * width, mid + j * width, 6 * width, width);
+      for (int a = 0; a < 3; a++) gt_rows(mid + a * 6 * width, width, out + a * 3 * width, width, width);
       for (int l = 0; l < lanes; l++) {
         float *kernel = dw + ((size_t)k * c_in + c0 + l) * 9;
-        for (int ab = 0; ab < 9; ab++) kernel[ab] = out[ab * GROUP + l];
+        for (int ab = 0; ab < 9; ab++) kernel[ab] = out[ab * width + l];
       }
     }
   }
+}
+
+PD_CLONES
+void pd_wino43_weight_grad(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw) {
+  weight_grad_transform(du, k_out, c_in, k_begin, k_end, dw, GROUP);
+}
+
+PD_CLONES_WIDE
+void pd_wino43_weight_grad_wide(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw) {
+  weight_grad_transform(du, k_out, c_in, k_begin, k_end, dw, 2 * GROUP);
 }

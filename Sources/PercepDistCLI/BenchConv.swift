@@ -188,17 +188,19 @@ struct BenchConv: ParsableCommand {
             struct Report: Codable {
                 var fma_peak_gflops: Double; var fma_vector_bits: Int; var sgemm_gflops: Double
                 var threads: Int; var shapes: [Row]; var overall_efficiency: Double
-                var winograd_gemm_lanes: Int
+                var winograd_gemm_lanes: Int; var winograd_transform_lanes: Int
             }
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
             let data = try enc.encode(Report(fma_peak_gflops: peak, fma_vector_bits: vectorBits, sgemm_gflops: sgemmPeak,
                                                threads: ThreadBudget.threads, shapes: rows, overall_efficiency: overall,
-                                               winograd_gemm_lanes: ConvWinograd.gemmLanes.rawValue))
+                                               winograd_gemm_lanes: ConvWinograd.gemmLanes.rawValue,
+                                               winograd_transform_lanes: ConvWinograd.transformLanes.rawValue))
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "FMA peak %.1f GFLOP/s (%d-bit vectors), sgemm %.1f GFLOP/s, %d threads; overall conv efficiency %.3f of the FMA peak; Winograd GEMM %d lanes",
-                         peak, vectorBits, sgemmPeak, ThreadBudget.threads, overall, ConvWinograd.gemmLanes.rawValue))
+            print(String(format: "FMA peak %.1f GFLOP/s (%d-bit vectors), sgemm %.1f GFLOP/s, %d threads; overall conv efficiency %.3f of the FMA peak; Winograd GEMM %d lanes, transforms %d",
+                         peak, vectorBits, sgemmPeak, ThreadBudget.threads, overall, ConvWinograd.gemmLanes.rawValue,
+                         ConvWinograd.transformLanes.rawValue))
         }
     }
 }

@@ -54,7 +54,7 @@ struct BenchLossNet: ParsableCommand {
             "seconds_per_iter": mean, "min_seconds": times.min()!,
             "threads": ThreadBudget.threads, "structure": config.structure, "kernel_size": config.kernelSize,
             "in_channels": config.inChannels, "size": size, "batch": batch, "iters": iters, "family": config.family.rawValue,
-            "winograd_gemm_lanes": ConvWinograd.gemmLanes.rawValue,
+            "winograd_gemm_lanes": ConvWinograd.gemmLanes.rawValue, "winograd_transform_lanes": ConvWinograd.transformLanes.rawValue,
             // The loss value, so runs with other kernels (PERCEP_WINOGRAD, PERCEP_CONV) can be compared.
             "loss": Double(lastLoss),
         ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: iters)) { $1 }

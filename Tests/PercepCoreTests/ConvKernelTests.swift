@@ -326,6 +326,13 @@ final class ConvKernelTests: XCTestCase {
                                 single.data + t, Int32(ld))
             }
             XCTAssertEqual(memcmp(grouped.data, single.data, grouped.count * 4), 0, "input transform \(label)")
+            // Groups of sixteen, gathered eight at a time: their halves straddle tile rows and
+            // images apart, and the last group may hold one or two halves.
+            let wide = Tensor(uninitialized: [36, c, ld])
+            wide.fill(.nan)
+            pd_wino43_input_wide(x.data, Int32(c), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW), 0, Int32(count), 0,
+                                 Int32(c), wide.data, Int32(ld))
+            XCTAssertEqual(memcmp(wide.data, single.data, wide.count * 4), 0, "16-lane input transform \(label)")
             let m = randomTensor([36, c, ld], seed: UInt64(count), requiresGrad: false)
             let bias = randomTensor([c], seed: UInt64(c + 5), requiresGrad: false)
             // Sign bits over y for the masked writes (a ReLU's backward in the output transform).
@@ -347,6 +354,12 @@ final class ConvKernelTests: XCTestCase {
                     XCTAssertFalse((0..<ySingle.count).contains { ySingle.data[$0].isNaN }, "output \(label): a pixel not written")
                     XCTAssertEqual(memcmp(yGrouped.data, ySingle.data, yGrouped.count * 4), 0,
                                    "output transform \(label) relu \(relu) masked \(masked)")
+                    let yWide = Tensor(uninitialized: [n, c, oh, ow])
+                    yWide.fill(.nan)
+                    pd_wino43_output_wide(m.data, Int32(c), Int32(ld), 0, Int32(count), Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                          bias.data, relu, words, rowWords, 0, Int32(c), yWide.data)
+                    XCTAssertEqual(memcmp(yWide.data, ySingle.data, yWide.count * 4), 0,
+                                   "16-lane output transform \(label) relu \(relu) masked \(masked)")
                     if !masked { unmasked[relu] = yGrouped; continue }
                     let expected = unmasked[relu]!
                     signs.maskGradient(expected.data, expected.data)
@@ -375,6 +388,42 @@ final class ConvKernelTests: XCTestCase {
         XCTAssertEqual(memcmp(outputs[0].data, outputs[1].data, outputs[0].count * 4), 0)
         if pd_cpu_has_avx512f() == 0 && ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_GEMM"] == nil {
             XCTAssertEqual(chosen, .eight, "without AVX-512 the 8-lane GEMM is used untimed")
+        }
+    }
+
+    /// A whole Winograd convolution gives the same bits with either transform width, whichever
+    /// this process measured faster (`ConvWinograd.transformLanes`): forward with bias and ReLU
+    /// (several inputs sharing blocks, maps whose tile rows are not a multiple of 16 wide, both
+    /// block schedules), backward-data through a ReLU's sign bits, and the weight gradient (its
+    /// input and output-gradient transforms over tile groups, its last transform over groups of
+    /// input channels, 40 = 16 + 16 + 8).
+    func testWinogradTransformWidthDoesNotChangeResults() {
+        let chosen = ConvWinograd.transformLanes, budget = ConvWinograd.threadBlockBudget
+        defer { ConvWinograd.transformLanes = chosen; ConvWinograd.threadBlockBudget = budget }
+        // Tiles per input: 98 (7 × 7 per image; groups of 16 end in a group of 2) and 270 (15 × 18,
+        // ending in 14: one whole half and 6), in blocks of 64 per thread or one shared block.
+        for (g, blockKB) in [(ConvGeometry(n: 2, cIn: 40, h: 26, w: 27, cOut: 24, kh: 3, kw: 3, padding: (1, 1)), 384),
+                             (ConvGeometry(n: 1, cIn: 16, h: 58, w: 70, cOut: 16, kh: 3, kw: 3, padding: (1, 1)), 384),
+                             (ConvGeometry(n: 1, cIn: 16, h: 58, w: 70, cOut: 16, kh: 3, kw: 3, padding: (1, 1)), 0)] {
+            ConvWinograd.threadBlockBudget = blockKB << 10
+            let seed = UInt64(g.w * 10 + blockKB)
+            let xs = (0..<2).map { randomTensor([g.n, g.cIn, g.h, g.w], seed: seed + UInt64($0), requiresGrad: false) }
+            let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: seed + 2, requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: seed + 3, requiresGrad: false)
+            let dy = randomTensor([g.n, g.cOut, g.outH, g.outW], seed: seed + 4, requiresGrad: false)
+            let signs = PackedBits.positive(xs[1].data, rows: g.n * g.cIn, entriesPerRow: g.h * g.w)
+            let results = [ConvWinograd.TransformLanes.eight, .sixteen].map { lanes -> [Tensor] in
+                ConvWinograd.transformLanes = lanes
+                let ys = xs.map { _ in Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]) }
+                ConvWinograd.forward(zip(ys, xs).map { (y: $0.data, x: UnsafePointer($1.data)) }, w.data, b.data, g, relu: true)
+                let dx = Tensor(uninitialized: xs[0].shape), dw = Tensor(uninitialized: w.shape)
+                ConvWinograd.backwardData(dx.data, dy.data, w.data, g, mask: signs)
+                ConvWinograd.backwardWeight(dw.data, xs[0].data, dy.data, g)
+                return ys + [dx, dw]
+            }
+            for (name, (a, b)) in zip(["forward 1", "forward 2", "backward data", "backward weight"], zip(results[0], results[1])) {
+                XCTAssertEqual(memcmp(a.data, b.data, a.count * 4), 0, "\(name) of \(g), thread blocks \(blockKB) KiB")
+            }
         }
     }
 

@@ -1,7 +1,7 @@
 // Winograd F(4x4, 3x3) transforms for stride-1 3x3 convolutions (Lavin & Gray, "Fast
 // Algorithms for Convolutional Neural Networks", 2016), in plain C so the compiler vectorises
-// them for the CPU at hand (function clones for x86-64-v3 and baseline x86-64, chosen by the
-// loader), and the GEMM between them (pd_wino43_gemm); PercepCore's ConvWinograd runs them in
+// them for the CPU at hand (function clones for x86-64-v3 and baseline x86-64, and x86-64-v4 for
+// the 16-lane functions, chosen by the loader), and the GEMM between them (pd_wino43_gemm); PercepCore's ConvWinograd runs them in
 // parallel.
 //
 // Tiles: the output [N][K][OH][OW] is cut into 4x4 tiles, tilesH = ceil(OH/4) by
@@ -56,6 +56,13 @@ int pd_cpu_has_avx512f(void);
 void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
                      long t0, int count, int c_begin, int c_end, float *v, int ld);
 
+/// The tile transforms come twice: on groups of 8 tiles (8-float vectors, AVX2's register), and
+/// as the `_wide` functions on groups of 16 (one register each on AVX-512, an x86-64-v4 clone;
+/// two elsewhere). Every lane does the same arithmetic, so on one CPU the two widths give the
+/// same bits; only the speed differs.
+void pd_wino43_input_wide(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+                          long t0, int count, int c_begin, int c_end, float *v, int ld);
+
 /// y[n][k][4ty+i][4tx+j] = A^T m A (+ bias[k], then max(., 0) when `relu`) for channels
 /// k_begin..k_end-1 of m: [36][K][ld], cropped to y: [N][K][oh][ow]. With `mask` (else NULL):
 /// sign bits over y, one row of `mask_row_words` 64-bit words per [n][k] plane, element (r, c) at
@@ -64,6 +71,10 @@ void pd_wino43_input(const float *x, int channels, int h, int w, int pad, int ti
 void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
                       int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
                       int k_begin, int k_end, float *y);
+/// pd_wino43_output on groups of 16 tiles (see pd_wino43_input_wide).
+void pd_wino43_output_wide(const float *m, int channels, int ld, long t0, int count, int oh, int ow,
+                           int tiles_h, int tiles_w, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
+                           int k_begin, int k_end, float *y);
 
 /// The weight gradient's two transforms. For channels k_begin..k_end-1 of dy: [N][K][oh][ow]
 /// (K = channels), A g A^T of each tile's 4x4 patch g (outputs past oh, ow read 0), the gradient
@@ -71,10 +82,15 @@ void pd_wino43_output(const float *m, int channels, int ld, long t0, int count, 
 /// channel k_first + r.
 void pd_wino43_output_grad(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
                            int k_begin, int k_end, int k_first, int rows, float *dm, int ld);
+/// pd_wino43_output_grad on groups of 16 tiles (see pd_wino43_input_wide).
+void pd_wino43_output_grad_wide(const float *dy, int channels, int oh, int ow, int tiles_h, int tiles_w, long t0, int count,
+                                int k_begin, int k_end, int k_first, int rows, float *dm, int ld);
 /// dw[k][c][3][3] = G^T S G for k in k_begin..k_end-1 and every c, S the 6x6 matrix
 /// du[0..36)[k][c] (du: [36][K][C], the products of pd_wino43_output_grad's dm and
 /// pd_wino43_input's V summed over the tiles): the gradient of w through U = G w G^T.
 void pd_wino43_weight_grad(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw);
+/// pd_wino43_weight_grad on groups of 16 input channels (see pd_wino43_input_wide).
+void pd_wino43_weight_grad_wide(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw);
 #ifdef __cplusplus
 }
 #endif

@@ -78,17 +78,18 @@ public enum ConvWinograd {
         let block = Swift.min(Swift.max(64, weightGradientBudget / (36 * (g.cIn + chunkRows) * floatBytes) / 8 * 8), (tiles + 7) / 8 * 8)
         let v = Storage(count: 36 * g.cIn * block), m = Storage(count: 36 * chunkRows * block), du = Storage(count: 36 * chunkRows * g.cIn)
         let pv = v.base, pm = m.base, pu = du.base
+        let transforms = transformLanes
         for k0 in stride(from: 0, to: g.cOut, by: chunkRows) {
             let rows = Swift.min(chunkRows, g.cOut - k0)
             var t0 = 0
             while t0 < tiles {
                 let count = Swift.min(block, tiles - t0)
                 parallelChunks(g.cIn, grain: 1) { r in
-                    pd_wino43_input(x, Int32(g.cIn), Int32(g.h), Int32(g.w), Int32(g.padH), Int32(tilesH), Int32(tilesW),
+                    transforms.input(x, Int32(g.cIn), Int32(g.h), Int32(g.w), Int32(g.padH), Int32(tilesH), Int32(tilesW),
                                     t0, Int32(count), Int32(r.lowerBound), Int32(r.upperBound), pv, Int32(block))
                 }
                 parallelChunks(rows, grain: 1) { r in
-                    pd_wino43_output_grad(dy, Int32(g.cOut), Int32(g.outH), Int32(g.outW), Int32(tilesH), Int32(tilesW), t0, Int32(count),
+                    transforms.outputGrad(dy, Int32(g.cOut), Int32(g.outH), Int32(g.outW), Int32(tilesH), Int32(tilesW), t0, Int32(count),
                                           Int32(k0 + r.lowerBound), Int32(k0 + r.upperBound), Int32(k0), Int32(rows), pm, Int32(block))
                 }
                 for p in 0..<36 {
@@ -98,7 +99,7 @@ public enum ConvWinograd {
                 t0 += count
             }
             parallelChunks(rows, grain: 1) { r in
-                pd_wino43_weight_grad(pu, Int32(rows), Int32(g.cIn), Int32(r.lowerBound), Int32(r.upperBound), dw + k0 * g.cIn * 9)
+                transforms.weightGrad(pu, Int32(rows), Int32(g.cIn), Int32(r.lowerBound), Int32(r.upperBound), dw + k0 * g.cIn * 9)
             }
         }
         withExtendedLifetime((v, m, du)) {}
@@ -161,6 +162,66 @@ public enum ConvWinograd {
                 let start = DispatchTime.now().uptimeNanoseconds
                 for _ in 0..<3 {
                     lanes.kernel(u.base, v.base, Int32(rows), Int32(cols), Int32(count), Int32(count), m.base)
+                }
+                best[lanes] = Swift.min(best[lanes]!, Double(DispatchTime.now().uptimeNanoseconds - start))
+            }
+        }
+        return best[.sixteen]! < best[.eight]! ? .sixteen : .eight
+    }
+
+    /// The group width of the tile transforms (input, output, and the weight gradient's two):
+    /// 8 tiles or channels per group (`pd_wino43_input`, …: 8-float vectors, AVX2's register) or
+    /// 16 (the `_wide` functions, AVX-512's). Every lane does the same arithmetic, so the choice
+    /// changes only the speed.
+    public enum TransformLanes: Int, Sendable {
+        case eight = 8, sixteen = 16
+
+        typealias Input = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32, Int, Int32, Int32, Int32,
+                                          UnsafeMutablePointer<Float>?, Int32) -> Void
+        typealias Output = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int, Int32, Int32, Int32, Int32, Int32,
+                                           UnsafePointer<Float>?, Int32, UnsafePointer<UInt64>?, Int32, Int32, Int32,
+                                           UnsafeMutablePointer<Float>?) -> Void
+        typealias OutputGrad = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int, Int32, Int32, Int32, Int32,
+                                               Int32, UnsafeMutablePointer<Float>?, Int32) -> Void
+        typealias WeightGrad = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int32, Int32, UnsafeMutablePointer<Float>?) -> Void
+
+        var input: Input { self == .eight ? pd_wino43_input : pd_wino43_input_wide }
+        var output: Output { self == .eight ? pd_wino43_output : pd_wino43_output_wide }
+        var outputGrad: OutputGrad { self == .eight ? pd_wino43_output_grad : pd_wino43_output_grad_wide }
+        var weightGrad: WeightGrad { self == .eight ? pd_wino43_weight_grad : pd_wino43_weight_grad_wide }
+    }
+
+    /// The transform width this process uses: `PERCEP_WINOGRAD_TRANSFORMS=8` or `16` if set, else
+    /// whichever ran a VGG-sized layer's input and output transforms faster when first needed
+    /// (`measureTransformLanes`), on every CPU: unlike the GEMM, whose 16-lane block needs
+    /// AVX-512's 32 registers, the transforms ran 8–25 % faster with 16 lanes on an AVX2 EPYC
+    /// (pairs of 8-lane operations, and each position's V written a whole cache line at a time).
+    nonisolated(unsafe) public static var transformLanes: TransformLanes = {
+        if let forced = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_TRANSFORMS"].flatMap(Int.init)
+            .flatMap(TransformLanes.init) {
+            return forced
+        }
+        return measureTransformLanes()
+    }()
+
+    /// Times both transform widths on a 64-channel 64×64 map (256 tiles in blocks of 64, the
+    /// per-thread block of such a layer): the input transform, then the output transform of the
+    /// result read as 64 output channels, interleaved over 5 rounds (about 1 ms each); returns
+    /// the width with the smaller best time.
+    public static func measureTransformLanes() -> TransformLanes {
+        let channels = 64, side = 64, tilesSide = side / 4, block = 64
+        let x = Storage(count: channels * side * side), y = Storage(count: channels * side * side)
+        let v = Storage(count: 36 * channels * block)
+        for i in 0..<x.count { x.base[i] = Float(i % 11) * 0.125 - 0.5 }
+        var best: [TransformLanes: Double] = [.eight: .infinity, .sixteen: .infinity]
+        for round in 0..<5 {
+            for lanes in round % 2 == 0 ? [TransformLanes.eight, .sixteen] : [.sixteen, .eight] {
+                let start = DispatchTime.now().uptimeNanoseconds
+                for t0 in stride(from: 0, to: tilesSide * tilesSide, by: block) {
+                    lanes.input(x.base, Int32(channels), Int32(side), Int32(side), 1, Int32(tilesSide), Int32(tilesSide), t0,
+                                Int32(block), 0, Int32(channels), v.base, Int32(block))
+                    lanes.output(v.base, Int32(channels), Int32(block), t0, Int32(block), Int32(side), Int32(side), Int32(tilesSide),
+                                 Int32(tilesSide), nil, 1, nil, 0, 0, Int32(channels), y.base)
                 }
                 best[lanes] = Swift.min(best[lanes]!, Double(DispatchTime.now().uptimeNanoseconds - start))
             }
@@ -261,7 +322,7 @@ public enum ConvWinograd {
         scratchLock.lock()
         defer { scratchLock.unlock() }
         if scratch.count < scratchFloats { scratch = Storage(count: scratchFloats) }
-        let gemm = gemmLanes.kernel
+        let gemm = gemmLanes.kernel, transforms = transformLanes
         let maskWords = mask.map { UnsafePointer($0.words) }, maskRowWords = Int32(mask?.wordsPerRow ?? 0)
         if shared {
             parallelChunks(panels, grain: Swift.max(1, 512 / Swift.max(cIn, 1))) { r in
@@ -277,7 +338,7 @@ public enum ConvWinograd {
                     let t0 = b * block, count = Swift.min(block, tiles - t0)
                     let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
                     for s in runs {
-                        pd_wino43_input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
+                        transforms.input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
                                         s.first, Int32(s.count), 0, Int32(cIn), pv + s.column, Int32(block))
                     }
                     for p in 0..<36 {
@@ -285,7 +346,7 @@ public enum ConvWinograd {
                              pm + p * cOut * block)
                     }
                     for s in runs {
-                        pd_wino43_output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
+                        transforms.output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
                                          Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, maskWords, maskRowWords, 0, Int32(cOut), ys[s.input])
                     }
                 }
@@ -299,7 +360,7 @@ public enum ConvWinograd {
             let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
             parallelChunks(cIn, grain: 1) { r in
                 for s in runs {
-                    pd_wino43_input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
+                    transforms.input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
                                     s.first, Int32(s.count), Int32(r.lowerBound), Int32(r.upperBound), pv + s.column, Int32(block))
                 }
             }
@@ -331,7 +392,7 @@ public enum ConvWinograd {
             }
             parallelChunks(cOut, grain: 1) { r in
                 for s in runs {
-                    pd_wino43_output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
+                    transforms.output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
                                      Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, maskWords, maskRowWords, Int32(r.lowerBound), Int32(r.upperBound),
                                      ys[s.input])
                 }
