@@ -71,6 +71,23 @@ func bestSeconds(repeats: Int, _ body: () -> Void) -> Double {
     return best
 }
 
+/// The best time of `body` under each of `settings` (each applied right before its calls), the
+/// settings taking turns call by call, in reverse order every other round, so a machine whose
+/// speed drifts meanwhile (a shared VM) slows them alike. One warm-up call each.
+func bestSecondsTakingTurns(repeats: Int, settings: [() -> Void], _ body: () -> Void) -> [Double] {
+    for apply in settings { apply(); body() }
+    var best = [Double](repeating: .infinity, count: settings.count)
+    for round in 0..<max(repeats, 1) {
+        for i in round % 2 == 0 ? Array(settings.indices) : settings.indices.reversed() {
+            settings[i]()
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            best[i] = min(best[i], Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+    }
+    return best
+}
+
 /// GFLOP/s of OpenBLAS sgemm on square matrices of `size`, the efficiency denominator.
 func measureSgemmPeak(size: Int = 2048, repeats: Int = 5) -> Double {
     let a = Tensor.full([size, size], 0.5), b = Tensor.full([size, size], 0.25), c = Tensor(uninitialized: [size, size])
@@ -111,7 +128,9 @@ func timeConv(_ g: ConvGeometry, algorithm: ConvAlgorithm?, repeats: Int) -> Con
 
 /// Forward, backward-data and backward-weight of `g` with Winograd F(4×4, 3×3), as
 /// direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
-/// so the rates compare with the other algorithms'; nil where Winograd does not apply.
+/// so the rates compare with the other algorithms'; nil where Winograd does not apply. Each pass
+/// is timed with both transform widths taking turns (`fwd_gflops_lanes8`, `…_lanes16`, …);
+/// `fwd_gflops` and the like are this process's width (`ConvWinograd.transformLanes`).
 func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     guard ConvWinograd.applies(g) else { return nil }
     var rng = SeededRNG(seed: 1, stream: "bench")
@@ -119,10 +138,23 @@ func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     let w = Tensor(uninitialized: [g.cOut, g.cIn, 3, 3]); rng.fillUniform(w, lo: -0.1, hi: 0.1)
     let y = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW]); rng.fillUniform(y, lo: -1, hi: 1)
     let dx = Tensor(uninitialized: x.shape), out = Tensor(uninitialized: y.shape), dw = Tensor(uninitialized: w.shape)
-    let tf = bestSeconds(repeats: repeats) { ConvWinograd.forward(out.data, x.data, w.data, nil, g) }
-    let td = bestSeconds(repeats: repeats) { ConvWinograd.backwardData(dx.data, y.data, w.data, g) }
-    let tw = bestSeconds(repeats: repeats) { ConvWinograd.backwardWeight(dw.data, x.data, y.data, g) }
-    return ["fwd_gflops": g.flops / 1e9 / tf, "bwd_data_gflops": g.flops / 1e9 / td, "bwd_weight_gflops": g.flops / 1e9 / tw]
+    let chosen = ConvWinograd.transformLanes
+    defer { ConvWinograd.transformLanes = chosen }
+    let widths: [ConvWinograd.TransformLanes] = [.eight, .sixteen]
+    let settings = widths.map { lanes in { ConvWinograd.transformLanes = lanes } }
+    let passes: [(String, () -> Void)] = [
+        ("fwd", { ConvWinograd.forward(out.data, x.data, w.data, nil, g) }),
+        ("bwd_data", { ConvWinograd.backwardData(dx.data, y.data, w.data, g) }),
+        ("bwd_weight", { ConvWinograd.backwardWeight(dw.data, x.data, y.data, g) }),
+    ]
+    var rates: [String: Double] = [:]
+    for (pass, body) in passes {
+        for (lanes, seconds) in zip(widths, bestSecondsTakingTurns(repeats: repeats, settings: settings, body)) {
+            rates["\(pass)_gflops_lanes\(lanes.rawValue)"] = g.flops / 1e9 / seconds
+            if lanes == chosen { rates["\(pass)_gflops"] = g.flops / 1e9 / seconds }
+        }
+    }
+    return rates
 }
 
 /// `percep-dist bench conv`: convolution GFLOP/s per shape against the machine's FMA peak.
