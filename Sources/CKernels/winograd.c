@@ -447,8 +447,39 @@ PD_INLINE void gather_eight_patches(const float *x, int channels, int h, int w, 
   }
 }
 
-// pd_wino43_input on groups of `width` tiles (8 or 16): each group's patches are gathered eight
-// tiles at a time, then transformed on `width`-float rows.
+// One group of pd_wino43_input for channel c: tiles t0+g0 .. +lanes-1 (lanes <= width), gathered
+// eight tiles at a time into d's rows of `width` floats, transformed, stored to V.
+PD_INLINE void input_group(const float *x, int channels, int h, int w, int pad, int tiles_w, long per_image, long t0, int c,
+                           int g0, int lanes, float *v, int ld, float *d, float *e, float padded[6][40], const int width) {
+  for (int half = 0; half < width; half += GROUP) {
+    const int half_lanes = lanes - half < 0 ? 0 : (lanes - half < GROUP ? lanes - half : GROUP);
+    gather_eight_patches(x, channels, h, w, pad, tiles_w, per_image, c, t0 + g0 + half, half_lanes, d + half, width, padded);
+  }
+  // Columns of the patch: e[i][j] = sum_r B^T[i][r] d[r][j] (six rows of six columns).
+  for (int j = 0; j < 6; j++) bt_rows(d + j * width, e + j * width, 6 * width, width);
+  // Rows: V[i][j] = sum_k e[i][k] B^T[j][k].
+  for (int i = 0; i < 6; i++) bt_rows(e + i * 6 * width, d + i * 6 * width, width, width);
+  if (lanes == width) {
+    // A whole group is one vector store per position (a variable-length copy would be a
+    // memcpy call per position).
+    for (int p = 0; p < 36; p++) {
+      float *dst = v + ((size_t)p * channels + c) * ld + g0;
+      // 36 rows written in step are more streams than the prefetchers follow: fetch the line
+      // four groups ahead in each.
+      if (g0 + 4 * width <= ld) __builtin_prefetch(dst + 4 * width, 1);
+      __builtin_memcpy(dst, d + p * width, width * sizeof(float));
+    }
+  } else {
+    for (int p = 0; p < 36; p++) {
+      float *dst = v + ((size_t)p * channels + c) * ld + g0;
+      for (int l = 0; l < lanes; l++) dst[l] = d[p * width + l];
+    }
+  }
+}
+
+// pd_wino43_input on groups of `width` tiles (8 or 16). With 16, a last group of at most eight
+// tiles takes 8-float rows (as on maps of 8 tiles per image pair), so no half of zeros is
+// transformed; every lane's arithmetic is the same either way.
 PD_INLINE void input_transform(const float *x, int channels, int h, int w, int pad, int tiles_w, long t0, int count,
                                int c_begin, int c_end, float *v, int ld, const int width, long per_image) {
   float d[36 * 16], e[36 * 16];
@@ -457,30 +488,10 @@ PD_INLINE void input_transform(const float *x, int channels, int h, int w, int p
   for (int c = c_begin; c < c_end; c++) {
     for (int g0 = 0; g0 < count; g0 += width) {
       const int lanes = count - g0 < width ? count - g0 : width;
-      for (int half = 0; half < width; half += GROUP) {
-        const int half_lanes = lanes - half < 0 ? 0 : (lanes - half < GROUP ? lanes - half : GROUP);
-        gather_eight_patches(x, channels, h, w, pad, tiles_w, per_image, c, t0 + g0 + half, half_lanes, d + half, width, padded);
-      }
-      // Columns of the patch: e[i][j] = sum_r B^T[i][r] d[r][j] (six rows of six columns).
-      for (int j = 0; j < 6; j++) bt_rows(d + j * width, e + j * width, 6 * width, width);
-      // Rows: V[i][j] = sum_k e[i][k] B^T[j][k].
-      for (int i = 0; i < 6; i++) bt_rows(e + i * 6 * width, d + i * 6 * width, width, width);
-      if (lanes == width) {
-        // A whole group is one vector store per position (a variable-length copy would be a
-        // memcpy call per position).
-        for (int p = 0; p < 36; p++) {
-          float *dst = v + ((size_t)p * channels + c) * ld + g0;
-          // 36 rows written in step are more streams than the prefetchers follow: fetch the line
-          // four groups ahead in each.
-          if (g0 + 4 * width <= ld) __builtin_prefetch(dst + 4 * width, 1);
-          __builtin_memcpy(dst, d + p * width, width * sizeof(float));
-        }
-      } else {
-        for (int p = 0; p < 36; p++) {
-          float *dst = v + ((size_t)p * channels + c) * ld + g0;
-          for (int l = 0; l < lanes; l++) dst[l] = d[p * width + l];
-        }
-      }
+      if (width > GROUP && lanes <= GROUP)
+        input_group(x, channels, h, w, pad, tiles_w, per_image, t0, c, g0, lanes, v, ld, d, e, padded, GROUP);
+      else
+        input_group(x, channels, h, w, pad, tiles_w, per_image, t0, c, g0, lanes, v, ld, d, e, padded, width);
     }
   }
 }
@@ -575,8 +586,36 @@ PD_INLINE void write_eight_tiles(const float *out, int stride, int channels, int
   }
 }
 
-// pd_wino43_output on groups of `width` tiles (8 or 16): transformed on `width`-float rows, then
-// written eight tiles at a time.
+// One group of pd_wino43_output for channel k: tiles t0+g0 .. +lanes-1 (lanes <= width) read from
+// M, transformed on rows of `width` floats, written eight tiles at a time.
+PD_INLINE void output_group(const float *m, int channels, int ld, long t0, int g0, int lanes, int oh, int ow, int tiles_w,
+                            long per_image, float b, int relu, const uint64_t *mask, int mask_row_words, int k, float *y,
+                            float *in, float *mid, float *out, const int width) {
+  if (lanes == width) {
+    for (int p = 0; p < 36; p++) {
+      const float *src = m + ((size_t)p * channels + k) * ld + g0;
+      if (g0 + 4 * width <= ld) __builtin_prefetch(src + 4 * width);   // as in input_group
+      __builtin_memcpy(in + p * width, src, width * sizeof(float));
+    }
+  } else {
+    for (int p = 0; p < 36; p++) {
+      const float *src = m + ((size_t)p * channels + k) * ld + g0;
+      for (int l = 0; l < width; l++) in[p * width + l] = l < lanes ? src[l] : 0.0f;
+    }
+  }
+  // mid[i][j] = sum_a A^T[i][a] in[a][j]: for each column j, rows 6 -> 4.
+  for (int j = 0; j < 6; j++) at_rows(in + j * width, 6 * width, mid + j * width, 6 * width, width);
+  // out[i][j] = sum_b mid[i][b] A^T[j][b].
+  for (int i = 0; i < 4; i++) at_rows(mid + i * 6 * width, width, out + i * 4 * width, width, width);
+  for (int half = 0; half < width && half < lanes; half += GROUP) {
+    const int half_lanes = lanes - half < GROUP ? lanes - half : GROUP;
+    write_eight_tiles(out + half, width, channels, k, t0 + g0 + half, half_lanes, oh, ow, tiles_w, per_image, b, relu, mask,
+                      mask_row_words, y);
+  }
+}
+
+// pd_wino43_output on groups of `width` tiles (8 or 16), a last group of at most eight on 8-float
+// rows (as in input_transform).
 PD_INLINE void output_transform(const float *m, int channels, int ld, long t0, int count, int oh, int ow, int tiles_w,
                                 long per_image, const float *bias, int relu, const uint64_t *mask, int mask_row_words,
                                 int k_begin, int k_end, float *y, const int width) {
@@ -585,27 +624,12 @@ PD_INLINE void output_transform(const float *m, int channels, int ld, long t0, i
     const float b = bias ? bias[k] : 0.0f;
     for (int g0 = 0; g0 < count; g0 += width) {
       const int lanes = count - g0 < width ? count - g0 : width;
-      if (lanes == width) {
-        for (int p = 0; p < 36; p++) {
-          const float *src = m + ((size_t)p * channels + k) * ld + g0;
-          if (g0 + 4 * width <= ld) __builtin_prefetch(src + 4 * width);   // as in input_transform
-          __builtin_memcpy(in + p * width, src, width * sizeof(float));
-        }
-      } else {
-        for (int p = 0; p < 36; p++) {
-          const float *src = m + ((size_t)p * channels + k) * ld + g0;
-          for (int l = 0; l < width; l++) in[p * width + l] = l < lanes ? src[l] : 0.0f;
-        }
-      }
-      // mid[i][j] = sum_a A^T[i][a] in[a][j]: for each column j, rows 6 -> 4.
-      for (int j = 0; j < 6; j++) at_rows(in + j * width, 6 * width, mid + j * width, 6 * width, width);
-      // out[i][j] = sum_b mid[i][b] A^T[j][b].
-      for (int i = 0; i < 4; i++) at_rows(mid + i * 6 * width, width, out + i * 4 * width, width, width);
-      for (int half = 0; half < width && half < lanes; half += GROUP) {
-        const int half_lanes = lanes - half < GROUP ? lanes - half : GROUP;
-        write_eight_tiles(out + half, width, channels, k, t0 + g0 + half, half_lanes, oh, ow, tiles_w, per_image, b, relu, mask,
-                          mask_row_words, y);
-      }
+      if (width > GROUP && lanes <= GROUP)
+        output_group(m, channels, ld, t0, g0, lanes, oh, ow, tiles_w, per_image, b, relu, mask, mask_row_words, k, y, in, mid, out,
+                     GROUP);
+      else
+        output_group(m, channels, ld, t0, g0, lanes, oh, ow, tiles_w, per_image, b, relu, mask, mask_row_words, k, y, in, mid, out,
+                     width);
     }
   }
 }
@@ -641,7 +665,37 @@ PD_INLINE void a_rows(const float *in, int in_stride, float *out, int out_stride
   }
 }
 
-// pd_wino43_output_grad on groups of `width` tiles (8 or 16).
+// One group of pd_wino43_output_grad for channel k: tiles t0+g0 .. +lanes-1 (lanes <= width).
+PD_INLINE void output_grad_group(const float *dy, int channels, int oh, int ow, int tiles_w, long per_image, long t0, int g0,
+                                 int lanes, int k, int k_first, int rows, float *dm, int ld, float *d, float *e, float *out,
+                                 const int width) {
+  for (int l = 0; l < width; l++) {
+    if (l >= lanes) {
+      for (int p = 0; p < 16; p++) d[p * width + l] = 0;
+      continue;
+    }
+    const long t = t0 + g0 + l;
+    const long n = t / per_image;
+    const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
+    const float *plane = dy + ((size_t)n * channels + k) * oh * ow;
+    const int y0 = 4 * ty, x0 = 4 * tx;
+    // Outputs past the map's edge, which the forward computed and cropped, take no gradient.
+    for (int i = 0; i < 4; i++)
+      for (int j = 0; j < 4; j++)
+        d[(i * 4 + j) * width + l] = (y0 + i < oh && x0 + j < ow) ? plane[(size_t)(y0 + i) * ow + x0 + j] : 0.0f;
+  }
+  // Columns: e[i][j] = sum_r A[i][r] d[r][j] (four rows to six, for each of four columns).
+  for (int j = 0; j < 4; j++) a_rows(d + j * width, 4 * width, e + j * width, 4 * width, width);
+  // Rows: out[i][j] = sum_s e[i][s] A[j][s].
+  for (int i = 0; i < 6; i++) a_rows(e + i * 4 * width, width, out + i * 6 * width, width, width);
+  for (int p = 0; p < 36; p++) {
+    float *dst = dm + ((size_t)p * rows + (k - k_first)) * ld + g0;
+    for (int l = 0; l < lanes; l++) dst[l] = out[p * width + l];
+  }
+}
+
+// pd_wino43_output_grad on groups of `width` tiles (8 or 16), a last group of at most eight on
+// 8-float rows (as in input_transform).
 PD_INLINE void output_grad_transform(const float *dy, int channels, int oh, int ow, int tiles_w, long per_image, long t0,
                                      int count, int k_begin, int k_end, int k_first, int rows, float *dm, int ld,
                                      const int width) {
@@ -649,29 +703,10 @@ PD_INLINE void output_grad_transform(const float *dy, int channels, int oh, int 
   for (int k = k_begin; k < k_end; k++) {
     for (int g0 = 0; g0 < count; g0 += width) {
       const int lanes = count - g0 < width ? count - g0 : width;
-      for (int l = 0; l < width; l++) {
-        if (l >= lanes) {
-          for (int p = 0; p < 16; p++) d[p * width + l] = 0;
-          continue;
-        }
-        const long t = t0 + g0 + l;
-        const long n = t / per_image;
-        const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
-        const float *plane = dy + ((size_t)n * channels + k) * oh * ow;
-        const int y0 = 4 * ty, x0 = 4 * tx;
-        // Outputs past the map's edge, which the forward computed and cropped, take no gradient.
-        for (int i = 0; i < 4; i++)
-          for (int j = 0; j < 4; j++)
-            d[(i * 4 + j) * width + l] = (y0 + i < oh && x0 + j < ow) ? plane[(size_t)(y0 + i) * ow + x0 + j] : 0.0f;
-      }
-      // Columns: e[i][j] = sum_r A[i][r] d[r][j] (four rows to six, for each of four columns).
-      for (int j = 0; j < 4; j++) a_rows(d + j * width, 4 * width, e + j * width, 4 * width, width);
-      // Rows: out[i][j] = sum_s e[i][s] A[j][s].
-      for (int i = 0; i < 6; i++) a_rows(e + i * 4 * width, width, out + i * 6 * width, width, width);
-      for (int p = 0; p < 36; p++) {
-        float *dst = dm + ((size_t)p * rows + (k - k_first)) * ld + g0;
-        for (int l = 0; l < lanes; l++) dst[l] = out[p * width + l];
-      }
+      if (width > GROUP && lanes <= GROUP)
+        output_grad_group(dy, channels, oh, ow, tiles_w, per_image, t0, g0, lanes, k, k_first, rows, dm, ld, d, e, out, GROUP);
+      else
+        output_grad_group(dy, channels, oh, ow, tiles_w, per_image, t0, g0, lanes, k, k_first, rows, dm, ld, d, e, out, width);
     }
   }
 }
@@ -702,23 +737,33 @@ PD_INLINE void gt_rows(const float *in, int in_stride, float *out, int out_strid
   }
 }
 
-// pd_wino43_weight_grad on groups of `width` input channels (8 or 16).
+// One group of pd_wino43_weight_grad: input channels c0 .. c0+lanes-1 (lanes <= width) of row k.
+PD_INLINE void weight_grad_group(const float *du, int k_out, int c_in, int k, int c0, int lanes, float *dw, float *in, float *mid,
+                                 float *out, const int width) {
+  for (int p = 0; p < 36; p++) {
+    const float *src = du + ((size_t)p * k_out + k) * c_in + c0;
+    for (int l = 0; l < width; l++) in[p * width + l] = l < lanes ? src[l] : 0.0f;
+  }
+  // mid[a][j] = sum_i G[i][a] in[i][j], then out[a][b] = sum_j mid[a][j] G[j][b].
+  for (int j = 0; j < 6; j++) gt_rows(in + j * width, 6 * width, mid + j * width, 6 * width, width);
+  for (int a = 0; a < 3; a++) gt_rows(mid + a * 6 * width, width, out + a * 3 * width, width, width);
+  for (int l = 0; l < lanes; l++) {
+    float *kernel = dw + ((size_t)k * c_in + c0 + l) * 9;
+    for (int ab = 0; ab < 9; ab++) kernel[ab] = out[ab * width + l];
+  }
+}
+
+// pd_wino43_weight_grad on groups of `width` input channels (8 or 16), a last group of at most
+// eight on 8-float rows (as in input_transform).
 PD_INLINE void weight_grad_transform(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw, const int width) {
   float in[36 * 16], mid[18 * 16], out[9 * 16];
   for (int k = k_begin; k < k_end; k++) {
     for (int c0 = 0; c0 < c_in; c0 += width) {
       const int lanes = c_in - c0 < width ? c_in - c0 : width;
-      for (int p = 0; p < 36; p++) {
-        const float *src = du + ((size_t)p * k_out + k) * c_in + c0;
-        for (int l = 0; l < width; l++) in[p * width + l] = l < lanes ? src[l] : 0.0f;
-      }
-      // mid[a][j] = sum_i G[i][a] in[i][j], then out[a][b] = sum_j mid[a][j] G[j][b].
-      for (int j = 0; j < 6; j++) gt_rows(in + j * width, 6 * width, mid + j * width, 6 * width, width);
-      for (int a = 0; a < 3; a++) gt_rows(mid + a * 6 * width, width, out + a * 3 * width, width, width);
-      for (int l = 0; l < lanes; l++) {
-        float *kernel = dw + ((size_t)k * c_in + c0 + l) * 9;
-        for (int ab = 0; ab < 9; ab++) kernel[ab] = out[ab * width + l];
-      }
+      if (width > GROUP && lanes <= GROUP)
+        weight_grad_group(du, k_out, c_in, k, c0, lanes, dw, in, mid, out, GROUP);
+      else
+        weight_grad_group(du, k_out, c_in, k, c0, lanes, dw, in, mid, out, width);
     }
   }
 }
