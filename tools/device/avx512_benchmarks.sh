@@ -9,7 +9,11 @@
 # Results go to $OUT (at most 8 files come back): machine.txt, lossnet.md, widths.txt, conv.md,
 # step.md, condinst.md. Usage, from the repository root there: tools/device/avx512_benchmarks.sh
 # [--check]; --check only unpacks, writes machine.txt (with every library the binary would load
-# from outside the bundle) and times one loss step: a dry run for any machine.
+# from outside the bundle) and times one loss step: a dry run for any machine. From a session:
+# `tools/device/bundle.sh` here (about 2 minutes), then the device tool's run with command
+# `tools/device/avx512_benchmarks.sh`, carry [".build-device"] and timeout_s 600; the bundle
+# (41 MB) and the tracked tree (16 MB) fit the 64 MiB a run carries. A dry run of the lanes with
+# both on cores 0,1 and the bench scripts stubbed passed on the AVX2 VM (2026-12-06).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 out=${OUT:-/tmp/percep-device-out}
