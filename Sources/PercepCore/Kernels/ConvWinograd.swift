@@ -193,9 +193,10 @@ public enum ConvWinograd {
 
     /// The transform width this process uses: `PERCEP_WINOGRAD_TRANSFORMS=8` or `16` if set, else
     /// whichever ran a VGG-sized layer's input and output transforms faster when first needed
-    /// (`measureTransformLanes`), on every CPU: unlike the GEMM, whose 16-lane block needs
-    /// AVX-512's 32 registers, the transforms ran 8–25 % faster with 16 lanes on an AVX2 EPYC
-    /// (pairs of 8-lane operations, and each position's V written a whole cache line at a time).
+    /// (`measureTransformLanes`, about 10 ms), on every CPU: unlike the GEMM, whose 16-lane block
+    /// needs AVX-512's 32 registers, Winograd passes with many tiles ran 5–18 % faster with
+    /// 16-lane transforms on an AVX2 EPYC (docs/benchmarks.md), presumably from two independent
+    /// halves per row and each position's V and M moved a whole cache line at a time.
     nonisolated(unsafe) public static var transformLanes: TransformLanes = {
         if let forced = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD_TRANSFORMS"].flatMap(Int.init)
             .flatMap(TransformLanes.init) {
