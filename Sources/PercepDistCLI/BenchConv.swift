@@ -71,23 +71,6 @@ func bestSeconds(repeats: Int, _ body: () -> Void) -> Double {
     return best
 }
 
-/// The best time of `body` under each of `settings` (each applied right before its calls), the
-/// settings taking turns call by call, in reverse order every other round, so a machine whose
-/// speed drifts meanwhile (a shared VM) slows them alike. One warm-up call each.
-func bestSecondsTakingTurns(repeats: Int, settings: [() -> Void], _ body: () -> Void) -> [Double] {
-    for apply in settings { apply(); body() }
-    var best = [Double](repeating: .infinity, count: settings.count)
-    for round in 0..<max(repeats, 1) {
-        for i in round % 2 == 0 ? Array(settings.indices) : settings.indices.reversed() {
-            settings[i]()
-            let t0 = DispatchTime.now().uptimeNanoseconds
-            body()
-            best[i] = min(best[i], Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-        }
-    }
-    return best
-}
-
 /// GFLOP/s of OpenBLAS sgemm on square matrices of `size`, the efficiency denominator.
 func measureSgemmPeak(size: Int = 2048, repeats: Int = 5) -> Double {
     let a = Tensor.full([size, size], 0.5), b = Tensor.full([size, size], 0.25), c = Tensor(uninitialized: [size, size])
@@ -129,7 +112,7 @@ func timeConv(_ g: ConvGeometry, algorithm: ConvAlgorithm?, repeats: Int) -> Con
 /// Forward, backward-data and backward-weight of `g` with Winograd F(4×4, 3×3), as
 /// direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
 /// so the rates compare with the other algorithms'; nil where Winograd does not apply. Each pass
-/// is timed with both transform widths taking turns (`fwd_gflops_lanes8`, `…_lanes16`, …);
+/// is timed with both transform widths taking turns (`TakingTurns`; `fwd_gflops_lanes8`, `…_lanes16`, …);
 /// `fwd_gflops` and the like are this process's width (`ConvWinograd.transformLanes`).
 func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     guard ConvWinograd.applies(g) else { return nil }
@@ -141,7 +124,6 @@ func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     let chosen = ConvWinograd.transformLanes
     defer { ConvWinograd.transformLanes = chosen }
     let widths: [ConvWinograd.TransformLanes] = [.eight, .sixteen]
-    let settings = widths.map { lanes in { ConvWinograd.transformLanes = lanes } }
     let passes: [(String, () -> Void)] = [
         ("fwd", { ConvWinograd.forward(out.data, x.data, w.data, nil, g) }),
         ("bwd_data", { ConvWinograd.backwardData(dx.data, y.data, w.data, g) }),
@@ -149,9 +131,13 @@ func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
     ]
     var rates: [String: Double] = [:]
     for (pass, body) in passes {
-        for (lanes, seconds) in zip(widths, bestSecondsTakingTurns(repeats: repeats, settings: settings, body)) {
-            rates["\(pass)_gflops_lanes\(lanes.rawValue)"] = g.flops / 1e9 / seconds
-            if lanes == chosen { rates["\(pass)_gflops"] = g.flops / 1e9 / seconds }
+        let best = TakingTurns.bestNanoseconds(count: widths.count, rounds: repeats, warmUp: true) { k in
+            ConvWinograd.transformLanes = widths[k]
+            body()
+        }
+        for (lanes, nanoseconds) in zip(widths, best) {
+            rates["\(pass)_gflops_lanes\(lanes.rawValue)"] = g.flops / Double(nanoseconds)
+            if lanes == chosen { rates["\(pass)_gflops"] = g.flops / Double(nanoseconds) }
         }
     }
     return rates

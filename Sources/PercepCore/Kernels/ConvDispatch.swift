@@ -523,22 +523,12 @@ public enum ConvDispatch {
     struct TimingTensors { let x, w, y, dx, dw: Tensor }
 
     /// Index of the fastest of `count` candidates run by `body(k, scratch)` on scratch tensors of
-    /// `g`: the best of `tuneRounds` calls each, the candidates taking turns (the order reversed
-    /// every other round), so a burst of load from a neighbour slows all of them rather than
-    /// deciding the race. The first round also warms each one up.
+    /// `g`: the best of `tuneRounds` calls each, the candidates taking turns (`TakingTurns`).
     private static func fastestCandidate(_ g: ConvGeometry, count: Int, _ body: (Int, TimingTensors) -> Void) -> Int {
         let x = Tensor.full([g.n, g.cIn, g.h, g.w], 0.5), w = Tensor.full([g.cOut, g.cInPerGroup, g.kh, g.kw], 0.01)
         let t = TimingTensors(x: x, w: w, y: Tensor.full([g.n, g.cOut, g.outH, g.outW], 0.1),
                               dx: Tensor(uninitialized: x.shape), dw: Tensor(uninitialized: w.shape))
-        var fastest = Array(repeating: UInt64.max, count: count)
-        for round in 0..<tuneRounds {
-            for k in round % 2 == 0 ? Array(0..<count) : (0..<count).reversed() {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                body(k, t)
-                fastest[k] = Swift.min(fastest[k], DispatchTime.now().uptimeNanoseconds - t0)
-            }
-        }
-        return fastest.indices.min { fastest[$0] < fastest[$1] }!
+        return TakingTurns.fastest(count: count, rounds: tuneRounds) { body($0, t) }
     }
 
     /// Whether Winograd ran `pass` of `g` faster than the direct algorithm the dispatch would

@@ -148,25 +148,20 @@ public enum ConvWinograd {
     }()
 
     /// Times both GEMM widths on one transform position of a 128-channel layer over 256 tiles
-    /// (8.4 MFLOP, about 50 µs), interleaved over 5 rounds, and returns the one with the smaller
-    /// best time.
+    /// (8.4 MFLOP, about 50 µs), taking turns over 5 rounds (`TakingTurns`), and returns the one
+    /// with the smaller best time.
     public static func measureGemmLanes() -> GemmLanes {
         let rows = 128, cols = 128, count = 256
         let u = Storage(count: panelCount(rows) * Int(PD_WINO_MR) * cols), v = Storage(count: cols * count)
         let m = Storage(count: panelCount(rows) * Int(PD_WINO_MR) * count)
         for i in 0..<u.count { u.base[i] = Float(i % 7) * 0.125 }
         for i in 0..<v.count { v.base[i] = Float(i % 5) * 0.25 }
-        var best: [GemmLanes: Double] = [.eight: .infinity, .sixteen: .infinity]
-        for round in 0..<5 {
-            for lanes in round % 2 == 0 ? [GemmLanes.eight, .sixteen] : [.sixteen, .eight] {
-                let start = DispatchTime.now().uptimeNanoseconds
-                for _ in 0..<3 {
-                    lanes.kernel(u.base, v.base, Int32(rows), Int32(cols), Int32(count), Int32(count), m.base)
-                }
-                best[lanes] = Swift.min(best[lanes]!, Double(DispatchTime.now().uptimeNanoseconds - start))
+        let widths: [GemmLanes] = [.eight, .sixteen]
+        return widths[TakingTurns.fastest(count: 2, rounds: 5) { k in
+            for _ in 0..<3 {
+                widths[k].kernel(u.base, v.base, Int32(rows), Int32(cols), Int32(count), Int32(count), m.base)
             }
-        }
-        return best[.sixteen]! < best[.eight]! ? .sixteen : .eight
+        }]
     }
 
     /// The group width of the tile transforms (input, output, and the weight gradient's two):
@@ -207,27 +202,22 @@ public enum ConvWinograd {
 
     /// Times both transform widths on a 64-channel 64×64 map (256 tiles in blocks of 64, the
     /// per-thread block of such a layer): the input transform, then the output transform of the
-    /// result read as 64 output channels, interleaved over 5 rounds (about 1 ms each); returns
+    /// result read as 64 output channels, taking turns over 5 rounds (about 1 ms each); returns
     /// the width with the smaller best time.
     public static func measureTransformLanes() -> TransformLanes {
         let channels = 64, side = 64, tilesSide = side / 4, block = 64
         let x = Storage(count: channels * side * side), y = Storage(count: channels * side * side)
         let v = Storage(count: 36 * channels * block)
         for i in 0..<x.count { x.base[i] = Float(i % 11) * 0.125 - 0.5 }
-        var best: [TransformLanes: Double] = [.eight: .infinity, .sixteen: .infinity]
-        for round in 0..<5 {
-            for lanes in round % 2 == 0 ? [TransformLanes.eight, .sixteen] : [.sixteen, .eight] {
-                let start = DispatchTime.now().uptimeNanoseconds
-                for t0 in stride(from: 0, to: tilesSide * tilesSide, by: block) {
-                    lanes.input(x.base, Int32(channels), Int32(side), Int32(side), 1, Int32(tilesSide), Int32(tilesSide), t0,
+        let widths: [TransformLanes] = [.eight, .sixteen]
+        return widths[TakingTurns.fastest(count: 2, rounds: 5) { k in
+            for t0 in stride(from: 0, to: tilesSide * tilesSide, by: block) {
+                widths[k].input(x.base, Int32(channels), Int32(side), Int32(side), 1, Int32(tilesSide), Int32(tilesSide), t0,
                                 Int32(block), 0, Int32(channels), v.base, Int32(block))
-                    lanes.output(v.base, Int32(channels), Int32(block), t0, Int32(block), Int32(side), Int32(side), Int32(tilesSide),
+                widths[k].output(v.base, Int32(channels), Int32(block), t0, Int32(block), Int32(side), Int32(side), Int32(tilesSide),
                                  Int32(tilesSide), nil, 1, nil, 0, 0, Int32(channels), y.base)
-                }
-                best[lanes] = Swift.min(best[lanes]!, Double(DispatchTime.now().uptimeNanoseconds - start))
             }
-        }
-        return best[.sixteen]! < best[.eight]! ? .sixteen : .eight
+        }]
     }
 
     /// Bytes of U up to which one call makes it once and its tile blocks share it (the GEMMs then
