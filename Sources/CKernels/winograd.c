@@ -9,25 +9,7 @@
 //   A^T = [1 1 1 1 1 0; 0 1 -1 2 -2 0; 0 1 1 4 4 0; 0 1 -1 8 -8 1]
 
 #include "winograd.h"
-
-#if defined(__x86_64__) && defined(__clang__)
-#define PD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-// The 16-lane GEMM and tile transforms also get an AVX-512 clone; on other CPUs they run split
-// into 8-lane halves.
-#define PD_CLONES_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define PD_CLONES
-#define PD_CLONES_WIDE
-#endif
-
-#define GROUP 8
-
-// Helpers of the cloned functions must be inlined into each clone: an outlined copy is compiled
-// for the baseline ISA (no FMA), which would give other bits and lose the vector width.
-#define PD_INLINE static inline __attribute__((always_inline))
-// Those helpers pass 8-float vectors by value; in the baseline clone (no AVX) that would change the
-// calling convention, but no such call remains once they are inlined, so the warning is moot.
-#pragma clang diagnostic ignored "-Wpsabi"
+#include "winograd_common.h"
 
 // out[i][*] = (B^T in)[i][*] for six rows of `lanes` values (in and out rows `stride` apart). The
 // tile transforms run on groups of 8 or 16 tiles (`lanes`, a constant in each caller once inlined,
@@ -75,17 +57,6 @@ PD_INLINE void g_rows(const float *in, int in_stride, float *out, int out_stride
   }
 }
 
-// Eight floats, one AVX register: GCC/clang's vector type, so each clone compiles it for its own ISA.
-typedef float pd_v8 __attribute__((vector_size(32)));
-
-PD_INLINE pd_v8 pd_load8(const float *p) {
-  pd_v8 r;
-  __builtin_memcpy(&r, p, sizeof r);
-  return r;
-}
-
-PD_INLINE void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x); }
-
 // out[i] = (G in)[i] for six outputs from three vectors: g_rows's arithmetic, expression for
 // expression, on whole vectors (so each lane rounds as g_rows's lanes do).
 PD_INLINE void g_vectors(pd_v8 g0, pd_v8 g1, pd_v8 g2, pd_v8 out[6]) {
@@ -97,34 +68,6 @@ PD_INLINE void g_vectors(pd_v8 g0, pd_v8 g1, pd_v8 g2, pd_v8 out[6]) {
   out[3] = a + b;
   out[4] = a - b;
   out[5] = g2;
-}
-
-// r[j][l] <- r[l][j]: the 8x8 transpose by unpacks, 64-bit shuffles and 128-bit lane swaps.
-PD_INLINE void transpose8x8(pd_v8 r[8]) {
-  const pd_v8 t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);
-  const pd_v8 t1 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);
-  const pd_v8 t2 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);
-  const pd_v8 t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);
-  const pd_v8 t4 = __builtin_shufflevector(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13);
-  const pd_v8 t5 = __builtin_shufflevector(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);
-  const pd_v8 t6 = __builtin_shufflevector(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13);
-  const pd_v8 t7 = __builtin_shufflevector(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);
-  const pd_v8 s0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
-  const pd_v8 s1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
-  const pd_v8 s2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
-  const pd_v8 s3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
-  const pd_v8 s4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
-  const pd_v8 s5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
-  const pd_v8 s6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
-  const pd_v8 s7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
-  r[0] = __builtin_shufflevector(s0, s4, 0, 1, 2, 3, 8, 9, 10, 11);
-  r[1] = __builtin_shufflevector(s1, s5, 0, 1, 2, 3, 8, 9, 10, 11);
-  r[2] = __builtin_shufflevector(s2, s6, 0, 1, 2, 3, 8, 9, 10, 11);
-  r[3] = __builtin_shufflevector(s3, s7, 0, 1, 2, 3, 8, 9, 10, 11);
-  r[4] = __builtin_shufflevector(s0, s4, 4, 5, 6, 7, 12, 13, 14, 15);
-  r[5] = __builtin_shufflevector(s1, s5, 4, 5, 6, 7, 12, 13, 14, 15);
-  r[6] = __builtin_shufflevector(s2, s6, 4, 5, 6, 7, 12, 13, 14, 15);
-  r[7] = __builtin_shufflevector(s3, s7, 4, 5, 6, 7, 12, 13, 14, 15);
 }
 
 // The 3x3 kernel of GEMM row `row` and column `col` (see pd_wino43_weights): w[row][col], or with
@@ -507,8 +450,6 @@ void pd_wino43_input_wide(const float *x, int channels, int h, int w, int pad, i
                           long t0, int count, int c_begin, int c_end, float *v, int ld) {
   input_transform(x, channels, h, w, pad, tiles_w, t0, count, c_begin, c_end, v, ld, 2 * GROUP, (long)tiles_h * tiles_w);
 }
-
-typedef int pd_i8 __attribute__((vector_size(32)));
 
 // The inverse of gather_row_of_tiles for one output row: o[j * stride + l] (column j of lane l's
 // tile, four vectors) become the row's 32 consecutive values, lane l's four columns at 4l, stored

@@ -109,8 +109,8 @@ func timeConv(_ g: ConvGeometry, algorithm: ConvAlgorithm?, repeats: Int) -> Con
                       combined_gflops: 3 * f / (tf + td + tw))
 }
 
-/// Forward, backward-data and backward-weight of `g` with Winograd F(4×4, 3×3), as
-/// direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
+/// Forward, backward-data and backward-weight of `g` with Winograd F(4×4, 3×3), and forward with
+/// F(2×2, 3×3) (`fwd_f2x2_gflops`), as direct-convolution GFLOP/s (the FLOPs the direct algorithm would need per second),
 /// so the rates compare with the other algorithms'; nil where Winograd does not apply. Each pass
 /// is timed with both transform widths taking turns (`TakingTurns`; `fwd_gflops_lanes8`, `…_lanes16`, …);
 /// `fwd_gflops` and the like are this process's width (`ConvWinograd.transformLanes`).
@@ -128,6 +128,7 @@ func timeWinograd(_ g: ConvGeometry, repeats: Int) -> [String: Double]? {
         ("fwd", { ConvWinograd.forward(out.data, x.data, w.data, nil, g) }),
         ("bwd_data", { ConvWinograd.backwardData(dx.data, y.data, w.data, g) }),
         ("bwd_weight", { ConvWinograd.backwardWeight(dw.data, x.data, y.data, g) }),
+        ("fwd_f2x2", { ConvWinograd.forward(out.data, x.data, w.data, nil, g, tile: .two) }),
     ]
     var rates: [String: Double] = [:]
     for (pass, body) in passes {
@@ -195,8 +196,8 @@ struct BenchConv: ParsableCommand {
                     line += "  |" + ConvAlgorithm.allCases.map { String(format: " %@ %.1f", $0.rawValue, by[$0.rawValue]!.combined_gflops) }.joined()
                 }
                 if let winograd {
-                    line += String(format: "  | winograd fwd %.1f bwd-data %.1f bwd-weight %.1f", winograd["fwd_gflops"]!, winograd["bwd_data_gflops"]!,
-                                   winograd["bwd_weight_gflops"]!)
+                    line += String(format: "  | winograd fwd %.1f bwd-data %.1f bwd-weight %.1f, F(2,3) fwd %.1f", winograd["fwd_gflops"]!,
+                                   winograd["bwd_data_gflops"]!, winograd["bwd_weight_gflops"]!, winograd["fwd_f2x2_gflops"]!)
                 }
                 print(line)
             }

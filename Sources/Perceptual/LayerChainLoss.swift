@@ -48,7 +48,8 @@ enum LayerChainLoss {
     /// the target in lockstep, layer by layer, up to the end of level `last` with recording off:
     /// each convolution's weight transform is made once for both (`ConvDispatch.frozenForward`
     /// with two inputs) unless the prediction's switches are kept for a gradient (then the
-    /// prediction runs a direct convolution, `ConvDispatch.winogradOnSwitchingForward`), and of
+    /// prediction runs `ConvDispatch.switchingForward`: Winograd F(2×2, 3×3) or a direct
+    /// convolution, which round alike), and of
     /// the target only the layer being run is alive, never a whole
     /// embedding. Once the layer after a level end has read both level outputs,
     /// `levelEnd(level, prediction's, target's)` may return the level's term for the backward (it
@@ -60,9 +61,10 @@ enum LayerChainLoss {
         Tape.withoutGrad {
             var h = x, ht = target, i = 0, level = 0
             let direct = keep && !ConvDispatch.winogradOnSwitchingForward
-            // The prediction's direct first convolution takes the softmax band by band
-            // (`ConvDispatch.forwardInRowBands`); otherwise p is a temporary, released when the
-            // first layer's output replaces it in h.
+            // The prediction's first convolution takes the softmax band by band, directly
+            // (`ConvDispatch.forwardInRowBands`: a PSPNet's 150-class softmax at 256² would be
+            // 79 MB whole); otherwise p is a temporary, released when the first layer's output
+            // replaces it in h.
             let softmaxInBands = softmaxFirst && direct && (chain.layers.first as? Conv2d).map {
                 $0.stride.0 == 1 && $0.dilation.0 == 1 && $0.groups == 1
             } == true
@@ -90,9 +92,9 @@ enum LayerChainLoss {
                     yt = Tensor(uninitialized: y.shape)
                     let (w, b) = (conv.weight.data, conv.bias?.data)
                     if direct {
-                        // The prediction's ReLU signs and argmaxes route the gradient: the
-                        // direct dispatch (a direct convolution, rounding like PyTorch's),
-                        // Winograd for the target only.
+                        // The prediction's ReLU signs and argmaxes route the gradient: F(2×2, 3×3)
+                        // or a direct convolution, rounding like PyTorch's; F(4×4, 3×3) for the
+                        // target only.
                         if softmaxInBands && i == 0 {
                             let logits = h.data, plane = g.h * g.w
                             ConvDispatch.forwardInRowBands(y.data, w, b, g, relu: fuse) { band, channelStride, image, rows in
@@ -100,7 +102,7 @@ enum LayerChainLoss {
                                                   stride: plane, n: g.cIn, count: rows.count * g.w)
                             }
                         } else {
-                            ConvDispatch.directForward(y.data, h.data, w, b, g, relu: fuse)
+                            ConvDispatch.switchingForward(y.data, h.data, w, b, g, relu: fuse)
                         }
                         ConvDispatch.frozenForward([(y: yt.data, x: UnsafePointer(ht.data))], w, b, g, relu: fuse)
                     } else {

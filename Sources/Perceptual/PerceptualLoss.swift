@@ -87,8 +87,8 @@ public final class PerceptualLoss {
                                        target: adaptedTarget, levelWeights: levelWeights, last: last)
         }
         let targetLevels = Tape.withoutGrad { embed(target, upTo: last) }
-        // The prediction's switches route the gradient: direct convolutions, as in the chain op.
-        let predLevels = ConvDispatch.withDirectForward { embed(prediction, upTo: last) }
+        // The prediction's switches route the gradient: `switchingForward`, as in the chain op.
+        let predLevels = ConvDispatch.withSwitchingForward { embed(prediction, upTo: last) }
         var total: Tensor?
         for j in 0...last where levelWeights[j] > 0 {
             let term = Loss.mse(predLevels[j], targetLevels[j]) * levelWeights[j]

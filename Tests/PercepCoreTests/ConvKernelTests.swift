@@ -212,9 +212,10 @@ final class ConvKernelTests: XCTestCase {
 
     /// The default dispatch runs Winograd wherever `usesWinograd` says so, trainable layers
     /// included: `Tensor.conv2d` gives Winograd's bits (bias and fused ReLU too, dx through the
-    /// ReLU, dw from 128 tiles and 32 channels up where OpenBLAS is as wide as oneDNN) and the
-    /// direct algorithm's inside `withDirectForward`, with a forced algorithm and on shapes
-    /// Winograd does not take (strided, dilated, few channels, few tiles).
+    /// ReLU, dw from 128 tiles and 32 channels up where OpenBLAS is as wide as oneDNN), F(2×2, 3×3)'s
+    /// inside `withSwitchingForward` (the direct algorithm's there on a shape F(2×2, 3×3) does not
+    /// take), the direct algorithm's with a forced algorithm and on shapes Winograd does not take
+    /// (strided, dilated, few channels, few tiles).
     func testDefaultDispatchRunsWinogradWhereItApplies() {
         // Where oneDNN is wider than AVX2 Winograd's passes are timed; this test checks the rule.
         ConvDispatch.withWinogradByRule {
@@ -231,10 +232,22 @@ final class ConvKernelTests: XCTestCase {
                           ConvGeometry(n: 2, cIn: 8, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1)),
                           ConvGeometry(n: 1, cIn: 16, h: 4, w: 4, cOut: 24, kh: 3, kw: 3, padding: (1, 1))] {
                 XCTAssertNotEqual(ConvDispatch.algorithmName(for: other, pass: .forward), "winograd", "\(other)")
+                XCTAssertFalse(ConvDispatch.usesWinogradTwo(other), "\(other)")
             }
             ConvDispatch.force(.dnnl)
             XCTAssertEqual(ConvPass.allCases.map { ConvDispatch.algorithmName(for: g, pass: $0) }, ["dnnl", "dnnl", "dnnl"])
+            XCTAssertFalse(ConvDispatch.usesWinogradTwo(g))
             ConvDispatch.force(nil)
+            // Where F(2×2, 3×3) declines (8 input channels), the switching forward is direct.
+            do {
+                let narrow = ConvGeometry(n: 2, cIn: 8, h: 12, w: 10, cOut: 24, kh: 3, kw: 3, padding: (1, 1))
+                let x = randomTensor([narrow.n, narrow.cIn, narrow.h, narrow.w], seed: 65, requiresGrad: false)
+                let w = randomTensor([narrow.cOut, narrow.cIn, 3, 3], seed: 66, requiresGrad: false)
+                let direct = Tensor(uninitialized: [narrow.n, narrow.cOut, narrow.outH, narrow.outW])
+                ConvDispatch.directForward(direct.data, x.data, w.data, nil, narrow)
+                let y = ConvDispatch.withSwitchingForward { x.conv2d(weight: w, padding: (1, 1)) }
+                XCTAssertEqual(memcmp(y.data, direct.data, y.count * 4), 0, "withSwitchingForward on \(narrow)")
+            }
 
             let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 61)
             let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 62)
@@ -251,8 +264,12 @@ final class ConvKernelTests: XCTestCase {
                 x.grad = nil; w.grad = nil
                 let y = x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu)
                 XCTAssertEqual(bits(y), bits(expected), "conv2d forward, relu \(relu)")
-                XCTAssertEqual(bits(Tape.withoutGrad { ConvDispatch.withDirectForward { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu) } }),
-                               bits(direct), "withDirectForward, relu \(relu)")
+                XCTAssertTrue(ConvDispatch.usesWinogradTwo(g))
+                let two = Tensor(uninitialized: dy.shape)
+                ConvWinograd.forward(two.data, x.data, w.data, b.data, g, relu: relu, tile: .two)
+                XCTAssertNotEqual(bits(two), bits(direct), "F(2×2, 3×3) must round differently for this test to see which ran")
+                XCTAssertEqual(bits(Tape.withoutGrad { ConvDispatch.withSwitchingForward { x.conv2d(weight: w, bias: b, padding: (1, 1), fusedReLU: relu) } }),
+                               bits(two), "withSwitchingForward, relu \(relu)")
                 y.backward(seed: dy)
                 let maskedDy = dy.copy()
                 if relu { for i in 0..<maskedDy.count where y.data[i] <= 0 { maskedDy.data[i] = 0 } }
@@ -708,6 +725,26 @@ final class ConvKernelTests: XCTestCase {
         let narrow = ConvGeometry(n: 1, cIn: 8, h: 16, w: 16, cOut: 24, kh: 3, kw: 3, padding: (1, 1))
         XCTAssertFalse(ConvDispatch.usesWinograd(narrow, pass: .forward))
         XCTAssertNil(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.winogradKey(narrow, .forward)])
+
+        // F(2×2, 3×3) for the switching forward: its own decision under its own key, run as stored.
+        let two = Tensor(uninitialized: winograd.shape)
+        ConvWinograd.forward(two.data, x.data, w.data, nil, g, tile: .two)
+        XCTAssertNotEqual(bits(two), bits(direct))
+        let measuredTwo = ConvDispatch.usesWinogradTwo(g)
+        let keyTwo = ConvTuneCache.winogradKey(g, .forward, tile: .two)
+        XCTAssertNotEqual(keyTwo, key)
+        XCTAssertEqual(ConvTuneCache.load(path: file, machine: machine)[keyTwo], measuredTwo ? "winograd" : "direct")
+        for planted in [!measuredTwo, measuredTwo] {
+            var table = ConvTuneCache.load(path: file, machine: machine)
+            table[keyTwo] = planted ? "winograd" : "direct"
+            ConvTuneCache.store(table, path: file, machine: machine)
+            ConvDispatch.setMeasuring(all: true, ties: true, cacheFile: file)
+            let y = Tensor(uninitialized: winograd.shape)
+            ConvDispatch.switchingForward(y.data, x.data, w.data, nil, g)
+            XCTAssertEqual(bits(y), bits(planted ? two : direct), "F(2×2, 3×3) planted \(planted ? "winograd" : "direct")")
+        }
+        XCTAssertFalse(ConvDispatch.usesWinogradTwo(narrow))
+        XCTAssertNil(ConvTuneCache.load(path: file, machine: machine)[ConvTuneCache.winogradKey(narrow, .forward, tile: .two)])
     }
 
     func testFMAPeakProbesTheWidestVectors() throws {

@@ -12,7 +12,7 @@ final class LayerChainLossTests: XCTestCase {
     func opByOpLoss(_ loss: PerceptualLoss, _ prediction: Tensor, _ target: Tensor) -> Tensor {
         let last = loss.levelWeights.lastIndex(where: { $0 > 0 })!
         let targetLevels = Tape.withoutGrad { loss.embed(target, upTo: last) }
-        let predLevels = ConvDispatch.withDirectForward { loss.embed(prediction, upTo: last) }
+        let predLevels = ConvDispatch.withSwitchingForward { loss.embed(prediction, upTo: last) }
         var total: Tensor?
         for j in 0...last where loss.levelWeights[j] > 0 {
             let term = Loss.mse(predLevels[j], targetLevels[j]) * loss.levelWeights[j]
@@ -56,7 +56,9 @@ final class LayerChainLossTests: XCTestCase {
     /// piecewise-constant prediction (one-hot blocks, like a confident segmentation) every pool
     /// window inside a flat region is an exact tie, which float64 and a direct convolution (the
     /// same bits at every position) resolve to the window's first element. The chain must keep
-    /// those switches, so its gradient is the op-by-op tape's; Winograd on the prediction
+    /// those switches, so its gradient is the op-by-op tape's, and both are those of direct
+    /// convolutions everywhere (up to the target's Winograd rounding) although the prediction's
+    /// forward runs Winograd F(2×2, 3×3), which keeps such ties; F(4×4, 3×3) on the prediction
     /// (`PERCEP_WINOGRAD=all`) rounds each position of a tile differently and moves them.
     func testPredictionSwitchesSurviveExactTies() throws {
         // Winograd must run where its rule says, whatever a timed dispatch would pick.
@@ -65,8 +67,9 @@ final class LayerChainLossTests: XCTestCase {
             c.structure = [2, 2]; c.widths = [32, 32]
             let loss = try PerceptualLoss(c)
             let shape = [1, 16, 64, 64]
-            XCTAssertTrue(ConvDispatch.usesWinograd(ConvGeometry(n: 1, cIn: 32, h: 64, w: 64, cOut: 32, kh: 3, kw: 3, padding: (1, 1)),
-                                                    pass: .forward), "the size must be one where Winograd runs")
+            let layer = ConvGeometry(n: 1, cIn: 32, h: 64, w: 64, cOut: 32, kh: 3, kw: 3, padding: (1, 1))
+            XCTAssertTrue(ConvDispatch.usesWinograd(layer, pass: .forward), "the size must be one where Winograd runs")
+            XCTAssertTrue(ConvDispatch.usesWinogradTwo(layer), "and F(2×2, 3×3) on the prediction")
             let target = oneHotBlocks(shape, seed: 7, requiresGrad: false)
             func chainGradient() throws -> Tensor {
                 let p = oneHotBlocks(shape, seed: 8, requiresGrad: true)
@@ -77,6 +80,11 @@ final class LayerChainLossTests: XCTestCase {
             opByOpLoss(loss, p, target).backward()
             let reference = try XCTUnwrap(p.grad)
             XCTAssertLessThan(relativeNorm(try chainGradient(), reference), 1e-5, "default: the prediction's switches as op by op")
+            ConvDispatch.force(.dnnl)
+            let direct = oneHotBlocks(shape, seed: 8, requiresGrad: true)
+            opByOpLoss(loss, direct, target).backward()
+            ConvDispatch.force(nil)
+            XCTAssertLessThan(relativeNorm(reference, try XCTUnwrap(direct.grad)), 1e-4, "default: the switches of direct convolutions")
 
             // Without this the test would prove nothing: the input must hold ties Winograd moves.
             ConvDispatch.winogradOnSwitchingForward = true

@@ -126,13 +126,13 @@ final class LossNetworkTests: XCTestCase {
     }
 
     /// The loss networks run on the tape (ResNet-18, GoogLeNet, MobileNetV2) embed the prediction
-    /// with direct convolutions, as the layer-chain op does (`ConvDispatch.withDirectForward`),
-    /// although `Tensor.conv2d` runs Winograd elsewhere. GoogLeNet has max-pools after 3×3
-    /// layers Winograd would run (ResNet-18's only pool comes before them): on one-hot blocks,
-    /// exact ties in every flat pool window, the gradient is the all-direct one's up to the
-    /// target's Winograd rounding, and Winograd on the prediction (`winogradOnSwitchingForward`)
-    /// moves it, so the input holds ties the check can see.
-    func testTapeLossNetworksKeepTheirPredictionDirect() throws {
+    /// as the layer-chain op does (`ConvDispatch.withSwitchingForward`: Winograd F(2×2, 3×3) or a
+    /// direct convolution), although `Tensor.conv2d` runs F(4×4, 3×3) elsewhere. GoogLeNet has
+    /// max-pools after 3×3 layers Winograd would run (ResNet-18's only pool comes before them): on
+    /// one-hot blocks, exact ties in every flat pool window, the gradient is the all-direct one's
+    /// up to the target's Winograd rounding, and F(4×4, 3×3) on the prediction
+    /// (`winogradOnSwitchingForward`) moves it, so the input holds ties the check can see.
+    func testTapeLossNetworksKeepTheirPredictionsSwitches() throws {
         // Winograd must run where its rule says, whatever a timed dispatch would pick.
         try ConvDispatch.withWinogradByRule {
             var c = LossNetworkConfig(inChannels: 16)

@@ -65,7 +65,11 @@ public enum ConvDispatch {
     }
 
     struct HandleKey: Hashable { let geometry: ConvGeometry; let bias: Bool; var relu = false }
-    struct TuneKey: Hashable { let geometry: ConvGeometry; let pass: ConvPass }
+    /// A measured decision's key: shape and pass (and for the Winograd-or-direct decisions, the
+    /// Winograd tile they time; 0 elsewhere).
+    struct TuneKey: Hashable {
+        let geometry: ConvGeometry; let pass: ConvPass; var winogradTile = 0
+    }
 
     /// Forces one algorithm for every shape (nil restores the per-shape choice).
     public static func force(_ algorithm: ConvAlgorithm?) {
@@ -237,12 +241,15 @@ public enum ConvDispatch {
     }
 
     /// y = conv(x, w) + b (overwritten), then max(y, 0) when `relu`. Shapes as
-    /// `ConvIm2col.forward`. Winograd F(4×4, 3×3) where `usesWinograd` says so (trainable layers
-    /// too: its rounding moves values a little more than a direct convolution's, as cuDNN's
-    /// Winograd does in training) and not inside `withDirectForward`, otherwise `directForward`.
+    /// `ConvIm2col.forward`. Inside `withSwitchingForward`, `switchingForward`; otherwise
+    /// Winograd F(4×4, 3×3) where `usesWinograd` says so (trainable layers too: its rounding
+    /// moves values a little more than a direct convolution's, as cuDNN's Winograd does in
+    /// training), else `directForward`.
     public static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
-        if usesWinograd(g, pass: .forward) && (!directForwardOnThisThread || winogradOnSwitchingForward) {
+        if switchingForwardOnThisThread {
+            switchingForward(y, x, w, b, g, relu: relu)
+        } else if usesWinograd(g, pass: .forward) {
             lock.lock(); passCounts[ConvPass.forward.rawValue] += 1; lock.unlock()
             ConvWinograd.forward(y, x, w, b, g, relu: relu)
         } else {
@@ -250,19 +257,33 @@ public enum ConvDispatch {
         }
     }
 
-    /// Runs `body` with every `forward` on this thread direct (`directForward`) unless
-    /// `winogradOnSwitchingForward`: for the prediction's embedding through a loss network run on
-    /// the tape (ResNet-18, GoogLeNet, MobileNetV2), whose ReLU signs and max-pool argmaxes route
-    /// the gradient as in the layer-chain networks' direct prediction forward. Per thread, as the
-    /// tape is.
-    public static func withDirectForward<T>(_ body: () throws -> T) rethrows -> T {
-        let outer = Thread.current.threadDictionary[directForwardKey] as? Int ?? 0
-        Thread.current.threadDictionary[directForwardKey] = outer + 1
-        defer { Thread.current.threadDictionary[directForwardKey] = outer }
+    /// The forward of a convolution whose output's ReLU signs and max-pool argmaxes route a
+    /// gradient (the prediction's embedding in a perceptual loss), which should fall as a float32
+    /// direct convolution's do: Winograd F(2×2, 3×3) where `usesWinogradTwo` says so (transforms
+    /// of 0, ±1 and ½: it rounds as a direct convolution does and keeps the exact ties of flat
+    /// regions, `ConvWinograd.Tile`), else `directForward`; F(4×4, 3×3) instead under
+    /// `winogradOnSwitchingForward`, a measurement mode. Shapes as `forward`.
+    public static func switchingForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                                        _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
+        let tile: ConvWinograd.Tile? = winogradOnSwitchingForward && usesWinograd(g, pass: .forward) ? .four
+            : usesWinogradTwo(g) ? .two : nil
+        guard let tile else { return directForward(y, x, w, b, g, relu: relu) }
+        lock.lock(); passCounts[ConvPass.forward.rawValue] += 1; lock.unlock()
+        ConvWinograd.forward(y, x, w, b, g, relu: relu, tile: tile)
+    }
+
+    /// Runs `body` with every `forward` on this thread a `switchingForward`: for the prediction's
+    /// embedding through a loss network run on the tape (ResNet-18, GoogLeNet, MobileNetV2), whose
+    /// ReLU signs and max-pool argmaxes route the gradient as in the layer-chain networks'
+    /// prediction forward. Per thread, as the tape is.
+    public static func withSwitchingForward<T>(_ body: () throws -> T) rethrows -> T {
+        let outer = Thread.current.threadDictionary[switchingForwardKey] as? Int ?? 0
+        Thread.current.threadDictionary[switchingForwardKey] = outer + 1
+        defer { Thread.current.threadDictionary[switchingForwardKey] = outer }
         return try body()
     }
-    private static let directForwardKey = "PercepCore.ConvDispatch.directForwardDepth"
-    private static var directForwardOnThisThread: Bool { (Thread.current.threadDictionary[directForwardKey] as? Int ?? 0) > 0 }
+    private static let switchingForwardKey = "PercepCore.ConvDispatch.switchingForwardDepth"
+    private static var switchingForwardOnThisThread: Bool { (Thread.current.threadDictionary[switchingForwardKey] as? Int ?? 0) > 0 }
 
     /// `forward` with a direct algorithm only (oneDNN's or im2col, per shape), never Winograd: for
     /// a forward whose ReLU signs and max-pool argmaxes route a gradient and should fall as a
@@ -318,6 +339,20 @@ public enum ConvDispatch {
         return winogradWins(together, pass)
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
+
+    /// Whether `switchingForward` runs Winograd F(2×2, 3×3) on `g`: where Winograd applies, with at
+    /// least 16 channels on both sides and 8 tiles of 2×2 (unless an algorithm is forced or
+    /// `PERCEP_WINOGRAD=0`). Measured with `bench conv --compare` on the VGG16 shapes (AVX2
+    /// EPYC, docs/benchmarks.md): 1.2–2.3× oneDNN's direct forward, 175–355 direct-equivalent
+    /// GFLOP/s. Where `winogradIsTimed` (oneDNN wider than AVX2) it is timed against the direct
+    /// algorithm once per shape instead, as F(4×4, 3×3)'s passes are.
+    public static func usesWinogradTwo(_ g: ConvGeometry) -> Bool {
+        let tiles = g.n * ((g.outH + 1) / 2) * ((g.outW + 1) / 2)
+        guard winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g) && g.cIn >= 16 && g.cOut >= 16 && tiles >= 8 else {
+            return false
+        }
+        return !winogradIsTimed || winogradWins(g, .forward, tile: .two)
+    }
 
     /// What `usesWinograd` says without timing: the measured rule above.
     public static func winogradRule(_ g: ConvGeometry, pass: ConvPass, inputs: Int = 1) -> Bool {
@@ -534,11 +569,12 @@ public enum ConvDispatch {
     /// Whether Winograd ran `pass` of `g` faster than the direct algorithm the dispatch would
     /// otherwise run (`algorithm(for:pass:)`), timed by `fastestCandidate` the first time,
     /// remembered in memory and in the cache file.
-    private static func winogradWins(_ g: ConvGeometry, _ pass: ConvPass) -> Bool {
-        let key = TuneKey(geometry: g, pass: pass)
+    private static func winogradWins(_ g: ConvGeometry, _ pass: ConvPass, tile: ConvWinograd.Tile = .four) -> Bool {
+        let key = TuneKey(geometry: g, pass: pass, winogradTile: tile.rawValue)
+        let fileKey = ConvTuneCache.winogradKey(g, pass, tile: tile)
         lock.lock()
         if let decided = tunedWinograd[key] { lock.unlock(); return decided }
-        if let stored = storedDecision(ConvTuneCache.winogradKey(g, pass)),
+        if let stored = storedDecision(fileKey),
            stored == ConvTuneCache.winogradChoice || stored == ConvTuneCache.directChoice {
             tunedWinograd[key] = stored == ConvTuneCache.winogradChoice
             lock.unlock()
@@ -551,14 +587,14 @@ public enum ConvDispatch {
                 return run(pass, g, with: direct, y: t.y.data, x: t.x.data, w: t.w.data, dx: t.dx.data, dy: t.y.data, dw: t.dw.data)
             }
             switch pass {
-            case .forward: ConvWinograd.forward(t.y.data, t.x.data, t.w.data, nil, g)
+            case .forward: ConvWinograd.forward(t.y.data, t.x.data, t.w.data, nil, g, tile: tile)
             case .backwardData: ConvWinograd.backwardData(t.dx.data, t.y.data, t.w.data, g)
             case .backwardWeight: ConvWinograd.backwardWeight(t.dw.data, t.x.data, t.y.data, g)
             }
         } == 0
         lock.lock()
         tunedWinograd[key] = wins
-        storeDecision(wins ? ConvTuneCache.winogradChoice : ConvTuneCache.directChoice, key: ConvTuneCache.winogradKey(g, pass))
+        storeDecision(wins ? ConvTuneCache.winogradChoice : ConvTuneCache.directChoice, key: fileKey)
         lock.unlock()
         return wins
     }

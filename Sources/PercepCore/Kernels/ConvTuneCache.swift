@@ -38,9 +38,12 @@ public enum ConvTuneCache {
             + "\(g.dilH),\(g.dilW),\(g.groups)/\(pass)"
     }
 
-    /// Text key of the Winograd-or-direct decision for one (shape, pass); its value is
+    /// Text key of the Winograd-or-direct decision for one (shape, pass) and Winograd tile
+    /// (F(2×2, 3×3)'s keys are marked, F(4×4, 3×3)'s as before it existed); its value is
     /// `winogradChoice` or `directChoice`.
-    static func winogradKey(_ g: ConvGeometry, _ pass: ConvPass) -> String { key(g, pass) + "/winograd-or-direct" }
+    static func winogradKey(_ g: ConvGeometry, _ pass: ConvPass, tile: ConvWinograd.Tile = .four) -> String {
+        key(g, pass) + (tile == .four ? "/winograd-or-direct" : "/winograd2x2-or-direct")
+    }
     /// The stored values of a `winogradKey` decision.
     static let winogradChoice = "winograd", directChoice = "direct"
 

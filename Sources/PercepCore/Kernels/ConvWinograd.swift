@@ -24,8 +24,22 @@ public enum ConvWinograd {
     /// y = conv(x, w) + b (overwritten), then max(y, 0) when `relu`. x: [N, C, H, W],
     /// w: [K, C, 3, 3], y: [N, K, OH, OW].
     public static func forward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
-                               _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
-        forward([(y: y, x: x)], w, b, g, relu: relu)
+                               _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false, tile: Tile = .four) {
+        forward([(y: y, x: x)], w, b, g, relu: relu, tile: tile)
+    }
+
+    /// The output tile of the algorithm: F(4×4, 3×3) (`four`: 36 transform positions per tile, a
+    /// quarter of a direct convolution's multiplies, every pass) or F(2×2, 3×3) (`two`: 16
+    /// positions, 4/9 of the multiplies, forward only). F(4×4, 3×3)'s transforms multiply by up to
+    /// 8 and 1/24 and cancel again, so it rounds several times more than a direct convolution;
+    /// F(2×2, 3×3)'s hold only 0, ±1 and ½ and round about as a direct convolution does, and a
+    /// patch constant along its rows or columns gives bit-equal outputs, as a direct
+    /// convolution's: the forward for ReLU signs and max-pool argmaxes that route a gradient
+    /// (`ConvDispatch.switchingForward`).
+    public enum Tile: Int, Sendable {
+        case two = 2, four = 4
+        /// Transform positions per tile, (m + 2)² for m×m outputs.
+        public var positions: Int { (rawValue + 2) * (rawValue + 2) }
     }
 
     /// The same convolution of several inputs of geometry `g` with one weight transform: each
@@ -33,9 +47,9 @@ public enum ConvWinograd {
     /// tile blocks, so on small maps one GEMM covers the tiles of all the inputs.
     /// xᵢ: [N, C, H, W], w: [K, C, 3, 3], yᵢ: [N, K, OH, OW].
     public static func forward(_ pairs: [(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>)], _ w: UnsafePointer<Float>,
-                               _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
-        precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
-        run(ys: pairs.map(\.y), xs: pairs.map(\.x), weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: false),
+                               _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false, tile: Tile = .four) {
+        precondition(applies(g), "Winograd does not apply to \(g)")
+        run(ys: pairs.map(\.y), xs: pairs.map(\.x), weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: false, tile: tile),
             bias: b, relu: relu, n: g.n, cIn: g.cIn, h: g.h, w: g.w, cOut: g.cOut, pad: g.padH, oh: g.outH, ow: g.outW)
     }
 
@@ -116,9 +130,15 @@ public enum ConvWinograd {
         let w: UnsafePointer<Float>
         let kOut: Int, cIn: Int
         let transposeFlip: Bool
+        var tile: Tile = .four
 
-        /// Writes U's panels `panels` of every position to u: [36][uPanels][columns][6].
+        /// Writes U's panels `panels` of every position to u: [positions][uPanels][columns][6].
         func transform(panels: Range<Int>, uPanels: Int, into u: UnsafeMutablePointer<Float>) {
+            if tile == .two {
+                precondition(!transposeFlip, "Winograd F(2,3) runs forwards only")
+                pd_wino23_weights(w, Int32(kOut), Int32(cIn), Int32(panels.lowerBound), Int32(panels.upperBound), Int32(uPanels), u)
+                return
+            }
             pd_wino43_weights(w, Int32(kOut), Int32(cIn), transposeFlip ? 1 : 0, Int32(panels.lowerBound), Int32(panels.upperBound),
                               Int32(uPanels), u)
         }
@@ -184,6 +204,12 @@ public enum ConvWinograd {
         var output: Output { self == .eight ? pd_wino43_output : pd_wino43_output_wide }
         var outputGrad: OutputGrad { self == .eight ? pd_wino43_output_grad : pd_wino43_output_grad_wide }
         var weightGrad: WeightGrad { self == .eight ? pd_wino43_weight_grad : pd_wino43_weight_grad_wide }
+
+        typealias Output23 = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int, Int32, Int32, Int32, Int32, Int32,
+                                             UnsafePointer<Float>?, Int32, Int32, Int32, UnsafeMutablePointer<Float>?) -> Void
+        /// F(2×2, 3×3)'s input and output transforms (`Tile.two`).
+        var input23: Input { self == .eight ? pd_wino23_input : pd_wino23_input_wide }
+        var output23: Output23 { self == .eight ? pd_wino23_output : pd_wino23_output_wide }
     }
 
     /// The transform width this process uses: `PERCEP_WINOGRAD_TRANSFORMS=8` or `16` if set, else
@@ -288,14 +314,16 @@ public enum ConvWinograd {
                             bias: UnsafePointer<Float>?, relu: Bool, mask: PackedBits? = nil, n: Int, cIn: Int, h: Int, w: Int,
                             cOut: Int, pad: Int, oh: Int, ow: Int) {
         precondition(ys.count == xs.count && !xs.isEmpty, "Winograd F(4,3): \(xs.count) inputs for \(ys.count) outputs")
-        let tilesH = (oh + 3) / 4, tilesW = (ow + 3) / 4
+        precondition(weights.tile == .four || mask == nil, "Winograd F(2,3) writes no masked outputs")
+        let side = weights.tile.rawValue, positions = weights.tile.positions
+        let tilesH = (oh + side - 1) / side, tilesW = (ow + side - 1) / side
         let tilesPerInput = n * tilesH * tilesW, tiles = xs.count * tilesPerInput
-        let floatsPerTile = 36 * (cIn + cOut), threads = ThreadBudget.threads
+        let floatsPerTile = positions * (cIn + cOut), threads = ThreadBudget.threads
         // U whole (shared by the blocks), or per thread a chunk of panels (`sharedTransformBudget`).
         let panels = panelCount(cOut), panelFloats = Int(PD_WINO_MR) * ((cIn + 7) / 8 * 8)   // columns in groups of 8 (pd_wino43_weights)
-        let shared = 36 * panels * panelFloats * MemoryLayout<Float>.stride <= sharedTransformBudget
-        let chunkPanels = Swift.max(1, panelChunkBudget / (36 * panelFloats * MemoryLayout<Float>.stride))
-        let uFloats = shared ? 36 * panels * panelFloats : threads * 36 * chunkPanels * panelFloats
+        let shared = positions * panels * panelFloats * MemoryLayout<Float>.stride <= sharedTransformBudget
+        let chunkPanels = Swift.max(1, panelChunkBudget / (positions * panelFloats * MemoryLayout<Float>.stride))
+        let uFloats = shared ? positions * panels * panelFloats : threads * positions * chunkPanels * panelFloats
         // Tiles per thread-owned block: V and M within `threadBlockBudget`, a multiple of 8 (the
         // transforms' group), 16 to 64 (the GEMM's register block is 16 columns wide). That
         // schedule needs two blocks per thread, so the threads' shares stay even.
@@ -315,6 +343,17 @@ public enum ConvWinograd {
         if scratch.count < scratchFloats { scratch = Storage(count: scratchFloats) }
         let gemm = gemmLanes.kernel, transforms = transformLanes
         let maskWords = mask.map { UnsafePointer($0.words) }, maskRowWords = Int32(mask?.wordsPerRow ?? 0)
+        let input = weights.tile == .four ? transforms.input : transforms.input23
+        /// Output transform of one run of tiles `s` (M from `m`) for the output channels `channels`.
+        func output(_ m: UnsafePointer<Float>, _ s: (input: Int, first: Int, count: Int, column: Int), _ channels: Range<Int>) {
+            if weights.tile == .four {
+                transforms.output(m, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                  bias, relu ? 1 : 0, maskWords, maskRowWords, Int32(channels.lowerBound), Int32(channels.upperBound), ys[s.input])
+            } else {
+                transforms.output23(m, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow), Int32(tilesH), Int32(tilesW),
+                                    bias, relu ? 1 : 0, Int32(channels.lowerBound), Int32(channels.upperBound), ys[s.input])
+            }
+        }
         if shared {
             parallelChunks(panels, grain: Swift.max(1, 512 / Swift.max(cIn, 1))) { r in
                 weights.transform(panels: r, uPanels: panels, into: pu + r.lowerBound * panelFloats)
@@ -324,42 +363,41 @@ public enum ConvWinograd {
         if perThread {
             let blocks = (tiles + block - 1) / block
             parallelChunksOnThreads(blocks, grain: 1) { r, thread in
-                let pv = base + thread * floatsPerTile * block, pm = pv + 36 * cIn * block
+                let pv = base + thread * floatsPerTile * block, pm = pv + positions * cIn * block
                 for b in r {
                     let t0 = b * block, count = Swift.min(block, tiles - t0)
                     let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
                     for s in runs {
-                        transforms.input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
-                                        s.first, Int32(s.count), 0, Int32(cIn), pv + s.column, Int32(block))
+                        input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
+                              s.first, Int32(s.count), 0, Int32(cIn), pv + s.column, Int32(block))
                     }
-                    for p in 0..<36 {
+                    for p in 0..<positions {
                         gemm(pu + p * panels * panelFloats, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
                              pm + p * cOut * block)
                     }
                     for s in runs {
-                        transforms.output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
-                                         Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, maskWords, maskRowWords, 0, Int32(cOut), ys[s.input])
+                        output(pm + s.column, s, 0..<cOut)
                     }
                 }
             }
             return
         }
-        let pv = base, pm = pv + 36 * cIn * block
+        let pv = base, pm = pv + positions * cIn * block
         var t0 = 0
         while t0 < tiles {
             let count = Swift.min(block, tiles - t0)
             let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
             parallelChunks(cIn, grain: 1) { r in
                 for s in runs {
-                    transforms.input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
-                                    s.first, Int32(s.count), Int32(r.lowerBound), Int32(r.upperBound), pv + s.column, Int32(block))
+                    input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
+                          s.first, Int32(s.count), Int32(r.lowerBound), Int32(r.upperBound), pv + s.column, Int32(block))
                 }
             }
             // U is already in the kernel's panels and V's rows are contiguous, so nothing is
             // packed per GEMM. M's rows of panel i start at row 6i.
             if shared {
                 // One GEMM per transform position, each on one thread.
-                parallelChunks(36, grain: 1) { r in
+                parallelChunks(positions, grain: 1) { r in
                     for p in r {
                         gemm(pu + p * panels * panelFloats, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
                              pm + p * cOut * block)
@@ -369,12 +407,12 @@ public enum ConvWinograd {
                 // Each thread makes its panels' U a chunk at a time and runs the 36 GEMMs of
                 // that chunk's rows while the chunk is in cache.
                 parallelChunksOnThreads(panels, grain: 1) { r, thread in
-                    let chunkU = pu + thread * 36 * chunkPanels * panelFloats
+                    let chunkU = pu + thread * positions * chunkPanels * panelFloats
                     for first in stride(from: r.lowerBound, to: r.upperBound, by: chunkPanels) {
                         let chunk = first..<Swift.min(first + chunkPanels, r.upperBound)
                         weights.transform(panels: chunk, uPanels: chunk.count, into: chunkU)
                         let row0 = first * Int(PD_WINO_MR), rows = Swift.min(cOut, chunk.upperBound * Int(PD_WINO_MR)) - row0
-                        for p in 0..<36 {
+                        for p in 0..<positions {
                             gemm(chunkU + p * chunk.count * panelFloats, pv + p * cIn * block, Int32(rows), Int32(cIn), Int32(count),
                                  Int32(block), pm + (p * cOut + row0) * block)
                         }
@@ -383,9 +421,7 @@ public enum ConvWinograd {
             }
             parallelChunks(cOut, grain: 1) { r in
                 for s in runs {
-                    transforms.output(pm + s.column, Int32(cOut), Int32(block), s.first, Int32(s.count), Int32(oh), Int32(ow),
-                                     Int32(tilesH), Int32(tilesW), bias, relu ? 1 : 0, maskWords, maskRowWords, Int32(r.lowerBound), Int32(r.upperBound),
-                                     ys[s.input])
+                    output(pm + s.column, s, r)
                 }
             }
             t0 += count

@@ -1,0 +1,66 @@
+// What the Winograd kernels (winograd.c: F(4x4, 3x3) and the tile GEMM; winograd23.c: F(2x2, 3x3))
+// share: the CPU clones, the 8-float vector type and its transpose. Private to CKernels.
+#ifndef PERCEP_CKERNELS_WINOGRAD_COMMON_H
+#define PERCEP_CKERNELS_WINOGRAD_COMMON_H
+
+#if defined(__x86_64__) && defined(__clang__)
+#define PD_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+// The 16-lane GEMM and tile transforms also get an AVX-512 clone; on other CPUs they run split
+// into 8-lane halves.
+#define PD_CLONES_WIDE __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define PD_CLONES
+#define PD_CLONES_WIDE
+#endif
+
+#define GROUP 8
+
+// Helpers of the cloned functions must be inlined into each clone: an outlined copy is compiled
+// for the baseline ISA (no FMA), which would give other bits and lose the vector width.
+#define PD_INLINE static inline __attribute__((always_inline))
+// Those helpers pass 8-float vectors by value; in the baseline clone (no AVX) that would change the
+// calling convention, but no such call remains once they are inlined, so the warning is moot.
+#pragma clang diagnostic ignored "-Wpsabi"
+
+// Eight floats, one AVX register: GCC/clang's vector type, so each clone compiles it for its own ISA.
+typedef float pd_v8 __attribute__((vector_size(32)));
+
+PD_INLINE pd_v8 pd_load8(const float *p) {
+  pd_v8 r;
+  __builtin_memcpy(&r, p, sizeof r);
+  return r;
+}
+
+PD_INLINE void pd_store8(float *p, pd_v8 x) { __builtin_memcpy(p, &x, sizeof x); }
+
+typedef int pd_i8 __attribute__((vector_size(32)));
+
+// r[j][l] <- r[l][j]: the 8x8 transpose by unpacks, 64-bit shuffles and 128-bit lane swaps.
+PD_INLINE void transpose8x8(pd_v8 r[8]) {
+  const pd_v8 t0 = __builtin_shufflevector(r[0], r[1], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t1 = __builtin_shufflevector(r[0], r[1], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 t2 = __builtin_shufflevector(r[2], r[3], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t3 = __builtin_shufflevector(r[2], r[3], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 t4 = __builtin_shufflevector(r[4], r[5], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t5 = __builtin_shufflevector(r[4], r[5], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 t6 = __builtin_shufflevector(r[6], r[7], 0, 8, 1, 9, 4, 12, 5, 13);
+  const pd_v8 t7 = __builtin_shufflevector(r[6], r[7], 2, 10, 3, 11, 6, 14, 7, 15);
+  const pd_v8 s0 = __builtin_shufflevector(t0, t2, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s1 = __builtin_shufflevector(t0, t2, 2, 3, 10, 11, 6, 7, 14, 15);
+  const pd_v8 s2 = __builtin_shufflevector(t1, t3, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s3 = __builtin_shufflevector(t1, t3, 2, 3, 10, 11, 6, 7, 14, 15);
+  const pd_v8 s4 = __builtin_shufflevector(t4, t6, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s5 = __builtin_shufflevector(t4, t6, 2, 3, 10, 11, 6, 7, 14, 15);
+  const pd_v8 s6 = __builtin_shufflevector(t5, t7, 0, 1, 8, 9, 4, 5, 12, 13);
+  const pd_v8 s7 = __builtin_shufflevector(t5, t7, 2, 3, 10, 11, 6, 7, 14, 15);
+  r[0] = __builtin_shufflevector(s0, s4, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[1] = __builtin_shufflevector(s1, s5, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[2] = __builtin_shufflevector(s2, s6, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[3] = __builtin_shufflevector(s3, s7, 0, 1, 2, 3, 8, 9, 10, 11);
+  r[4] = __builtin_shufflevector(s0, s4, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[5] = __builtin_shufflevector(s1, s5, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[6] = __builtin_shufflevector(s2, s6, 4, 5, 6, 7, 12, 13, 14, 15);
+  r[7] = __builtin_shufflevector(s3, s7, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+#endif
