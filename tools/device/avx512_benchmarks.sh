@@ -7,7 +7,7 @@
 #              against each other, then `bench conv` (2 rounds each side);
 #   cores 2,3: the PSPNet-R18 step, then the CondInst R-50 step (1 step after a warm-up).
 # Results go to $OUT (at most 8 files come back): machine.txt, lossnet.md, widths.txt, conv.md,
-# step.md, condinst.md. Usage, from the repository root there: tools/device/avx512_benchmarks.sh
+# step.md, condinst.md, conv-dispatch.json (the decisions timed there). Usage, from the repository root there: tools/device/avx512_benchmarks.sh
 # [--check]; --check only unpacks, writes machine.txt (with every library the binary would load
 # from outside the bundle) and times one loss step: a dry run for any machine. From a session:
 # `tools/device/bundle.sh` here (about 2 minutes), then the device tool's run with command
@@ -26,6 +26,9 @@ if ! tar -C "$root" -xJf .build-device/percep-dist.tar.xz; then
 fi
 export LD_LIBRARY_PATH=$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PERCEP_BIN=$root/bin/percep-dist OPENBLAS_CORETYPE=Haswell
+# Every decision the dispatch times on that machine (Winograd F(4x4, 3x3) and F(2x2, 3x3) against
+# oneDNN's direct convolution, the near-ties) comes back with the results.
+export PERCEP_CONV_CACHE=$out/conv-dispatch.json
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(cat "$root/commit")"
   lscpu | grep -E '^(Model name|CPU family|Model|Thread|Core|Socket|L2|L3)'
@@ -44,10 +47,13 @@ field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(' '.join(st
 
 lane_a() {
   tools/bench_lossnet.sh 2 5 5 "2,2,3,3,3/3 1,1,1,1,1/3" > "$out/lossnet.md" 2>&1
-  # The two widths of the Winograd transforms and GEMM, forced, against the per-process timing.
+  # The two widths of the Winograd transforms and GEMM, forced, against the per-process timing;
+  # and the prediction's forward on oneDNN's direct convolution (PERCEP_WINOGRAD=0: no Winograd
+  # at all) or F(4x4, 3x3) (all) against the default's timed choice.
   local args=(--structure 2,2,3,3,3 --iters 10 --threads 2 --json)
   for round in 1 2 3; do
-    for setting in "" PERCEP_WINOGRAD_TRANSFORMS=8 PERCEP_WINOGRAD_TRANSFORMS=16 PERCEP_WINOGRAD_GEMM=8 PERCEP_WINOGRAD_GEMM=16; do
+    for setting in "" PERCEP_WINOGRAD_TRANSFORMS=8 PERCEP_WINOGRAD_TRANSFORMS=16 PERCEP_WINOGRAD_GEMM=8 PERCEP_WINOGRAD_GEMM=16 \
+        PERCEP_WINOGRAD=0 PERCEP_WINOGRAD=all; do
       echo "round $round ${setting:-default}: $(env $setting "$PERCEP_BIN" bench lossnet "${args[@]}" \
         | field seconds_per_iter min_seconds winograd_transform_lanes winograd_gemm_lanes loss)"
     done
