@@ -7,8 +7,8 @@
 #              against each other, then `bench conv` (2 rounds each side);
 #   cores 2,3: the PSPNet-R18 step, then the CondInst R-50 step (1 step after a warm-up).
 # Results go to $OUT (at most 8 files come back): machine.txt, lossnet.md, widths.txt, conv.md,
-# step.md, condinst.md, conv-dispatch.json (the decisions timed there). Usage, from the repository root there: tools/device/avx512_benchmarks.sh
-# [--check]; --check only unpacks, writes machine.txt (with every library the binary would load
+# step.md, condinst.md, conv-dispatch-a.json and -b.json (the decisions timed there, per lane).
+# Usage, from the repository root there: tools/device/avx512_benchmarks.sh [--check]; --check only unpacks, writes machine.txt (with every library the binary would load
 # from outside the bundle) and times one loss step: a dry run for any machine. From a session:
 # `tools/device/bundle.sh` here (about 2 minutes), then the device tool's run with command
 # `tools/device/avx512_benchmarks.sh`, carry [".build-device"] and timeout_s 600; the bundle
@@ -27,8 +27,8 @@ fi
 export LD_LIBRARY_PATH=$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PERCEP_BIN=$root/bin/percep-dist OPENBLAS_CORETYPE=Haswell
 # Every decision the dispatch times on that machine (Winograd F(4x4, 3x3) and F(2x2, 3x3) against
-# oneDNN's direct convolution, the near-ties) comes back with the results.
-export PERCEP_CONV_CACHE=$out/conv-dispatch.json
+# oneDNN's direct convolution, the near-ties) comes back with the results, one file per lane (the
+# lanes run at once, and one file rewritten by both could lose a decision).
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $(cat "$root/commit")"
   lscpu | grep -E '^(Model name|CPU family|Model|Thread|Core|Socket|L2|L3)'
@@ -46,6 +46,7 @@ fi
 field() { python3 -c "import json,sys; d=json.load(sys.stdin); print(' '.join(str(d.get(k)) for k in sys.argv[1:]))" "$@"; }
 
 lane_a() {
+  export PERCEP_CONV_CACHE=$out/conv-dispatch-a.json
   tools/bench_lossnet.sh 2 5 5 "2,2,3,3,3/3 1,1,1,1,1/3" > "$out/lossnet.md" 2>&1
   # The two widths of the Winograd transforms and GEMM, forced, against the per-process timing;
   # and the prediction's forward on oneDNN's direct convolution (PERCEP_WINOGRAD=0: no Winograd
@@ -62,6 +63,7 @@ lane_a() {
 }
 
 lane_b() {
+  export PERCEP_CONV_CACHE=$out/conv-dispatch-b.json
   tools/bench_step.sh pspnet_r18 2 3 > "$out/step.md" 2>&1
   tools/bench_condinst_step.sh 2 1 > "$out/condinst.md" 2>&1
 }

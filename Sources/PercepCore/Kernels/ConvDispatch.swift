@@ -261,12 +261,17 @@ public enum ConvDispatch {
     /// gradient (the prediction's embedding in a perceptual loss), which should fall as a float32
     /// direct convolution's do: Winograd F(2×2, 3×3) where `usesWinogradTwo` says so (transforms
     /// of 0, ±1 and ½: it rounds as a direct convolution does and keeps the exact ties of flat
-    /// regions, `ConvWinograd.Tile`), else `directForward`; F(4×4, 3×3) instead under
-    /// `winogradOnSwitchingForward`, a measurement mode. Shapes as `forward`.
+    /// regions, `ConvWinograd.Tile`), else `directForward`; under `winogradOnSwitchingForward`, a
+    /// measurement mode, F(4×4, 3×3) where `usesWinograd` says so, else `directForward`. Shapes as
+    /// `forward`.
     public static func switchingForward(_ y: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                         _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false) {
-        let tile: ConvWinograd.Tile? = winogradOnSwitchingForward && usesWinograd(g, pass: .forward) ? .four
-            : usesWinogradTwo(g) ? .two : nil
+        let tile: ConvWinograd.Tile?
+        if winogradOnSwitchingForward {
+            tile = usesWinograd(g, pass: .forward) ? .four : nil   // as `frozenForward` in that mode
+        } else {
+            tile = usesWinogradTwo(g) ? .two : nil
+        }
         guard let tile else { return directForward(y, x, w, b, g, relu: relu) }
         lock.lock(); passCounts[ConvPass.forward.rawValue] += 1; lock.unlock()
         ConvWinograd.forward(y, x, w, b, g, relu: relu, tile: tile)
@@ -343,7 +348,7 @@ public enum ConvDispatch {
     /// Whether `switchingForward` runs Winograd F(2×2, 3×3) on `g`: where Winograd applies, with at
     /// least 16 channels on both sides and 8 tiles of 2×2 (unless an algorithm is forced or
     /// `PERCEP_WINOGRAD=0`). Measured with `bench conv --compare` on the VGG16 shapes (AVX2
-    /// EPYC, docs/benchmarks.md): 1.2–2.3× oneDNN's direct forward, 175–355 direct-equivalent
+    /// EPYC, docs/benchmarks.md): 1.1–2.6× oneDNN's direct forward, 166–319 direct-equivalent
     /// GFLOP/s. Where `winogradIsTimed` (oneDNN wider than AVX2) it is timed against the direct
     /// algorithm once per shape instead, as F(4×4, 3×3)'s passes are.
     public static func usesWinogradTwo(_ g: ConvGeometry) -> Bool {

@@ -2,7 +2,8 @@ import Foundation
 import CKernels
 
 /// Winograd F(4×4, 3×3) for stride-1, undilated, ungrouped 3×3 convolutions: each 4×4 output
-/// tile costs 36 multiplies per channel pair instead of 144.
+/// tile costs 36 multiplies per channel pair instead of 144. F(2×2, 3×3) (`Tile.two`, forward
+/// only) runs through the same tile loop with 16 positions per 2×2 tile (`pd_wino23_*`).
 ///
 /// Per block of tiles: the input transform (`pd_wino43_input`, CKernels) gives V[36][C][tiles], 36
 /// GEMMs M_ξ = U_ξ · V_ξ (`pd_wino43_gemm`; U[36][K][C], the transformed weights, in the GEMM
@@ -60,7 +61,7 @@ public enum ConvWinograd {
     /// written.
     public static func backwardData(_ dx: UnsafeMutablePointer<Float>, _ dy: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
                                     _ g: ConvGeometry, mask: PackedBits? = nil) {
-        precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
+        precondition(applies(g), "Winograd does not apply to \(g)")
         if let mask {
             precondition(mask.bitsPerEntry == 1 && mask.rows == g.n * g.cIn && mask.entriesPerRow == g.h * g.w,
                          "Winograd backward-data: the mask does not match dx of \(g)")
@@ -81,7 +82,7 @@ public enum ConvWinograd {
     /// dy: [N, K, OH, OW], dw: [K, C, 3, 3].
     public static func backwardWeight(_ dw: UnsafeMutablePointer<Float>, _ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>,
                                       _ g: ConvGeometry) {
-        precondition(applies(g), "Winograd F(4,3) does not apply to \(g)")
+        precondition(applies(g), "Winograd does not apply to \(g)")
         let tilesH = (g.outH + 3) / 4, tilesW = (g.outW + 3) / 4, tiles = g.n * tilesH * tilesW
         let floatBytes = MemoryLayout<Float>.stride
         // ∂L/∂U for at most `weightGradientBudget` bytes of output channels at a time (a 512×512
@@ -247,7 +248,7 @@ public enum ConvWinograd {
     }
 
     /// Bytes of U up to which one call makes it once and its tile blocks share it (the GEMMs then
-    /// split the 36 positions between the threads). A larger U is made a few panels at a time by
+    /// split the 36 (or 16) positions between the threads). A larger U is made a few panels at a time by
     /// the thread that multiplies them, right before its GEMMs read them, in every tile block: U
     /// is 4× the weights (38 MB for a 512×512 layer), so written whole it went out to memory and
     /// came back once per 16 tile columns, and on VGG16's 16×16 maps (one block of 32 tiles per
@@ -255,7 +256,7 @@ public enum ConvWinograd {
     static let sharedTransformBudget = 16 << 20
 
     /// Bytes of U one thread makes at a time when U is above `sharedTransformBudget`: a few
-    /// panels for all 36 positions, so one position's share stays in L2 while its GEMM runs.
+    /// panels for all positions, so one position's share stays in L2 while its GEMM runs.
     static let panelChunkBudget = 2 << 20
 
     /// GEMM panels of `PD_WINO_MR` rows needed for `rows` rows.
@@ -303,7 +304,7 @@ public enum ConvWinograd {
     ///
     /// Two schedules, the same arithmetic per tile (so the same bits):
     /// - many tiles and a U made once (`sharedTransformBudget`): each thread runs whole blocks of
-    ///   its own tiles (`threadBlockBudget`): input transform, the 36 GEMMs, output transform,
+    ///   its own tiles (`threadBlockBudget`): input transform, the 36 (16) GEMMs, output transform,
     ///   with its V and M in its own cache. On VGG16's conv1_2 at 128² (2048 tiles per call) this
     ///   ran 1.0–1.4× the shared schedule's rate over four rounds on a noisy VM, where V and M went
     ///   from one core to the other through L3 between the three steps (docs/benchmarks.md);
@@ -313,7 +314,7 @@ public enum ConvWinograd {
     private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], weights: Weights,
                             bias: UnsafePointer<Float>?, relu: Bool, mask: PackedBits? = nil, n: Int, cIn: Int, h: Int, w: Int,
                             cOut: Int, pad: Int, oh: Int, ow: Int) {
-        precondition(ys.count == xs.count && !xs.isEmpty, "Winograd F(4,3): \(xs.count) inputs for \(ys.count) outputs")
+        precondition(ys.count == xs.count && !xs.isEmpty, "Winograd: \(xs.count) inputs for \(ys.count) outputs")
         precondition(weights.tile == .four || mask == nil, "Winograd F(2,3) writes no masked outputs")
         let side = weights.tile.rawValue, positions = weights.tile.positions
         let tilesH = (oh + side - 1) / side, tilesW = (ow + side - 1) / side
@@ -404,7 +405,7 @@ public enum ConvWinograd {
                     }
                 }
             } else {
-                // Each thread makes its panels' U a chunk at a time and runs the 36 GEMMs of
+                // Each thread makes its panels' U a chunk at a time and runs the GEMMs of all positions for
                 // that chunk's rows while the chunk is in cache.
                 parallelChunksOnThreads(panels, grain: 1) { r, thread in
                     let chunkU = pu + thread * positions * chunkPanels * panelFloats
