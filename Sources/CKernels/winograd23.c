@@ -123,14 +123,14 @@ PD_INLINE void gather23_row_of_tiles(const float *const rows[4], float *d, int s
 // The 4x4 input patches of channel c of the tiles first .. first+lanes-1 (lanes <= 8) into
 // d[p * stride + l] for the 16 positions p, lanes past `lanes` zero. `padded` is scratch for rows
 // that reach past the image.
-PD_INLINE void gather23_eight_patches(const float *x, int channels, int h, int w, int pad, int tiles_w, long per_image, int c,
+PD_INLINE void gather23_eight_patches(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_w, long per_image, int c,
                                       long first, int lanes, float *d, int stride, float padded[4][24]) {
   const int first_tx = (int)(first % per_image) % tiles_w;
   if (lanes == GROUP && first_tx + GROUP <= tiles_w) {
     const long n = first / per_image;
     const int ty = (int)(first % per_image) / tiles_w;
     const float *plane = x + ((size_t)n * channels + c) * h * w;
-    const int y0 = 2 * ty - pad, x0 = 2 * first_tx - pad;
+    const int y0 = 2 * ty - pad_h, x0 = 2 * first_tx - pad_w;
     const float *rows[4];
     for (int i = 0; i < 4; i++) {
       const int yy = y0 + i;
@@ -166,7 +166,7 @@ PD_INLINE void gather23_eight_patches(const float *x, int channels, int h, int w
     const long n = t / per_image;
     const int ty = (int)(t % per_image) / tiles_w, tx = (int)(t % per_image) % tiles_w;
     const float *plane = x + ((size_t)n * channels + c) * h * w;
-    const int y0 = 2 * ty - pad, x0 = 2 * tx - pad;
+    const int y0 = 2 * ty - pad_h, x0 = 2 * tx - pad_w;
     for (int i = 0; i < 4; i++)
       for (int j = 0; j < 4; j++) {
         const int yy = y0 + i, xx = x0 + j;
@@ -177,11 +177,11 @@ PD_INLINE void gather23_eight_patches(const float *x, int channels, int h, int w
 
 // One group of pd_wino23_input for channel c: tiles t0+g0 .. +lanes-1 (lanes <= width), gathered
 // eight at a time into d's rows of `width` floats, transformed, stored to V.
-PD_INLINE void input23_group(const float *x, int channels, int h, int w, int pad, int tiles_w, long per_image, long t0, int c,
+PD_INLINE void input23_group(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_w, long per_image, long t0, int c,
                              int g0, int lanes, float *v, int ld, float *d, float *e, float padded[4][24], const int width) {
   for (int half = 0; half < width; half += GROUP) {
     const int half_lanes = lanes - half < 0 ? 0 : (lanes - half < GROUP ? lanes - half : GROUP);
-    gather23_eight_patches(x, channels, h, w, pad, tiles_w, per_image, c, t0 + g0 + half, half_lanes, d + half, width, padded);
+    gather23_eight_patches(x, channels, h, w, pad_h, pad_w, tiles_w, per_image, c, t0 + g0 + half, half_lanes, d + half, width, padded);
   }
   // Columns of the patch: e[i][j] = sum_r B^T[i][r] d[r][j]; then rows: V[i][j] = sum_k e[i][k] B^T[j][k].
   for (int j = 0; j < 4; j++) bt23_rows(d + j * width, e + j * width, 4 * width, width);
@@ -199,7 +199,7 @@ PD_INLINE void input23_group(const float *x, int channels, int h, int w, int pad
 
 // pd_wino23_input on groups of `width` tiles (8 or 16), a last group of at most eight on 8-float
 // rows.
-PD_INLINE void input23_transform(const float *x, int channels, int h, int w, int pad, int tiles_w, long t0, int count,
+PD_INLINE void input23_transform(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_w, long t0, int count,
                                  int c_begin, int c_end, float *v, int ld, const int width, long per_image) {
   float d[16 * 16], e[16 * 16];
   float padded[4][24];
@@ -207,23 +207,23 @@ PD_INLINE void input23_transform(const float *x, int channels, int h, int w, int
     for (int g0 = 0; g0 < count; g0 += width) {
       const int lanes = count - g0 < width ? count - g0 : width;
       if (width > GROUP && lanes <= GROUP)
-        input23_group(x, channels, h, w, pad, tiles_w, per_image, t0, c, g0, lanes, v, ld, d, e, padded, GROUP);
+        input23_group(x, channels, h, w, pad_h, pad_w, tiles_w, per_image, t0, c, g0, lanes, v, ld, d, e, padded, GROUP);
       else
-        input23_group(x, channels, h, w, pad, tiles_w, per_image, t0, c, g0, lanes, v, ld, d, e, padded, width);
+        input23_group(x, channels, h, w, pad_h, pad_w, tiles_w, per_image, t0, c, g0, lanes, v, ld, d, e, padded, width);
     }
   }
 }
 
 PD_CLONES
-void pd_wino23_input(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+void pd_wino23_input(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_h, int tiles_w,
                      long t0, int count, int c_begin, int c_end, float *v, int ld) {
-  input23_transform(x, channels, h, w, pad, tiles_w, t0, count, c_begin, c_end, v, ld, GROUP, (long)tiles_h * tiles_w);
+  input23_transform(x, channels, h, w, pad_h, pad_w, tiles_w, t0, count, c_begin, c_end, v, ld, GROUP, (long)tiles_h * tiles_w);
 }
 
 PD_CLONES_WIDE
-void pd_wino23_input_wide(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+void pd_wino23_input_wide(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_h, int tiles_w,
                           long t0, int count, int c_begin, int c_end, float *v, int ld) {
-  input23_transform(x, channels, h, w, pad, tiles_w, t0, count, c_begin, c_end, v, ld, 2 * GROUP, (long)tiles_h * tiles_w);
+  input23_transform(x, channels, h, w, pad_h, pad_w, tiles_w, t0, count, c_begin, c_end, v, ld, 2 * GROUP, (long)tiles_h * tiles_w);
 }
 
 // Output row i of eight whole tiles (o: column 0 of the lanes, column 1 `stride` floats on) as 16

@@ -61,10 +61,10 @@ enum LayerChainLoss {
         Tape.withoutGrad {
             var h = x, ht = target, i = 0, level = 0
             let direct = keep && !ConvDispatch.winogradOnSwitchingForward
-            // The prediction's first convolution takes the softmax band by band, directly
-            // (`ConvDispatch.forwardInRowBands`: a PSPNet's 150-class softmax at 256² would be
-            // 79 MB whole); otherwise p is a temporary, released when the first layer's output
-            // replaces it in h.
+            // The prediction's first convolution takes the softmax band by band
+            // (`ConvDispatch.forwardInRowBands`, each band a switching forward: a PSPNet's
+            // 150-class softmax at 256² would be 79 MB whole); otherwise p is a temporary,
+            // released when the first layer's output replaces it in h.
             let softmaxInBands = softmaxFirst && direct && (chain.layers.first as? Conv2d).map {
                 $0.stride.0 == 1 && $0.dilation.0 == 1 && $0.groups == 1
             } == true

@@ -20,6 +20,8 @@ extension ConvKernelTests {
             ConvGeometry(n: 1, cIn: 4, h: 5, w: 5, cOut: 7, kh: 3, kw: 3, padding: (2, 2)),
             ConvGeometry(n: 2, cIn: 64, h: 33, w: 30, cOut: 72, kh: 3, kw: 3, padding: (1, 1)), // several tile blocks
             ConvGeometry(n: 1, cIn: 512, h: 8, w: 8, cOut: 520, kh: 3, kw: 3, padding: (1, 1)),
+            ConvGeometry(n: 2, cIn: 17, h: 12, w: 21, cOut: 18, kh: 3, kw: 3, padding: (0, 1)),  // a row band's padding
+            ConvGeometry(n: 1, cIn: 16, h: 9, w: 10, cOut: 16, kh: 3, kw: 3, padding: (2, 0)),
         ]
         XCTAssertGreaterThan(16 * 87 * 6 * 512 * 4, ConvWinograd.sharedTransformBudget, "the last shape's U is made in chunks")
         for (i, g) in shapes.enumerated() {
@@ -132,22 +134,23 @@ extension ConvKernelTests {
     /// The transforms' tile-row path (eight tiles of one tile row read and written as row segments
     /// with vector shuffles) gives the bits of the per-tile path, and so do the 16-tile groups:
     /// interior and zero-padded segments, groups that straddle tile rows and images, a cropped last
-    /// column and row of tiles, bias and ReLU.
+    /// column and row of tiles, row and column padding that differ (a row band's), bias and ReLU.
     func testWinogradTwoTileRowPathMatchesSingleTiles() {
-        // (images, channels, height, width, padding)
-        for (n, c, h, w, pad) in [(1, 2, 12, 50, 1), (2, 3, 20, 40, 1), (1, 2, 13, 35, 0), (1, 1, 9, 34, 2), (2, 2, 8, 16, 1)] {
-            let oh = h + 2 * pad - 2, ow = w + 2 * pad - 2
+        // (images, channels, height, width, row padding, column padding)
+        for (n, c, h, w, padH, padW) in [(1, 2, 12, 50, 1, 1), (2, 3, 20, 40, 1, 1), (1, 2, 13, 35, 0, 0), (1, 1, 9, 34, 2, 2),
+                                         (2, 2, 8, 16, 1, 1), (1, 3, 11, 37, 0, 1), (2, 2, 10, 18, 2, 0)] {
+            let oh = h + 2 * padH - 2, ow = w + 2 * padW - 2
             let tilesH = (oh + 1) / 2, tilesW = (ow + 1) / 2, count = n * tilesH * tilesW, ld = (count + 7) / 8 * 8
-            let label = "\(n)×\(c)×\(h)×\(w) pad \(pad)"
+            let label = "\(n)×\(c)×\(h)×\(w) pad \(padH), \(padW)"
             let x = randomTensor([n, c, h, w], seed: UInt64(h * 1000 + w), requiresGrad: false)
             let grouped = Tensor(uninitialized: [16, c, ld]), single = Tensor(uninitialized: [16, c, ld]), wide = Tensor(uninitialized: [16, c, ld])
             for t in [grouped, single, wide] { t.fill(.nan) }
-            pd_wino23_input(x.data, Int32(c), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW), 0, Int32(count), 0, Int32(c),
+            pd_wino23_input(x.data, Int32(c), Int32(h), Int32(w), Int32(padH), Int32(padW), Int32(tilesH), Int32(tilesW), 0, Int32(count), 0, Int32(c),
                             grouped.data, Int32(ld))
-            pd_wino23_input_wide(x.data, Int32(c), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW), 0, Int32(count), 0,
+            pd_wino23_input_wide(x.data, Int32(c), Int32(h), Int32(w), Int32(padH), Int32(padW), Int32(tilesH), Int32(tilesW), 0, Int32(count), 0,
                                  Int32(c), wide.data, Int32(ld))
             for t in 0..<count {
-                pd_wino23_input(x.data, Int32(c), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW), t, 1, 0, Int32(c),
+                pd_wino23_input(x.data, Int32(c), Int32(h), Int32(w), Int32(padH), Int32(padW), Int32(tilesH), Int32(tilesW), t, 1, 0, Int32(c),
                                 single.data + t, Int32(ld))
             }
             XCTAssertEqual(memcmp(grouped.data, single.data, grouped.count * 4), 0, "input transform \(label)")
@@ -170,6 +173,41 @@ extension ConvKernelTests {
                 XCTAssertEqual(memcmp(outputs[1].data, outputs[2].data, outputs[1].count * 4), 0,
                                "16-lane output transform \(label) relu \(relu)")
             }
+        }
+    }
+
+    /// `forwardInRowBands` (the prediction's first layer, its softmax made band by band) runs each
+    /// band as a `switchingForward`: F(2×2, 3×3) on bands of an even number of rows, padded along
+    /// columns only, gives the whole map's bits (bands of two rows, and of a few rows with a shorter
+    /// last one; an odd map height).
+    func testRowBandsRunWinogradTwoWithTheWholeMapsBits() {
+        let saved = ConvDispatch.rowBandBudget
+        defer { ConvDispatch.rowBandBudget = saved }
+        ConvDispatch.withWinogradByRule {
+            let g = ConvGeometry(n: 2, cIn: 19, h: 15, w: 20, cOut: 16, kh: 3, kw: 3, padding: (1, 1))
+            let x = randomTensor([g.n, g.cIn, g.h, g.w], seed: 99, requiresGrad: false)
+            let w = randomTensor([g.cOut, g.cIn, 3, 3], seed: 100, requiresGrad: false)
+            let b = randomTensor([g.cOut], seed: 101, requiresGrad: false)
+            let whole = Tensor(uninitialized: [g.n, g.cOut, g.outH, g.outW])
+            XCTAssertTrue(ConvDispatch.usesWinogradTwo(g))
+            ConvDispatch.switchingForward(whole.data, x.data, w.data, b.data, g, relu: true)
+            let direct = Tensor(uninitialized: whole.shape)
+            ConvDispatch.directForward(direct.data, x.data, w.data, b.data, g, relu: true)
+            XCTAssertNotEqual(memcmp(whole.data, direct.data, whole.count * 4), 0, "the algorithms must round apart for this test to see which ran")
+            let bytesPerRow = (2 * g.cIn * g.w + g.cOut * g.outW) * 4
+            for budget in [1, bytesPerRow * 7] {   // bands of 2 rows; of 6 rows, the last 3
+                ConvDispatch.rowBandBudget = budget
+                let banded = Tensor(uninitialized: whole.shape)
+                banded.fill(.nan)
+                ConvDispatch.forwardInRowBands(banded.data, w.data, b.data, g, relu: true) { band, channelStride, image, rows in
+                    for c in 0..<g.cIn {
+                        (band + c * channelStride).update(from: x.data + ((image * g.cIn + c) * g.h + rows.lowerBound) * g.w, count: rows.count * g.w)
+                    }
+                }
+                XCTAssertEqual(memcmp(banded.data, whole.data, whole.count * 4), 0, "budget \(budget)")
+            }
+            let band = ConvGeometry(n: 1, cIn: g.cIn, h: 4, w: g.w, cOut: g.cOut, kh: 3, kw: 3, padding: (0, 1))
+            XCTAssertTrue(ConvDispatch.usesWinogradTwo(band), "a two-row band runs F(2×2, 3×3)")
         }
     }
 

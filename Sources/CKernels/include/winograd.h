@@ -92,8 +92,8 @@ void pd_wino43_weight_grad(const float *du, int k_out, int c_in, int k_begin, in
 /// pd_wino43_weight_grad on groups of 16 input channels (see pd_wino43_input_wide).
 void pd_wino43_weight_grad_wide(const float *du, int k_out, int c_in, int k_begin, int k_end, float *dw);
 
-/// Winograd F(2x2, 3x3): 2x2 output tiles from 4x4 input patches, 16 transform positions, tile
-/// (ty, tx)'s patch starting at row 2*ty - pad, column 2*tx - pad; tiles_h = ceil(OH/2), tiles_w =
+/// Winograd F(2x2, 3x3): 2x2 output tiles from 4x4 input patches, 16 transform positions;
+/// tiles_h = ceil(OH/2), tiles_w =
 /// ceil(OW/2). Transformed data lies as [16][channels][ld], and each position's GEMM is
 /// pd_wino43_gemm (or _wide), the same kernel on U's and V's 16 positions. Its transforms hold only
 /// 0, +-1 and 1/2, so it rounds about as a direct convolution does (forward only).
@@ -101,11 +101,12 @@ void pd_wino43_weight_grad_wide(const float *du, int k_out, int c_in, int k_begi
 /// U = G w G^T for w: [K][C][3][3] in pd_wino43_weights's panel layout (rows K, columns C), panels
 /// panel_begin..panel_end-1 of each of the 16 positions into u[16][u_panels][panel].
 void pd_wino23_weights(const float *w, int k_out, int c_in, int panel_begin, int panel_end, int u_panels, float *u);
-/// V[16][C][ld] for channels c_begin..c_end-1: B^T d B of each tile's 4x4 input patch (outside
-/// the image reads 0); groups of 8 tiles, or of 16 in the _wide twin (same bits).
-void pd_wino23_input(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+/// V[16][C][ld] for channels c_begin..c_end-1: B^T d B of each tile's 4x4 input patch, that of
+/// tile (ty, tx) starting at row 2*ty - pad_h, column 2*tx - pad_w (the paddings may differ;
+/// outside the image reads 0); groups of 8 tiles, or of 16 in the _wide twin (same bits).
+void pd_wino23_input(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_h, int tiles_w,
                      long t0, int count, int c_begin, int c_end, float *v, int ld);
-void pd_wino23_input_wide(const float *x, int channels, int h, int w, int pad, int tiles_h, int tiles_w,
+void pd_wino23_input_wide(const float *x, int channels, int h, int w, int pad_h, int pad_w, int tiles_h, int tiles_w,
                           long t0, int count, int c_begin, int c_end, float *v, int ld);
 /// y[n][k][2ty+i][2tx+j] = A^T m A (+ bias[k], then max(., 0) when `relu`) for channels
 /// k_begin..k_end-1 of m: [16][K][ld], cropped to y: [N][K][oh][ow]; the _wide twin on groups of 16.

@@ -345,7 +345,7 @@ public enum ConvDispatch {
     }
     private static let winogradEnabled = ProcessInfo.processInfo.environment["PERCEP_WINOGRAD"] != "0"
 
-    /// Whether `switchingForward` runs Winograd F(2×2, 3×3) on `g`: where Winograd applies, with at
+    /// Whether `switchingForward` runs Winograd F(2×2, 3×3) on `g`: where it applies (`appliesTwo`), with at
     /// least 16 channels on both sides and 8 tiles of 2×2 (unless an algorithm is forced or
     /// `PERCEP_WINOGRAD=0`). Measured with `bench conv --compare` on the VGG16 shapes (AVX2
     /// EPYC, docs/benchmarks.md): 1.1–2.6× oneDNN's direct forward, 166–319 direct-equivalent
@@ -353,7 +353,7 @@ public enum ConvDispatch {
     /// algorithm once per shape instead, as F(4×4, 3×3)'s passes are.
     public static func usesWinogradTwo(_ g: ConvGeometry) -> Bool {
         let tiles = g.n * ((g.outH + 1) / 2) * ((g.outW + 1) / 2)
-        guard winogradEnabled && forcedAlgorithm == nil && ConvWinograd.applies(g) && g.cIn >= 16 && g.cOut >= 16 && tiles >= 8 else {
+        guard winogradEnabled && forcedAlgorithm == nil && ConvWinograd.appliesTwo(g) && g.cIn >= 16 && g.cOut >= 16 && tiles >= 8 else {
             return false
         }
         return !winogradIsTimed || winogradWins(g, .forward, tile: .two)

@@ -2,19 +2,20 @@ import Foundation
 
 extension ConvDispatch {
     /// Bytes one band of `forwardInRowBands` may take: its input, the blocked copy a direct
-    /// convolution makes of it, and its output. 16 MiB keeps a [150, 256, 256] image's bands
-    /// (43 rows, about 10 MiB of blocked copies) inside the workspace PSPNet-R18's own passes
-    /// already hold. Settable for tests.
+    /// convolution makes of it (or Winograd's tile blocks, within their own budgets), and its
+    /// output. 16 MiB keeps a [150, 256, 256] image's bands (44 rows, about 10 MiB of blocked
+    /// copies) inside the workspace PSPNet-R18's own passes already hold. Settable for tests.
     nonisolated(unsafe) public static var rowBandBudget = 16 << 20
 
     /// y = conv(input, w) + b (overwritten), then max(y, 0) when `relu`, for a convolution whose
     /// input is never whole: `fill(band, channelStride, image, rows)` writes rows `rows` of every
     /// channel of image `image` (channel c's first row at band + c·channelStride, rows W floats
     /// apart), and the convolution runs one band of output rows at a time on them, each band a
-    /// direct convolution (`directForward`: the bands serve a forward whose switches route a
-    /// gradient) with the rows above and below it (zeros outside the image) and no row padding.
-    /// The bands' outputs are those of the whole convolution:
-    /// explicit zero rows add nothing that the padding would not.
+    /// `switchingForward` (the bands serve a forward whose switches route a gradient: Winograd
+    /// F(2×2, 3×3) or a direct convolution) with the rows above and below it (zeros outside the
+    /// image) and no row padding. The bands' outputs are those of the whole convolution:
+    /// explicit zero rows add nothing that the padding would not, and bands of an even number of
+    /// rows keep F(2×2, 3×3)'s tiles where the whole map has them (the same bits).
     ///
     /// For the prediction of a perceptual loss on segmentation logits: the softmax is made band by
     /// band into the band's input, so neither the probabilities of the whole batch nor the
@@ -29,7 +30,8 @@ extension ConvDispatch {
         let bytesPerRow = (2 * g.cIn * g.w + g.cOut * g.outW) * MemoryLayout<Float>.stride
         let fit = Swift.max(1, rowBandBudget / bytesPerRow - halo)
         let bands = (g.outH + fit - 1) / fit
-        let bandRows = (g.outH + bands - 1) / bands   // even bands; the last may be shorter
+        // Even bands of an even number of rows (F(2×2, 3×3)'s tile rows); the last may be shorter.
+        let bandRows = Swift.min(g.outH, ((g.outH + bands - 1) / bands + 1) / 2 * 2)
         let input = Storage(count: g.cIn * (bandRows + halo) * g.w)
         let output = Storage(count: g.cOut * bandRows * g.outW)
         let outPlane = g.outH * g.outW
@@ -53,7 +55,7 @@ extension ConvDispatch {
                 fill(input.base + (inside.lowerBound - top) * g.w, channelStride, image, inside)
                 let band = ConvGeometry(n: 1, cIn: g.cIn, h: inRows, w: g.w, cOut: g.cOut, kh: g.kh, kw: g.kw,
                                         stride: (1, g.strideW), padding: (0, g.padW), dilation: (1, g.dilW))
-                directForward(output.base, input.base, w, b, band, relu: relu)
+                switchingForward(output.base, input.base, w, b, band, relu: relu)
                 let rowFloats = rows * g.outW
                 parallelChunks(g.cOut, grain: 64) { r in
                     for k in r {

@@ -18,8 +18,15 @@ import CKernels
 public enum ConvWinograd {
     /// Whether `g` is a convolution this algorithm computes (forward or backward-data).
     public static func applies(_ g: ConvGeometry) -> Bool {
+        appliesTwo(g) && g.padH == g.padW
+    }
+
+    /// Whether `g` is a convolution F(2×2, 3×3) (`Tile.two`) computes: as `applies`, with row and
+    /// column padding that may differ (the row bands of `ConvDispatch.forwardInRowBands` pad
+    /// columns only).
+    public static func appliesTwo(_ g: ConvGeometry) -> Bool {
         g.kh == 3 && g.kw == 3 && g.strideH == 1 && g.strideW == 1 && g.dilH == 1 && g.dilW == 1 && g.groups == 1
-            && g.padH == g.padW && g.padH <= 2 && g.outH == g.h + 2 * g.padH - 2
+            && g.padH <= 2 && g.padW <= 2 && g.outH == g.h + 2 * g.padH - 2 && g.outW == g.w + 2 * g.padW - 2
     }
 
     /// y = conv(x, w) + b (overwritten), then max(y, 0) when `relu`. x: [N, C, H, W],
@@ -49,9 +56,9 @@ public enum ConvWinograd {
     /// xᵢ: [N, C, H, W], w: [K, C, 3, 3], yᵢ: [N, K, OH, OW].
     public static func forward(_ pairs: [(y: UnsafeMutablePointer<Float>, x: UnsafePointer<Float>)], _ w: UnsafePointer<Float>,
                                _ b: UnsafePointer<Float>?, _ g: ConvGeometry, relu: Bool = false, tile: Tile = .four) {
-        precondition(applies(g), "Winograd does not apply to \(g)")
+        precondition(tile == .two ? appliesTwo(g) : applies(g), "Winograd does not apply to \(g)")
         run(ys: pairs.map(\.y), xs: pairs.map(\.x), weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: false, tile: tile),
-            bias: b, relu: relu, n: g.n, cIn: g.cIn, h: g.h, w: g.w, cOut: g.cOut, pad: g.padH, oh: g.outH, ow: g.outW)
+            bias: b, relu: relu, n: g.n, cIn: g.cIn, h: g.h, w: g.w, cOut: g.cOut, padH: g.padH, padW: g.padW, oh: g.outH, ow: g.outW)
     }
 
     /// dx = convᵀ(dy, w) (overwritten): the stride-1 convolution of dy [N, K, OH, OW] with
@@ -67,7 +74,7 @@ public enum ConvWinograd {
                          "Winograd backward-data: the mask does not match dx of \(g)")
         }
         run(ys: [dx], xs: [dy], weights: Weights(w: w, kOut: g.cOut, cIn: g.cIn, transposeFlip: true), bias: nil, relu: false,
-            mask: mask, n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn, pad: 2 - g.padH, oh: g.h, ow: g.w)
+            mask: mask, n: g.n, cIn: g.cOut, h: g.outH, w: g.outW, cOut: g.cIn, padH: 2 - g.padH, padW: 2 - g.padW, oh: g.h, ow: g.w)
     }
 
     /// dw = ∂L/∂w (overwritten) for y = conv(x, w) given dy, through the same algorithm: the
@@ -208,8 +215,11 @@ public enum ConvWinograd {
 
         typealias Output23 = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int, Int32, Int32, Int32, Int32, Int32,
                                              UnsafePointer<Float>?, Int32, Int32, Int32, UnsafeMutablePointer<Float>?) -> Void
-        /// F(2×2, 3×3)'s input and output transforms (`Tile.two`).
-        var input23: Input { self == .eight ? pd_wino23_input : pd_wino23_input_wide }
+        typealias Input23 = @convention(c) (UnsafePointer<Float>?, Int32, Int32, Int32, Int32, Int32, Int32, Int32, Int, Int32, Int32,
+                                            Int32, UnsafeMutablePointer<Float>?, Int32) -> Void
+        /// F(2×2, 3×3)'s input and output transforms (`Tile.two`; its input transform pads rows
+        /// and columns each their own way).
+        var input23: Input23 { self == .eight ? pd_wino23_input : pd_wino23_input_wide }
         var output23: Output23 { self == .eight ? pd_wino23_output : pd_wino23_output_wide }
     }
 
@@ -313,9 +323,10 @@ public enum ConvWinograd {
     ///   transform by output channels.
     private static func run(ys: [UnsafeMutablePointer<Float>], xs: [UnsafePointer<Float>], weights: Weights,
                             bias: UnsafePointer<Float>?, relu: Bool, mask: PackedBits? = nil, n: Int, cIn: Int, h: Int, w: Int,
-                            cOut: Int, pad: Int, oh: Int, ow: Int) {
+                            cOut: Int, padH: Int, padW: Int, oh: Int, ow: Int) {
         precondition(ys.count == xs.count && !xs.isEmpty, "Winograd: \(xs.count) inputs for \(ys.count) outputs")
         precondition(weights.tile == .four || mask == nil, "Winograd F(2,3) writes no masked outputs")
+        precondition(weights.tile == .two || padH == padW, "Winograd F(4,3) pads rows and columns alike")
         let side = weights.tile.rawValue, positions = weights.tile.positions
         let tilesH = (oh + side - 1) / side, tilesW = (ow + side - 1) / side
         let tilesPerInput = n * tilesH * tilesW, tiles = xs.count * tilesPerInput
@@ -344,7 +355,16 @@ public enum ConvWinograd {
         if scratch.count < scratchFloats { scratch = Storage(count: scratchFloats) }
         let gemm = gemmLanes.kernel, transforms = transformLanes
         let maskWords = mask.map { UnsafePointer($0.words) }, maskRowWords = Int32(mask?.wordsPerRow ?? 0)
-        let input = weights.tile == .four ? transforms.input : transforms.input23
+        /// Input transform of one run of tiles `s` (V into `v`) for the input channels `channels`.
+        func input(_ v: UnsafeMutablePointer<Float>, _ s: (input: Int, first: Int, count: Int, column: Int), _ channels: Range<Int>) {
+            if weights.tile == .four {
+                transforms.input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(padH), Int32(tilesH), Int32(tilesW), s.first,
+                                 Int32(s.count), Int32(channels.lowerBound), Int32(channels.upperBound), v, Int32(block))
+            } else {
+                transforms.input23(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(padH), Int32(padW), Int32(tilesH), Int32(tilesW),
+                                   s.first, Int32(s.count), Int32(channels.lowerBound), Int32(channels.upperBound), v, Int32(block))
+            }
+        }
         /// Output transform of one run of tiles `s` (M from `m`) for the output channels `channels`.
         func output(_ m: UnsafePointer<Float>, _ s: (input: Int, first: Int, count: Int, column: Int), _ channels: Range<Int>) {
             if weights.tile == .four {
@@ -369,8 +389,7 @@ public enum ConvWinograd {
                     let t0 = b * block, count = Swift.min(block, tiles - t0)
                     let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
                     for s in runs {
-                        input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
-                              s.first, Int32(s.count), 0, Int32(cIn), pv + s.column, Int32(block))
+                        input(pv + s.column, s, 0..<cIn)
                     }
                     for p in 0..<positions {
                         gemm(pu + p * panels * panelFloats, pv + p * cIn * block, Int32(cOut), Int32(cIn), Int32(count), Int32(block),
@@ -390,8 +409,7 @@ public enum ConvWinograd {
             let runs = segments(t0: t0, count: count, tilesPerInput: tilesPerInput)
             parallelChunks(cIn, grain: 1) { r in
                 for s in runs {
-                    input(xs[s.input], Int32(cIn), Int32(h), Int32(w), Int32(pad), Int32(tilesH), Int32(tilesW),
-                          s.first, Int32(s.count), Int32(r.lowerBound), Int32(r.upperBound), pv + s.column, Int32(block))
+                    input(pv + s.column, s, r)
                 }
             }
             // U is already in the kernel's panels and V's rows are contiguous, so nothing is
