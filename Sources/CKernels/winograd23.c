@@ -134,25 +134,8 @@ PD_INLINE void gather23_eight_patches(const float *x, int channels, int h, int w
     const float *rows[4];
     for (int i = 0; i < 4; i++) {
       const int yy = y0 + i;
-      if (yy >= 0 && yy < h && x0 >= 0 && x0 + 18 <= w) {
-        rows[i] = plane + (size_t)yy * w + x0;
-      } else {
-        // Zeros, then the columns inside the image: whole 8-float chunks as vectors, the chunks
-        // an edge cuts element by element (as in winograd.c).
-        __builtin_memset(padded[i], 0, sizeof padded[i]);
-        if (yy >= 0 && yy < h) {
-          const float *row = plane + (size_t)yy * w;   // column x0 + j is padded[i][j]
-          const int lo = x0 < 0 ? -x0 : 0, hi = w - x0 < 18 ? w - x0 : 18;
-          for (int q = 0; q < 24; q += GROUP) {
-            if (q >= lo && q + GROUP <= hi) {
-              __builtin_memcpy(padded[i] + q, row + x0 + q, GROUP * sizeof(float));
-            } else {
-              for (int j = q > lo ? q : lo; j < q + GROUP && j < hi; j++) padded[i][j] = row[x0 + j];
-            }
-          }
-        }
-        rows[i] = padded[i];
-      }
+      rows[i] = yy >= 0 && yy < h && x0 >= 0 && x0 + 18 <= w ? plane + (size_t)yy * w + x0
+                                                              : pd_padded_row(plane, h, w, yy, x0, 18, padded[i], 24);
     }
     gather23_row_of_tiles(rows, d, stride);
     return;
