@@ -70,12 +70,6 @@ PD_INLINE void g_vectors(pd_v8 g0, pd_v8 g1, pd_v8 g2, pd_v8 out[6]) {
   out[5] = g2;
 }
 
-// The 3x3 kernel of GEMM row `row` and column `col` (see pd_wino43_weights): w[row][col], or with
-// transpose_flip w[col][row] read backwards.
-PD_INLINE const float *kernel_of(const float *w, int c_in, int transpose_flip, int row, int col) {
-  return transpose_flip ? w + ((size_t)col * c_in + row) * 9 : w + ((size_t)row * c_in + col) * 9;
-}
-
 // Rows r of one panel's group of eight columns c0.. (lanes of them valid) into stage[36][MR]: see
 // pd_wino43_weights. Vectors stay inside this inlined helper, so the baseline clone never passes
 // one by value.
@@ -88,32 +82,8 @@ PD_INLINE void weights_group(const float *w, int c_in, int transpose_flip, int r
       for (int p = 0; p < 36; p++) stage[p][r] = (pd_v8){0};
       continue;
     }
-    // taps[ab][l] = tap ab (row-major 3x3, after the flip) of column c0 + l's kernel.
     pd_v8 taps[9];
-    if (lanes == GROUP) {
-      pd_v8 first8[8];
-      float last[GROUP];
-      for (int l = 0; l < GROUP; l++) {
-        const float *k = kernel_of(w, c_in, transpose_flip, row, c0 + l);
-        first8[l] = pd_load8(k);
-        last[l] = k[8];
-      }
-      transpose8x8(first8);
-      if (transpose_flip) {
-        taps[0] = pd_load8(last);
-        for (int ab = 1; ab < 9; ab++) taps[ab] = first8[8 - ab];
-      } else {
-        for (int ab = 0; ab < 8; ab++) taps[ab] = first8[ab];
-        taps[8] = pd_load8(last);
-      }
-    } else {
-      float t[9][GROUP] = {{0}};
-      for (int l = 0; l < lanes; l++) {
-        const float *k = kernel_of(w, c_in, transpose_flip, row, c0 + l);
-        for (int ab = 0; ab < 9; ab++) t[ab][l] = k[transpose_flip ? 8 - ab : ab];
-      }
-      for (int ab = 0; ab < 9; ab++) taps[ab] = pd_load8(t[ab]);
-    }
+    pd_kernel_taps(w, c_in, transpose_flip, row, c0, lanes, taps);
     // t[i][b] = sum_a G[i][a] g[a][b] (per kernel column b), then U[i][j] = sum_b t[i][b] G[j][b].
     pd_v8 t[6][3], col[6];
     for (int b = 0; b < 3; b++) {

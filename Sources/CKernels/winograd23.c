@@ -35,25 +35,8 @@ PD_INLINE void weights23_group(const float *w, int c_in, int rows, int row0, int
       for (int p = 0; p < 16; p++) stage[p][r] = (pd_v8){0};
       continue;
     }
-    // taps[ab][l] = tap ab (row-major 3x3) of column c0 + l's kernel.
     pd_v8 taps[9];
-    if (lanes == GROUP) {
-      pd_v8 first8[8];
-      float last[GROUP];
-      for (int l = 0; l < GROUP; l++) {
-        const float *k = w + ((size_t)row * c_in + c0 + l) * 9;
-        first8[l] = pd_load8(k);
-        last[l] = k[8];
-      }
-      transpose8x8(first8);
-      for (int ab = 0; ab < 8; ab++) taps[ab] = first8[ab];
-      taps[8] = pd_load8(last);
-    } else {
-      float t[9][GROUP] = {{0}};
-      for (int l = 0; l < lanes; l++)
-        for (int ab = 0; ab < 9; ab++) t[ab][l] = w[((size_t)row * c_in + c0 + l) * 9 + ab];
-      for (int ab = 0; ab < 9; ab++) taps[ab] = pd_load8(t[ab]);
-    }
+    pd_kernel_taps(w, c_in, 0, row, c0, lanes, taps);
     // t[i][b] = sum_a G[i][a] g[a][b], then U[i][j] = sum_b t[i][b] G[j][b].
     pd_v8 t[4][3], col[4];
     for (int b = 0; b < 3; b++) {

@@ -1,5 +1,6 @@
 // What the Winograd kernels (winograd.c: F(4x4, 3x3) and the tile GEMM; winograd23.c: F(2x2, 3x3))
-// share: the CPU clones, the 8-float vector type and its transpose. Private to CKernels.
+// share: the CPU clones, the 8-float vector type and its transpose, the kernels' taps and the
+// zero-padded input rows. Private to CKernels.
 #ifndef PERCEP_CKERNELS_WINOGRAD_COMMON_H
 #define PERCEP_CKERNELS_WINOGRAD_COMMON_H
 
@@ -61,6 +62,43 @@ PD_INLINE void transpose8x8(pd_v8 r[8]) {
   r[5] = __builtin_shufflevector(s1, s5, 4, 5, 6, 7, 12, 13, 14, 15);
   r[6] = __builtin_shufflevector(s2, s6, 4, 5, 6, 7, 12, 13, 14, 15);
   r[7] = __builtin_shufflevector(s3, s7, 4, 5, 6, 7, 12, 13, 14, 15);
+}
+
+// The 3x3 kernel of GEMM row `row` and column `col` of a weight transform: w[row][col] of
+// w: [K][C][3][3], or with transpose_flip w[col][row] read backwards (the backward-data weights).
+PD_INLINE const float *kernel_of(const float *w, int c_in, int transpose_flip, int row, int col) {
+  return transpose_flip ? w + ((size_t)col * c_in + row) * 9 : w + ((size_t)row * c_in + col) * 9;
+}
+
+// taps[ab][l] = tap ab (row-major 3x3, after the flip) of the kernel of row `row`, column c0 + l,
+// for the `lanes` <= 8 columns of one group (lanes past them zero): a whole group's eight kernels
+// are loaded as eight rows and transposed. Both weight transforms (F(4x4, 3x3)'s, F(2x2, 3x3)'s)
+// start from these vectors.
+PD_INLINE void pd_kernel_taps(const float *w, int c_in, int transpose_flip, int row, int c0, int lanes, pd_v8 taps[9]) {
+  if (lanes == GROUP) {
+    pd_v8 first8[8];
+    float last[GROUP];
+    for (int l = 0; l < GROUP; l++) {
+      const float *k = kernel_of(w, c_in, transpose_flip, row, c0 + l);
+      first8[l] = pd_load8(k);
+      last[l] = k[8];
+    }
+    transpose8x8(first8);
+    if (transpose_flip) {
+      taps[0] = pd_load8(last);
+      for (int ab = 1; ab < 9; ab++) taps[ab] = first8[8 - ab];
+    } else {
+      for (int ab = 0; ab < 8; ab++) taps[ab] = first8[ab];
+      taps[8] = pd_load8(last);
+    }
+    return;
+  }
+  float t[9][GROUP] = {{0}};
+  for (int l = 0; l < lanes; l++) {
+    const float *k = kernel_of(w, c_in, transpose_flip, row, c0 + l);
+    for (int ab = 0; ab < 9; ab++) t[ab][l] = k[transpose_flip ? 8 - ab : ab];
+  }
+  for (int ab = 0; ab < 9; ab++) taps[ab] = pd_load8(t[ab]);
 }
 
 // Row yy of an image plane [h][w] from column x0 on, `columns` values with zeros outside the
