@@ -9,25 +9,54 @@ import Synchronization
 /// Any cached memory serves any request. The smallest cached block that is large enough is cut:
 /// the request takes its front, the rest stays cached. When no block is large enough, the largest
 /// ones are gathered: a range of the full length is reserved and their pages are moved onto its
-/// front with `mremap` (page tables move, nothing is copied or zeroed); only what the whole cache
-/// cannot cover is fresh memory. So the mapped bytes (live plus cached) never exceed the most bytes ever
-/// live in mapped tensors — the kernel would have held that much at the peak without a cache — and
-/// a step that repeats the previous one faults in nothing. Between steps the cache keeps that peak
-/// mapped, as PyTorch's caching allocators do. `PERCEP_MAPPED_CACHE=0` turns it off.
+/// front with `mremap` (page tables move, nothing is copied or zeroed), at most `maxMovedRuns` runs
+/// of them; only what the whole cache cannot cover, and the runs not moved, is fresh memory. So the
+/// mapped bytes (live plus cached) never exceed the most bytes ever live in mapped tensors — the
+/// kernel would have held that much at the peak without a cache — and a step that repeats the
+/// previous one faults in little or nothing (nothing in the VGG16 loss step). Between steps the
+/// cache keeps that peak mapped, as PyTorch's caching allocators do. `PERCEP_MAPPED_CACHE=0` turns
+/// it off.
 ///
-/// Cutting and gathering split the kernel's memory areas; the cache is emptied when the process
-/// holds more than a quarter of `vm.max_map_count` of them.
+/// A freed block joins the cached blocks next to it in the address space, and runs of one kernel
+/// memory area join again, so the pieces that cuts make become whole blocks again when all of them
+/// are free. Without that, every cut left one more piece for good: the runs a gather moved (one
+/// `mremap` each, with a TLB shootdown) grew in number step after step, and the VGG16 loss step's
+/// fastest of 50 went from 0.19 s to 0.35 s over 400 steps (docs/benchmarks.md).
+///
+/// Gathering splits the kernel's memory areas; the cache is emptied when the process holds more
+/// than a quarter of `vm.max_map_count` of them.
 enum MappedBlockCache {
     /// A run of bytes inside one kernel memory area: `mremap` moves only such runs.
     private struct Segment {
         var address: UnsafeMutableRawPointer
         var length: Int
+        /// The memory area it lies in, numbered when the area is made (`newArea`): two adjacent
+        /// segments of one area are one run.
+        var area: Int
+
+        var end: UnsafeMutableRawPointer { address + length }
     }
 
-    /// A freed block: its segments, in address order, cover it without gaps.
+    /// A block: its segments, in address order, cover it without gaps.
     private struct Block {
         var segments: [Segment]
         var length: Int
+
+        var start: UnsafeMutableRawPointer { segments[0].address }
+        var end: UnsafeMutableRawPointer { segments[segments.count - 1].end }
+
+        /// Appends `next`, the block that starts where this one ends; the two runs where they
+        /// meet become one when they lie in the same memory area.
+        mutating func join(_ next: Block) {
+            precondition(end == next.start, "MappedBlockCache: joining blocks that are not adjacent")
+            var rest = next.segments[...]
+            if let first = rest.first, segments[segments.count - 1].area == first.area {
+                segments[segments.count - 1].length += first.length
+                rest = rest.dropFirst()
+            }
+            segments.append(contentsOf: rest)
+            length += next.length
+        }
 
         /// Splits off the first `length` bytes; the rest stays in `self`.
         mutating func cut(front length: Int) -> Block {
@@ -35,7 +64,8 @@ enum MappedBlockCache {
             while taken < length {
                 var segment = segments.removeFirst()
                 if taken + segment.length > length {
-                    let rest = Segment(address: segment.address + (length - taken), length: segment.length - (length - taken))
+                    let rest = Segment(address: segment.address + (length - taken), length: segment.length - (length - taken),
+                                       area: segment.area)
                     segment.length = length - taken
                     segments.insert(rest, at: 0)
                 }
@@ -52,10 +82,14 @@ enum MappedBlockCache {
     private static let cached = Atomic<Int>(0)
     /// Fresh pages mapped so far, in bytes: what the kernel had to fault in and zero.
     static let freshBytes = Atomic<Int>(0)
+    /// Runs moved by `mremap` so far (`StorageStatistics.movedMappedRuns`).
+    static let movedRuns = Atomic<Int>(0)
     /// Cuts and gathers since the memory areas were last counted.
     private static let reshapes = Atomic<Int>(0)
     /// The segments of blocks handed out, by address, so `give` knows how to move them later.
     private static let liveSegments = Mutex<[UnsafeMutableRawPointer: [Segment]]>([:])
+    /// The last memory-area number given (`newArea`).
+    private static let areas = Atomic<Int>(0)
 
     static let enabled: Bool = ProcessInfo.processInfo.environment["PERCEP_MAPPED_CACHE"] != "0"
 
@@ -92,13 +126,20 @@ enum MappedBlockCache {
         if pieces.count == 1, pieces[0].length == length {
             return (hand(out: pieces[0].segments), length)
         }
-        if pieces.isEmpty { return (hand(out: [Segment(address: mapFresh(length), length: length)]), 0) }
+        if pieces.isEmpty { return (hand(out: [Segment(address: mapFresh(length), length: length, area: newArea())]), 0) }
         // Gather: reserve the whole length (untouched pages cost nothing) and move the pieces'
-        // pages onto its front.
+        // pages onto its front; each moved run is a memory area of its own there.
         noteReshape()
-        let reused = pieces.reduce(0) { $0 + $1.length }
+        // At most `maxMovedRuns` runs move, the longest; the others go back to the kernel and
+        // their bytes come fresh.
+        var sources = pieces.flatMap(\.segments)
+        if sources.count > maxMovedRuns {
+            let longest = Set(sources.indices.sorted { sources[$0].length > sources[$1].length }.prefix(maxMovedRuns))
+            for index in sources.indices where !longest.contains(index) { munmap(sources[index].address, sources[index].length) }
+            sources = sources.indices.filter(longest.contains).map { sources[$0] }
+        }
+        let reused = sources.reduce(0) { $0 + $1.length }
         let target = mapFresh(length, counted: length - reused)
-        let sources = pieces.flatMap(\.segments)
         var segments: [Segment] = [], offset = 0
         for (index, source) in sources.enumerated() {
             guard pd_remap_onto(source.address, source.length, target + offset) != nil else {
@@ -108,11 +149,12 @@ enum MappedBlockCache {
                 releaseAll()
                 break
             }
-            segments.append(Segment(address: target + offset, length: source.length))
+            movedRuns.add(1, ordering: .relaxed)
+            segments.append(Segment(address: target + offset, length: source.length, area: newArea()))
             offset += source.length
         }
         if offset < length {
-            segments.append(Segment(address: target + offset, length: length - offset))
+            segments.append(Segment(address: target + offset, length: length - offset, area: newArea()))
             freshBytes.add(reused - offset, ordering: .relaxed)
         }
         return (hand(out: segments), offset)
@@ -124,9 +166,21 @@ enum MappedBlockCache {
             munmap(address, length)
             return
         }
-        let segments = liveSegments.withLock { $0.removeValue(forKey: address) } ?? [Segment(address: address, length: length)]
+        guard let segments = liveSegments.withLock({ $0.removeValue(forKey: address) }) else {
+            preconditionFailure("MappedBlockCache: \(address) was not handed out by take")
+        }
         blocks.withLock { blocks in
-            insert(Block(segments: segments, length: length), into: &blocks)
+            var block = Block(segments: segments, length: length)
+            // Join the cached neighbours: the block before it, then the one after.
+            if let before = blocks.firstIndex(where: { $0.end == block.start }) {
+                var joined = blocks.remove(at: before)
+                joined.join(block)
+                block = joined
+            }
+            if let after = blocks.firstIndex(where: { $0.start == block.end }) {
+                block.join(blocks.remove(at: after))
+            }
+            insert(block, into: &blocks)
             cached.add(length, ordering: .relaxed)
         }
     }
@@ -150,9 +204,19 @@ enum MappedBlockCache {
 
     /// Records how a block about to be handed out is made, and returns its address.
     private static func hand(out segments: [Segment]) -> UnsafeMutableRawPointer {
-        if segments.count > 1 { liveSegments.withLock { $0[segments[0].address] = segments } }
+        liveSegments.withLock { $0[segments[0].address] = segments }
         return segments[0].address
     }
+
+    /// The most runs one gather moves (`take`), the longest; the rest of its pieces go back to the
+    /// kernel and come fresh. Without a cap a run moved once can be cut and moved again, and a
+    /// gather's runs multiply. In MappedBlockCacheTests' repeated step (32 blocks of 1–6 MiB)
+    /// caps of 4, 8 and 16 moved 16, 32 and 55 runs and faulted in 3.9, 2.0 and 0.8 MiB per step,
+    /// level over 30 steps; with no cap the runs per step grew. Settable for tests.
+    nonisolated(unsafe) static var maxMovedRuns = 8
+
+    /// A number for a memory area just made.
+    private static func newArea() -> Int { areas.add(1, ordering: .relaxed).newValue }
 
     /// A new mapping of `length` bytes; `counted` of them (all by default) will be faulted in.
     private static func mapFresh(_ length: Int, counted: Int? = nil) -> UnsafeMutableRawPointer {

@@ -83,6 +83,10 @@ public enum StorageStatistics {
     /// and zeroed by the kernel. Benchmarks report its growth per step (0 once the mapped-block
     /// cache holds a step's worth).
     public static var freshMappedBytes: Int { MappedBlockCache.freshBytes.load(ordering: .relaxed) }
+    /// Runs of pages the mapped-block cache moved with `mremap` to gather blocks since the process
+    /// started: each is a system call and a TLB shootdown on the other cores. Benchmarks report
+    /// its growth per step (0 once the cache's blocks fit a repeating step).
+    public static var movedMappedRuns: Int { MappedBlockCache.movedRuns.load(ordering: .relaxed) }
     /// Bytes in freed mapped blocks kept for reuse (counted in RSS, not in `liveBytes`).
     public static var cachedMappedBytes: Int { MappedBlockCache.cachedBytes }
     /// Starts a new peak measurement from what is live now.

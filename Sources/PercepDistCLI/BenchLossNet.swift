@@ -47,7 +47,7 @@ struct BenchLossNet: ParsableCommand {
             return dt
         }
         _ = step()
-        let freshBefore = StorageStatistics.freshMappedBytes
+        let countsBefore = MappedPageCounts.now
         let times = (0..<iters).map { _ in step() }
         let mean = times.reduce(0, +) / Double(times.count)
         let report: [String: Any] = [
@@ -56,8 +56,8 @@ struct BenchLossNet: ParsableCommand {
             "in_channels": config.inChannels, "size": size, "batch": batch, "iters": iters, "family": config.family.rawValue,
             "winograd_gemm_lanes": ConvWinograd.gemmLanes.rawValue, "winograd_transform_lanes": ConvWinograd.transformLanes.rawValue,
             // The loss value, so runs with other kernels (PERCEP_WINOGRAD, PERCEP_CONV) can be compared.
-            "loss": Double(lastLoss),
-        ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: iters)) { $1 }
+            "loss": Double(lastLoss), "seconds_by_tenth": meansByTenth(times),
+        ].merging(benchMemoryReport(before: countsBefore, timedSteps: iters)) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -71,10 +71,30 @@ struct BenchLossNet: ParsableCommand {
 
 /// Where a benchmark's memory went: peak RSS, the most bytes live tensors held at once, and the
 /// size of oneDNN's shared workspace; what is in none of them is library code and allocator slack.
-/// `freshBefore` (`StorageStatistics.freshMappedBytes` before the timed steps) gives the fresh
-/// pages the `timedSteps` faulted in per step.
-func benchMemoryReport(freshBefore: Int, timedSteps: Int) -> [String: Any] {
-    ["peak_rss_mb": peakRSSMegabytes(), "peak_tensor_mb": Double(StorageStatistics.peakBytes) / 1_048_576,
-     "conv_workspace_mb": Double(ConvDispatch.dnnlWorkspaceBytes) / 1_048_576,
-     "fresh_pages_mb_per_step": Double(StorageStatistics.freshMappedBytes - freshBefore) / 1_048_576 / Double(max(timedSteps, 1))]
+/// `before` (`MappedPageCounts.now` before the timed steps) gives the fresh pages the
+/// `timedSteps` faulted in per step and the runs of pages the mapped-block cache moved per step.
+func benchMemoryReport(before: MappedPageCounts, timedSteps: Int) -> [String: Any] {
+    let steps = Double(max(timedSteps, 1))
+    return ["peak_rss_mb": peakRSSMegabytes(), "peak_tensor_mb": Double(StorageStatistics.peakBytes) / 1_048_576,
+            "conv_workspace_mb": Double(ConvDispatch.dnnlWorkspaceBytes) / 1_048_576,
+            "fresh_pages_mb_per_step": Double(StorageStatistics.freshMappedBytes - before.freshBytes) / 1_048_576 / steps,
+            "moved_runs_per_step": Double(StorageStatistics.movedMappedRuns - before.movedRuns) / steps]
+}
+
+/// The mean time of each tenth of `times` in order (empty for fewer than 10): a long run shows
+/// whether steps slow down as it goes (the mapped-block cache's pieces once did).
+func meansByTenth(_ times: [Double]) -> [Double] {
+    guard times.count >= 10 else { return [] }
+    return (0..<10).map { k in
+        let part = times[k * times.count / 10..<(k + 1) * times.count / 10]
+        return part.reduce(0, +) / Double(part.count)
+    }
+}
+
+/// The mapped-block cache's running counts that `benchMemoryReport` turns into per-step figures.
+struct MappedPageCounts {
+    let freshBytes: Int, movedRuns: Int
+    static var now: MappedPageCounts {
+        MappedPageCounts(freshBytes: StorageStatistics.freshMappedBytes, movedRuns: StorageStatistics.movedMappedRuns)
+    }
 }

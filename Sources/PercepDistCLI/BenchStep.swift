@@ -110,7 +110,7 @@ struct BenchStep: ParsableCommand {
             return (dt, total.item)
         }
         for _ in 0..<warmup { _ = step() }
-        let freshBefore = StorageStatistics.freshMappedBytes
+        let countsBefore = MappedPageCounts.now
         var times: [Double] = [], last: Float = 0
         OpProfile.enabled = profileOps
         for _ in 0..<steps { let (t, l) = step(); times.append(t); last = l }
@@ -128,8 +128,8 @@ struct BenchStep: ParsableCommand {
             "seconds_per_step": mean, "min_seconds": times.min()!,
             "threads": ThreadBudget.threads, "model": model, "size": size, "batch": batch, "classes": classes,
             "output_stride": outputStride, "aux": net.auxiliaryHead != nil, "perceptual": perceptual ?? "none", "steps": steps, "loss": Double(last),
-            "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
-        ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: steps)) { $1 }
+            "parameters": net.trainableParameters.reduce(0) { $0 + $1.count }, "seconds_by_tenth": meansByTenth(times),
+        ].merging(benchMemoryReport(before: countsBefore, timedSteps: steps)) { $1 }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
@@ -181,7 +181,7 @@ struct BenchStep: ParsableCommand {
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         for _ in 0..<warmup { _ = step() }
-        let freshBefore = StorageStatistics.freshMappedBytes
+        let countsBefore = MappedPageCounts.now
         OpProfile.enabled = profileOps
         let times = (0..<steps).map { _ in step() }
         OpProfile.enabled = false
@@ -191,8 +191,8 @@ struct BenchStep: ParsableCommand {
         var report: [String: Any] = [
             "seconds_per_step": mean, "min_seconds": times.min()!, "threads": ThreadBudget.threads,
             "model": model, "size": [h, w], "batch": batch, "classes": classes, "instances": instances, "perceptual": perceptual ?? "none",
-            "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count },
-        ].merging(benchMemoryReport(freshBefore: freshBefore, timedSteps: steps)) { $1 }
+            "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count }, "seconds_by_tenth": meansByTenth(times),
+        ].merging(benchMemoryReport(before: countsBefore, timedSteps: steps)) { $1 }
         for (name, value) in lastTerms { report[name] = value }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
