@@ -4,7 +4,8 @@
 # and PyTorch's twins alternately, each program pinned to two cores with 2 threads, in two lanes
 # on disjoint core pairs at the same time (the call's limit is 10 minutes):
 #   cores 0,1: the VGG16 and (1,1,1,1,1) loss steps (5 pairs), the transform and GEMM widths
-#              against each other, then `bench conv` (2 rounds each side);
+#              against each other, then `bench conv` (2 rounds each side), then 200 VGG16 loss
+#              steps of ours alone (drift over a long run, at the end of widths.txt);
 #   cores 2,3: the PSPNet-R18 step, then the CondInst R-50 step (1 step after a warm-up).
 # Results go to $OUT (at most 8 files come back): machine.txt, lossnet.md, widths.txt, conv.md,
 # step.md, condinst.md, conv-dispatch-a.json and -b.json (the decisions timed there, per lane).
@@ -60,6 +61,10 @@ lane_a() {
     done
   done > "$out/widths.txt" 2>&1
   tools/bench_conv.sh 2 8 2 > "$out/conv.md" 2>&1
+  # 200 loss steps: whether the step time drifts over a long run (seconds_by_tenth) and how many
+  # page runs the mapped-block cache moves per step there.
+  echo "long run, 200 steps: $("$PERCEP_BIN" bench lossnet --structure 2,2,3,3,3 --iters 200 --threads 2 --json \
+    | field seconds_per_iter min_seconds moved_runs_per_step fresh_pages_mb_per_step seconds_by_tenth)" >> "$out/widths.txt" 2>&1
 }
 
 lane_b() {
