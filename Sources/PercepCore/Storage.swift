@@ -85,7 +85,7 @@ public enum StorageStatistics {
     public static var freshMappedBytes: Int { MappedBlockCache.freshBytes.load(ordering: .relaxed) }
     /// Runs of pages the mapped-block cache moved with `mremap` to gather blocks since the process
     /// started: each is a system call and a TLB shootdown on the other cores. Benchmarks report
-    /// its growth per step (0 once the cache's blocks fit a repeating step).
+    /// its growth per step (0 in the VGG16 loss step once warm, a few in the training steps).
     public static var movedMappedRuns: Int { MappedBlockCache.movedRuns.load(ordering: .relaxed) }
     /// Bytes in freed mapped blocks kept for reuse (counted in RSS, not in `liveBytes`).
     public static var cachedMappedBytes: Int { MappedBlockCache.cachedBytes }
