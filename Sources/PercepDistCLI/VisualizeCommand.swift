@@ -16,6 +16,12 @@ struct Visualize: ParsableCommand {
     @Option(help: "Output folder for <image stem>.png (created if missing).") var out: String
     @Option(help: "Draw predictions with at least this score.") var score = 0.5
     @Option(help: "Draw at most this many images (0: all).") var limit = 0
+    @Option(help: "Integer magnification of each image (default: the smallest that draws it at least 320 pixels wide, so captions fit beside small images).")
+    var scale: Int?
+
+    func validate() throws {
+        if let scale, !(1...16).contains(scale) { throw ValidationError("--scale must be an integer from 1 to 16, got \(scale)") }
+    }
 
     func run() throws {
         let dataset = try COCODataset(contentsOf: gt)
@@ -41,7 +47,7 @@ struct Visualize: ParsableCommand {
                     return OverlayInstance(mask: mask, box: (a.bbox.x, a.bbox.y, a.bbox.width, a.bbox.height), caption: caption,
                                            colourIndex: dataset.categoryIndex(id: a.categoryID) ?? 0)
                 }
-                return try InstanceOverlay.draw(rgb, instances)
+                return try InstanceOverlay.draw(rgb, instances, magnification: scale ?? InstanceOverlay.magnification(forWidth: rgb.width))
             }
             let picture = try InstanceOverlay.sideBySide(try overlay(byImage[image.id] ?? [], scores: true), try overlay(truthByImage[image.id] ?? [], scores: false),
                                                          captions: ("prediction (score >= \(score))", "ground truth"))

@@ -25,30 +25,48 @@ public enum InstanceOverlay {
     static let palette: [(UInt8, UInt8, UInt8)] = [(230, 25, 75), (60, 180, 75), (0, 130, 200), (245, 130, 48), (145, 30, 180),
                                                     (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212), (0, 128, 128)]
 
-    /// `image` with `instances` drawn over it (masks at 45 % opacity, 2-pixel box outlines).
-    public static func draw(_ image: RGBImage, _ instances: [OverlayInstance]) throws -> RGBImage {
-        var canvas = Canvas(width: image.width, height: image.height)
-        canvas.pixels = image.pixels
+    /// `image` with `instances` drawn over it (masks at 45 % opacity, 2-pixel box outlines),
+    /// `magnification` times larger (nearest neighbour): the captions keep the font's size, so on
+    /// small images (COCO-layout sets of 128² pictures) they stay legible beside the boxes.
+    /// image: [H, W] RGB, each mask H × W → [k·H, k·W] RGB.
+    public static func draw(_ image: RGBImage, _ instances: [OverlayInstance], magnification: Int = 1) throws -> RGBImage {
+        let k = max(1, magnification)
+        let width = image.width * k, height = image.height * k
+        var canvas = Canvas(width: width, height: height)
+        for y in 0..<height {
+            for x in 0..<width {
+                let src = ((y / k) * image.width + x / k) * 3, dst = (y * width + x) * 3
+                canvas.pixels[dst] = image.pixels[src]; canvas.pixels[dst + 1] = image.pixels[src + 1]; canvas.pixels[dst + 2] = image.pixels[src + 2]
+            }
+        }
         for inst in instances {
             let colour = palette[inst.colourIndex % palette.count]
             if let mask = inst.mask, mask.count == image.width * image.height {
-                for y in 0..<image.height {
-                    for x in 0..<image.width where mask[y * image.width + x] != 0 { canvas.blend(x, y, colour, 0.45) }
+                for y in 0..<height {
+                    for x in 0..<width where mask[(y / k) * image.width + x / k] != 0 { canvas.blend(x, y, colour, 0.45) }
                 }
             }
             if let b = inst.box {
-                let (x0, y0, x1, y1) = (b.x, b.y, b.x + b.width, b.y + b.height)
+                let s = Double(k)
+                let (x0, y0, x1, y1) = (b.x * s, b.y * s, (b.x + b.width) * s, (b.y + b.height) * s)
                 for (p, q) in [((x0, y0), (x1, y0)), ((x1, y0), (x1, y1)), ((x1, y1), (x0, y1)), ((x0, y1), (x0, y0))] {
                     canvas.line(p, q, colour, thickness: 2)
                 }
                 canvas.text(inst.caption, x: x0 + 2, y: max(y0 - 6, 5), colour: colour)
             }
         }
-        return try RGBImage(height: image.height, width: image.width, pixels: canvas.pixels)
+        return try RGBImage(height: height, width: width, pixels: canvas.pixels)
+    }
+
+    /// The smallest integer magnification that makes an image `width` pixels wide at least
+    /// `minimumWidth` wide (1 for images already that wide).
+    public static func magnification(forWidth width: Int, minimumWidth: Int = 320) -> Int {
+        width <= 0 ? 1 : max(1, (minimumWidth + width - 1) / width)
     }
 
     /// Two images side by side with a 4-pixel white gap, each captioned above ("prediction",
-    /// "ground truth").
+    /// "ground truth"); a caption wider than its image is cut to fit rather than run into the
+    /// other's.
     public static func sideBySide(_ left: RGBImage, _ right: RGBImage, captions: (String, String)) throws -> RGBImage {
         let header = 14, gap = 4
         let width = left.width + gap + right.width, height = header + max(left.height, right.height)
@@ -61,8 +79,10 @@ public enum InstanceOverlay {
                 }
             }
         }
-        canvas.text(captions.0, x: 2, y: Double(header) / 2)
-        canvas.text(captions.1, x: Double(left.width + gap + 2), y: Double(header) / 2)
+        // n characters of the font take 6n - 1 pixels; 2 pixels of margin on the left.
+        func fitted(_ caption: String, _ room: Int) -> String { String(caption.prefix(max(0, (room + 1) / 6))) }
+        canvas.text(fitted(captions.0, left.width - 2), x: 2, y: Double(header) / 2)
+        canvas.text(fitted(captions.1, right.width - 2), x: Double(left.width + gap + 2), y: Double(header) / 2)
         return try RGBImage(height: height, width: width, pixels: canvas.pixels)
     }
 }

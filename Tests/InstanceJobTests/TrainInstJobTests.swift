@@ -96,9 +96,19 @@ final class TrainInstJobTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.err)
         let pngs = try FileManager.default.contentsOfDirectory(atPath: out.path).filter { $0.hasSuffix(".png") }
         XCTAssertEqual(pngs.count, 6)
+        // 64-pixel images are drawn 5 times larger by default (at least 320 pixels wide), so
+        // the captions fit; --scale 1 keeps them at their own size.
         let picture = try ImageFile.readRGB(out.appendingPathComponent(pngs.sorted()[0]).path)
-        XCTAssertEqual(picture.width, 64 + 4 + 64, "prediction and ground truth side by side")
-        XCTAssertEqual(picture.height, 14 + 64)
+        XCTAssertEqual(picture.width, 320 + 4 + 320, "prediction and ground truth side by side")
+        XCTAssertEqual(picture.height, 14 + 320)
+        let small = dir.appendingPathComponent("pictures-1x")
+        let unscaled = try ProcessRunner.run(ProcessRunner.percepDist, ["visualize", "--gt", Self.dataRoot.appendingPathComponent("annotations/instances_val.json").path,
+                                                                        "--results", results.appendingPathComponent("segm.json").path, "--images",
+                                                                        Self.dataRoot.appendingPathComponent("val").path, "--out", small.path, "--score", "0", "--scale", "1"])
+        XCTAssertEqual(unscaled.status, 0, unscaled.err)
+        let smallPicture = try ImageFile.readRGB(small.appendingPathComponent(pngs.sorted()[0]).path)
+        XCTAssertEqual(smallPicture.width, 64 + 4 + 64)
+        XCTAssertEqual(smallPicture.height, 14 + 64)
     }
 
     func testResumedRunIsBitIdentical() throws {

@@ -84,4 +84,57 @@ final class InstanceOverlayTests: XCTestCase {
         let inside = try InstanceOverlay.draw(image, [OverlayInstance(mask: nil, box: (8, 20, 30, 30), caption: "x 0.50", colourIndex: 0)])
         XCTAssertNotEqual(inside.pixels, image.pixels)
     }
+
+    /// A magnified overlay repeats each source pixel k × k times and puts masks and boxes on the
+    /// magnified pixels: a mask on source pixel (x 1, y 0) of a 2 × 2 image covers exactly the
+    /// block x 3…5, y 0…2 at k = 3.
+    func testMagnifiedOverlayScalesImageMasksAndBoxes() throws {
+        let image = try RGBImage(height: 2, width: 2, pixels: [10, 20, 30, 40, 50, 60, 70, 80, 90, 100, 110, 120])
+        let plain = try InstanceOverlay.draw(image, [], magnification: 3)
+        XCTAssertEqual(plain.width, 6); XCTAssertEqual(plain.height, 6)
+        for y in 0..<6 {
+            for x in 0..<6 {
+                let src = ((y / 3) * 2 + x / 3) * 3, dst = (y * 6 + x) * 3
+                XCTAssertEqual(Array(plain.pixels[dst..<dst + 3]), Array(image.pixels[src..<src + 3]), "pixel (\(x), \(y))")
+            }
+        }
+        let masked = try InstanceOverlay.draw(image, [OverlayInstance(mask: [0, 1, 0, 0], box: nil, caption: "", colourIndex: 0)], magnification: 3)
+        for y in 0..<6 {
+            for x in 0..<6 {
+                let dst = (y * 6 + x) * 3
+                let changed = masked.pixels[dst..<dst + 3] != plain.pixels[dst..<dst + 3]
+                XCTAssertEqual(changed, x >= 3 && y < 3, "mask at pixel (\(x), \(y))")
+            }
+        }
+        // A box drawn at magnification 4 lands where the same box scaled by 4 lands at 1.
+        let big = try RGBImage(height: 16, width: 16, pixels: [UInt8](repeating: 255, count: 16 * 16 * 3))
+        let boxed = try InstanceOverlay.draw(big, [OverlayInstance(mask: nil, box: (2, 3, 8, 9), caption: "", colourIndex: 1)], magnification: 4)
+        let bigger = try RGBImage(height: 64, width: 64, pixels: [UInt8](repeating: 255, count: 64 * 64 * 3))
+        let reference = try InstanceOverlay.draw(bigger, [OverlayInstance(mask: nil, box: (8, 12, 32, 36), caption: "", colourIndex: 1)])
+        XCTAssertEqual(boxed.pixels, reference.pixels)
+        XCTAssertEqual(InstanceOverlay.magnification(forWidth: 128), 3)
+        XCTAssertEqual(InstanceOverlay.magnification(forWidth: 160), 2)
+        XCTAssertEqual(InstanceOverlay.magnification(forWidth: 640), 1)
+    }
+
+    /// Side by side, a caption longer than its image is cut at the image's edge: nothing of it
+    /// reaches the gap or the other image's header (128-pixel images used to get "prediction
+    /// (score >= 0.5)" written across "ground truth").
+    func testSideBySideCaptionsStayAboveTheirOwnImage() throws {
+        let image = try RGBImage(height: 8, width: 40, pixels: [UInt8](repeating: 200, count: 8 * 40 * 3))
+        let picture = try InstanceOverlay.sideBySide(image, image, captions: (String(repeating: "W", count: 30), ""))
+        let header = 14
+        var leftInk = 0
+        for y in 0..<header {
+            for x in 0..<picture.width {
+                let i = (y * picture.width + x) * 3
+                let ink = picture.pixels[i] != 255 || picture.pixels[i + 1] != 255 || picture.pixels[i + 2] != 255
+                if x >= image.width { XCTAssertFalse(ink, "caption ink at (\(x), \(y)), right of the left image") } else if ink { leftInk += 1 }
+            }
+        }
+        XCTAssertGreaterThan(leftInk, 0, "the cut caption is still drawn")
+        // Every character of visualize's captions has a glyph (no fallback boxes).
+        let box = BitmapFont.glyph("\u{1}")
+        for ch in "prediction (score >= 0.5) ground truth <" { XCTAssertNotEqual(BitmapFont.glyph(ch), box, "glyph for \(ch)") }
+    }
 }
