@@ -140,11 +140,20 @@ enum MappedBlockCache {
         }
         let reused = sources.reduce(0) { $0 + $1.length }
         let target = mapFresh(length, counted: length - reused)
-        var segments: [Segment] = [], offset = 0
+        var segments: [Segment] = [], offset = 0, failedRun = 0
         for (index, source) in sources.enumerated() {
-            guard pd_remap_onto(source.address, source.length, target + offset) != nil else {
+            let moved = index == failingMove ? failMove(onto: target + offset, length: source.length)
+                                             : pd_remap_onto(source.address, source.length, target + offset)
+            guard moved != nil else {
                 // Out of memory areas: the pages not moved go back to the kernel with the whole
-                // cache; the request keeps what was moved and fresh pages after it.
+                // cache; the request keeps what was moved and fresh pages after it. Some failures
+                // come after the kernel has unmapped the destination (`mremap_to` unmaps it
+                // first; ENOMEM while splitting areas, or EFAULT on older kernels): zero pages go
+                // back into that hole, or the block handed out would have unmapped pages in it.
+                let hole = pd_map_zero_pages_if_unmapped(target + offset, source.length)
+                if hole < 0 { fatalError("percep-dist: out of memory mapping \(source.length) bytes after a failed mremap (errno \(errno))") }
+                if hole == 0 { refilledHoles.add(1, ordering: .relaxed) }
+                failedRun = source.length
                 for rest in sources[index...] { munmap(rest.address, rest.length) }
                 releaseAll()
                 break
@@ -153,10 +162,14 @@ enum MappedBlockCache {
             segments.append(Segment(address: target + offset, length: source.length, area: newArea()))
             offset += source.length
         }
-        if offset < length {
-            segments.append(Segment(address: target + offset, length: length - offset, area: newArea()))
-            freshBytes.add(reused - offset, ordering: .relaxed)
+        // The failed run's destination may be a refilled hole, a memory area of its own: it never
+        // joins the rest of the target.
+        var end = offset
+        for piece in [failedRun, length - offset - failedRun] where piece > 0 {
+            segments.append(Segment(address: target + end, length: piece, area: newArea()))
+            end += piece
         }
+        if offset < length { freshBytes.add(reused - offset, ordering: .relaxed) }
         return (hand(out: segments), offset)
     }
 
@@ -214,6 +227,18 @@ enum MappedBlockCache {
     /// caps of 4, 8 and 16 moved 16, 32 and 55 runs and faulted in 3.9, 2.0 and 0.8 MiB per step,
     /// level over 30 steps; with no cap the runs per step grew. Settable for tests.
     nonisolated(unsafe) static var maxMovedRuns = 8
+
+    /// Tests only: the index of a gather's run whose move fails as on a kernel that unmaps the
+    /// destination before failing (nil: every move is real).
+    nonisolated(unsafe) static var failingMove: Int?
+    /// Holes a failed move left in a gathered block and zero pages filled (`take`).
+    static let refilledHoles = Atomic<Int>(0)
+
+    /// What `failingMove` does instead of moving: unmaps the destination and fails.
+    private static func failMove(onto target: UnsafeMutableRawPointer, length: Int) -> UnsafeMutableRawPointer? {
+        munmap(target, length)
+        return nil
+    }
 
     /// A number for a memory area just made.
     private static func newArea() -> Int { areas.add(1, ordering: .relaxed).newValue }

@@ -84,6 +84,38 @@ final class MappedBlockCacheTests: XCTestCase {
         XCTAssertTrue((0..<floats(7 * mib)).allSatisfy { larger.base[$0] == 5 })
     }
 
+    /// Some kernels fail a move only after unmapping its destination. The gathered block must
+    /// still be mapped throughout: the hole gets zero pages back (before, writing the tensor
+    /// would fault there, or another mapping could land in the hole and overlap it).
+    func testAFailedMoveLeavesNoHoleInTheGatheredBlock() throws {
+        try skipUnlessCached()
+        do {
+            let blocks = [2, 3, 1].map { Storage(count: floats($0 * mib)) }
+            for block in blocks { block.base.update(repeating: 4, count: block.count) }
+        }
+        // The gather takes the largest blocks first (3, 2, 1 MiB): the 3 MiB run moves, the 2 MiB
+        // one fails.
+        MappedBlockCache.failingMove = 1
+        defer { MappedBlockCache.failingMove = nil }
+        let holes0 = MappedBlockCache.refilledHoles.load(ordering: .relaxed), fresh0 = StorageStatistics.freshMappedBytes
+        var block: Storage! = Storage(zeros: floats(7 * mib))
+        XCTAssertEqual(MappedBlockCache.refilledHoles.load(ordering: .relaxed) - holes0, 1)
+        XCTAssertEqual(StorageStatistics.freshMappedBytes - fresh0, 4 * mib, "all but the moved 3 MiB are fresh")
+        XCTAssertEqual(StorageStatistics.cachedMappedBytes, 0, "the cache is emptied after a failed move")
+        XCTAssertTrue((0..<block.count).allSatisfy { block.base[$0] == 0 }, "zeros on request, the refilled hole included")
+        block.base.update(repeating: 9, count: block.count)
+        XCTAssertTrue((0..<block.count).allSatisfy { block.base[$0] == 9 })
+        // Freed and gathered again, every piece of it moves with its data (the refilled hole is
+        // a memory area of its own, so no move spans two).
+        MappedBlockCache.failingMove = nil
+        block = nil
+        let moved0 = StorageStatistics.movedMappedRuns, holes1 = MappedBlockCache.refilledHoles.load(ordering: .relaxed)
+        let larger = Storage(count: floats(9 * mib))
+        XCTAssertEqual(MappedBlockCache.refilledHoles.load(ordering: .relaxed), holes1, "no move failed")
+        XCTAssertEqual(StorageStatistics.movedMappedRuns - moved0, 3, "the moved run, the refilled hole, the fresh rest")
+        XCTAssertTrue((0..<floats(7 * mib)).allSatisfy { larger.base[$0] == 9 })
+    }
+
     func testCutPiecesJoinAgainOnceFree() throws {
         try skipUnlessCached()
         var address: UnsafeMutablePointer<Float>?

@@ -13,6 +13,11 @@ extern "C" {
 /// there, without copying them. Returns `target`, or NULL with errno set.
 void *pd_remap_onto(void *address, size_t length, void *target);
 
+/// Maps fresh zero pages at exactly [address, address + length) if nothing is mapped anywhere in
+/// that range (MAP_FIXED_NOREPLACE: never replaces another mapping). Returns 0 when it mapped them,
+/// 1 when something is already mapped there, -1 with errno set on any other failure.
+int pd_map_zero_pages_if_unmapped(void *address, size_t length);
+
 #ifdef __cplusplus
 }
 #endif
