@@ -19,6 +19,11 @@ ldd "$bin" | awk '$3 ~ /^\// { print $3 }' | while read -r lib; do
     *) cp -L "$lib" "$stage/lib/" ;;
   esac
 done
-git rev-parse --short HEAD > "$stage/commit" 2>/dev/null || echo unknown > "$stage/commit"
+# The sources the binary says it was built from (`--version`: the commit, "-dirty.N" for
+# uncommitted changes), not this checkout's HEAD: the binary may be older than HEAD.
+built_from=$("$bin" --version 2>/dev/null | sed -n 's/.*(\(.*\)).*/\1/p')
+echo "${built_from:-unknown}" > "$stage/commit"
+head=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+[ "$built_from" = "$head" ] || echo "bundle.sh: warning: the binary was built from $built_from, HEAD is $head (rebuild to measure HEAD)" >&2
 tar -C "$stage" -cf - . | xz -9 -T2 > .build-device/percep-dist.tar.xz
 echo "$(du -h .build-device/percep-dist.tar.xz | cut -f1) .build-device/percep-dist.tar.xz ($(ls "$stage/lib" | wc -l) libraries, commit $(cat "$stage/commit"))"
