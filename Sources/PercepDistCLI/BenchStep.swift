@@ -28,6 +28,10 @@ struct BenchStep: ParsableCommand {
     @Option(help: "Input size S (square) or H,W.") var size = "256"
     @Option(help: "condinst_r50: instances per image (boxes and masks by a fixed formula, the same in tools/bench_condinst_step.py).")
     var instances = 6
+    @Option(help: "condinst_r50: cap on mask instances per group (MODEL.CONDINST.MAX_PROPOSALS; the COCO configs' 500), -1 for none (the default, as tools/bench_condinst_step.py).")
+    var maxProposals = -1
+    @Option(help: "condinst_r50 with --perceptual: cap on the mask instances per group that go through the loss network (LOSS.PERCEPTUAL.MAX_INSTANCES), -1 for none.")
+    var perceptualMaxInstances = -1
     @Option(help: "Batch size.") var batch = 2
     @Option(help: "Number of classes (default: 150, ADE20K's, for segmentation; 80, COCO's, for condinst_r50).")
     var classes: Int?
@@ -54,6 +58,10 @@ struct BenchStep: ParsableCommand {
     func validate() throws {
         guard dimensions != nil, batch > 1, (classes ?? 1) > 0, steps > 0, warmup >= 0, instances >= 0 else {
             throw ValidationError("--size (S or H,W), --classes and --steps must be positive, --batch at least 2 (batch norm), --warmup and --instances ≥ 0")
+        }
+        guard maxProposals == -1 || maxProposals > 0 else { throw ValidationError("--max-proposals must be -1 (no cap) or positive, got \(maxProposals)") }
+        guard perceptualMaxInstances == -1 || perceptualMaxInstances > 0 else {
+            throw ValidationError("--perceptual-max-instances must be -1 (no cap) or positive, got \(perceptualMaxInstances)")
         }
         if model == "condinst_r50", let (h, w) = dimensions, h % 32 != 0 || w % 32 != 0 || h < 256 || w < 256 {
             throw ValidationError("condinst_r50 needs --size sides that are multiples of 32 and at least 256")
@@ -152,7 +160,8 @@ struct BenchStep: ParsableCommand {
         var rng = SeededRNG(seed: 0, stream: "model")
         let net = CondInstModel(spec, rng: &rng)
         var settings = CondInstLossSettings()
-        settings.maxProposals = -1
+        settings.maxProposals = maxProposals
+        settings.perceptualMaxInstances = perceptualMaxInstances
         if let perceptual {
             var c = LossNetworkConfig(inChannels: 1)
             c.structure = try LossNetOptions.integers(perceptual, option: "perceptual")
@@ -166,7 +175,7 @@ struct BenchStep: ParsableCommand {
         let images = Tensor(uninitialized: [batch, 3, h, w])
         data.fillNormal(images, std: 50)
         let truth = (0..<batch).map { condinstBenchInstances(image: $0, count: instances, height: h, width: w, classes: classes) }
-        var lastTerms: [(String, Double)] = []
+        var lastTerms: [(String, Double)] = [], maskInstances = 0
         func step() -> Double {
             let t0 = DispatchTime.now().uptimeNanoseconds
             OpProfile.startStep()
@@ -178,6 +187,7 @@ struct BenchStep: ParsableCommand {
             total.backward()
             OpProfile.measure("SGD step") { sgd.step(); sgd.zeroGrad() }
             lastTerms = terms.map { ($0.name, Double($0.value.item)) }
+            maskInstances = parts.maskInstances
             return Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
         }
         for _ in 0..<warmup { _ = step() }
@@ -191,15 +201,15 @@ struct BenchStep: ParsableCommand {
         var report: [String: Any] = [
             "seconds_per_step": mean, "min_seconds": times.min()!, "threads": ThreadBudget.threads,
             "model": model, "size": [h, w], "batch": batch, "classes": classes, "instances": instances, "perceptual": perceptual ?? "none",
-            "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count }, "seconds_by_tenth": meansByTenth(times),
+            "max_proposals": maxProposals, "mask_instances": maskInstances, "perceptual_max_instances": perceptualMaxInstances, "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count }, "seconds_by_tenth": meansByTenth(times),
         ].merging(benchMemoryReport(before: countsBefore, timedSteps: steps)) { $1 }
         for (name, value) in lastTerms { report[name] = value }
         if json {
             let data = try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys])
             print(String(decoding: data, as: UTF8.self))
         } else {
-            print(String(format: "condinst_r50 %d×%d batch %d, %d instances each, perceptual %@: %.3f s/step (min %.3f), peak RSS %.0f MiB, %d threads",
-                         h, w, batch, instances, (perceptual ?? "none") as NSString, mean, times.min()!, peakRSSMegabytes(), ThreadBudget.threads))
+            print(String(format: "condinst_r50 %d×%d batch %d, %d instances each (%d mask instances), perceptual %@: %.3f s/step (min %.3f), peak RSS %.0f MiB, %d threads",
+                         h, w, batch, instances, maskInstances, (perceptual ?? "none") as NSString, mean, times.min()!, peakRSSMegabytes(), ThreadBudget.threads))
         }
     }
 }

@@ -34,6 +34,29 @@ final class BenchStepTests: XCTestCase {
         XCTAssertEqual(shares.reduce(0, +), 100, accuracy: 1, r.err)
     }
 
+    /// The CondInst step counts its mask instances, and `--max-proposals` and
+    /// `--perceptual-max-instances` cap them as the config keys do; bad caps are named.
+    func testCondInstStepReportsAndCapsMaskInstances() throws {
+        func run(_ extra: [String]) throws -> [String: Any] {
+            let r = try CLI.run(["bench", "step", "--model", "condinst_r50", "--size", "256", "--batch", "2", "--instances", "4",
+                                 "--steps", "1", "--warmup", "0", "--threads", "1", "--json"] + extra)
+            XCTAssertEqual(r.status, 0, r.err)
+            return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(r.out.utf8)) as? [String: Any], r.out)
+        }
+        let uncapped = try run([])
+        let all = (uncapped["mask_instances"] as! NSNumber).intValue
+        XCTAssertGreaterThan(all, 5, "every positive location is a mask instance without a cap")
+        let capped = try run(["--max-proposals", "5", "--perceptual", "1,1", "--perceptual-max-instances", "2"])
+        XCTAssertEqual((capped["mask_instances"] as! NSNumber).intValue, 5)
+        XCTAssertEqual((capped["perceptual_max_instances"] as! NSNumber).intValue, 2)
+        XCTAssertGreaterThan((capped["loss_percep"] as! NSNumber).doubleValue, 0)
+        for bad in [["--max-proposals", "0"], ["--perceptual-max-instances", "-2"]] {
+            let r = try CLI.run(["bench", "step", "--model", "condinst_r50", "--size", "256", "--steps", "1"] + bad)
+            XCTAssertNotEqual(r.status, 0)
+            XCTAssertTrue(r.err.contains(bad[0]), r.err)
+        }
+    }
+
     func testUnknownModelIsNamed() throws {
         let r = try CLI.run(["bench", "step", "--model", "unet_r18", "--size", "32", "--steps", "1"])
         XCTAssertNotEqual(r.status, 0)
