@@ -201,7 +201,8 @@ struct BenchStep: ParsableCommand {
         var report: [String: Any] = [
             "seconds_per_step": mean, "min_seconds": times.min()!, "threads": ThreadBudget.threads,
             "model": model, "size": [h, w], "batch": batch, "classes": classes, "instances": instances, "perceptual": perceptual ?? "none",
-            "max_proposals": maxProposals, "mask_instances": maskInstances, "perceptual_max_instances": perceptualMaxInstances, "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count }, "seconds_by_tenth": meansByTenth(times),
+            "max_proposals": maxProposals, "mask_instances": maskInstances, "perceptual_max_instances": perceptualMaxInstances,
+            "steps": steps, "parameters": net.trainableParameters.reduce(0) { $0 + $1.count }, "seconds_by_tenth": meansByTenth(times),
         ].merging(benchMemoryReport(before: countsBefore, timedSteps: steps)) { $1 }
         for (name, value) in lastTerms { report[name] = value }
         if json {
